@@ -1,0 +1,15 @@
+import type { Database } from 'better-sqlite3';
+import { migration0001Core } from './0001-core.js';
+
+/**
+ * A numbered, append-only schema change. Never edit a released migration; add the next number.
+ * Reserved numbers: 2 engine, 3 limiter, 4 monitoring, 5 runtime, 6 training.
+ */
+export interface Migration {
+  version: number;
+  /** Stable id, e.g. `0001-core`. */
+  id: string;
+  up(db: Database): void;
+}
+
+export const migrations: readonly Migration[] = [migration0001Core];

@@ -1,0 +1,186 @@
+import { join } from 'node:path';
+import { Gauge } from 'prom-client';
+import { ensureAdminToken } from './base/adminToken.js';
+import { SystemClock, type Clock } from './base/clock.js';
+import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type Settings } from './base/config.js';
+import { HealthRegistry } from './base/health.js';
+import type { Service } from './base/lifecycle.js';
+import { LoggerRegistry } from './base/logger.js';
+import { MetricsRegistry } from './base/metrics.js';
+import { packageVersion } from './base/packageInfo.js';
+import { PeriodicTaskRegistry, type PeriodicTask } from './base/periodic.js';
+import { Store } from './base/store.js';
+import { Auth } from './server/auth.js';
+import { GrpcServer } from './server/grpc/grpcServer.js';
+import { isLoopbackAddress } from './server/http/hostOrigin.js';
+import { HttpServer } from './server/http/httpServer.js';
+import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
+import { healthPlugin } from './server/http/plugins/health.js';
+import { opsPlugin } from './server/http/plugins/ops.js';
+import { OpsService } from './services/ops/opsService.js';
+
+export interface ConsoleOptions extends LoadSettingsOptions {
+  /** Injected time source; tests pass a FakeClock. */
+  clock?: Clock;
+  /** Where JSON log lines go (stdout by default). */
+  logDestination?: NodeJS.WritableStream;
+  /** better-sqlite3 native binary for Electron's ABI (see README). */
+  sqliteNativeBinding?: string;
+}
+
+/** Addresses the console listens on once started. */
+export interface ConsoleAddresses {
+  httpUrl: string;
+  grpcAddress: string;
+  httpPort: number;
+  grpcPort: number;
+}
+
+/** The running console: everything the composition root built, plus its lifecycle. */
+export interface Console {
+  readonly settings: Settings;
+  readonly config: ConfigStore;
+  readonly clock: Clock;
+  readonly store: Store;
+  readonly logs: LoggerRegistry;
+  readonly metrics: MetricsRegistry;
+  readonly periodic: PeriodicTaskRegistry;
+  readonly health: HealthRegistry;
+  readonly http: HttpServer;
+  readonly grpc: GrpcServer;
+  readonly adminToken: string;
+  readonly version: string;
+  /** Starts every service, then the HTTP and gRPC listeners. */
+  start(): Promise<ConsoleAddresses>;
+  /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
+  stop(): Promise<void>;
+  addresses(): ConsoleAddresses;
+}
+
+/**
+ * The composition root: the only place that creates services and wires them together.
+ * Throws ConfigError (exit code 2) when settings are invalid; nothing in the data dir is written then.
+ */
+export function createConsole(options: ConsoleOptions = {}): Console {
+  const env = options.env ?? process.env;
+  const settings = loadSettings(options);
+  const config = new ConfigStore(settings);
+  const cfg = config.get();
+  if (!isLoopbackAddress(cfg.server.host) && cfg.auth.apiKeys.length === 0) {
+    throw new ConfigError(
+      `Refusing to bind ${cfg.server.host}: a non-loopback address needs API keys (set auth.apiKeys in config.json or CY_LLM_API_KEY), so the network cannot use the console unauthenticated.`,
+      [],
+    );
+  }
+
+  const clock = options.clock ?? new SystemClock();
+  const version = packageVersion();
+  const logs = new LoggerRegistry({ level: cfg.ops.logLevel, destination: options.logDestination });
+  const log = logs.get('console');
+  const metrics = new MetricsRegistry();
+  const periodic = new PeriodicTaskRegistry(clock, logs.get('periodic'));
+  const health = new HealthRegistry();
+  const store = new Store({ path: join(settings.dataDir, 'console.db'), nativeBinding: options.sqliteNativeBinding });
+  const { token: adminToken, source: tokenSource } = ensureAdminToken(join(settings.dataDir, 'admin-token'), env);
+  const auth = new Auth({ adminToken, config });
+  const http = new HttpServer({ config, logger: logs.get('http'), metrics });
+  const grpc = new GrpcServer({ host: cfg.server.host, port: cfg.server.grpcPort, logger: logs.get('grpc') });
+
+  let addresses: ConsoleAddresses | null = null;
+  const baseUrl = () => addresses?.httpUrl ?? `http://${cfg.server.host}:${cfg.server.httpPort}`;
+
+  // --- services (created here only; started in this order, stopped in reverse) ---
+  const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
+  const services: Service[] = [ops];
+
+  // --- the core's own periodic tasks ---
+  const uptime = new Gauge({ name: 'console_uptime_seconds', help: 'Seconds since the console started', registers: [metrics.registry] });
+  const startedMono = clock.monotonic();
+  const startedAt = clock.now();
+  const coreTasks: PeriodicTask[] = [
+    periodic.register({ name: 'metrics-uptime', level: 'low', intervalSeconds: 15, run: () => uptime.set((clock.monotonic() - startedMono) / 1000) }),
+    periodic.register({ name: 'store-checkpoint', level: 'low', intervalSeconds: 300, runOnStart: false, run: () => store.checkpoint() }),
+  ];
+  config.onChange((next, prev) => {
+    if (next.ops.logLevel !== prev.ops.logLevel) logs.setLevel('root', next.ops.logLevel === 'warning' ? 'warn' : next.ops.logLevel === 'critical' ? 'fatal' : (next.ops.logLevel.toLowerCase() as 'info'));
+  });
+
+  let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  const started: Service[] = [];
+
+  const stop = async (): Promise<void> => {
+    if (state === 'stopped' || state === 'new' || state === 'stopping') return;
+    state = 'stopping';
+    log.info('stopping');
+    const errors: unknown[] = [];
+    const attempt = async (fn: () => Promise<void> | void) => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    };
+    await attempt(() => http.close());
+    await attempt(() => grpc.stop());
+    for (const t of coreTasks) t.stop();
+    for (const s of started.reverse()) await attempt(() => s.stop());
+    started.length = 0;
+    periodic.stopAll();
+    metrics.stop();
+    await attempt(() => logs.flush());
+    store.close();
+    state = 'stopped';
+    if (errors.length > 0) throw new AggregateError(errors, 'errors while stopping the console');
+  };
+
+  const start = async (): Promise<ConsoleAddresses> => {
+    if (state === 'running' && addresses) return addresses;
+    if (state !== 'new') throw new Error(`console cannot start from state ${state}`);
+    state = 'starting';
+    try {
+      metrics.start();
+      if (tokenSource === 'generated') log.info({ path: join(settings.dataDir, 'admin-token') }, 'generated admin token');
+      await http.init();
+      await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
+      await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
+      await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      for (const s of services) {
+        await s.start();
+        started.push(s);
+      }
+      for (const t of coreTasks) t.start();
+      const { port: httpPort } = await http.listen();
+      const grpcPort = await grpc.start();
+      const host = cfg.server.host.includes(':') ? `[${cfg.server.host}]` : cfg.server.host;
+      addresses = { httpUrl: `http://${host}:${httpPort}`, grpcAddress: `${host}:${grpcPort}`, httpPort, grpcPort };
+      state = 'running';
+      log.info({ ...addresses, dataDir: settings.dataDir, version }, 'console ready');
+      return addresses;
+    } catch (err) {
+      state = 'running';
+      await stop().catch(() => undefined);
+      throw err;
+    }
+  };
+
+  return {
+    settings,
+    config,
+    clock,
+    store,
+    logs,
+    metrics,
+    periodic,
+    health,
+    http,
+    grpc,
+    adminToken,
+    version,
+    start,
+    stop,
+    addresses: () => {
+      if (!addresses) throw new Error('console not started');
+      return addresses;
+    },
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Headless entry (`npm run serve`): builds the Console from flags, env and config.json, prints one
+ * ready line, and stops cleanly on SIGINT/SIGTERM (exit 0). Invalid settings exit with code 2.
+ */
+import { ConfigError, FLAGS_HELP, parseFlags } from './base/config.js';
+import { StoreVersionError } from './base/store.js';
+import { createConsole, type Console } from './console.js';
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  if (parseFlags(argv).help) {
+    process.stdout.write(`${FLAGS_HELP}\n`);
+    return 0;
+  }
+  let app: Console;
+  try {
+    app = createConsole({ argv });
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof StoreVersionError) {
+      process.stderr.write(`console: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  let addresses;
+  try {
+    addresses = await app.start();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') {
+      process.stderr.write(`console: port already in use (${e.message}); choose another with --port / --grpc-port or 0 for any free port\n`);
+      return 2;
+    }
+    throw err;
+  }
+  process.stdout.write(`console ready ${addresses.httpUrl} grpc ${addresses.grpcAddress}\n`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      app.logs.get('console').info({ signal }, 'shutting down');
+      app.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          process.stderr.write(`console: error while stopping: ${(err as Error).message}\n`);
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGHUP', () => {
+      const result = app.config.reload();
+      if (!result.ok) app.logs.get('console').error({ issues: result.issues }, 'config reload failed; keeping the old config');
+      else app.logs.get('console').info('config reloaded');
+    });
+  });
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`console: failed to start: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

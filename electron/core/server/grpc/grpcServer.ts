@@ -1,0 +1,107 @@
+import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { AppError, ErrorCode } from '../../base/errors.js';
+
+export interface GrpcServerOptions {
+  host: string;
+  port: number;
+  logger: Logger;
+}
+
+const GRPC_CODE: Record<ErrorCode, GrpcStatus> = {
+  INVALID_REQUEST: GrpcStatus.INVALID_ARGUMENT,
+  UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  FORBIDDEN: GrpcStatus.PERMISSION_DENIED,
+  NOT_FOUND: GrpcStatus.NOT_FOUND,
+  MODEL_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  TRAINING_JOB_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  RATE_LIMITED: GrpcStatus.RESOURCE_EXHAUSTED,
+  MODEL_NOT_READY: GrpcStatus.UNAVAILABLE,
+  INSUFFICIENT_RESOURCES: GrpcStatus.UNAVAILABLE,
+  UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+  TRAINING_JOB_RUNNING: GrpcStatus.FAILED_PRECONDITION,
+  CONFLICT: GrpcStatus.FAILED_PRECONDITION,
+  TIMEOUT: GrpcStatus.DEADLINE_EXCEEDED,
+  METHOD_NOT_ALLOWED: GrpcStatus.UNIMPLEMENTED,
+  PAYLOAD_TOO_LARGE: GrpcStatus.INVALID_ARGUMENT,
+  UNSUPPORTED_MEDIA_TYPE: GrpcStatus.INVALID_ARGUMENT,
+  MISDIRECTED_REQUEST: GrpcStatus.INVALID_ARGUMENT,
+  UPSTREAM_ERROR: GrpcStatus.UNAVAILABLE,
+  INTERNAL_ERROR: GrpcStatus.INTERNAL,
+};
+
+/** A gRPC error with the contract's mapping (§10): status code + `x-error-code` trailer. */
+export interface GrpcServiceError {
+  code: GrpcStatus;
+  details: string;
+  metadata: Metadata;
+}
+
+/** Maps anything thrown by a service to a gRPC error (contract §10 error mapping). */
+export function toGrpcError(error: unknown): GrpcServiceError {
+  const err = error instanceof AppError ? error : new AppError(ErrorCode.INTERNAL_ERROR, (error as Error)?.message ?? 'Internal error');
+  const metadata = new Metadata();
+  metadata.set('x-error-code', err.code);
+  return { code: GRPC_CODE[err.code], details: err.message, metadata };
+}
+
+/**
+ * The gRPC adapter: one @grpc/grpc-js server with the standard health service
+ * (grpc.health.v1). Services are added before start().
+ */
+export class GrpcServer {
+  private server: Server | null = null;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  private readonly services: Array<{ name: string; definition: ServiceDefinition; impl: UntypedServiceImplementation }> = [];
+  private boundPort = 0;
+
+  constructor(private readonly options: GrpcServerOptions) {}
+
+  /** Adds a service; `name` is its fully qualified name for health checks (e.g. `cyllm.v1.AIService`). */
+  addService(name: string, definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
+    if (this.server) throw new Error('gRPC services must be added before start()');
+    this.services.push({ name, definition, impl });
+  }
+
+  setServingStatus(service: string, status: ServingStatus): void {
+    this.health.setStatus(service, status);
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async start(): Promise<number> {
+    if (this.server) return this.boundPort;
+    const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+    this.health.addToServer(server);
+    for (const s of this.services) server.addService(s.definition, s.impl);
+    const host = this.options.host.includes(':') && !this.options.host.startsWith('[') ? `[${this.options.host}]` : this.options.host;
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host}:${this.options.port}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+    this.server = server;
+    this.health.setStatus('', 'SERVING');
+    for (const s of this.services) this.health.setStatus(s.name, 'SERVING');
+    return this.boundPort;
+  }
+
+  /** Graceful shutdown with a deadline, then force (streams in flight are cancelled). */
+  async stop(graceMs = 2000): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    this.health.setStatus('', 'NOT_SERVING');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,133 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ErrorCode, describeDetails, type ErrorDetail } from '../../base/errors.js';
+
+/** Which envelope a route family uses (contract §1.3). */
+export type ErrorFamily = 'engine' | 'openai' | 'detail' | 'ops-json' | 'ops-text';
+
+/** Picks the family from the URL; a route can override it with `config.errorFamily`. */
+export function familyOf(url: string): ErrorFamily {
+  const path = url.split('?')[0] ?? url;
+  if (path.startsWith('/v1/') || path === '/v1') return 'openai';
+  if (path.startsWith('/api/limiter') || path.startsWith('/api/dashboard')) return 'openai';
+  if (path.startsWith('/api/v1/')) return 'engine';
+  if (path.startsWith('/api/runtime') || path.startsWith('/api/admin/') || path === '/api/status' || path === '/health/gateway') return 'detail';
+  if (path.startsWith('/periodic-threads')) return 'ops-json';
+  if (['/env', '/loglevel', '/run_script', '/threads', '/metrics', '/metrics/reset'].includes(path)) return 'ops-text';
+  return 'engine';
+}
+
+const OPENAI_TYPES: Partial<Record<ErrorCode, string>> = {
+  INVALID_REQUEST: 'invalid_request_error',
+  UNAUTHENTICATED: 'authentication_error',
+  FORBIDDEN: 'permission_error',
+  NOT_FOUND: 'not_found_error',
+  MODEL_NOT_FOUND: 'not_found_error',
+  RATE_LIMITED: 'RateLimitedError',
+  TIMEOUT: 'TimeoutException',
+  UPSTREAM_ERROR: 'HTTPStatusError',
+  PAYLOAD_TOO_LARGE: 'invalid_request_error',
+  UNSUPPORTED_MEDIA_TYPE: 'invalid_request_error',
+  METHOD_NOT_ALLOWED: 'invalid_request_error',
+};
+
+/** Builds the body of an error response for a family. */
+export function errorBody(err: AppError, family: ErrorFamily): { contentType: string; body: unknown } {
+  const full = err.details && err.details.length > 0 ? `${err.message}: ${describeDetails(err.details)}` : err.message;
+  switch (family) {
+    case 'engine':
+      return {
+        contentType: 'application/json; charset=utf-8',
+        body: { error: { code: err.code, message: err.message, ...(err.details && err.details.length > 0 ? { details: err.details } : {}) } },
+      };
+    case 'openai':
+      return {
+        contentType: 'application/json; charset=utf-8',
+        body: {
+          error: {
+            message: full,
+            type: err.type ?? OPENAI_TYPES[err.code] ?? 'api_error',
+            code: err.code,
+            param: err.details?.[0]?.field ?? null,
+            ...(err.details && err.details.length > 0 ? { details: err.details } : {}),
+          },
+        },
+      };
+    case 'detail':
+      return { contentType: 'application/json; charset=utf-8', body: { detail: full, ...(err.details && err.details.length > 0 ? { errors: err.details } : {}) } };
+    case 'ops-json':
+      return { contentType: 'application/json; charset=utf-8', body: { error: full } };
+    case 'ops-text':
+      return { contentType: 'text/plain; charset=utf-8', body: full };
+  }
+}
+
+interface AjvLikeError {
+  instancePath?: string;
+  keyword?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/** Turns Fastify/ajv validation errors into one detail per bad field. */
+export function validationDetails(errors: readonly AjvLikeError[], context: string | undefined): ErrorDetail[] {
+  const prefix = context && context !== 'body' ? `${context === 'querystring' ? 'query' : context}.` : '';
+  const seen = new Set<string>();
+  const out: ErrorDetail[] = [];
+  for (const e of errors) {
+    let field = (e.instancePath ?? '').split('/').filter(Boolean).join('.');
+    let description = e.message ?? 'is invalid';
+    if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') {
+      field = field ? `${field}.${e.params.missingProperty}` : e.params.missingProperty;
+      description = 'is required';
+    } else if (e.keyword === 'additionalProperties' && typeof e.params?.additionalProperty === 'string') {
+      field = field ? `${field}.${e.params.additionalProperty}` : e.params.additionalProperty;
+      description = 'is not a known field';
+    } else if (e.keyword === 'enum' && Array.isArray(e.params?.allowedValues)) {
+      description = `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    }
+    const fullField = `${prefix}${field}` || context || 'body';
+    const key = `${fullField}|${e.keyword ?? ''}`;
+    if (seen.has(fullField) || seen.has(key)) continue;
+    seen.add(fullField);
+    out.push({ type: 'validation', field: fullField, description });
+  }
+  return out;
+}
+
+/** Converts anything thrown into an AppError (Fastify's own errors included). */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const e = error as { code?: string; statusCode?: number; message?: string; validation?: AjvLikeError[]; validationContext?: string };
+  if (Array.isArray(e.validation)) {
+    const details = validationDetails(e.validation, e.validationContext);
+    return new AppError(ErrorCode.INVALID_REQUEST, 'Invalid request', { details });
+  }
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 'Request body is too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Unsupported content type: send application/json', { status: 415 });
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AppError(ErrorCode.INVALID_REQUEST, 'Body cannot be empty when content-type is application/json');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new AppError(ErrorCode.INVALID_REQUEST, `Malformed JSON body: ${e.message ?? ''}`);
+  }
+  if (e.statusCode === 400 && /JSON/i.test(e.message ?? '')) return new AppError(ErrorCode.INVALID_REQUEST, `Malformed JSON body: ${e.message ?? ''}`);
+  if (e.statusCode === 413) return new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 'Request body is too large');
+  if (e.statusCode === 415) return new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, e.message ?? 'Unsupported media type');
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return new AppError(ErrorCode.INVALID_REQUEST, e.message ?? 'Bad request', { status: e.statusCode });
+  }
+  return new AppError(ErrorCode.INTERNAL_ERROR, 'Internal error', { cause: error });
+}
+
+/** Sends `err` in the envelope of the request's route family. */
+export function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  const err = toAppError(error);
+  const configured = (request.routeOptions.config as { errorFamily?: ErrorFamily } | undefined)?.errorFamily;
+  const family = configured ?? familyOf(request.url);
+  const { contentType, body } = errorBody(err, family);
+  for (const [k, v] of Object.entries(err.headers)) void reply.header(k, v);
+  return reply.code(err.status).type(contentType).send(family === 'ops-text' ? String(body) : body);
+}

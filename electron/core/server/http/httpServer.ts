@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import cors from '@fastify/cors';
+import multipart from '@fastify/multipart';
+import websocket from '@fastify/websocket';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import FindMyWay from 'find-my-way';
+import type { Logger } from 'pino';
+import type { ConfigStore } from '../../base/config.js';
+import { AppError, ErrorCode } from '../../base/errors.js';
+import type { MetricsRegistry } from '../../base/metrics.js';
+import { isAllowedHost, isAllowedOrigin } from './hostOrigin.js';
+import { sendError } from './errorEnvelope.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Envelope for this route's errors, when the URL's family is not right. */
+    errorFamily?: import('./errorEnvelope.js').ErrorFamily;
+    /** This route accepts multipart/form-data uploads. */
+    multipart?: boolean;
+    /** Skip the HTTP metrics for this route (e.g. /metrics itself). */
+    skipMetrics?: boolean;
+  }
+}
+
+export interface HttpServerOptions {
+  config: ConfigStore;
+  logger: Logger;
+  metrics: MetricsRegistry;
+}
+
+type Methods = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD' | 'OPTIONS';
+const ALL_METHODS: Methods[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
+
+/**
+ * The HTTP adapter: Fastify with the console's edge rules (Host/Origin checks, JSON-only bodies,
+ * body limit, request ids, one error envelope per route family, 404/405, metrics). Service
+ * plugins are registered before `listen()`.
+ */
+export class HttpServer {
+  readonly app: FastifyInstance;
+  private readonly routeTable = FindMyWay({ ignoreTrailingSlash: true });
+  private listening = false;
+
+  constructor(private readonly options: HttpServerOptions) {
+    const cfg = options.config.get().server;
+    const fastifyOptions: FastifyServerOptions = {
+      bodyLimit: cfg.bodyLimitBytes,
+      forceCloseConnections: true,
+      return503OnClosing: true,
+      logger: false,
+      requestIdHeader: 'x-request-id',
+      genReqId: () => randomUUID(),
+      ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+      routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    };
+    this.app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>() as unknown as FastifyInstance;
+    this.installEdgeRules();
+  }
+
+  private installEdgeRules(): void {
+    const app = this.app;
+    const { config, metrics, logger } = this.options;
+
+    // Only JSON (and multipart on routes that opt in): browser form posts that skip CORS
+    // preflight (text/plain, urlencoded) get 415.
+    app.removeContentTypeParser(['text/plain']);
+
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      for (const method of methods) {
+        if (!ALL_METHODS.includes(method as Methods)) continue;
+        try {
+          this.routeTable.on(method as Methods, route.url, () => undefined);
+        } catch {
+          // duplicate shapes (e.g. HEAD auto-routes) are fine
+        }
+      }
+    });
+
+    app.addHook('onRequest', async (request, reply) => {
+      reply.header('x-request-id', request.id);
+      const server = config.get().server;
+      if (!isAllowedHost(request.headers.host, server.allowedHosts, server.host)) {
+        throw new AppError(ErrorCode.FORBIDDEN, `Host header not allowed: ${request.headers.host ?? '(none)'} (add it to server.allowedHosts)`, { status: 403 });
+      }
+      const origin = request.headers.origin;
+      if (typeof origin === 'string' && origin !== 'null' && !isAllowedOrigin(origin, server.allowedOrigins)) {
+        throw new AppError(ErrorCode.FORBIDDEN, `Origin not allowed: ${origin} (add it to server.allowedOrigins)`);
+      }
+      if (origin === 'null') throw new AppError(ErrorCode.FORBIDDEN, 'Opaque origin not allowed');
+      const type = request.headers['content-type'] ?? '';
+      if (/^multipart\//i.test(type) && request.routeOptions.config.multipart !== true) {
+        throw new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Unsupported content type: send application/json');
+      }
+    });
+
+    app.addHook('onResponse', async (request, reply) => {
+      if (request.routeOptions.config?.skipMetrics) return;
+      const route = request.routeOptions.url ?? 'unmatched';
+      const labels = { method: request.method, route };
+      metrics.httpRequests.inc({ ...labels, status: String(reply.statusCode) });
+      metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    });
+
+    app.setErrorHandler((error, request, reply) => {
+      const status = (error as { statusCode?: number }).statusCode;
+      if (!(error instanceof AppError) && (status === undefined || status >= 500)) {
+        logger.error({ err: error, url: request.url, reqId: request.id }, 'request failed');
+      }
+      return sendError(request, reply, error);
+    });
+
+    app.setNotFoundHandler((request, reply) => {
+      const path = request.url.split('?')[0] ?? request.url;
+      const allow = ALL_METHODS.filter((m) => m !== request.method && m !== 'HEAD' && m !== 'OPTIONS' && this.routeTable.find(m as Methods, path));
+      if (allow.length > 0 && request.method !== 'OPTIONS') {
+        return sendError(request, reply, new AppError(ErrorCode.METHOD_NOT_ALLOWED, `Method ${request.method} not allowed on ${path}; use ${allow.join(', ')}`, { headers: { allow: allow.join(', ') } }));
+      }
+      return sendError(request, reply, new AppError(ErrorCode.NOT_FOUND, `No route: ${request.method} ${path}`));
+    });
+  }
+
+  /** Registers the shared plugins (CORS, multipart, websocket). Call once before service plugins. */
+  async init(): Promise<void> {
+    const { config } = this.options;
+    await this.app.register(cors, {
+      origin: (origin, cb) => cb(null, origin === undefined ? false : isAllowedOrigin(origin, config.get().server.allowedOrigins)),
+      credentials: false,
+      methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['content-type', 'authorization', 'x-api-key', 'x-priority', 'x-request-id'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'x-queue-position', 'x-queue-eta-ms'],
+    });
+    await this.app.register(multipart, { limits: { fileSize: 16 * 1024 * 1024, files: 1 } });
+    await this.app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  }
+
+  /** Registers one service's routes (an encapsulated Fastify plugin). */
+  async register<O extends Record<string, unknown>>(plugin: FastifyPluginAsync<O>, options: O): Promise<void> {
+    await this.app.register(plugin, options);
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const { host, httpPort } = this.options.config.get().server;
+    await this.app.listen({ host, port: httpPort });
+    this.listening = true;
+    const addr = this.app.server.address() as AddressInfo;
+    return { host, port: addr.port };
+  }
+
+  async close(): Promise<void> {
+    if (!this.listening) {
+      await this.app.close();
+      return;
+    }
+    this.listening = false;
+    await this.app.close();
+  }
+}

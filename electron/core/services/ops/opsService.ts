@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { maskSecret, isSecretKey } from '../../../../shared/mask.js';
+import type { ConfigStore } from '../../base/config.js';
+import { AppError, ErrorCode } from '../../base/errors.js';
+import { BaseService } from '../../base/lifecycle.js';
+import type { MetricsRegistry } from '../../base/metrics.js';
+import { ScriptRunner, type ScriptRunResult } from './scriptRunner.js';
+
+export interface OpsServiceOptions {
+  config: ConfigStore;
+  metrics: MetricsRegistry;
+  logger: Logger;
+  /** Environment reported by /env (process.env in production). */
+  env: NodeJS.ProcessEnv;
+  /** Base URL of the console, given to scripts so they can call its public API. */
+  baseUrl: () => string;
+  /** Registers a run-scoped API key; returns its revoker. */
+  addTemporaryKey: (key: string) => () => void;
+  /** Extra thread-like things other services report (worker threads, child processes). */
+  extraThreads?: () => ThreadInfo[];
+}
+
+/** A "thread" in the Node sense: the main thread, the libuv pool, workers, child processes. */
+export interface ThreadInfo {
+  id: number;
+  name: string;
+  kind: 'main' | 'libuv-pool' | 'worker' | 'child-process';
+  detail: string[];
+}
+
+/** The ops common API's logic (contract §2): env, threads, run_script. */
+export class OpsService extends BaseService {
+  readonly name = 'ops';
+  private readonly scripts = new ScriptRunner();
+
+  constructor(private readonly options: OpsServiceOptions) {
+    super();
+  }
+
+  protected async onStart(): Promise<void> {
+    this.disposables.defer(() => this.scripts.killAll());
+  }
+
+  /** Every environment variable, keys sorted, secrets masked (§2.1). */
+  env(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const key of Object.keys(this.options.env).sort()) {
+      const value = this.options.env[key] ?? '';
+      out[key] = isSecretKey(key) ? maskSecret(value) : value;
+    }
+    return out;
+  }
+
+  /** Node's equivalent of thread stacks (§2.5): main thread, libuv pool, workers, child processes. */
+  threads(filter: { name?: string; threadId?: number }): string {
+    const lag = this.options.metrics.eventLoopLag();
+    const resources = process.getActiveResourcesInfo();
+    const counts = new Map<string, number>();
+    for (const r of resources) counts.set(r, (counts.get(r) ?? 0) + 1);
+    const stack = (new Error('stack').stack ?? '').split('\n').slice(1, 12).map((l) => `    ${l.trim()}`);
+    const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const mem = process.memoryUsage();
+    const all: ThreadInfo[] = [
+      {
+        id: 0,
+        name: 'main',
+        kind: 'main',
+        detail: [
+          `event-loop lag ms: p50=${lag.p50} p99=${lag.p99} max=${lag.max}`,
+          `heap used MB: ${(mem.heapUsed / 1048576).toFixed(1)} rss MB: ${(mem.rss / 1048576).toFixed(1)}`,
+          `active handles: ${[...counts.entries()].map(([k, v]) => `${k}×${v}`).join(', ') || 'none'}`,
+          'stack (at the time of this request):',
+          ...stack,
+        ],
+      },
+      {
+        id: 1,
+        name: 'libuv-threadpool',
+        kind: 'libuv-pool',
+        detail: [`size: ${poolSize} (UV_THREADPOOL_SIZE)`, `CPU cores: ${availableParallelism()}`, 'runs fs, dns, crypto and native addon work; no JS stacks'],
+      },
+      ...(this.options.extraThreads?.() ?? []),
+    ];
+    const nameFilter = filter.name?.toLowerCase();
+    const matching = all.filter((t) => (nameFilter === undefined || t.name.toLowerCase().includes(nameFilter)) && (filter.threadId === undefined || t.id === filter.threadId));
+    const lines = ['=== Threads (Node.js) ===', 'Node.js runs JavaScript on one main thread (the event loop); this lists what Node has in place of Python threads.', ''];
+    for (const t of matching) {
+      lines.push(`Thread ${t.id}: ${t.name} [${t.kind}]`, ...t.detail.map((d) => (d.startsWith('    ') ? d : `  ${d}`)), '');
+    }
+    lines.push('=== Summary ===', `matching: ${matching.length} of ${all.length}`, `event-loop lag p99 ms: ${lag.p99}`);
+    return lines.join('\n');
+  }
+
+  /** Runs an uploaded script in a child process (§2.9); throws when disabled. */
+  async runScript(source: Buffer): Promise<ScriptRunResult> {
+    const cfg = this.options.config.get().ops.runScript;
+    if (!cfg.enabled) {
+      throw new AppError(ErrorCode.FORBIDDEN, 'run_script is disabled. Enable it with "ops": {"runScript": {"enabled": true}} in config.json or CONSOLE_RUN_SCRIPT_ENABLED=true; it also needs the admin token.');
+    }
+    if (source.length > cfg.maxUploadBytes) {
+      throw new AppError(ErrorCode.PAYLOAD_TOO_LARGE, `Script is ${source.length} bytes; the limit is ${cfg.maxUploadBytes} (ops.runScript.maxUploadBytes)`);
+    }
+    const token = randomBytes(24).toString('base64url');
+    const revoke = this.options.addTemporaryKey(token);
+    try {
+      const result = await this.scripts.run(source, { CONSOLE_URL: this.options.baseUrl(), CONSOLE_RUN_TOKEN: token }, { timeoutMs: cfg.timeoutSeconds * 1000, memoryMb: cfg.memoryMb });
+      this.options.logger.info(
+        { sha256: result.sha256, exitCode: result.exitCode, timedOut: result.timedOut, memoryExceeded: result.memoryExceeded, durationMs: Math.round(result.durationMs) },
+        'run_script finished',
+      );
+      return result;
+    } finally {
+      revoke();
+    }
+  }
+}
