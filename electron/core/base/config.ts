@@ -31,7 +31,7 @@ function formatIssuesWithSource(issues: readonly ConfigIssue[]): string {
   return issues.map((i) => `  - ${i.path || '(root)'}: expected ${i.expected}, got ${i.got} (from ${i.source})`).join('\n');
 }
 
-type Layer = Record<string, unknown>;
+export type Layer = Record<string, unknown>;
 
 /** The OS user-data directory, the same one Electron's `app.getPath('userData')` uses. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {

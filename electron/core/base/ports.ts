@@ -1,0 +1,57 @@
+/**
+ * Small interfaces one service offers another. The composition root passes the implementation
+ * (monitoring's services) to the consumers (engine, training) through their constructors, so no
+ * service imports another service's internals.
+ */
+
+/** A held GPU lock, as returned by acquire/renew. */
+export interface GpuLease {
+  gpuId: number;
+  holder: string;
+  purpose: string;
+  /** Strictly increasing per GPU; renew/release/heartbeats must present it. */
+  fencingToken: number;
+  ttlSeconds: number;
+  /** Wall-clock expiry, Unix ms (informational; expiry itself is computed on the monotonic clock). */
+  expiresAt: number;
+}
+
+export interface GpuLockRequest {
+  gpuId: number;
+  holder: string;
+  purpose: string;
+  /** Defaults to monitoring's configured lock TTL. */
+  ttlSeconds?: number;
+}
+
+/**
+ * GPU locks (implemented by monitoring). Methods reject with an AppError: 409 CONFLICT when the GPU
+ * is held by someone else or the fencing token is stale, 404 when the lock does not exist.
+ */
+export interface GpuLockPort {
+  acquire(request: GpuLockRequest): Promise<GpuLease>;
+  renew(gpuId: number, holder: string, fencingToken: number, ttlSeconds?: number): Promise<GpuLease>;
+  release(gpuId: number, holder: string, fencingToken: number): Promise<void>;
+}
+
+export interface TaskRegistration {
+  taskId: string;
+  /** Who runs it (e.g. `training`). */
+  owner: string;
+  /** GPU lock the task holds, if any (lets monitoring find orphans and release on timeout). */
+  gpuId?: number;
+  fencingToken?: number;
+  /** Missed-heartbeat timeout; defaults to monitoring's configured value. */
+  timeoutSeconds?: number;
+  metadata?: Record<string, unknown>;
+}
+
+/** Task heartbeats (implemented by monitoring). */
+export interface HeartbeatPort {
+  register(task: TaskRegistration): Promise<void>;
+  beat(taskId: string, progress?: Record<string, unknown>): Promise<void>;
+  /** The task ended (normally or not); it stops being watched. */
+  complete(taskId: string, outcome: 'completed' | 'failed' | 'cancelled'): Promise<void>;
+  /** Called by the timeout manager when the task missed its heartbeat (its lock is already released). */
+  onTimeout(taskId: string, handler: () => void): () => void;
+}
