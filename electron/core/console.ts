@@ -16,6 +16,7 @@ import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { OpsService } from './services/ops/opsService.js';
 
@@ -93,6 +94,10 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
   const services: Service[] = [ops];
 
+  // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
+  let openaiLocal: OpenAiHandlers | undefined;
+  let openaiRemote: RemoteOpenAiHandlers | undefined;
+
   // --- the core's own periodic tasks ---
   const uptime = new Gauge({ name: 'console_uptime_seconds', help: 'Seconds since the console started', registers: [metrics.registry] });
   const startedMono = clock.monotonic();
@@ -144,6 +149,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       for (const s of services) {
         await s.start();
         started.push(s);
