@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+
+async function runScript(c: TestConsole, source: string): Promise<{ status: number; text: string }> {
+  const form = new FormData();
+  form.append('script', new Blob([source], { type: 'text/javascript' }), 'script.mjs');
+  const res = await fetch(`${c.url}/run_script`, { method: 'POST', body: form, headers: c.admin });
+  return { status: res.status, text: await res.text() };
+}
+
+describe('POST /run_script when enabled', () => {
+  let c: TestConsole;
+  beforeAll(async () => {
+    c = await startConsole({ config: { ops: { runScript: { enabled: true, timeoutSeconds: 3, memoryMb: 96 } } } });
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+
+  it('returns the result a script exports', async () => {
+    const r = await runScript(c, 'export const result = [1, 2, 3].map((x) => x * 2).join(",");');
+    expect(r).toEqual({ status: 200, text: '2,4,6' });
+  });
+
+  it('says so when the script sets no result', async () => {
+    expect(await runScript(c, 'const x = 1 + 1;')).toEqual({ status: 200, text: 'Script executed successfully' });
+  });
+
+  it('reaches the console only over HTTP with a run-scoped token', async () => {
+    const r = await runScript(
+      c,
+      `const res = await fetch(process.env.CONSOLE_URL + '/health');
+       export const result = res.status + ' ' + (typeof process.env.CONSOLE_RUN_TOKEN) + ' ' + (process.env.CONSOLE_RUN_TOKEN !== ${JSON.stringify(c.adminToken)});`,
+    );
+    expect(r).toEqual({ status: 200, text: '200 string true' });
+  });
+
+  it('reports a failing script with 500, its message and exit code', async () => {
+    const r = await runScript(c, 'throw new Error("boom from script");');
+    expect(r.status).toBe(500);
+    expect(r.text).toMatch(/^Error executing script: .*boom from script/);
+    expect(r.text).toMatch(/exit code: 1/);
+  });
+
+  it('400 when no script file is sent', async () => {
+    const form = new FormData();
+    form.append('other', 'x');
+    const res = await fetch(`${c.url}/run_script`, { method: 'POST', body: form, headers: c.admin });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toBe('No script file provided');
+  });
+
+  it('kills a script that loops forever at its wall-time limit while the core keeps serving', async () => {
+    const pending = runScript(c, 'while (true) {}');
+    // the core answers while the script spins in its own process
+    const t0 = performance.now();
+    const health = await fetch(`${c.url}/health`);
+    expect(health.status).toBe(200);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    const r = await pending;
+    expect(r.status).toBe(408);
+    expect(r.text).toMatch(/wall-time limit/);
+  });
+
+  it('kills a script that allocates 2 GiB at its memory limit', async () => {
+    const r = await runScript(
+      c,
+      `const chunks = [];
+       for (let i = 0; i < 2048; i++) { const b = Buffer.alloc(1024 * 1024, 1); chunks.push(b); }
+       export const result = 'allocated ' + chunks.length;`,
+    );
+    expect(r.status).toBe(500);
+    expect(r.text).toMatch(/memory limit/i);
+    expect((await fetch(`${c.url}/health`)).status).toBe(200);
+  });
+});

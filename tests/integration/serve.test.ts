@@ -1,0 +1,78 @@
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { repoRoot, spawnServe } from '../helpers/spawnServe.js';
+
+describe('headless entry (npm run serve)', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'console-serve-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('prints one ready line, serves, and exits 0 on SIGTERM', async () => {
+    const p = spawnServe(['--port', '0', '--grpc-port', '0'], { CONSOLE_DATA_DIR: dir });
+    const { url, grpc } = await p.ready;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(grpc).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(p.stdout().split('\n').filter((l) => l.startsWith('console ready'))).toHaveLength(1);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    // the admin token was generated with mode 0600
+    expect(statSync(join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  }, 30_000);
+
+  it('exits 0 on SIGINT too', async () => {
+    const p = spawnServe(['--port', '0', '--grpc-port', '0', '--data-dir', dir]);
+    await p.ready;
+    p.child.kill('SIGINT');
+    expect(await p.exited).toBe(0);
+  }, 30_000);
+
+  it('exits 2 listing every bad field of an invalid config.json, without touching the data dir', async () => {
+    const cfg = join(dir, 'config.json');
+    const text = JSON.stringify({ server: { httpPort: 'x', grpcPort: -5 }, engin: {} });
+    writeFileSync(cfg, text);
+    const p = spawnServe([], { CONSOLE_DATA_DIR: dir });
+    expect(await p.exited).toBe(2);
+    expect(p.stderr()).toMatch(/server\.httpPort/);
+    expect(p.stderr()).toMatch(/server\.grpcPort/);
+    expect(p.stderr()).toMatch(/engin/);
+    expect(readFileSync(cfg, 'utf8')).toBe(text);
+    expect(() => statSync(join(dir, 'console.db'))).toThrow();
+    expect(() => statSync(join(dir, 'admin-token'))).toThrow();
+  }, 30_000);
+
+  it('exits 2 on an invalid flag', async () => {
+    const p = spawnServe(['--port', 'abc'], { CONSOLE_DATA_DIR: dir });
+    expect(await p.exited).toBe(2);
+    expect(p.stderr()).toMatch(/server\.httpPort.*flag --port/);
+  }, 30_000);
+
+  it('stop() leaves no handle open: the process exits by itself', async () => {
+    const script = `
+      import { createConsole } from './electron/core/console.ts';
+      import { Writable } from 'node:stream';
+      const c = createConsole({ env: {}, dataDir: ${JSON.stringify(dir)}, overrides: { server: { httpPort: 0, grpcPort: 0 } }, logDestination: new Writable({ write(_c, _e, cb) { cb(); } }) });
+      const a = await c.start();
+      await fetch(a.httpUrl + '/health');
+      await c.stop();
+      console.log('stopped');
+      const timer = setTimeout(() => { console.log('HANDLES', process.getActiveResourcesInfo().join(',')); process.exit(3); }, 5000);
+      timer.unref();
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(out).toContain('stopped');
+    expect(out).not.toContain('HANDLES');
+    expect(code).toBe(0);
+  }, 30_000);
+});
