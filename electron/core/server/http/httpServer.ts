@@ -4,7 +4,13 @@ import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
 import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyServerOptions,
+  type onRequestHookHandler,
+  type onResponseHookHandler,
+} from 'fastify';
 import FindMyWay from 'find-my-way';
 import type { Logger } from 'pino';
 import type { ConfigStore } from '../../base/config.js';
@@ -28,6 +34,10 @@ export interface HttpServerOptions {
   config: ConfigStore;
   logger: Logger;
   metrics: MetricsRegistry;
+}
+
+function toArray<T>(value: T | T[] | undefined): T[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }
 
 type Methods = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD' | 'OPTIONS';
@@ -67,6 +77,8 @@ export class HttpServer {
     // preflight (text/plain, urlencoded) get 415.
     app.removeContentTypeParser(['text/plain']);
 
+    // Per-route rules are compiled into route-level hooks once, at registration, so the hot path
+    // never rebuilds `request.routeOptions` (a fresh object on every access in Fastify 5).
     app.addHook('onRoute', (route) => {
       const methods = Array.isArray(route.method) ? route.method : [route.method];
       for (const method of methods) {
@@ -77,31 +89,52 @@ export class HttpServer {
           // duplicate shapes (e.g. HEAD auto-routes) are fine
         }
       }
+      const extraOnRequest: onRequestHookHandler[] = [];
+      if (route.config?.multipart !== true) {
+        extraOnRequest.push((request, _reply, done) => {
+          const type = request.headers['content-type'];
+          if (type !== undefined && /^multipart\//i.test(type)) {
+            done(new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Unsupported content type: send application/json'));
+            return;
+          }
+          done();
+        });
+      }
+      route.onRequest = [...toArray(route.onRequest), ...extraOnRequest];
+      if (route.config?.skipMetrics !== true) {
+        const routeLabel = route.url;
+        const onResponse: onResponseHookHandler = (request, reply, done) => {
+          metrics.httpRequests.inc({ method: request.method, route: routeLabel, status: reply.statusCode });
+          metrics.httpDuration.observe({ method: request.method, route: routeLabel }, reply.elapsedTime / 1000);
+          done();
+        };
+        route.onResponse = [...toArray(route.onResponse), onResponse];
+      }
     });
 
-    app.addHook('onRequest', async (request, reply) => {
+    app.addHook('onRequest', (request, reply, done) => {
       reply.header('x-request-id', request.id);
       const server = config.get().server;
       if (!isAllowedHost(request.headers.host, server.allowedHosts, server.host)) {
-        throw new AppError(ErrorCode.FORBIDDEN, `Host header not allowed: ${request.headers.host ?? '(none)'} (add it to server.allowedHosts)`, { status: 403 });
+        done(new AppError(ErrorCode.FORBIDDEN, `Host header not allowed: ${request.headers.host ?? '(none)'} (add it to server.allowedHosts)`, { status: 403 }));
+        return;
       }
       const origin = request.headers.origin;
-      if (typeof origin === 'string' && origin !== 'null' && !isAllowedOrigin(origin, server.allowedOrigins)) {
-        throw new AppError(ErrorCode.FORBIDDEN, `Origin not allowed: ${origin} (add it to server.allowedOrigins)`);
+      if (origin === 'null') {
+        done(new AppError(ErrorCode.FORBIDDEN, 'Opaque origin not allowed'));
+        return;
       }
-      if (origin === 'null') throw new AppError(ErrorCode.FORBIDDEN, 'Opaque origin not allowed');
-      const type = request.headers['content-type'] ?? '';
-      if (/^multipart\//i.test(type) && request.routeOptions.config.multipart !== true) {
-        throw new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Unsupported content type: send application/json');
+      if (typeof origin === 'string' && !isAllowedOrigin(origin, server.allowedOrigins)) {
+        done(new AppError(ErrorCode.FORBIDDEN, `Origin not allowed: ${origin} (add it to server.allowedOrigins)`));
+        return;
       }
+      done();
     });
 
-    app.addHook('onResponse', async (request, reply) => {
-      if (request.routeOptions.config?.skipMetrics) return;
-      const route = request.routeOptions.url ?? 'unmatched';
-      const labels = { method: request.method, route };
-      metrics.httpRequests.inc({ ...labels, status: String(reply.statusCode) });
-      metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    // 404s and 405s never match a route, so they are counted here.
+    app.addHook('onResponse', (request, reply, done) => {
+      if (request.is404) metrics.httpRequests.inc({ method: request.method, route: 'unmatched', status: reply.statusCode });
+      done();
     });
 
     app.setErrorHandler((error, request, reply) => {
