@@ -22,10 +22,48 @@ async function main(): Promise<number> {
     }
     throw err;
   }
+  // Signal handlers go in before start-up, so a signal that arrives while starting (or a second
+  // one while stopping) never falls through to Node's default "die by signal".
+  let stopping = false;
+  let running = false;
+  let finish: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => (finish = resolve));
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.logs.get('console').info({ signal }, 'shutting down');
+    if (running) stopNow();
+  };
+  const stopNow = () => {
+    app.stop().then(
+      () => finish(0),
+      (err: unknown) => {
+        process.stderr.write(`console: error while stopping: ${(err as Error).message}\n`);
+        finish(1);
+      },
+    );
+  };
+  const onSigint = () => shutdown('SIGINT');
+  const onSigterm = () => shutdown('SIGTERM');
+  const onSighup = () => {
+    const result = app.config.reload();
+    if (!result.ok) app.logs.get('console').error({ issues: result.issues }, 'config reload failed; keeping the old config');
+    else app.logs.get('console').info('config reloaded');
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+  process.on('SIGHUP', onSighup);
+  const removeHandlers = () => {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    process.off('SIGHUP', onSighup);
+  };
+
   let addresses;
   try {
     addresses = await app.start();
   } catch (err) {
+    removeHandlers();
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') {
       process.stderr.write(`console: port already in use (${e.message}); choose another with --port / --grpc-port or 0 for any free port\n`);
@@ -33,30 +71,13 @@ async function main(): Promise<number> {
     }
     throw err;
   }
+  running = true;
+  if (stopping) {
+    stopNow(); // a signal came while starting
+    return done.finally(removeHandlers);
+  }
   process.stdout.write(`console ready ${addresses.httpUrl} grpc ${addresses.grpcAddress}\n`);
-
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const shutdown = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      app.logs.get('console').info({ signal }, 'shutting down');
-      app.stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          process.stderr.write(`console: error while stopping: ${(err as Error).message}\n`);
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.on('SIGHUP', () => {
-      const result = app.config.reload();
-      if (!result.ok) app.logs.get('console').error({ issues: result.issues }, 'config reload failed; keeping the old config');
-      else app.logs.get('console').info('config reloaded');
-    });
-  });
+  return done.finally(removeHandlers);
 }
 
 main().then(
