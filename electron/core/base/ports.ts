@@ -55,3 +55,32 @@ export interface HeartbeatPort {
   /** Called by the timeout manager when the task missed its heartbeat (its lock is already released). */
   onTimeout(taskId: string, handler: () => void): () => void;
 }
+
+/** A GGUF model file in the models dir (implemented by the models service, consumed by the engine). */
+export interface LocalModelFile {
+  /** File name without `.gguf`; safe to use in URLs (never contains `/`, `\`, `..`). */
+  id: string;
+  /** Absolute path, always inside the models dir (symlinks resolved and checked). */
+  path: string;
+  sizeBytes: number;
+  /** Unix ms of the file's last change. */
+  modifiedAt: number;
+  /** From the GGUF header, when it parsed. */
+  architecture?: string;
+  /** Trained context length from the GGUF header, when present. */
+  contextLength?: number;
+  /** Why the file is not usable (e.g. the GGUF header does not parse); absent when fine. */
+  error?: string;
+}
+
+/**
+ * Read side of the model library. `get` takes an untrusted id: an id that is not a plain
+ * file name (`../x`, `%2e%2e`, absolute, backslashes, a symlink out of the dir) rejects with
+ * AppError INVALID_REQUEST; an unknown but well-formed id resolves to undefined.
+ */
+export interface ModelFilesPort {
+  list(): Promise<LocalModelFile[]>;
+  get(id: string): Promise<LocalModelFile | undefined>;
+  /** Called after a model file is added or removed (download finished, import, deletion). */
+  onChange(listener: () => void): () => void;
+}
