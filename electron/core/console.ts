@@ -7,14 +7,18 @@ import { HealthRegistry } from './base/health.js';
 import type { Service } from './base/lifecycle.js';
 import { LoggerRegistry } from './base/logger.js';
 import { MetricsRegistry } from './base/metrics.js';
-import { packageVersion } from './base/packageInfo.js';
+import { LoginLink } from './base/loginLink.js';
+import { packageRoot, packageVersion } from './base/packageInfo.js';
 import { PeriodicTaskRegistry, type PeriodicTask } from './base/periodic.js';
+import { CoreStats, SnapshotRegistry, SnapshotStream } from './base/snapshots.js';
 import { Store } from './base/store.js';
 import { Auth } from './server/auth.js';
 import { GrpcServer } from './server/grpc/grpcServer.js';
 import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
+import { consoleStreamPlugin } from './server/http/plugins/consoleStream.js';
+import { dashboardPlugin } from './server/http/plugins/dashboard.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
@@ -27,6 +31,8 @@ export interface ConsoleOptions extends LoadSettingsOptions {
   logDestination?: NodeJS.WritableStream;
   /** better-sqlite3 native binary for Electron's ABI (see README). */
   sqliteNativeBinding?: string;
+  /** The built dashboard to serve at `/` (default: `<package root>/dist/renderer`). */
+  dashboardRoot?: string;
 }
 
 /** Addresses the console listens on once started. */
@@ -51,6 +57,10 @@ export interface Console {
   readonly grpc: GrpcServer;
   readonly adminToken: string;
   readonly version: string;
+  /** Services register their cheap `snapshot()` here; the dashboard's live stream sends them at 1 Hz. */
+  readonly snapshots: SnapshotRegistry;
+  /** The one-time dashboard login link (null before start or once used). */
+  loginUrl(): string | null;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -90,6 +100,11 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   let addresses: ConsoleAddresses | null = null;
   const baseUrl = () => addresses?.httpUrl ?? `http://${cfg.server.host}:${cfg.server.httpPort}`;
 
+  // Live dashboard stream: one shared snapshot per tick (core facts + every registered provider).
+  const snapshots = new SnapshotRegistry();
+  const stream = new SnapshotStream({ registry: snapshots, clock, logger: logs.get('dashboard'), core: new CoreStats({ clock, metrics, version, startedMono: clock.monotonic() }) });
+  const loginLink = new LoginLink();
+
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
   const services: Service[] = [ops];
@@ -125,6 +140,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
         errors.push(err);
       }
     };
+    stream.stop();
     await attempt(() => http.close());
     await attempt(() => grpc.stop());
     for (const t of coreTasks) t.stop();
@@ -150,6 +166,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });
+      await http.register(dashboardPlugin, { root: options.dashboardRoot ?? join(packageRoot(), 'dist/renderer') });
       for (const s of services) {
         await s.start();
         started.push(s);
@@ -182,6 +200,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     grpc,
     adminToken,
     version,
+    snapshots,
+    loginUrl: () => (addresses ? loginLink.url(addresses.httpUrl) : null),
     start,
     stop,
     addresses: () => {

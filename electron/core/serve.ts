@@ -77,6 +77,8 @@ async function main(): Promise<number> {
     return done.finally(removeHandlers);
   }
   process.stdout.write(`console ready ${addresses.httpUrl} grpc ${addresses.grpcAddress}\n`);
+  const login = app.loginUrl();
+  process.stdout.write(`dashboard ${addresses.httpUrl}/${login ? ` (one-time login link: ${login})` : ''}\n`);
   return done.finally(removeHandlers);
 }
 

@@ -1,0 +1,3 @@
+export * from './apiTypes.js';
+export * from './consoleClient.js';
+export * from './liveStream.js';
