@@ -1,0 +1,138 @@
+import { useMemo, useState } from 'react';
+import { useStore } from 'zustand';
+import { useApp, useEveryTick } from '../../app/context.js';
+import { Badge, ErrorText, Gauge, NotAvailable, Empty } from '../../app/components.js';
+import { TimeChart, WINDOWS } from '../../lib/Chart.js';
+import { clockTime, num, pct } from '../../lib/format.js';
+import { mergeWindows } from '../../lib/series.js';
+import { isLimiterStatus, queueDepth } from './store.js';
+
+const PRIORITIES = ['URGENT', 'HIGH', 'NORMAL', 'LOW'];
+const TONE: Record<string, 'ok' | 'warn' | 'bad'> = { normal: 'ok', recover: 'warn', retreat: 'bad' };
+
+export default function LimiterPage() {
+  const { limiter, live, session } = useApp();
+  const st = useStore(limiter);
+  const admin = useStore(session, (s) => s.admin);
+  const [windowMs, setWindowMs] = useState<number>(WINDOWS[0].ms);
+  const [msg, setMsg] = useState<string | null>(null);
+  useEveryTick(async () => {
+    const snap = live.getState().snapshot;
+    const section = snap?.services.limiter;
+    if (snap && isLimiterStatus(section)) limiter.getState().ingest(section, snap.time);
+    else await limiter.getState().refresh(snap?.time ?? Date.now());
+  });
+  const since = Date.now() - windowMs;
+  const charts = useMemo(
+    () =>
+      Object.fromEntries(
+        Object.entries(st.history).map(([name, h]) => [name, { bucket: mergeWindows({ tokens: h.tokens, rpm: h.rpm, depth: h.queueDepth }, since), ratio: mergeWindows({ ratio: h.ratio429 }, since) }]),
+      ),
+    [st.tick, since, st.history],
+  );
+
+  if (st.availability === 'missing') return <><h2>Limiter</h2><NotAvailable service="limiter" what="GET /api/limiter/status" /></>;
+  if (st.availability === 'unknown') return <><h2>Limiter</h2><p className="muted">Loading…</p></>;
+  return (
+    <>
+      <h2>Limiter</h2>
+      <ErrorText error={st.error} />
+      {Object.keys(st.providers).length === 0 ? <Empty title="No provider configured">Add a provider (e.g. NVIDIA) in Config → limiter, with its API key.</Empty> : null}
+      {Object.entries(st.providers).map(([name, p]) => {
+        const h = st.history[name];
+        const by = p.queue.depth_by_priority ?? p.queue.per_priority ?? {};
+        const recent = (p as { recent_requests?: Array<{ time?: number; timestamp?: number; status: number; priority?: string; latency_ms?: number; model?: string }> }).recent_requests ?? [];
+        return (
+          <section key={name} className="card" aria-labelledby={`prov-${name}`} data-testid={`limiter-${name}`}>
+            <div className="row" style={{ justifyContent: 'space-between' }}>
+              <h3 id={`prov-${name}`}>Provider {name}</h3>
+              <span data-testid="retreat-state">
+                Retreat state: <Badge tone={TONE[p.retreat.state] ?? 'warn'}>{p.retreat.state.toUpperCase()}</Badge>
+              </span>
+            </div>
+            <div className="grid">
+              <Gauge label="Token bucket" value={p.token_bucket.tokens} max={p.token_bucket.capacity} text={`${num(p.token_bucket.tokens, 1)} / ${p.token_bucket.capacity}`} />
+              <div className="card">
+                <div className="muted">Current rate</div>
+                <div className="stat" data-testid="effective-rpm">{num(p.retreat.effective_rpm)} RPM</div>
+                <div className="muted">base {num(p.retreat.base_rpm)} RPM · 429 ratio {pct(p.retreat.upstream_429_rate * 100, 1)}</div>
+              </div>
+              <div className="card">
+                <div className="muted">Queue ({p.queue.full_policy ?? 'passthrough'} when full)</div>
+                <div className="stat">{queueDepth(p)} / {p.queue.max_size}</div>
+                <table>
+                  <tbody>
+                    {PRIORITIES.map((pr) => (
+                      <tr key={pr}>
+                        <th scope="row">{pr}</th>
+                        <td>{by[pr] ?? 0}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            </div>
+            <div className="row" role="group" aria-label="Chart window">
+              {WINDOWS.map((w) => (
+                <button key={w.label} type="button" aria-pressed={windowMs === w.ms} className={windowMs === w.ms ? 'primary' : ''} onClick={() => setWindowMs(w.ms)}>
+                  {w.label}
+                </button>
+              ))}
+            </div>
+            <div className="grid" style={{ gridTemplateColumns: 'repeat(auto-fill, minmax(380px, 1fr))', marginTop: 8 }}>
+              <div>
+                <h3>Bucket level, RPM and queue depth</h3>
+                <TimeChart label="Bucket" rows={charts[name]?.bucket ?? []} lines={[{ key: 'tokens', name: 'tokens', color: 'var(--chart-1)' }, { key: 'rpm', name: 'RPM', color: 'var(--chart-2)' }, { key: 'depth', name: 'queued', color: 'var(--chart-3)' }]} />
+              </div>
+              <div>
+                <h3>429 ratio (%)</h3>
+                <TimeChart label="429 ratio" rows={charts[name]?.ratio ?? []} unit="%" lines={[{ key: 'ratio', name: '429 ratio', color: 'var(--chart-2)' }]} />
+              </div>
+            </div>
+            <div className="grid">
+              <div>
+                <h3>Retreat timeline</h3>
+                <ol className="timeline" data-testid="retreat-timeline">
+                  {(h?.timeline ?? []).slice().reverse().map((e) => (
+                    <li key={e.time}>
+                      {clockTime(e.time)} → <Badge tone={TONE[e.state] ?? 'warn'}>{e.state.toUpperCase()}</Badge> at {num(e.rpm)} RPM
+                    </li>
+                  ))}
+                </ol>
+              </div>
+              <div>
+                <h3>Recent requests</h3>
+                {recent.length === 0 ? (
+                  <p className="muted">No recent requests reported. Requests to models named {name}/… go through this queue.</p>
+                ) : (
+                  <table>
+                    <thead>
+                      <tr><th scope="col">Time</th><th scope="col">Priority</th><th scope="col">Status</th><th scope="col">Latency</th></tr>
+                    </thead>
+                    <tbody>
+                      {recent.slice(-20).reverse().map((r, i) => (
+                        <tr key={i}>
+                          <td>{clockTime(r.time ?? (r.timestamp ?? 0) * 1000)}</td>
+                          <td>{r.priority ?? '—'}</td>
+                          <td className={r.status === 429 ? 'bad' : r.status >= 400 ? 'warn' : ''}>{r.status}</td>
+                          <td>{r.latency_ms === undefined ? '—' : `${num(r.latency_ms, 0)} ms`}</td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                )}
+              </div>
+            </div>
+            <div className="row">
+              <button type="button" disabled={!admin} onClick={async () => setMsg((await limiter.getState().reset()) ?? 'Reset to the base rate.')}>
+                Reset retreat to base rate
+              </button>
+              {!admin ? <span className="muted">Sign in with the admin token to reset.</span> : null}
+              {msg ? <span role="status">{msg}</span> : null}
+            </div>
+          </section>
+        );
+      })}
+    </>
+  );
+}

@@ -1,0 +1,143 @@
+import { createStore } from 'zustand/vanilla';
+import type { TrainingList, TrainingStartRequest, TrainingStatus } from '../../../../shared/client/apiTypes.js';
+import { ApiError, type ConsoleClient } from '../../../../shared/client/consoleClient.js';
+import { classify, type Availability } from '../../lib/resource.js';
+import { errorText } from '../../lib/format.js';
+
+export interface TrainingForm {
+  baseModel: string;
+  datasetPath: string;
+  outputDir: string;
+  epochs: string;
+  learningRate: string;
+  batchSize: string;
+  loraRank: string;
+}
+
+export type LossPoint = { step: number; loss: number; validationLoss?: number | null } & Record<string, number | null | undefined>;
+
+export interface TrainingState {
+  availability: Availability;
+  error: string | null;
+  jobs: TrainingList['jobs'];
+  selected: string | null;
+  status: TrainingStatus | null;
+  loss: LossPoint[];
+  form: TrainingForm;
+  fieldErrors: Record<string, string>;
+  refresh(): Promise<void>;
+  select(jobId: string | null): Promise<void>;
+  setField(key: keyof TrainingForm, value: string): void;
+  /** Validates, then starts; server-side field errors land in `fieldErrors`. */
+  start(): Promise<string | null>;
+  cancel(jobId: string): Promise<void>;
+}
+
+export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+/** Client-side checks mirroring contract §4.1 (the server validates again). */
+export function validateTrainingForm(f: TrainingForm): Record<string, string> {
+  const errors: Record<string, string> = {};
+  if (!f.baseModel.trim()) errors.baseModel = 'Base model is required (a local model id or path)';
+  if (!f.datasetPath.trim()) errors.datasetPath = 'Dataset path is required';
+  if (!f.outputDir.trim()) errors.outputDir = 'Output directory is required';
+  const positive = (key: keyof TrainingForm, label: string, integer: boolean) => {
+    const raw = f[key].trim();
+    if (!raw) return;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) errors[key] = `${label} must be a positive ${integer ? 'whole ' : ''}number`;
+  };
+  positive('epochs', 'Epochs', true);
+  positive('learningRate', 'Learning rate', false);
+  positive('batchSize', 'Batch size', true);
+  positive('loraRank', 'LoRA rank', true);
+  return errors;
+}
+
+export function formToRequest(f: TrainingForm): TrainingStartRequest {
+  const hyper: NonNullable<TrainingStartRequest['hyperParams']> = {};
+  if (f.epochs.trim()) hyper.epochs = Number(f.epochs);
+  if (f.learningRate.trim()) hyper.learningRate = Number(f.learningRate);
+  if (f.batchSize.trim()) hyper.batchSize = Number(f.batchSize);
+  if (f.loraRank.trim()) hyper.loraRank = Number(f.loraRank);
+  return { baseModel: f.baseModel.trim(), datasetPath: f.datasetPath.trim(), outputDir: f.outputDir.trim(), ...(Object.keys(hyper).length ? { hyperParams: hyper } : {}) };
+}
+
+const FIELD_MAP: Record<string, keyof TrainingForm> = {
+  'hyperParams.epochs': 'epochs',
+  'hyperParams.learningRate': 'learningRate',
+  'hyperParams.batchSize': 'batchSize',
+  'hyperParams.loraRank': 'loraRank',
+};
+
+export function createTrainingStore(client: ConsoleClient) {
+  return createStore<TrainingState>()((set, get) => ({
+    availability: 'unknown',
+    error: null,
+    jobs: [],
+    selected: null,
+    status: null,
+    loss: [],
+    form: { baseModel: '', datasetPath: '', outputDir: '', epochs: '3', learningRate: '0.0002', batchSize: '4', loraRank: '' },
+    fieldErrors: {},
+    async refresh() {
+      try {
+        const list = await client.trainingList();
+        set({ availability: 'ok', error: null, jobs: list.jobs });
+      } catch (err) {
+        set(classify(err));
+        return;
+      }
+      const id = get().selected;
+      if (!id) return;
+      try {
+        const status = await client.trainingStatus(id);
+        if (get().selected !== id) return;
+        let loss = get().loss;
+        if (status.lossHistory) loss = status.lossHistory;
+        else if (status.progress?.loss !== undefined && status.progress.currentStep !== undefined) {
+          const step = status.progress.currentStep;
+          if (!loss.length || (loss[loss.length - 1] as LossPoint).step !== step) loss = [...loss, { step, loss: status.progress.loss, validationLoss: status.progress.validationLoss ?? null }].slice(-5000);
+        }
+        set({ status, loss });
+      } catch (err) {
+        set({ error: errorText(err) });
+      }
+    },
+    async select(jobId) {
+      set({ selected: jobId, status: null, loss: [] });
+      if (jobId) await get().refresh();
+    },
+    setField(key, value) {
+      const fieldErrors = { ...get().fieldErrors };
+      delete fieldErrors[key];
+      set({ form: { ...get().form, [key]: value }, fieldErrors });
+    },
+    async start() {
+      const errors = validateTrainingForm(get().form);
+      set({ fieldErrors: errors });
+      if (Object.keys(errors).length > 0) return 'Fix the highlighted fields.';
+      try {
+        const r = await client.startTraining(formToRequest(get().form));
+        await get().select(r.jobId);
+        return null;
+      } catch (err) {
+        if (err instanceof ApiError && err.fields.length > 0) {
+          const fe: Record<string, string> = {};
+          for (const f of err.fields) fe[FIELD_MAP[f.field] ?? f.field] = f.message;
+          set({ fieldErrors: fe });
+        }
+        return errorText(err);
+      }
+    },
+    async cancel(jobId) {
+      try {
+        await client.cancelTraining(jobId);
+      } catch (err) {
+        set({ error: errorText(err) });
+      }
+      await get().refresh();
+    },
+  }));
+}
+export type TrainingStore = ReturnType<typeof createTrainingStore>;
