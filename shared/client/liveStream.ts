@@ -143,6 +143,7 @@ export class LiveStream {
       this.failuresWithoutOpen = 0;
       this.lastMessageAt = this.timers.now();
       this.armStale();
+      this.setStatus('open');
       if (this.transport === 'ws') this.sendFilter();
     };
     const onMessage = (ev: { data: unknown }) => this.handle(ev.data);

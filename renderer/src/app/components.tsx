@@ -15,8 +15,8 @@ export function NotAvailable({ service, what }: { service: string; what?: string
   return (
     <Empty title={`The ${service} is not available in this build`}>
       <p>
-        This console answered 404 on the {service}&apos;s API{what ? ` (${what})` : ''}, so the {service} service is not part of this build or is
-        turned off in config. Update the console, or enable the service in Config, then reload.
+        This console answered 404 on the {service}&apos;s API{what ? ` (${what})` : ''}: it is not part of this build or is turned off in
+        config. Update the console, or enable it in Config, then reload this page.
       </p>
     </Empty>
   );

@@ -1,28 +1,13 @@
 import { useMemo, useState } from 'react';
 import { useStore } from 'zustand';
 import type { HealthDetails } from '../../../../shared/client/apiTypes.js';
-import type { ConsoleSnapshot } from '../../../../shared/contracts/console.js';
 import { useApp, useEveryTick } from '../../app/context.js';
 import { gpuUtilization, tokensPerSecond } from '../../app/liveStore.js';
 import { Badge, Empty, Gauge } from '../../app/components.js';
 import { TimeChart, WINDOWS } from '../../lib/Chart.js';
 import { bytes, duration, num, pct } from '../../lib/format.js';
 import { mergeWindows } from '../../lib/series.js';
-import { path } from '../../lib/read.js';
-
-/** Alerts worth a person's attention, derived from one snapshot. */
-export function alertsFor(s: ConsoleSnapshot, health: HealthDetails | null): string[] {
-  const out: string[] = [];
-  if (s.core.eventLoopLagMs > 100) out.push(`The core's event loop is lagging (${num(s.core.eventLoopLagMs)} ms p99).`);
-  if (s.core.systemMemTotalBytes > 0 && s.core.systemMemUsedBytes / s.core.systemMemTotalBytes > 0.9) out.push('System memory is over 90 % used.');
-  const retreat = path(s.services.limiter, ['retreat', 'state']);
-  if (retreat === 'retreat') out.push('The limiter is in RETREAT: the upstream is throttling (429s).');
-  const issues = path(s.services.monitoring, ['issues']);
-  if (Array.isArray(issues)) for (const i of issues) out.push(String(i));
-  for (const [name, err] of Object.entries(s.errors ?? {})) out.push(`${name}: snapshot failed (${err})`);
-  for (const [name, c] of Object.entries(health?.components ?? {})) if (c.status !== 'UP') out.push(`${name} is ${c.status}.`);
-  return out;
-}
+import { alertsFor } from './alerts.js';
 
 export default function OverviewPage() {
   const { live, client } = useApp();

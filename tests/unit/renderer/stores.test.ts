@@ -1,0 +1,288 @@
+import { describe, expect, it } from 'vitest';
+import { ConsoleClient } from '../../../shared/client/consoleClient.js';
+import type { LimiterStatus } from '../../../shared/client/apiTypes.js';
+import type { StreamStatus } from '../../../shared/client/liveStream.js';
+import type { ConsoleLogRecord, ConsoleSnapshot, LogFilter } from '../../../shared/contracts/console.js';
+import { createLiveStore } from '../../../renderer/src/app/liveStore.js';
+import { createSessionStore, TOKEN_KEY } from '../../../renderer/src/app/sessionStore.js';
+import { createRouterStore } from '../../../renderer/src/app/router.js';
+import { createChatStore, validateParams } from '../../../renderer/src/features/chat/store.js';
+import { buildPatch, createConfigStore, flattenConfig } from '../../../renderer/src/features/config/store.js';
+import { createGpuStore, ttlLeft } from '../../../renderer/src/features/gpu/store.js';
+import { createLimiterStore } from '../../../renderer/src/features/limiter/store.js';
+import { createLogsStore } from '../../../renderer/src/features/logs/store.js';
+import { createModelsStore, validateModelUri } from '../../../renderer/src/features/models/store.js';
+import { createTrainingStore, validateTrainingForm } from '../../../renderer/src/features/training/store.js';
+import { alertsFor } from '../../../renderer/src/features/overview/alerts.js';
+import { fakeFetch, snapshot, sseResponse } from './fakes.js';
+
+function source() {
+  const snaps = new Set<(s: ConsoleSnapshot) => void>();
+  const stats = new Set<(s: StreamStatus) => void>();
+  return {
+    onSnapshot: (fn: (s: ConsoleSnapshot) => void) => (snaps.add(fn), () => snaps.delete(fn)),
+    onStatus: (fn: (s: StreamStatus) => void) => (stats.add(fn), () => stats.delete(fn)),
+    getStatus: (): StreamStatus => 'connecting',
+    emit: (s: ConsoleSnapshot) => snaps.forEach((f) => f(s)),
+    status: (s: StreamStatus) => stats.forEach((f) => f(s)),
+  };
+}
+
+function limiterStatus(state: string, rpm: number, ratio: number): LimiterStatus {
+  return {
+    requests: { total: 0, nvidia: 0, passthrough: 0, ratelimited: 0 },
+    errors: { queue_full_rejects: 0, upstream_errors: 0 },
+    queue: { max_size: 500, current_size: 3, total_enqueued: 0, total_dequeued: 0, total_dropped: 0, depth_by_priority: { HIGH: 1, LOW: 2 } },
+    token_bucket: { tokens: 12, capacity: 40, rate_per_minute: rpm, utilization: 0.7 },
+    retreat: { state, effective_rpm: rpm, base_rpm: 40, upstream_429_rate: ratio },
+    uptime_seconds: 5,
+  };
+}
+
+describe('live store', () => {
+  it('keeps the latest snapshot, the series and the disconnection time', () => {
+    const src = source();
+    let now = 100;
+    const live = createLiveStore(src, { now: () => now, capacity: 5 });
+    src.emit(snapshot(1000, { services: { monitoring: { gpus: [{ index: 0, utilizationPercent: 30 }, { index: 1, utilizationPercent: 50 }] }, engine: { tokensPerSecond: 42 } } }));
+    const st = live.getState();
+    expect(st.tick).toBe(1);
+    expect(st.firstDataAt).toBe(100);
+    expect(st.series.gpuUtil.last()?.value).toBe(40);
+    expect(st.series.tokensPerSecond.last()?.value).toBe(42);
+    expect(st.series.memory.last()?.value).toBe(50);
+    now = 500;
+    src.status('disconnected');
+    expect(live.getState().disconnectedSince).toBe(500);
+    now = 900;
+    src.status('disconnected');
+    expect(live.getState().disconnectedSince).toBe(500);
+    src.status('open');
+    expect(live.getState().disconnectedSince).toBeNull();
+    live.getState().dispose();
+  });
+});
+
+describe('limiter store', () => {
+  it('records rolling history and a retreat timeline from statuses', () => {
+    const limiter = createLimiterStore(new ConsoleClient({ baseUrl: '', fetch: fakeFetch({}) }), { capacity: 100 });
+    limiter.getState().ingest(limiterStatus('normal', 40, 0), 1000);
+    limiter.getState().ingest(limiterStatus('normal', 40, 0.01), 2000);
+    limiter.getState().ingest(limiterStatus('retreat', 30, 0.08), 3000);
+    limiter.getState().ingest(limiterStatus('retreat', 22.5, 0.12), 4000);
+    const st = limiter.getState();
+    expect(st.availability).toBe('ok');
+    expect(Object.keys(st.providers)).toEqual(['nvidia']);
+    const h = st.history.nvidia!;
+    expect(h.timeline).toEqual([
+      { time: 1000, state: 'normal', rpm: 40 },
+      { time: 3000, state: 'retreat', rpm: 30 },
+    ]);
+    expect(h.rpm.window(0).map((p) => p.v)).toEqual([40, 40, 30, 22.5]);
+    expect(h.ratio429.last()?.value).toBeCloseTo(12);
+    expect(h.queueDepth.last()?.value).toBe(3);
+  });
+  it('says "missing" when the limiter route is not in this build', async () => {
+    const limiter = createLimiterStore(new ConsoleClient({ baseUrl: '', fetch: fakeFetch({}) }));
+    await limiter.getState().refresh(1);
+    expect(limiter.getState().availability).toBe('missing');
+  });
+});
+
+describe('gpu store', () => {
+  it('counts the TTL down locally from when the lock was received', async () => {
+    let now = 10_000;
+    const lock = { lock_key: 'gpu_lock:0', is_locked: true, lock_holder: 'train', ttl_seconds: 60, timestamp: 1, lock_age: 3 };
+    const f = fakeFetch({
+      'GET /api/v1/monitoring/gpu-lock/status': () => [200, lock],
+      'GET /api/v1/monitoring/heartbeat/all': () => [200, { active_tasks: {}, dead_tasks: [], orphaned_tasks: [], statistics: { total_tasks: 0, active_count: 0, dead_count: 0, orphaned_count: 0, average_heartbeat_interval: 0 }, timestamp: 1 }],
+      'POST /api/v1/monitoring/lock/release': (body) => [200, { success: true, message: 'released', lock_key: (body as { lock_key: string }).lock_key, task_name: 'dashboard' }],
+    });
+    const gpu = createGpuStore(new ConsoleClient({ baseUrl: '', fetch: f }), { now: () => now });
+    await gpu.getState().refresh();
+    const st = gpu.getState();
+    expect(ttlLeft(st.lock, st.lockReceivedAt, now)).toBe(60);
+    expect(ttlLeft(st.lock, st.lockReceivedAt, now + 15_500)).toBeCloseTo(44.5);
+    expect(ttlLeft(st.lock, st.lockReceivedAt, now + 100_000)).toBe(0);
+    expect(ttlLeft({ ...lock, is_locked: false, ttl_seconds: null }, 0, now)).toBeNull();
+    now += 1;
+    expect(await gpu.getState().forceRelease()).toEqual({ ok: true, message: 'released' });
+    expect(f.calls.find((c) => c.method === 'POST')?.body).toEqual({ lock_key: 'gpu_lock:0', task_name: 'dashboard' });
+  });
+});
+
+describe('config store', () => {
+  const view = { config: { server: { httpPort: 8080, allowedHosts: [] }, auth: { openaiToken: 'abcd****' }, ops: { runScript: { enabled: false } } }, file: {}, overridden: ['server.httpPort'], path: '/d/config.json' };
+
+  it('flattens leaves, marks secrets and env overrides', () => {
+    const fields = flattenConfig(view.config, view.overridden);
+    expect(fields.map((f) => [f.path, f.kind, f.secret, f.overridden])).toEqual([
+      ['server.httpPort', 'number', false, true],
+      ['server.allowedHosts', 'json', false, false],
+      ['auth.openaiToken', 'string', true, false],
+      ['ops.runScript.enabled', 'boolean', false, false],
+    ]);
+    expect(buildPatch({ 'ops.runScript.enabled': true, 'server.httpPort': 1 })).toEqual({ ops: { runScript: { enabled: true } }, server: { httpPort: 1 } });
+  });
+
+  it('shows a diff, sends only changed fields, and maps server field errors; nothing saved on error', async () => {
+    const f = fakeFetch({
+      'GET /api/console/config': () => [200, view],
+      'PATCH /api/console/config': () => [400, { error: { code: 'INVALID_REQUEST', message: 'Invalid config; nothing was changed', details: [{ type: 'validation', field: 'server.httpPort', description: 'expected integer ≤ 65535, got 70000' }] } }],
+    });
+    const cfg = createConfigStore(new ConsoleClient({ baseUrl: '', fetch: f }));
+    await cfg.getState().load();
+    expect(cfg.getState().draft['auth.openaiToken']).toBe('');
+    expect(cfg.getState().changes()).toEqual([]);
+    cfg.getState().setField('server.httpPort', '70000');
+    expect(cfg.getState().changes()).toEqual([{ path: 'server.httpPort', from: '8080', to: '70000' }]);
+    expect(await cfg.getState().apply()).toBe(false);
+    expect(f.calls.at(-1)?.body).toEqual({ server: { httpPort: 70000 } });
+    expect(cfg.getState().fieldErrors['server.httpPort']).toContain('65535');
+    expect(cfg.getState().error).toContain('nothing was changed');
+    // the draft survives, so the user can fix it
+    expect(cfg.getState().draft['server.httpPort']).toBe('70000');
+  });
+
+  it('refuses unparsable input locally without calling the server', async () => {
+    const f = fakeFetch({ 'GET /api/console/config': () => [200, view] });
+    const cfg = createConfigStore(new ConsoleClient({ baseUrl: '', fetch: f }));
+    await cfg.getState().load();
+    cfg.getState().setField('server.allowedHosts', '[oops');
+    expect(await cfg.getState().apply()).toBe(false);
+    expect(cfg.getState().fieldErrors['server.allowedHosts']).toMatch(/JSON/);
+    expect(f.calls.filter((c) => c.method === 'PATCH')).toHaveLength(0);
+  });
+
+  it('sends a secret only when the user typed a new one', async () => {
+    const f = fakeFetch({ 'GET /api/console/config': () => [200, view], 'PATCH /api/console/config': () => [200, view] });
+    const cfg = createConfigStore(new ConsoleClient({ baseUrl: '', fetch: f }));
+    await cfg.getState().load();
+    cfg.getState().setField('auth.openaiToken', 'new-secret-value');
+    expect(cfg.getState().changes()).toEqual([{ path: 'auth.openaiToken', from: 'abcd****', to: '****' }]);
+    expect(await cfg.getState().apply()).toBe(true);
+    expect(f.calls.at(-1)?.body).toEqual({ auth: { openaiToken: 'new-secret-value' } });
+  });
+});
+
+describe('chat store', () => {
+  it('streams a reply into the last message and measures TTFT and tokens/s', async () => {
+    let now = 0;
+    const chunk = (content: string) => JSON.stringify({ choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+    const f = fakeFetch({
+      'GET /v1/models': () => [200, { object: 'list', data: [{ id: 'tiny', object: 'model' }] }],
+      'POST /v1/chat/completions': () => {
+        now = 50; // first token arrives 50 ms after send
+        return sseResponse([chunk('a'), chunk('b'), chunk('c'), '[DONE]']);
+      },
+    });
+    const chat = createChatStore(new ConsoleClient({ baseUrl: '', fetch: f }), { now: () => now });
+    await chat.getState().loadModels();
+    expect(chat.getState().model).toBe('tiny');
+    const p = chat.getState().send('hello');
+    expect(chat.getState().streaming).toBe(true);
+    await p;
+    const st = chat.getState();
+    expect(st.messages).toEqual([
+      { role: 'user', content: 'hello' },
+      { role: 'assistant', content: 'abc' },
+    ]);
+    expect(st.streaming).toBe(false);
+    expect(st.stats?.ttftMs).toBe(50);
+    expect(st.stats?.tokens).toBe(3);
+    expect(f.calls.at(-1)?.body).toMatchObject({ model: 'tiny', messages: [{ role: 'system' }, { role: 'user', content: 'hello' }] });
+  });
+  it('validates parameters before sending', () => {
+    expect(validateParams({ temperature: 3, max_tokens: 10, top_p: 1 })).toMatch(/temperature/);
+    expect(validateParams({ temperature: 1, max_tokens: 0, top_p: 1 })).toMatch(/max tokens/);
+    expect(validateParams({ temperature: 1, max_tokens: 10, top_p: 0.9 })).toBeNull();
+  });
+});
+
+describe('training, models, logs, session, router, overview', () => {
+  it('validates the training form and maps server field errors', async () => {
+    expect(validateTrainingForm({ baseModel: '', datasetPath: 'd', outputDir: 'o', epochs: '1.5', learningRate: '-1', batchSize: '4', loraRank: '' })).toEqual({
+      baseModel: expect.any(String),
+      epochs: expect.stringMatching(/whole/),
+      learningRate: expect.any(String),
+    });
+    const f = fakeFetch({ 'POST /api/v1/training/start': () => [400, { error: { code: 'INVALID_REQUEST', message: 'bad', details: [{ type: 'v', field: 'hyperParams.batchSize', description: 'too big for this GPU' }] } }] });
+    const t = createTrainingStore(new ConsoleClient({ baseUrl: '', fetch: f }));
+    t.getState().setField('baseModel', 'tiny');
+    t.getState().setField('datasetPath', '/d.jsonl');
+    t.getState().setField('outputDir', '/out');
+    expect(await t.getState().start()).toBe('bad');
+    expect(t.getState().fieldErrors).toEqual({ batchSize: 'too big for this GPU' });
+  });
+
+  it('accepts hf: and https model URIs only', () => {
+    expect(validateModelUri('hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M')).toBeNull();
+    expect(validateModelUri('https://example.com/m.gguf')).toBeNull();
+    expect(validateModelUri('')).toMatch(/Enter/);
+    expect(validateModelUri('file:///etc/passwd')).toMatch(/Not a model URI/);
+  });
+
+  it('models store reports a missing engine and library separately', async () => {
+    const m = createModelsStore(new ConsoleClient({ baseUrl: '', fetch: fakeFetch({ 'GET /api/v1/models': () => [200, { models: [] }] }) }));
+    await m.getState().refresh();
+    expect(m.getState().engine).toBe('ok');
+    expect(m.getState().library).toBe('missing');
+  });
+
+  it('logs store subscribes with the filter, keeps a bounded buffer, pauses', () => {
+    let listener: ((r: ConsoleLogRecord[]) => void) | null = null;
+    const filters: Array<LogFilter | null> = [];
+    const logs = createLogsStore({ onLogs: (fn) => ((listener = fn), () => (listener = null)), subscribeLogs: (f) => filters.push(f) }, { max: 3 });
+    logs.getState().activate();
+    const rec = (i: number, module = 'http'): ConsoleLogRecord => ({ time: i, level: 'info', module, msg: `m${i}` });
+    listener!([rec(1), rec(2), rec(3, 'engine'), rec(4)]);
+    expect(logs.getState().records.map((r) => r.msg)).toEqual(['m2', 'm3', 'm4']);
+    expect(logs.getState().modules).toEqual(['engine', 'http']);
+    logs.getState().setPaused(true);
+    listener!([rec(5)]);
+    expect(logs.getState().records).toHaveLength(3);
+    logs.getState().setFilter({ module: 'http', level: 'warn' });
+    expect(filters.at(-1)).toEqual({ module: 'http', level: 'warn' });
+    logs.getState().deactivate();
+    expect(filters.at(-1)).toBeNull();
+    expect(listener).toBeNull();
+  });
+
+  it('session keeps a checked token in storage and forgets it', async () => {
+    const storage = new Map<string, string>();
+    const st = { getItem: (k: string) => storage.get(k) ?? null, setItem: (k: string, v: string) => void storage.set(k, v), removeItem: (k: string) => void storage.delete(k) };
+    const f = fakeFetch({ 'GET /api/console/session': (_b, url) => [200, { admin: true, url }], 'POST /api/console/session': (b) => ((b as { code: string }).code === 'good-code-123' ? [200, { token: 'T0K3N-from-link' }] : [403, { error: { code: 'FORBIDDEN', message: 'used' } }]) });
+    const client = new ConsoleClient({ baseUrl: '', fetch: f });
+    const session = createSessionStore(client, st);
+    expect(await session.getState().exchangeCode('good-code-123')).toBe(true);
+    expect(storage.get(TOKEN_KEY)).toBe('T0K3N-from-link');
+    expect(client.getToken()).toBe('T0K3N-from-link');
+    expect(await session.getState().exchangeCode('bad-code-1234')).toBe(false);
+    expect(session.getState().error).toBe('used');
+    session.getState().forget();
+    expect(storage.has(TOKEN_KEY)).toBe(false);
+    expect(client.getToken()).toBeNull();
+  });
+
+  it('router pushes history', () => {
+    const pushed: string[] = [];
+    let pathname = '/';
+    const r = createRouterStore({ pushState: (_d, _u, url) => { pushed.push(url); pathname = url; }, get pathname() { return pathname; } });
+    r.getState().navigate('/limiter');
+    r.getState().navigate('/limiter');
+    expect(pushed).toEqual(['/limiter']);
+    pathname = '/gpu';
+    r.getState().sync();
+    expect(r.getState().path).toBe('/gpu');
+  });
+
+  it('overview derives alerts from the snapshot', () => {
+    const s = snapshot(1, { services: { limiter: { retreat: { state: 'retreat' } } }, errors: { engine: 'boom' } });
+    s.core.eventLoopLagMs = 250;
+    const alerts = alertsFor(s, { components: { engine: { status: 'DOWN' } } });
+    expect(alerts.join('\n')).toMatch(/event loop/);
+    expect(alerts.join('\n')).toMatch(/RETREAT/);
+    expect(alerts.join('\n')).toMatch(/engine: snapshot failed/);
+    expect(alerts.join('\n')).toMatch(/engine is DOWN/);
+  });
+});
