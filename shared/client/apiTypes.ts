@@ -60,10 +60,11 @@ export interface LockReleaseResult {
 export interface GpuDevice {
   index: number;
   name?: string;
-  utilizationPercent?: number;
-  memoryUsedBytes?: number;
-  memoryTotalBytes?: number;
-  temperatureC?: number;
+  utilizationGpu?: number | null;
+  memoryUsedMiB?: number | null;
+  memoryTotalMiB?: number | null;
+  temperatureC?: number | null;
+  powerDrawW?: number | null;
 }
 
 /** §5.1 `GET /api/v1/models`. */
@@ -97,25 +98,28 @@ export interface CatalogEntry {
   description?: string;
 }
 
-/** A model download (`/api/v1/library/downloads`). */
+/** A model download (`/api/v1/library/downloads`, the models library's DownloadView). */
 export interface DownloadInfo {
   id: string;
-  uri?: string;
-  name?: string;
-  status: string;
-  receivedBytes?: number;
-  totalBytes?: number | null;
-  bytesPerSecond?: number;
-  etaSeconds?: number | null;
+  uri: string;
+  name: string;
+  status: 'queued' | 'downloading' | 'verifying' | 'completed' | 'failed' | 'cancelled' | string;
+  bytesDone: number;
+  bytesTotal: number | null;
+  /** 0–1, null while the size is unknown. */
+  progress: number | null;
+  speedBytesPerSecond: number;
+  etaSeconds: number | null;
   error?: string;
 }
 
 /** A local model file (`GET /api/v1/library/files`). */
 export interface LibraryFile {
-  id?: string;
-  name: string;
+  id: string;
   path?: string;
   sizeBytes?: number;
+  architecture?: string;
+  error?: string;
 }
 
 /** §4.2 training status. */
@@ -165,6 +169,23 @@ export interface RuntimeMode {
   schedule_mode: string | null;
   is_running: boolean;
 }
+/** A supervised process (`GET /api/runtime/processes`). */
+export interface ProcessInfo {
+  name: string;
+  configured: boolean;
+  state: 'not_running' | 'starting' | 'running' | 'stopping' | 'exited' | 'backoff' | 'failed' | string;
+  process_status: string;
+  pid: number | null;
+  started_at: string | null;
+  uptime_seconds: number | null;
+  restarts: number;
+  exit_code: number | null;
+  run_id: string | null;
+  mode: string | null;
+  last_error: string | null;
+  orphan: { pid: number; message: string } | null;
+}
+
 /** §8.5 request. */
 export interface RuntimeStartRequest {
   mode: 'live' | 'backtest';

@@ -8,6 +8,7 @@ import type {
   HealthDetails,
   HeartbeatsAll,
   LibraryFile,
+  ProcessInfo,
   LimiterStatus,
   LockReleaseResult,
   ModelsList,
@@ -233,15 +234,13 @@ export class ConsoleClient {
     return this.request<unknown>('POST', `/api/v1/models/${encodeURIComponent(id)}/unload`);
   }
   catalog() {
-    return this.request<{ models?: CatalogEntry[]; entries?: CatalogEntry[]; catalog?: CatalogEntry[] } | CatalogEntry[]>('GET', '/api/v1/library/catalog').then((r) =>
-      Array.isArray(r) ? r : (r.models ?? r.entries ?? r.catalog ?? []),
-    );
+    return this.request<{ models: CatalogEntry[] }>('GET', '/api/v1/library/catalog').then((r) => r.models);
   }
   libraryFiles() {
-    return this.request<{ files?: LibraryFile[] } | LibraryFile[]>('GET', '/api/v1/library/files').then((r) => (Array.isArray(r) ? r : (r.files ?? [])));
+    return this.request<{ dir: string; files: LibraryFile[] }>('GET', '/api/v1/library/files');
   }
   downloads() {
-    return this.request<{ downloads?: DownloadInfo[] } | DownloadInfo[]>('GET', '/api/v1/library/downloads').then((r) => (Array.isArray(r) ? r : (r.downloads ?? [])));
+    return this.request<{ downloads: DownloadInfo[] }>('GET', '/api/v1/library/downloads').then((r) => r.downloads);
   }
   startDownload(uri: string) {
     return this.request<DownloadInfo>('POST', '/api/v1/library/downloads', { uri });
@@ -311,10 +310,18 @@ export class ConsoleClient {
   stopRuntime() {
     return this.request<{ status: string; message: string }>('POST', '/api/runtime/stop');
   }
-  runtimeLogs() {
-    return this.request<{ lines?: string[]; log?: string } | string>('GET', '/api/runtime/logs').then((r) =>
-      typeof r === 'string' ? r.split('\n') : (r.lines ?? (r.log ?? '').split('\n')),
-    );
+  processes() {
+    return this.request<{ processes: ProcessInfo[] }>('GET', '/api/runtime/processes').then((r) => r.processes);
+  }
+  startProcess(name: string) {
+    return this.request<ProcessInfo>('POST', `/api/runtime/processes/${encodeURIComponent(name)}/start`);
+  }
+  stopProcess(name: string) {
+    return this.request<ProcessInfo>('POST', `/api/runtime/processes/${encodeURIComponent(name)}/stop`);
+  }
+  /** Admin: the last lines of a process's log. */
+  processLogs(name: string, lines = 200) {
+    return this.request<{ name: string; file: string; lines: string[] }>('GET', `/api/runtime/processes/${encodeURIComponent(name)}/logs${query({ lines })}`).then((r) => r.lines);
   }
 }
 

@@ -2,7 +2,8 @@ import { createStore } from 'zustand/vanilla';
 import type { ConsoleSnapshot } from '../../../shared/contracts/console.js';
 import type { StreamStatus } from '../../../shared/client/liveStream.js';
 import { RingSeries } from '../lib/series.js';
-import { numberAt } from '../lib/read.js';
+import type { GpuDevice } from '../../../shared/client/apiTypes.js';
+import { numberAt, path } from '../lib/read.js';
 
 /** What the live store needs from the stream (LiveStream fits; tests pass a fake). */
 export interface SnapshotSource {
@@ -35,11 +36,17 @@ export interface LiveState {
   dispose(): void;
 }
 
-/** GPU use in percent from the monitoring snapshot (mean over GPUs), when it reports one. */
+/** The GPUs in the monitoring snapshot's latest telemetry sample (empty without NVIDIA telemetry). */
+export function gpuDevices(snapshot: ConsoleSnapshot | null): GpuDevice[] {
+  const gpus = path(snapshot?.services.monitoring, ['telemetry', 'latest', 'gpus']);
+  return Array.isArray(gpus) ? gpus.filter((g): g is GpuDevice => !!g && typeof g === 'object' && typeof (g as GpuDevice).index === 'number') : [];
+}
+
+/** GPU use in percent (mean over GPUs), when monitoring reports any. */
 export function gpuUtilization(snapshot: ConsoleSnapshot): number | undefined {
-  const gpus = (snapshot.services.monitoring as { gpus?: unknown } | undefined)?.gpus;
-  if (!Array.isArray(gpus) || gpus.length === 0) return undefined;
-  const vals = gpus.map((g) => numberAt(g, ['utilizationPercent'], ['utilization'])).filter((v): v is number => v !== undefined);
+  const vals = gpuDevices(snapshot)
+    .map((g) => g.utilizationGpu)
+    .filter((v): v is number => typeof v === 'number');
   return vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : undefined;
 }
 

@@ -56,9 +56,15 @@ describe('ConsoleClient', () => {
     const c = new ConsoleClient({ baseUrl: '', fetch: fakeFetch({ 'POST /v1/chat/completions': () => [404, { error: { message: 'Unknown model x', type: 'not_found_error', code: 'MODEL_NOT_FOUND' } }] }) });
     await expect(c.chatStream({ model: 'x', messages: [] }, { onDelta: () => undefined })).rejects.toMatchObject({ status: 404, message: 'Unknown model x' });
   });
-  it('normalises library list shapes', async () => {
-    const c = new ConsoleClient({ baseUrl: '', fetch: fakeFetch({ 'GET /api/v1/library/downloads': () => [200, { downloads: [{ id: 'd1', status: 'running' }] }], 'GET /api/v1/library/catalog': () => [200, [{ name: 'a', uri: 'hf:a/b' }]] }) });
-    expect(await c.downloads()).toEqual([{ id: 'd1', status: 'running' }]);
+  it('unwraps the model library lists', async () => {
+    const c = new ConsoleClient({ baseUrl: '', fetch: fakeFetch({ 'GET /api/v1/library/downloads': () => [200, { downloads: [{ id: 'd1', status: 'downloading' }] }], 'GET /api/v1/library/catalog': () => [200, { models: [{ name: 'a', uri: 'hf:a/b' }] }] }) });
+    expect(await c.downloads()).toEqual([{ id: 'd1', status: 'downloading' }]);
     expect(await c.catalog()).toEqual([{ name: 'a', uri: 'hf:a/b' }]);
+  });
+  it('reads a process log tail with the line count', async () => {
+    const f = fakeFetch({ 'GET /api/runtime/processes/gateway/logs': () => [200, { name: 'gateway', file: 'f', lines: ['a', 'b'] }] });
+    const c = new ConsoleClient({ baseUrl: '', fetch: f });
+    expect(await c.processLogs('gateway', 50)).toEqual(['a', 'b']);
+    expect(f.calls[0]?.url).toBe('/api/runtime/processes/gateway/logs?lines=50');
   });
 });

@@ -44,7 +44,7 @@ describe('live store', () => {
     const src = source();
     let now = 100;
     const live = createLiveStore(src, { now: () => now, capacity: 5 });
-    src.emit(snapshot(1000, { services: { monitoring: { gpus: [{ index: 0, utilizationPercent: 30 }, { index: 1, utilizationPercent: 50 }] }, engine: { tokensPerSecond: 42 } } }));
+    src.emit(snapshot(1000, { services: { monitoring: { telemetry: { latest: { gpus: [{ index: 0, utilizationGpu: 30 }, { index: 1, utilizationGpu: 50 }, { index: 2, utilizationGpu: null }] } } }, engine: { tokensPerSecond: 42 } } }));
     const st = live.getState();
     expect(st.tick).toBe(1);
     expect(st.firstDataAt).toBe(100);
@@ -75,13 +75,39 @@ describe('limiter store', () => {
     expect(Object.keys(st.providers)).toEqual(['nvidia']);
     const h = st.history.nvidia!;
     expect(h.timeline).toEqual([
-      { time: 1000, state: 'normal', rpm: 40 },
+      { time: 1000, state: 'normal', rpm: 40, reason: 'first seen' },
       { time: 3000, state: 'retreat', rpm: 30 },
     ]);
     expect(h.rpm.window(0).map((p) => p.v)).toEqual([40, 40, 30, 22.5]);
     expect(h.ratio429.last()?.value).toBeCloseTo(12);
     expect(h.queueDepth.last()?.value).toBe(3);
   });
+  it("uses the limiter's own transition log when the snapshot carries one", () => {
+    const limiter = createLimiterStore(new ConsoleClient({ baseUrl: '', fetch: fakeFetch({}) }), { capacity: 100 });
+    limiter.getState().ingest(limiterStatus('normal', 40, 0), 1000);
+    const s = { ...limiterStatus('retreat', 30, 0.1), recent_transitions: [{ provider: 'nvidia', from: 'normal', to: 'retreat', previous_rpm: 40, rpm: 30, ratio: 0.1, reason: '429 ratio 0.10 ≥ 0.05', timestamp: 1.5 }] };
+    limiter.getState().ingest(s, 2000);
+    limiter.getState().ingest(s, 3000); // the same transition again is not repeated
+    expect(limiter.getState().history.nvidia?.timeline.slice(1)).toEqual([{ time: 1500, state: 'retreat', rpm: 30, reason: '429 ratio 0.10 ≥ 0.05' }]);
+  });
+
+  it('reads recent requests per provider from the limiter request log', async () => {
+    const f = fakeFetch({
+      'GET /api/console/logs': () => [200, { records: [
+        { time: 1, level: 'info', module: 'limiter', msg: 'limiter started' },
+        { time: 2, level: 'info', module: 'limiter', msg: 'request_completed', provider: 'nvidia', status: 429, queue_latency: 0.01, total_latency: 0.2, retreat_state: 'retreat' },
+        { time: 3, level: 'info', module: 'limiter', msg: 'request_failed', provider: 'other', error: 'timeout' },
+      ] }],
+    });
+    const limiter = createLimiterStore(new ConsoleClient({ baseUrl: '', fetch: f }));
+    await limiter.getState().refreshRecent();
+    expect(f.calls[0]?.url).toBe('/api/console/logs?module=limiter&limit=1000');
+    expect(limiter.getState().recent).toEqual({
+      nvidia: [{ time: 2, provider: 'nvidia', status: 429, error: undefined, queueLatency: 0.01, totalLatency: 0.2, retreatState: 'retreat' }],
+      other: [{ time: 3, provider: 'other', status: null, error: 'timeout', queueLatency: undefined, totalLatency: undefined, retreatState: undefined }],
+    });
+  });
+
   it('says "missing" when the limiter route is not in this build', async () => {
     const limiter = createLimiterStore(new ConsoleClient({ baseUrl: '', fetch: fakeFetch({}) }));
     await limiter.getState().refresh(1);

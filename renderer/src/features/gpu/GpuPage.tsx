@@ -1,10 +1,13 @@
 import { useEffect, useState } from 'react';
 import { useStore } from 'zustand';
-import type { GpuDevice } from '../../../../shared/client/apiTypes.js';
 import { useApp, useEveryTick } from '../../app/context.js';
 import { Badge, Empty, ErrorText, Gauge, NotAvailable } from '../../app/components.js';
 import { bytes, clockTime, duration, pct } from '../../lib/format.js';
+import { gpuDevices } from '../../app/liveStore.js';
+import { path } from '../../lib/read.js';
 import { ttlLeft } from './store.js';
+
+const mib = (v: number | null | undefined) => (typeof v === 'number' ? v * 1024 * 1024 : undefined);
 
 function useNow(ms = 1000): number {
   const [now, setNow] = useState(() => performance.now());
@@ -25,7 +28,8 @@ export default function GpuPage() {
   const [result, setResult] = useState<{ ok: boolean; message: string } | null>(null);
   useEveryTick(() => gpu.getState().refresh());
 
-  const devices = ((snapshot?.services.monitoring as { gpus?: GpuDevice[] } | undefined)?.gpus ?? []).filter((g) => g && typeof g === 'object');
+  const devices = gpuDevices(snapshot);
+  const noGpuReason = path(snapshot?.services.monitoring, ['telemetry', 'reason']);
   if (st.availability === 'missing') return <><h2>GPU &amp; tasks</h2><NotAvailable service="monitoring service" what="GET /api/v1/monitoring/gpu-lock/status" /></>;
   const lock = st.lock;
   const ttl = ttlLeft(lock, st.lockReceivedAt, now);
@@ -38,11 +42,16 @@ export default function GpuPage() {
         {devices.length === 0 ? (
           <div className="card">
             <div className="muted">GPUs</div>
-            <p>No GPU reported by monitoring (CPU-only machine, or telemetry unavailable).</p>
+            <p>No GPU telemetry{typeof noGpuReason === 'string' ? `: ${noGpuReason}` : ' (CPU-only machine, or monitoring not running)'}.</p>
           </div>
         ) : (
           devices.map((d) => (
-            <Gauge key={d.index} label={`GPU ${d.index}${d.name ? ` · ${d.name}` : ''}`} value={d.utilizationPercent} text={`${pct(d.utilizationPercent)} · ${bytes(d.memoryUsedBytes)} / ${bytes(d.memoryTotalBytes)}${d.temperatureC !== undefined ? ` · ${d.temperatureC} °C` : ''}`} />
+            <Gauge
+              key={d.index}
+              label={`GPU ${d.index}${d.name ? ` · ${d.name}` : ''}`}
+              value={d.utilizationGpu ?? undefined}
+              text={`${pct(d.utilizationGpu)} · ${bytes(mib(d.memoryUsedMiB))} / ${bytes(mib(d.memoryTotalMiB))}${typeof d.temperatureC === 'number' ? ` · ${d.temperatureC} °C` : ''}`}
+            />
           ))
         )}
       </div>

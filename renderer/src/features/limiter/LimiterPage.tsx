@@ -1,4 +1,4 @@
-import { useMemo, useState } from 'react';
+import { useMemo, useRef, useState } from 'react';
 import { useStore } from 'zustand';
 import { useApp, useEveryTick } from '../../app/context.js';
 import { Badge, ErrorText, Gauge, NotAvailable, Empty } from '../../app/components.js';
@@ -16,7 +16,9 @@ export default function LimiterPage() {
   const admin = useStore(session, (s) => s.admin);
   const [windowMs, setWindowMs] = useState<number>(WINDOWS[0].ms);
   const [msg, setMsg] = useState<string | null>(null);
+  const ticks = useRef(0);
   useEveryTick(async () => {
+    if (admin && ticks.current++ % 3 === 0) void limiter.getState().refreshRecent();
     const snap = live.getState().snapshot;
     const section = snap?.services.limiter;
     if (snap && isLimiterStatus(section)) limiter.getState().ingest(section, snap.time);
@@ -41,7 +43,7 @@ export default function LimiterPage() {
       {Object.entries(st.providers).map(([name, p]) => {
         const h = st.history[name];
         const by = p.queue.depth_by_priority ?? p.queue.per_priority ?? {};
-        const recent = (p as { recent_requests?: Array<{ time?: number; timestamp?: number; status: number; priority?: string; latency_ms?: number; model?: string }> }).recent_requests ?? [];
+        const recent = st.recent[name] ?? [];
         return (
           <section key={name} className="card" aria-labelledby={`prov-${name}`} data-testid={`limiter-${name}`}>
             <div className="row" style={{ justifyContent: 'space-between' }}>
@@ -95,27 +97,30 @@ export default function LimiterPage() {
                 <ol className="timeline" data-testid="retreat-timeline">
                   {(h?.timeline ?? []).slice().reverse().map((e) => (
                     <li key={e.time}>
-                      {clockTime(e.time)} → <Badge tone={TONE[e.state] ?? 'warn'}>{e.state.toUpperCase()}</Badge> at {num(e.rpm)} RPM
+                      {clockTime(e.time)} → <Badge tone={TONE[e.state] ?? 'warn'}>{e.state.toUpperCase()}</Badge> at {num(e.rpm)} RPM{e.reason ? <span className="muted"> · {e.reason}</span> : null}
                     </li>
                   ))}
                 </ol>
               </div>
               <div>
                 <h3>Recent requests</h3>
-                {recent.length === 0 ? (
-                  <p className="muted">No recent requests reported. Requests to models named {name}/… go through this queue.</p>
+                {!admin ? (
+                  <p className="muted">Sign in with the admin token to see recent requests (they come from the limiter&apos;s request log).</p>
+                ) : recent.length === 0 ? (
+                  <p className="muted">No recent requests. Requests to models named {name}/… go through this queue.</p>
                 ) : (
                   <table>
                     <thead>
-                      <tr><th scope="col">Time</th><th scope="col">Priority</th><th scope="col">Status</th><th scope="col">Latency</th></tr>
+                      <tr><th scope="col">Time</th><th scope="col">Status</th><th scope="col">Queued</th><th scope="col">Total</th><th scope="col">State</th></tr>
                     </thead>
                     <tbody>
-                      {recent.slice(-20).reverse().map((r, i) => (
+                      {recent.slice().reverse().map((r, i) => (
                         <tr key={i}>
-                          <td>{clockTime(r.time ?? (r.timestamp ?? 0) * 1000)}</td>
-                          <td>{r.priority ?? '—'}</td>
-                          <td className={r.status === 429 ? 'bad' : r.status >= 400 ? 'warn' : ''}>{r.status}</td>
-                          <td>{r.latency_ms === undefined ? '—' : `${num(r.latency_ms, 0)} ms`}</td>
+                          <td>{clockTime(r.time)}</td>
+                          <td className={r.status === 429 ? 'bad' : r.status === null || r.status >= 400 ? 'warn' : ''}>{r.status ?? r.error ?? 'failed'}</td>
+                          <td>{r.queueLatency === undefined ? '—' : `${num(r.queueLatency * 1000, 0)} ms`}</td>
+                          <td>{r.totalLatency === undefined ? '—' : `${num(r.totalLatency * 1000, 0)} ms`}</td>
+                          <td>{r.retreatState ?? '—'}</td>
                         </tr>
                       ))}
                     </tbody>

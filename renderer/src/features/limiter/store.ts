@@ -14,7 +14,26 @@ export interface ProviderHistory {
   ratio429: RingSeries;
   queueDepth: RingSeries;
   /** Retreat state changes, oldest first (bounded). */
-  timeline: Array<{ time: number; state: string; rpm: number }>;
+  timeline: Transition[];
+}
+
+/** One upstream request as the limiter logged it (`request_completed` / `request_failed`). */
+export interface RecentRequest {
+  time: number;
+  provider: string;
+  status: number | null;
+  error?: string;
+  queueLatency?: number;
+  totalLatency?: number;
+  retreatState?: string;
+}
+
+/** A retreat transition (from the limiter's `recent_transitions`, or seen between two statuses). */
+export interface Transition {
+  time: number;
+  state: string;
+  rpm: number;
+  reason?: string;
 }
 
 export interface LimiterState {
@@ -24,6 +43,10 @@ export interface LimiterState {
   providers: Record<string, ProviderStatus>;
   history: Record<string, ProviderHistory>;
   tick: number;
+  /** Recent upstream requests per provider (from the limiter's request log; admin only). */
+  recent: Record<string, RecentRequest[]>;
+  /** Reads the recent requests from the log ring (`GET /api/console/logs?module=limiter`). */
+  refreshRecent(): Promise<void>;
   /** Feeds one status (from the snapshot or a poll) taken at `time` (ms). */
   ingest(status: LimiterStatus, time: number): void;
   /** Polls `GET /api/limiter/status` (used when the snapshot has no limiter section). */
@@ -50,6 +73,20 @@ export function queueDepth(p: ProviderStatus): number {
   return p.queue.current_size;
 }
 
+interface TransitionEvent {
+  provider: string;
+  to: string;
+  rpm: number;
+  reason?: string;
+  /** Unix seconds. */
+  timestamp: number;
+}
+
+function transitionsOf(status: LimiterStatus): TransitionEvent[] | null {
+  const t = (status as { recent_transitions?: unknown }).recent_transitions;
+  return Array.isArray(t) ? (t as TransitionEvent[]) : null;
+}
+
 export function createLimiterStore(client: ConsoleClient, options: { capacity?: number } = {}) {
   const cap = options.capacity ?? 8 * 3600;
   const newHistory = (): ProviderHistory => ({ tokens: new RingSeries(cap), rpm: new RingSeries(cap), ratio429: new RingSeries(cap), queueDepth: new RingSeries(cap), timeline: [] });
@@ -60,20 +97,48 @@ export function createLimiterStore(client: ConsoleClient, options: { capacity?: 
     providers: {},
     history: {},
     tick: 0,
+    recent: {},
+    async refreshRecent() {
+      try {
+        const { records } = await client.logs({ module: 'limiter', limit: 1000 });
+        const recent: Record<string, RecentRequest[]> = {};
+        for (const r of records) {
+          if (r.msg !== 'request_completed' && r.msg !== 'request_failed') continue;
+          const provider = typeof r.provider === 'string' ? r.provider : 'nvidia';
+          (recent[provider] ??= []).push({
+            time: r.time,
+            provider,
+            status: typeof r.status === 'number' ? r.status : null,
+            error: typeof r.error === 'string' ? r.error : undefined,
+            queueLatency: typeof r.queue_latency === 'number' ? r.queue_latency : undefined,
+            totalLatency: typeof r.total_latency === 'number' ? r.total_latency : undefined,
+            retreatState: typeof r.retreat_state === 'string' ? r.retreat_state : undefined,
+          });
+        }
+        for (const k of Object.keys(recent)) recent[k] = (recent[k] as RecentRequest[]).slice(-20);
+        set({ recent });
+      } catch {
+        // not admin, or no log access: the page says how to see them
+      }
+    },
     ingest(status, time) {
       const providers = providersOf(status);
       const history = get().history;
+      const transitions = transitionsOf(status);
       for (const [name, p] of Object.entries(providers)) {
         const h = (history[name] ??= newHistory());
         h.tokens.push(time, p.token_bucket.tokens);
         h.rpm.push(time, p.retreat.effective_rpm);
         h.ratio429.push(time, p.retreat.upstream_429_rate * 100);
         h.queueDepth.push(time, queueDepth(p));
+        if (h.timeline.length === 0) h.timeline.push({ time, state: p.retreat.state, rpm: p.retreat.effective_rpm, reason: 'first seen' });
+        const lastTime = h.timeline[h.timeline.length - 1]?.time ?? 0;
+        // The limiter's own transition log is exact; fall back to comparing states between ticks.
+        const own = transitions?.filter((t) => t.provider === name && t.timestamp * 1000 > lastTime) ?? [];
+        for (const t of own) h.timeline.push({ time: t.timestamp * 1000, state: t.to, rpm: t.rpm, reason: t.reason });
         const last = h.timeline[h.timeline.length - 1];
-        if (!last || last.state !== p.retreat.state) {
-          h.timeline.push({ time, state: p.retreat.state, rpm: p.retreat.effective_rpm });
-          if (h.timeline.length > TIMELINE_MAX) h.timeline.shift();
-        }
+        if (last && last.state !== p.retreat.state && own.length === 0) h.timeline.push({ time, state: p.retreat.state, rpm: p.retreat.effective_rpm });
+        while (h.timeline.length > TIMELINE_MAX) h.timeline.shift();
       }
       set({ availability: 'ok', error: null, status, providers, history: { ...history }, tick: get().tick + 1 });
     },

@@ -63,7 +63,7 @@ export default function ModelsPage() {
                 ))}
                 {st.models.length === 0 &&
                   st.files.map((f) => (
-                    <tr key={f.name}><td>{f.name}</td><td><Badge tone="muted">file</Badge></td><td>{bytes(f.sizeBytes)}</td><td /></tr>
+                    <tr key={f.id}><td>{f.id}</td><td><Badge tone="muted">file</Badge></td><td>{bytes(f.sizeBytes)}</td><td /></tr>
                   ))}
               </tbody>
             </table>
@@ -91,17 +91,17 @@ export default function ModelsPage() {
                 </thead>
                 <tbody>
                   {st.downloads.map((d) => {
-                    const total = d.totalBytes ?? 0;
-                    const got = d.receivedBytes ?? 0;
-                    const pctDone = total > 0 ? Math.round((got / total) * 100) : undefined;
+                    const total = d.bytesTotal ?? 0;
+                    const got = d.bytesDone;
+                    const pctDone = d.progress !== null ? Math.round(d.progress * 100) : undefined;
                     return (
                       <tr key={d.id}>
-                        <td>{d.name ?? d.uri ?? d.id}<div className="muted">{d.status}{d.error ? `: ${d.error}` : ''}</div></td>
+                        <td>{d.name}<div className="muted">{d.status}{d.error ? `: ${d.error}` : ''}</div></td>
                         <td style={{ minWidth: 160 }}>
-                          <progress className="progress" max={100} value={pctDone} aria-label={`Download progress ${d.name ?? d.id}`} />
+                          <progress className="progress" max={100} value={pctDone} aria-label={`Download progress ${d.name}`} />
                           <div className="muted" data-testid="download-bytes">{bytes(got)} / {total ? bytes(total) : '?'}{pctDone !== undefined ? ` (${pctDone}%)` : ''}</div>
                         </td>
-                        <td>{d.bytesPerSecond ? `${bytes(d.bytesPerSecond)}/s` : '—'} · {d.etaSeconds !== null && d.etaSeconds !== undefined ? duration(d.etaSeconds) : '—'}</td>
+                        <td>{d.speedBytesPerSecond ? `${bytes(d.speedBytesPerSecond)}/s` : '—'} · {d.etaSeconds !== null && d.etaSeconds !== undefined ? duration(d.etaSeconds) : '—'}</td>
                         <td>{ACTIVE_DOWNLOAD.has(d.status) ? <button type="button" onClick={() => void models.getState().cancel(d.id)}>Cancel</button> : null}</td>
                       </tr>
                     );

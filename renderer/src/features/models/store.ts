@@ -37,7 +37,7 @@ export function validateModelUri(uri: string): string | null {
   return 'Not a model URI: use hf:owner/repo[:quant] or an https:// URL.';
 }
 
-export const ACTIVE_DOWNLOAD = new Set(['queued', 'pending', 'running', 'downloading', 'verifying', 'starting']);
+export const ACTIVE_DOWNLOAD = new Set(['queued', 'downloading', 'verifying']);
 
 export function createModelsStore(client: ConsoleClient) {
   return createStore<ModelsState>()((set, get) => {
@@ -72,7 +72,7 @@ export function createModelsStore(client: ConsoleClient) {
         } else {
           patch.library = 'ok';
           if (catalog.status === 'fulfilled') patch.catalog = catalog.value;
-          if (files.status === 'fulfilled') patch.files = files.value;
+          if (files.status === 'fulfilled') patch.files = files.value.files;
           if (downloads.status === 'fulfilled') patch.downloads = downloads.value;
         }
         set(patch);
