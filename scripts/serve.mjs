@@ -1,44 +1,8 @@
 #!/usr/bin/env node
 // `npm run serve`: builds what is missing or stale (TypeScript core, dashboard), then runs the
 // headless core in this process. Flags after `--` go to the core (see `npm run serve -- --help`).
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { ensureBuilt } from './lib/buildIfStale.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-function newest(dir) {
-  let latest = 0;
-  if (!existsSync(dir)) return latest;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
-    const p = join(dir, entry.name);
-    latest = Math.max(latest, entry.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return latest;
-}
-
-function stamp(file) {
-  return existsSync(file) ? statSync(file).mtimeMs : 0;
-}
-
-function run(cmd, args, what) {
-  process.stderr.write(`console: building ${what}...\n`);
-  const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'], shell: process.platform === 'win32' });
-  if (r.status !== 0) {
-    process.stderr.write(`console: build of ${what} failed (exit ${r.status}); see the errors above\n`);
-    process.exit(1);
-  }
-}
-
-const entry = join(root, 'dist/electron/core/serve.js');
-const coreSources = Math.max(newest(join(root, 'electron')), newest(join(root, 'shared')), stamp(join(root, 'tsconfig.node.json')));
-if (!existsSync(entry) || stamp(join(root, 'dist/.tsbuildinfo.node')) < coreSources) {
-  run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.node.json'], 'the core');
-}
-const rendererIndex = join(root, 'dist/renderer/index.html');
-if (existsSync(join(root, 'renderer/index.html')) && stamp(rendererIndex) < Math.max(newest(join(root, 'renderer')), newest(join(root, 'shared')))) {
-  run(process.execPath, [join(root, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], 'the dashboard');
-}
+const entry = ensureBuilt();
 await import(pathToFileURL(entry).href);

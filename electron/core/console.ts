@@ -43,6 +43,14 @@ export interface ConsoleAddresses {
   grpcPort: number;
 }
 
+/** One service as the tray sees it: its name, whether it runs, and start/stop at run time. */
+export interface ServiceControl {
+  readonly name: string;
+  running(): boolean;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** The running console: everything the composition root built, plus its lifecycle. */
 export interface Console {
   readonly settings: Settings;
@@ -59,6 +67,8 @@ export interface Console {
   readonly version: string;
   /** Services register their cheap `snapshot()` here; the dashboard's live stream sends them at 1 Hz. */
   readonly snapshots: SnapshotRegistry;
+  /** Every service, for the tray's start/stop menu (a stopped service's routes answer 503 or its own error). */
+  serviceControls(): ServiceControl[];
   /** The one-time dashboard login link (null before start or once used). */
   loginUrl(): string | null;
   /** Starts every service, then the HTTP and gRPC listeners. */
@@ -127,6 +137,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   const started: Service[] = [];
+  /** Services the operator stopped from the tray while the console runs. */
+  const pausedServices = new Set<string>();
 
   const stop = async (): Promise<void> => {
     if (state === 'stopped' || state === 'new' || state === 'stopping') return;
@@ -201,6 +213,21 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     adminToken,
     version,
     snapshots,
+    serviceControls: () =>
+      services.map((s) => ({
+        name: s.name,
+        running: () => state === 'running' && !pausedServices.has(s.name),
+        start: async () => {
+          if (state !== 'running' || !pausedServices.has(s.name)) return;
+          await s.start();
+          pausedServices.delete(s.name);
+        },
+        stop: async () => {
+          if (state !== 'running' || pausedServices.has(s.name)) return;
+          pausedServices.add(s.name);
+          await s.stop();
+        },
+      })),
     loginUrl: () => (addresses ? loginLink.url(addresses.httpUrl) : null),
     start,
     stop,
