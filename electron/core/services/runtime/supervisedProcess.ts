@@ -273,8 +273,8 @@ export class SupervisedProcess {
       const watch = cancellableSleep(clock, config.startupWatchSeconds * 1000);
       const r = await Promise.race([exited, watch.promise]);
       watch.cancel();
-      if (stale()) return 'cancelled';
-      return r === 'exited' ? 'exited' : 'ready';
+      if (r === 'exited') return 'exited';
+      return stale() ? 'cancelled' : 'ready';
     }
     const deadline = clock.monotonic() + config.startupTimeoutSeconds * 1000;
     for (;;) {
