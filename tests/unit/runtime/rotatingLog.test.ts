@@ -40,10 +40,27 @@ describe('RotatingLog', () => {
     const b = new RotatingLog({ path, maxBytes: 1024, maxFiles: 0 });
     b.write('two\n');
     expect(await b.tail(10)).toEqual(['one', 'two']);
-    b.write(`${'y'.repeat(1100)}\n`);
+    b.write(`${'y'.repeat(1100)}\n`); // larger than maxBytes: cut into pieces that each fit
     b.write('three\n');
     b.close();
-    expect(readFileSync(path, 'utf8')).toBe('three\n');
+    expect(readFileSync(path, 'utf8')).toBe(`${'y'.repeat(1100 - 1024)}\nthree\n`);
     expect(existsSync(`${path}.1`)).toBe(false);
+  });
+
+  it('never lets a file grow past maxBytes: a big write is split at line breaks', async () => {
+    const path = join(tmp(), 'big.log');
+    const log = new RotatingLog({ path, maxBytes: 1000, maxFiles: 5 });
+    const lines = Array.from({ length: 40 }, (_v, i) => `row-${String(i).padStart(2, '0')} ${'z'.repeat(92)}\n`); // 100 bytes each
+    log.write('head\n');
+    log.write(lines.join(''));
+    log.close();
+    for (const f of [path, `${path}.1`, `${path}.2`, `${path}.3`]) {
+      const text = readFileSync(f, 'utf8');
+      expect(text.length).toBeLessThanOrEqual(1000);
+      expect(text.endsWith('\n')).toBe(true);
+    }
+    const tail = await log.tail(41);
+    expect(tail[0]).toBe('head');
+    expect(tail.at(-1)).toMatch(/^row-39 /);
   });
 });

@@ -1,6 +1,6 @@
 import { isSecretKey, maskSecret } from '../../../../shared/mask.js';
 
-const ASSIGNMENT = /\b([A-Za-z0-9_.-]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|COOKIE|AUTH)[A-Za-z0-9_.-]*)(["']?\s*[=:]\s*["']?)([^\s"',;]{3,})/gi;
+const ASSIGNMENT = /\b([A-Za-z0-9_.-]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|COOKIE|AUTH)[A-Za-z0-9_.-]*)(["']?\s*[=:]\s*["']?)([^\s"',;)\]}]{3,})/gi;
 
 /**
  * Masks secrets in log text before it leaves the console (contract §12): values of secret-looking

@@ -28,12 +28,31 @@ export class RotatingLog {
 
   write(text: string): void {
     if (text === '') return;
-    const data = Buffer.from(text, 'utf8');
-    this.ensureOpen();
-    if (this.size > 0 && this.size + data.length > this.options.maxBytes) {
-      this.rotate();
+    let rest = Buffer.from(text, 'utf8');
+    const max = this.options.maxBytes;
+    while (rest.length > 0) {
       this.ensureOpen();
+      const room = max - this.size;
+      if (rest.length <= room) {
+        this.append(rest);
+        return;
+      }
+      if (this.size > 0 && rest.length <= max) {
+        this.rotate(); // it fits whole in a fresh file
+        continue;
+      }
+      // Too big for the room left: fill it up to the last line break that fits (or cut hard in an empty file).
+      let cut = room > 0 ? rest.lastIndexOf(0x0a, room - 1) + 1 : 0;
+      if (cut <= 0 && this.size === 0) cut = room;
+      if (cut > 0) {
+        this.append(rest.subarray(0, cut));
+        rest = rest.subarray(cut);
+      }
+      this.rotate();
     }
+  }
+
+  private append(data: Buffer): void {
     writeSync(this.fd!, data);
     this.size += data.length;
   }
