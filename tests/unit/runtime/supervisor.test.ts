@@ -272,3 +272,24 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     await expect(first.svc.killOrphan('gateway')).rejects.toMatchObject({ status: 404 });
   });
 });
+
+describe('RuntimeService log streaming', () => {
+  it('yields live lines through an async iterator until aborted', async () => {
+    const { svc, clock } = build({
+      processes: [{ name: 'stubborn', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 0.2, stopGraceSeconds: 0 }],
+    });
+    await svc.start();
+    const abort = new AbortController();
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const line of svc.logLines('stubborn', abort.signal)) {
+        seen.push(`${line.stream}:${line.line}`);
+        if (line.line.startsWith('ready ')) abort.abort();
+      }
+    })();
+    const info = await drive(clock, svc.startProcess('stubborn'));
+    await reading;
+    expect(seen.some((l) => l.startsWith('supervisor:') && l.includes(`started pid ${info.pid}`))).toBe(true);
+    expect(seen.at(-1)).toBe(`stdout:ready ${info.pid}`);
+  });
+});

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, on } from 'node:events';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
@@ -336,6 +336,20 @@ export class RuntimeService extends BaseService {
     };
     this.events.on('log', wrapped);
     return () => this.events.off('log', wrapped);
+  }
+
+  /**
+   * Live output lines as an async iterator (of one process or all), until `signal` aborts; the
+   * iteration then ends quietly.
+   */
+  async *logLines(name?: string, signal?: AbortSignal): AsyncGenerator<LogLine> {
+    try {
+      for await (const [line] of on(this.events, 'log', { signal }) as AsyncIterableIterator<[LogLine]>) {
+        if (name === undefined || line.name === name) yield line;
+      }
+    } catch (err) {
+      if ((err as Error).name !== 'AbortError') throw err;
+    }
   }
 
   /** Called with a process name whenever its state changes. */
