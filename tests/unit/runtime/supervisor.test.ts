@@ -216,6 +216,43 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(svc.snapshot().processes[0]!.state).toBe('failed');
   });
 
+  it('a process that never becomes ready is stopped after the start-up timeout (504)', async () => {
+    const port = await freePort();
+    const wrong = await freePort();
+    const { svc, clock } = build({
+      processes: [
+        { name: 'slow', command: node, args: [join(fixtures, 'healthy.mjs')], env: { PORT: String(port) }, healthUrl: `http://127.0.0.1:${wrong}/health`, startupTimeoutSeconds: 5, stopGraceSeconds: 1 },
+      ],
+    });
+    await svc.start();
+    const started = svc.startProcess('slow');
+    await waitFor(() => svc.snapshot().processes[0]!.last_lines.some((l) => l.startsWith('listening')));
+    const pid = svc.get('slow').pid!;
+    const err = (await drive(clock, started, 250).catch((e: unknown) => e)) as AppError;
+    expect(err.status).toBe(504);
+    expect(err.message).toMatch(/^Process 'slow' did not become ready within 5 s/);
+    expect(err.message).toContain('listening');
+    expect(isProcessAlive(pid)).toBe(false);
+    expect(svc.get('slow')).toMatchObject({ state: 'exited', last_error: 'did not become ready within 5 s' });
+  });
+
+  it('stop() of the service cancels a pending restart and leaves no timer behind', async () => {
+    const { svc, clock } = build({
+      processes: [
+        { name: 'flaky', command: node, args: [join(fixtures, 'crash.mjs')], env: { CRASH_AFTER_MS: '300', FILLER_LINES: '1' }, startupWatchSeconds: 0.1, restart: { policy: 'always', initialDelaySeconds: 30 } },
+      ],
+    });
+    await svc.start();
+    await drive(clock, svc.startProcess('flaky'));
+    await waitFor(() => svc.get('flaky').state === 'backoff');
+    expect(svc.get('flaky')).toMatchObject({ exit_code: 1, next_restart_in_seconds: 30, last_error: 'exited unexpectedly with code 1' });
+    await svc.stop();
+    expect(clock.pendingTimers()).toBe(0);
+    expect(svc.get('flaky').state).toBe('not_running');
+    clock.advance(60_000);
+    expect(svc.get('flaky').state).toBe('not_running');
+  });
+
   it('refuses to start with a bad config, listing every problem', async () => {
     const { svc } = build({
       processes: [{ name: 'gateway', command: '/no/such/binary', cwd: '/no/such/dir', healthUrl: 'http://[bad', requiredEnv: ['NEEDED_VAR'] }],

@@ -131,8 +131,8 @@ export class RuntimeService extends BaseService {
 
   protected override async onStop(): Promise<void> {
     await Promise.allSettled([...this.processes.values()].map((p) => p.stop()));
+    // Closed, not forgotten: a log reopens on its next write (after a stop → start of the service).
     for (const log of this.logs.values()) log.close();
-    this.logs.clear();
     await this.probe.close();
   }
 
@@ -482,7 +482,7 @@ export class RuntimeService extends BaseService {
       }
     }
     if (issues.length > before || !executable) return null;
-    return { config: spec, executable, cwd, env, run: null, label: spec.name === this.cfg.gateway ? 'Gateway' : `Process '${spec.name}'`, recheck: () => [] };
+    return { config: spec, executable, cwd, env, run: null, label: spec.name === this.cfg.gateway ? 'Gateway process' : `Process '${spec.name}'`, recheck: () => [] };
   }
 
   private refuseIfOrphan(name: string, label: string): void {

@@ -30,7 +30,7 @@ export interface LaunchSpec {
   cwd: string;
   env: Record<string, string>;
   run: RunInfo | null;
-  /** How the process is named in messages (`Gateway` for the contract's gateway). */
+  /** How the process is named in messages (`Gateway process` for the contract's gateway, else `Process '<name>'`). */
   label: string;
   /** Re-checks the configuration after a start-up failure (the message lists what it finds). */
   recheck: () => string[];
@@ -200,11 +200,12 @@ export class SupervisedProcess {
 
     if (child.pid === undefined) {
       const err = await spawnError;
+      this.hasExited = true;
       this.state = 'exited';
       this.lastError = `failed to spawn: ${err.message}`;
       this.supervisorLine(this.lastError);
       this.ctx.emitState(this.name);
-      throw new AppError(ErrorCode.INTERNAL_ERROR, `${launch.label} process could not be started: ${err.message}`, { status: 500 });
+      throw new AppError(ErrorCode.INTERNAL_ERROR, `${launch.label} could not be started: ${err.message}`, { status: 500 });
     }
     const pid = child.pid;
     this.pid = pid;
@@ -244,12 +245,12 @@ export class SupervisedProcess {
       this.ctx.emitState(this.name);
       throw new AppError(
         ErrorCode.TIMEOUT,
-        `${launch.label} process did not become ready within ${config.startupTimeoutSeconds} s (${what}); it was stopped (PID: ${pid})\nRecent log output:\n${this.tail()}`,
+        `${launch.label} did not become ready within ${config.startupTimeoutSeconds} s (${what}); it was stopped (PID: ${pid})\nRecent log output:\n${this.tail()}`,
       );
     }
     // exited during start-up: onExit has recorded the code
     const lines = [
-      `${launch.label} process exited unexpectedly`,
+      `${launch.label} exited unexpectedly`,
       `Exit code: ${this.exitCode ?? 'unknown'}`,
       'Recent log output:',
       this.tail(),
