@@ -253,6 +253,37 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(svc.get('flaky').state).toBe('not_running');
   });
 
+  it('a stop during start-up cancels the start (409) and kills the process', async () => {
+    const port = await freePort();
+    const wrong = await freePort();
+    const { svc, clock } = build({
+      processes: [
+        { name: 'slow', command: node, args: [join(fixtures, 'healthy.mjs')], env: { PORT: String(port) }, healthUrl: `http://127.0.0.1:${wrong}/health`, startupTimeoutSeconds: 3600, stopGraceSeconds: 1 },
+      ],
+    });
+    await svc.start();
+    const starting = svc.startProcess('slow').catch((e: unknown) => e as AppError);
+    await waitFor(() => svc.snapshot().processes[0]!.last_lines.some((l) => l.startsWith('listening')));
+    const pid = svc.get('slow').pid!;
+    expect(svc.get('slow').state).toBe('starting');
+    await expect(svc.startProcess('slow')).rejects.toMatchObject({ status: 409 });
+    const stopped = await drive(clock, svc.stopProcess('slow'));
+    expect(stopped.state).toBe('not_running');
+    const err = await starting;
+    expect(err).toMatchObject({ status: 409, message: expect.stringMatching(/start was cancelled by a stop request/) });
+    expect(isProcessAlive(pid)).toBe(false);
+  });
+
+  it('auto-starts processes marked autoStart when the service starts', async () => {
+    const { svc, clock } = build({
+      processes: [{ name: 'auto', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 1, stopGraceSeconds: 0, autoStart: true }],
+    });
+    await svc.start();
+    expect(svc.get('auto').state).toBe('starting');
+    await drive(clock, (async () => waitFor(() => svc.get('auto').state === 'running'))());
+    expect(isProcessAlive(svc.get('auto').pid!)).toBe(true);
+  });
+
   it('refuses to start with a bad config, listing every problem', async () => {
     const { svc } = build({
       processes: [{ name: 'gateway', command: '/no/such/binary', cwd: '/no/such/dir', healthUrl: 'http://[bad', requiredEnv: ['NEEDED_VAR'] }],

@@ -119,8 +119,18 @@ export class RuntimeService extends BaseService {
     return this.options.config.get().runtime;
   }
 
+  override async start(): Promise<void> {
+    const wasRunning = this.running;
+    await super.start();
+    if (!wasRunning && this.running) this.autoStart();
+  }
+
   protected async onStart(): Promise<void> {
     await this.detectOrphans();
+  }
+
+  /** Starts the `autoStart` entries in the background; a failure is logged, never fatal. */
+  private autoStart(): void {
     for (const spec of this.cfg.processes) {
       if (!spec.autoStart || spec.name === this.cfg.gateway) continue;
       void this.startProcess(spec.name).catch((err: unknown) =>
