@@ -61,6 +61,7 @@ describe('runtime supervisor over HTTP (§8)', () => {
             },
             { name: 'crashgw', command: node, args: [join(fixtures, 'crash.mjs')], env: gatewayEnv, startupWatchSeconds: 30 },
             { name: 'stubborn', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 0.3, stopGraceSeconds: 0.5 },
+            { name: 'broken', command: 'no-such-program-xyz', cwd: 'missing-dir', healthUrl: 'http://[::1', requiredEnv: ['BROKEN_TOKEN'] },
           ],
         },
       },
@@ -110,6 +111,44 @@ describe('runtime supervisor over HTTP (§8)', () => {
     expect((await get('/api/runtime/gateway/status')).body.process_status).toBe('not_running');
   });
 
+  it('a broken process config: start lists every problem of body, config and environment in one 400', async () => {
+    const own = await post('/api/runtime/processes/broken/start', undefined, c.admin);
+    expect(own.status).toBe(400);
+    const dataDir = c.dataDir;
+    expect(await own.json()).toEqual({
+      detail: `Process 'broken' configuration validation failed: working directory does not exist: ${join(dataDir, 'missing-dir')}; command not found or not executable: no-such-program-xyz; healthUrl is not a valid URL: http://[::1; BROKEN_TOKEN environment variable is required`,
+    });
+    const patch = (body: unknown) => fetch(`${c.url}/api/console/config`, { method: 'PATCH', headers: { ...json, ...c.admin }, body: JSON.stringify(body) });
+    expect((await patch({ runtime: { gateway: 'broken' } })).status).toBe(200);
+    try {
+      const res = await post('/api/runtime/start', { mode: 'live', tickers: [] }, c.admin);
+      expect(res.status).toBe(400);
+      const { detail } = (await res.json()) as { detail: string };
+      expect(detail.split(': ')[0]).toBe('Gateway configuration validation failed');
+      expect(detail.slice(detail.indexOf(': ') + 2).split('; ')).toEqual([
+        'tickers must be a non-empty list of ticker symbols',
+        `working directory does not exist: ${join(dataDir, 'missing-dir')}`,
+        'command not found or not executable: no-such-program-xyz',
+        'healthUrl is not a valid URL: http://[::1',
+        'BROKEN_TOKEN environment variable is required',
+        'FINNHUB_API_KEY environment variable is required for live mode',
+        'MODEL_NAME environment variable is required for live mode',
+        'OPENAI_API_KEY environment variable is required for live mode',
+      ]);
+      const health = (await get<{ status: string; checks: { configuration: { status: string; details: { issues: string[] } } } }>('/health/gateway')).body;
+      expect(health.checks.configuration.status).toBe('unhealthy');
+      expect(health.checks.configuration.details.issues).toHaveLength(4);
+    } finally {
+      expect((await patch({ runtime: { gateway: 'gateway' } })).status).toBe(200);
+    }
+    // an invalid runtime config is refused as a whole, listing every bad field, and changes nothing
+    const bad = await patch({ runtime: { orphanPolicy: 'ignore', gatewayPort: 0, modeEnv: { live: 'X' } } });
+    expect(bad.status).toBe(400);
+    const fields = ((await bad.json()) as { error: { details: Array<{ field: string }> } }).error.details.map((e) => e.field);
+    expect(fields.sort()).toEqual(['runtime.gatewayPort', 'runtime.modeEnv.live', 'runtime.orphanPolicy']);
+    expect((await get<{ processes: unknown[] }>('/api/runtime/processes')).body.processes).toHaveLength(4);
+  });
+
   it('starts the gateway, reports it everywhere, streams and rotates its log, stops the whole group', async () => {
     const res = await post('/api/runtime/start', { mode: 'backtest', tickers: ['AAPL', 'MSFT'], start_date: '2025-01-01', end_date: '2025-03-01', schedule_mode: 'intraday' }, c.admin);
     const started = (await res.json()) as { status: string; run_id: string; pid: number; port: number };
@@ -135,8 +174,9 @@ describe('runtime supervisor over HTTP (§8)', () => {
     expect((await get('/health')).body.gateway).toEqual({ running: true, port, pid: started.pid, process_status: 'running', returncode: null });
     const details = (await get<{ components: Record<string, unknown> }>('/api/v1/health/details')).body;
     expect(details.components.runtime).toEqual({ status: 'UP', details: { gateway_running: true, gateway_pid: started.pid } });
-    const snapshot = (await get<{ processes: Array<{ name: string; state: string }> }>('/api/runtime/snapshot')).body;
-    expect(snapshot.processes.map((p) => [p.name, p.state])).toEqual([['crashgw', 'not_running'], ['gateway', 'running'], ['stubborn', 'not_running']]);
+    expect((await get('/api/runtime/snapshot')).status).toBe(401);
+    const snapshot = (await get<{ processes: Array<{ name: string; state: string }> }>('/api/runtime/snapshot', c.admin)).body;
+    expect(snapshot.processes.map((p) => [p.name, p.state])).toEqual([['broken', 'not_running'], ['crashgw', 'not_running'], ['gateway', 'running'], ['stubborn', 'not_running']]);
 
     // the grandchild it spawned lives in the same process group
     await waitFor(async () => ((await get<{ lines: string[] }>('/api/runtime/processes/gateway/logs', c.admin)).body.lines ?? []).some((l) => l.startsWith('grandchild ')));

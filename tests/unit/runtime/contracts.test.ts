@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validateStartRequest } from '../../../shared/contracts/runtime.js';
+import { ConfigError, loadSettings } from '../../../electron/core/base/config.js';
 import { LineSplitter, maskLogText } from '../../../electron/core/services/runtime/logText.js';
 import { formatLocalTimestamp, formatRunId } from '../../../electron/core/services/runtime/runtimeService.js';
 
@@ -73,5 +74,27 @@ describe('log text helpers', () => {
     const ms = new Date(2025, 3, 1, 12, 0, 5, 7).getTime();
     expect(formatRunId(ms)).toBe('20250401_120005');
     expect(formatLocalTimestamp(ms)).toBe('2025-04-01T12:00:05.007000');
+  });
+});
+
+describe('runtime config section', () => {
+  it('fills process defaults and lists every bad field of a process entry', () => {
+    const ok = loadSettings({ dataDir: '/nonexistent-runtime-test', env: { CONSOLE_RUNTIME_ORPHAN_POLICY: 'kill' }, overrides: { runtime: { processes: [{ name: 'gw', command: 'x' }] } } });
+    expect(ok.config.runtime.orphanPolicy).toBe('kill');
+    expect(ok.config.runtime.processes[0]).toMatchObject({ args: [], env: {}, stopGraceSeconds: 10, startupWatchSeconds: 5, restart: { policy: 'never', initialDelaySeconds: 1, multiplier: 2 } });
+    let err: unknown;
+    try {
+      loadSettings({ dataDir: '/nonexistent-runtime-test', env: {}, overrides: { runtime: { processes: [{ name: '../x', command: '', stopGraceSeconds: -1, restart: { policy: 'sometimes' }, bogus: 1 }] } } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).issues.map((i) => i.path).sort()).toEqual([
+      'runtime.processes.0.bogus',
+      'runtime.processes.0.command',
+      'runtime.processes.0.name',
+      'runtime.processes.0.restart.policy',
+      'runtime.processes.0.stopGraceSeconds',
+    ]);
   });
 });

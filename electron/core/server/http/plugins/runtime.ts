@@ -45,7 +45,8 @@ export const runtimePlugin: FastifyPluginAsync<RuntimePluginOptions> = async (fa
 
   // --- every process (extension) ---
   app.get('/api/runtime/processes', { preHandler: auth.apiKey }, async () => ({ processes: runtime.list() }));
-  app.get('/api/runtime/snapshot', { preHandler: auth.apiKey }, async () => runtime.snapshot());
+  // The snapshot carries recent log lines, so it needs the admin token like the logs.
+  app.get('/api/runtime/snapshot', { onRequest: auth.admin }, async () => runtime.snapshot());
 
   app.get('/api/runtime/processes/:name', { preHandler: auth.apiKey, schema: { params: ProcessNameParams } }, async (request) => runtime.get(request.params.name));
 
