@@ -392,7 +392,8 @@ export class RuntimeService extends BaseService {
 
   private component(): ComponentHealth {
     const p = this.gatewayProcess();
-    const failed = [...this.processes.values()].filter((x) => x.state === 'exited' || x.state === 'failed' || x.state === 'backoff');
+    // A clean exit (code 0, no restart pending) is a finished job, not a fault.
+    const failed = [...this.processes.values()].filter((x) => x.state === 'failed' || x.state === 'backoff' || (x.state === 'exited' && x.exitCode !== 0));
     return {
       status: this.running && failed.length === 0 ? 'UP' : 'DOWN',
       details: { gateway_running: p?.state === 'running', gateway_pid: p?.active ? p.pid : null },

@@ -16,6 +16,7 @@ export const START_FAILURE_TAIL_CHARS = 4000;
 const OUTPUT_KEPT_CHARS = 16 * 1024;
 const RECENT_LINES = 20;
 const READY_POLL_MS = 200;
+const OUTPUT_DRAIN_MS = 2000;
 
 /** The run parameters of a gateway started through `POST /api/runtime/start`. */
 export interface RunInfo {
@@ -180,6 +181,8 @@ export class SupervisedProcess {
     this.hasExited = false;
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
     child.on('error', (err) => this.ctx.logger.warn({ err, process: this.name }, 'child process error'));
+    // 'close' comes after 'exit' once stdout/stderr are drained (the last lines of a crash).
+    const drained = new Promise<void>((resolve) => child.once('close', () => resolve()));
     this.exited = new Promise<void>((resolve) => {
       child.once('exit', (code, signal) => {
         this.hasExited = true;
@@ -248,7 +251,10 @@ export class SupervisedProcess {
         `${launch.label} did not become ready within ${config.startupTimeoutSeconds} s (${what}); it was stopped (PID: ${pid})\nRecent log output:\n${this.tail()}`,
       );
     }
-    // exited during start-up: onExit has recorded the code
+    // exited during start-up: onExit has recorded the code; let the output drain (bounded) for the tail
+    const drainWait = cancellableSleep(this.ctx.clock, OUTPUT_DRAIN_MS);
+    await Promise.race([drained, drainWait.promise]);
+    drainWait.cancel();
     const lines = [
       `${launch.label} exited unexpectedly`,
       `Exit code: ${this.exitCode ?? 'unknown'}`,
