@@ -21,9 +21,10 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Runs a real console process, starts its gateway over HTTP, then kills the console with SIGKILL. */
-async function gatewayLeftByKilledConsole(dataDir: string): Promise<number> {
+/** Runs a real console process, starts its gateway over HTTP, then ends the console with `signal`. */
+async function gatewayLeftByKilledConsole(dataDir: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<{ pid: number; exit: number | string }> {
   const serve = spawnServe(['--data-dir', dataDir, '--port', '0', '--grpc-port', '0'], { CONSOLE_ADMIN_TOKEN: 'orphan-test-token' });
+  let pid = 0;
   try {
     const { url } = await serve.ready;
     const res = await fetch(`${url}/api/runtime/start`, {
@@ -33,14 +34,14 @@ async function gatewayLeftByKilledConsole(dataDir: string): Promise<number> {
     });
     const body = (await res.json()) as { pid: number };
     expect(res.status, JSON.stringify(body)).toBe(200);
-    return body.pid;
+    pid = body.pid;
   } finally {
-    serve.child.kill('SIGKILL');
-    await serve.exited;
+    serve.child.kill(signal);
   }
+  return { pid, exit: await serve.exited };
 }
 
-describe('runtime orphans: a console killed with SIGKILL, then restarted', () => {
+describe('runtime orphans: a console killed with SIGKILL, then restarted', { timeout: 90_000 }, () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'runtime-orphans-'));
   const leftovers: number[] = [];
   afterAll(() => {
@@ -74,7 +75,7 @@ describe('runtime orphans: a console killed with SIGKILL, then restarted', () =>
         },
       }),
     );
-    const pid = await gatewayLeftByKilledConsole(dataDir);
+    const { pid } = await gatewayLeftByKilledConsole(dataDir);
     leftovers.push(pid);
     expect(isProcessAlive(pid)).toBe(true); // the console died; its detached child did not
 
@@ -112,7 +113,7 @@ describe('runtime orphans: a console killed with SIGKILL, then restarted', () =>
   });
 
   it('with orphanPolicy "kill", the next console kills the orphan at start', async () => {
-    const pid = await gatewayLeftByKilledConsole(dataDir);
+    const { pid } = await gatewayLeftByKilledConsole(dataDir);
     leftovers.push(pid);
     expect(isProcessAlive(pid)).toBe(true);
     const c = await startConsole({ dataDir, config: { runtime: { orphanPolicy: 'kill' } } });
@@ -122,6 +123,20 @@ describe('runtime orphans: a console killed with SIGKILL, then restarted', () =>
       expect(info.orphan).toBeNull();
       const audit = (await (await fetch(`${c.url}/api/console/audit`, { headers: c.admin })).json()) as { entries: Array<{ action: string; detail: { pid: number } }> };
       expect(audit.entries.find((e) => e.action === 'runtime.orphan.kill')?.detail.pid).toBe(pid);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('a console stopped by SIGTERM (npm run serve) exits 0 and takes its gateway with it', async () => {
+    const { pid, exit } = await gatewayLeftByKilledConsole(dataDir, 'SIGTERM');
+    leftovers.push(pid);
+    expect(exit).toBe(0);
+    expect(isProcessAlive(pid)).toBe(false);
+    const c = await startConsole({ dataDir });
+    try {
+      const info = (await (await fetch(`${c.url}/api/runtime/processes/gateway`)).json()) as { orphan: unknown };
+      expect(info.orphan).toBeNull(); // nothing left to report
     } finally {
       await c.close();
     }
