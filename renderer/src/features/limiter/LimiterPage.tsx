@@ -2,11 +2,18 @@ import { useMemo, useRef, useState } from 'react';
 import { useStore } from 'zustand';
 import { useApp, useEveryTick } from '../../app/context.js';
 import { Badge, ErrorText, Gauge, NotAvailable, Empty } from '../../app/components.js';
-import { TimeChart, WINDOWS } from '../../lib/Chart.js';
+import { WINDOWS, type ChartLine } from '../../lib/chartTypes.js';
+import { LiveChart } from '../../lib/LiveChart.js';
 import { clockTime, num, pct } from '../../lib/format.js';
 import { mergeWindows } from '../../lib/series.js';
 import { isLimiterStatus, queueDepth } from './store.js';
 
+const BUCKET_LINES: ChartLine[] = [
+  { key: 'tokens', name: 'tokens', color: 'var(--chart-1)' },
+  { key: 'rpm', name: 'RPM', color: 'var(--chart-2)' },
+  { key: 'depth', name: 'queued', color: 'var(--chart-3)' },
+];
+const RATIO_LINES: ChartLine[] = [{ key: 'ratio', name: '429 ratio', color: 'var(--chart-2)' }];
 const PRIORITIES = ['URGENT', 'HIGH', 'NORMAL', 'LOW'];
 const TONE: Record<string, 'ok' | 'warn' | 'bad'> = { normal: 'ok', recover: 'warn', retreat: 'bad' };
 
@@ -84,11 +91,11 @@ export default function LimiterPage() {
             <div className="grid" style={{ gridTemplateColumns: 'repeat(auto-fill, minmax(380px, 1fr))', marginTop: 8 }}>
               <div>
                 <h3>Bucket level, RPM and queue depth</h3>
-                <TimeChart label="Bucket" rows={charts[name]?.bucket ?? []} lines={[{ key: 'tokens', name: 'tokens', color: 'var(--chart-1)' }, { key: 'rpm', name: 'RPM', color: 'var(--chart-2)' }, { key: 'depth', name: 'queued', color: 'var(--chart-3)' }]} />
+                <LiveChart label="Bucket" rows={charts[name]?.bucket ?? []} lines={BUCKET_LINES} />
               </div>
               <div>
                 <h3>429 ratio (%)</h3>
-                <TimeChart label="429 ratio" rows={charts[name]?.ratio ?? []} unit="%" lines={[{ key: 'ratio', name: '429 ratio', color: 'var(--chart-2)' }]} />
+                <LiveChart label="429 ratio" rows={charts[name]?.ratio ?? []} unit="%" lines={RATIO_LINES} />
               </div>
             </div>
             <div className="grid">

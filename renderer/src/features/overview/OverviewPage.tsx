@@ -4,10 +4,23 @@ import type { HealthDetails } from '../../../../shared/client/apiTypes.js';
 import { useApp, useEveryTick } from '../../app/context.js';
 import { gpuUtilization, tokensPerSecond } from '../../app/liveStore.js';
 import { Badge, Empty, Gauge } from '../../app/components.js';
-import { TimeChart, WINDOWS } from '../../lib/Chart.js';
+import { WINDOWS, type ChartLine } from '../../lib/chartTypes.js';
+import { LiveChart } from '../../lib/LiveChart.js';
 import { bytes, duration, num, pct } from '../../lib/format.js';
 import { mergeWindows } from '../../lib/series.js';
 import { alertsFor } from './alerts.js';
+
+const CPU_LINES: ChartLine[] = [
+  { key: 'system', name: 'system CPU', color: 'var(--chart-1)' },
+  { key: 'process', name: 'core CPU', color: 'var(--chart-2)' },
+  { key: 'memory', name: 'RAM', color: 'var(--chart-3)' },
+  { key: 'gpu', name: 'GPU', color: 'var(--chart-4)' },
+];
+const RPS_LINES: ChartLine[] = [
+  { key: 'rps', name: 'requests/s', color: 'var(--chart-1)' },
+  { key: 'tps', name: 'tokens/s', color: 'var(--chart-2)' },
+];
+const PERCENT: [number, number] = [0, 100];
 
 export default function OverviewPage() {
   const { live, client } = useApp();
@@ -108,28 +121,20 @@ export default function OverviewPage() {
       <div className="grid" style={{ gridTemplateColumns: 'repeat(auto-fill, minmax(420px, 1fr))', marginTop: 12 }}>
         <section className="card">
           <h3>CPU, RAM, GPU (%)</h3>
-          <TimeChart
+          <LiveChart
             label="CPU RAM GPU"
             rows={cpuRows}
             unit="%"
-            domain={[0, 100]}
-            lines={[
-              { key: 'system', name: 'system CPU', color: 'var(--chart-1)' },
-              { key: 'process', name: 'core CPU', color: 'var(--chart-2)' },
-              { key: 'memory', name: 'RAM', color: 'var(--chart-3)' },
-              { key: 'gpu', name: 'GPU', color: 'var(--chart-4)' },
-            ]}
+            domain={PERCENT}
+            lines={CPU_LINES}
           />
         </section>
         <section className="card">
           <h3>Requests/s and tokens/s</h3>
-          <TimeChart
+          <LiveChart
             label="Throughput"
             rows={rpsRows}
-            lines={[
-              { key: 'rps', name: 'requests/s', color: 'var(--chart-1)' },
-              { key: 'tps', name: 'tokens/s', color: 'var(--chart-2)' },
-            ]}
+            lines={RPS_LINES}
           />
         </section>
       </div>
