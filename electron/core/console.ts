@@ -18,6 +18,7 @@ import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
@@ -51,6 +52,8 @@ export interface Console {
   readonly grpc: GrpcServer;
   readonly adminToken: string;
   readonly version: string;
+  /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
+  readonly models: ModelLibrary;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -92,7 +95,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
-  const services: Service[] = [ops];
+  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models') });
+  const services: Service[] = [ops, models];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -182,6 +186,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     grpc,
     adminToken,
     version,
+    models,
     start,
     stop,
     addresses: () => {
