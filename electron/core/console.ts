@@ -16,6 +16,7 @@ import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
@@ -95,7 +96,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
-  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models') });
+  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const services: Service[] = [ops, models];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
@@ -154,6 +155,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       for (const s of services) {
         await s.start();
         started.push(s);

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SystemClock } from '../../../electron/core/base/clock.js';
 import { ConfigStore, loadSettings } from '../../../electron/core/base/config.js';
 import { AppError } from '../../../electron/core/base/errors.js';
+import { Store } from '../../../electron/core/base/store.js';
 import { ModelLibrary } from '../../../electron/core/services/models/modelLibrary.js';
 import { idProblem } from '../../../electron/core/services/models/paths.js';
 import { tinyGguf, writeTinyGguf } from '../../helpers/gguf.js';
@@ -58,6 +59,7 @@ describe('ModelLibrary', () => {
   let modelsDir: string;
   let outside: string;
   let library: ModelLibrary;
+  let store: Store;
 
   beforeEach(async () => {
     root = mkdtempSync(join(tmpdir(), 'models-lib-'));
@@ -65,12 +67,14 @@ describe('ModelLibrary', () => {
     outside = join(root, 'outside');
     mkdirSync(outside, { recursive: true });
     const settings = loadSettings({ env: {}, dataDir });
-    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir, clock: new SystemClock(), logger: pino({ level: 'silent' }) });
+    store = new Store({ path: ':memory:' });
+    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir, clock: new SystemClock(), logger: pino({ level: 'silent' }), store });
     await library.start();
     modelsDir = library.dir;
   });
   afterEach(async () => {
     await library.stop();
+    store.close();
     rmSync(root, { recursive: true, force: true });
   });
 
