@@ -21,6 +21,8 @@ export interface FakeFile {
   dropAt?: number;
   /** The sha256 the tree API reports (default: the real one). */
   reportedSha256?: string;
+  /** The size the tree API reports (default: the real one). */
+  reportedSize?: number;
 }
 
 export interface RecordedRequest {
@@ -89,9 +91,9 @@ export class FakeHf {
         files.map((f) => ({
           type: 'file',
           oid: createHash('sha1').update(f.bytes).digest('hex'),
-          size: f.bytes.length,
+          size: f.reportedSize ?? f.bytes.length,
           path: f.path,
-          lfs: { oid: f.reportedSha256 ?? createHash('sha256').update(f.bytes).digest('hex'), size: f.bytes.length, pointerSize: 134 },
+          lfs: { oid: f.reportedSha256 ?? createHash('sha256').update(f.bytes).digest('hex'), size: f.reportedSize ?? f.bytes.length, pointerSize: 134 },
         })),
       );
     }

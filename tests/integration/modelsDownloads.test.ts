@@ -197,6 +197,10 @@ describe('model downloads', () => {
 
   it('validates requests: every bad field, unknown repo or quant, existing names, admin only', async () => {
     hf.addRepo('acme/valid', [{ path: 'valid-Q4_K_M.gguf', bytes: tinyGguf() }]);
+    hf.addRepo('acme/huge', [{ path: 'huge.gguf', bytes: tinyGguf(), reportedSize: 2 ** 52 }]);
+    const huge = await start({ uri: 'hf:acme/huge' });
+    expect(huge.status).toBe(503);
+    expect((huge.body as unknown as { error: { code: string } }).error.code).toBe('INSUFFICIENT_RESOURCES');
     const bad = await start({ uri: 'hf:../x', name: '../evil', sha256: 'xyz', extra: 1 });
     expect(bad.status).toBe(400);
     const fields = (bad.body as unknown as { error: { details: Array<{ field: string }> } }).error.details.map((d) => d.field).sort();

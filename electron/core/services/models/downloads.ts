@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readdir, stat, truncate, unlink } from 'node:fs/promises';
+import { readdir, stat, statfs, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -250,6 +250,7 @@ export class ModelDownloads {
       }
     }
     await this.options.host.assertFree(name, 'name');
+    if (source.sizeBytes !== undefined) await this.assertSpace(source.sizeBytes);
 
     const now = this.options.clock.now();
     const job: Job = {
@@ -635,6 +636,23 @@ export class ModelDownloads {
     const keep = new Set([...this.jobs.values()].filter((j) => ACTIVE.has(j.status)).map((j) => `${j.id}.partial`));
     for (const name of await readdir(this.options.host.stagingDir)) {
       if (name.endsWith('.partial') && !keep.has(name)) await unlink(join(this.options.host.stagingDir, name)).catch(() => undefined);
+    }
+  }
+
+  /** Refuses a download that cannot fit on the disk of the models dir (with what other downloads still need). */
+  private async assertSpace(bytes: number): Promise<void> {
+    let free: number;
+    try {
+      const fs = await statfs(this.options.host.stagingDir);
+      free = fs.bavail * fs.bsize;
+    } catch {
+      return; // not supported here: the write itself will fail cleanly if the disk fills up
+    }
+    const pending = [...this.jobs.values()].filter((j) => ACTIVE.has(j.status) && j.bytesTotal !== null).reduce((n, j) => n + (j.bytesTotal! - j.bytesDone), 0);
+    if (bytes + pending > free) {
+      throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Not enough disk space for the download: needs ${bytes} bytes (+${pending} for running downloads), ${free} free`, {
+        details: [{ type: 'insufficient_disk_space', field: 'uri', description: `needs ${bytes} bytes, ${free} free` }],
+      });
     }
   }
 

@@ -5,7 +5,7 @@ import { basename, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { Value } from '@sinclair/typebox/value';
-import { Catalog } from '../../../../shared/contracts/models.js';
+import { Catalog, type DownloadView } from '../../../../shared/contracts/models.js';
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
@@ -158,6 +158,11 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Cheap and synchronous: downloads queued or running, with progress (the dashboard's live stream). */
+  snapshot(): DownloadView[] {
+    return this.downloads.snapshot();
   }
 
   /** The recommended models (`resources/model-catalog.json`), validated once and cached. */
