@@ -152,7 +152,7 @@ export class FakeHf {
       return;
     }
     if (mode === 'slow') {
-      const chunk = Math.max(1, Math.ceil(body.length / 16));
+      const chunk = Math.max(1, Math.ceil(body.length / 32));
       let offset = 0;
       const next = () => {
         if (res.destroyed) return;

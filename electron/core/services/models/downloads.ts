@@ -242,6 +242,9 @@ export class ModelDownloads {
         details: [{ type: 'invalid_model_id', field: 'name', description: `derived name ${problem}` }],
       });
     }
+    await this.options.host.assertFree(name, 'name');
+    if (source.sizeBytes !== undefined) await this.assertSpace(source.sizeBytes);
+    // Checked last, with no await before the insert below, so two requests cannot both pass it.
     for (const job of this.jobs.values()) {
       if (job.name === name && ACTIVE.has(job.status)) {
         throw new AppError(ErrorCode.CONFLICT, `A download of '${name}' is already in progress (${job.id})`, {
@@ -249,8 +252,6 @@ export class ModelDownloads {
         });
       }
     }
-    await this.options.host.assertFree(name, 'name');
-    if (source.sizeBytes !== undefined) await this.assertSpace(source.sizeBytes);
 
     const now = this.options.clock.now();
     const job: Job = {

@@ -307,7 +307,13 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
   private async describe(id: string): Promise<LocalModelFile | undefined> {
     const resolved = await resolveModelPath(this.dir, id);
     if (!resolved) return undefined;
-    const info = await stat(resolved.realPath);
+    let info;
+    try {
+      info = await stat(resolved.realPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed meanwhile
+      throw err;
+    }
     if (!info.isFile()) return undefined;
     let entry = this.cache.get(resolved.realPath);
     if (!entry || entry.size !== info.size || entry.mtimeMs !== info.mtimeMs) {
