@@ -15,6 +15,8 @@ export const ModelFileView = Type.Object({
   modifiedAt: Type.String({ description: 'ISO-8601 UTC' }),
   architecture: Type.Optional(Type.String()),
   contextLength: Type.Optional(Type.Integer()),
+  /** `general.name` from the GGUF header. */
+  displayName: Type.Optional(Type.String()),
   /** Why the file is unusable (e.g. the GGUF header does not parse). */
   error: Type.Optional(Type.String()),
 });

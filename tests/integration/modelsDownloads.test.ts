@@ -119,6 +119,9 @@ describe('model downloads', () => {
     expect(hf.requests.some((r) => r.url.startsWith(`/cdn/${REPO}/`))).toBe(true); // followed the resolve redirect
     const list = (await (await fetch(`${tc.url}/api/v1/library/downloads`)).json()) as { downloads: DownloadView[] };
     expect(list.downloads.map((d) => d.id)).toContain(body.id);
+    const metrics = await (await fetch(`${tc.url}/metrics`)).text();
+    expect(metrics).toMatch(/console_model_downloads_total\{outcome="completed"\} 1/);
+    expect(metrics).toMatch(new RegExp(`console_model_download_bytes_total ${big.length}`));
     // A second download of the same model is refused: it exists now.
     expect((await start({ uri: `hf:${REPO}:Q4_K_M` })).status).toBe(409);
   });

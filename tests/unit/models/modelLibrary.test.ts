@@ -80,13 +80,13 @@ describe('ModelLibrary', () => {
 
   it('creates DATA_DIR/models and lists a .gguf placed there by file name, with header facts', async () => {
     expect(existsSync(join(dataDir, 'models'))).toBe(true);
-    writeTinyGguf(join(modelsDir, 'tiny-chat.gguf'), { contextLength: 2048 });
+    writeTinyGguf(join(modelsDir, 'tiny-chat.gguf'), { contextLength: 2048, name: 'Tiny Chat' });
     writeFileSync(join(modelsDir, 'notes.txt'), 'not a model');
     const list = await library.list();
     expect(list).toHaveLength(1);
-    expect(list[0]).toMatchObject({ id: 'tiny-chat', path: join(modelsDir, 'tiny-chat.gguf'), architecture: 'llama', contextLength: 2048 });
+    expect(list[0]).toMatchObject({ id: 'tiny-chat', path: join(modelsDir, 'tiny-chat.gguf'), architecture: 'llama', contextLength: 2048, displayName: 'Tiny Chat' });
     expect(list[0]!.error).toBeUndefined();
-    expect(list[0]!.sizeBytes).toBe(tinyGguf({ contextLength: 2048 }).length);
+    expect(list[0]!.sizeBytes).toBe(tinyGguf({ contextLength: 2048, name: 'Tiny Chat' }).length);
     expect(await library.get('tiny-chat')).toEqual(list[0]);
     expect(await library.get('missing')).toBeUndefined();
   });

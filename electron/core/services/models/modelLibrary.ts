@@ -328,6 +328,7 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
       modifiedAt: Math.round(info.mtimeMs),
       ...(summary.architecture !== undefined ? { architecture: summary.architecture } : {}),
       ...(summary.contextLength !== undefined ? { contextLength: summary.contextLength } : {}),
+      ...(summary.name !== undefined ? { displayName: summary.name } : {}),
       ...(summary.error !== undefined ? { error: summary.error } : {}),
     };
   }

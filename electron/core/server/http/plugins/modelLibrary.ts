@@ -30,6 +30,7 @@ function fileView(file: LocalModelFile): ModelFileView {
     modifiedAt: new Date(file.modifiedAt).toISOString(),
     ...(file.architecture !== undefined ? { architecture: file.architecture } : {}),
     ...(file.contextLength !== undefined ? { contextLength: file.contextLength } : {}),
+    ...(file.displayName !== undefined ? { displayName: file.displayName } : {}),
     ...(file.error !== undefined ? { error: file.error } : {}),
   };
 }
