@@ -23,6 +23,9 @@ export interface FakeFile {
   reportedSha256?: string;
   /** The size the tree API reports (default: the real one). */
   reportedSize?: number;
+  /** Answer this many byte requests with `failStatus` (default 503) before serving. */
+  failTimes?: number;
+  failStatus?: number;
 }
 
 export interface RecordedRequest {
@@ -124,6 +127,10 @@ export class FakeHf {
   }
 
   private serve(req: IncomingMessage, res: ServerResponse, f: FakeFile, key: string): void {
+    if (f.failTimes !== undefined && f.failTimes > 0) {
+      f.failTimes--;
+      return this.json(res, f.failStatus ?? 503, { error: 'scripted failure' });
+    }
     const total = f.bytes.length;
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
