@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -187,6 +187,11 @@ describe('model downloads', () => {
     const started = a.status === 202 ? a.body : b.body;
     const refused = a.status === 202 ? b.body : a.body;
     expect((refused as unknown as { error: { code: string } }).error.code).toBe('CONFLICT');
+    // An import under the name the download will create is refused too.
+    const src = join(dataDir, 'twice-src.gguf');
+    writeFileSync(src, tinyGguf());
+    const imp = await fetch(`${tc.url}/api/v1/library/import`, { method: 'POST', headers: { ...tc.admin, 'content-type': 'application/json' }, body: JSON.stringify({ path: src, name: 'twice' }) });
+    expect(imp.status).toBe(409);
     const res = await fetch(`${tc.url}/api/v1/library/downloads/${started.id}`, { method: 'DELETE', headers: tc.admin });
     expect(((await res.json()) as DownloadView).status).toBe('cancelled');
     expect(staged()).toEqual([]);

@@ -103,4 +103,18 @@ describe('download retries run on the injected clock', () => {
     await library.start();
     await until(() => current(view.id).status === 'completed', 'completion after restart');
   });
+
+  it('keeps only the newest 200 finished records across restarts', async () => {
+    await open(0);
+    await library.stop();
+    const insert = store.db.prepare(
+      `INSERT INTO model_downloads (id, uri, name, status, url, bytes_done, created_at, updated_at) VALUES (?, 'hf:a/b', 'm', 'completed', 'http://x', 0, ?, ?)`,
+    );
+    for (let i = 0; i < 205; i++) insert.run(`dl-old-${i}`, i, i);
+    await library.start();
+    const ids = library.downloads.list().map((d) => d.id);
+    expect(ids).toHaveLength(200);
+    expect(ids).not.toContain('dl-old-0');
+    expect(ids).toContain('dl-old-204');
+  });
 });

@@ -47,6 +47,8 @@ const ACTIVE: ReadonlySet<DownloadStatus> = new Set(['queued', 'downloading', 'v
 const EMIT_EVERY_MS = 250;
 const PERSIST_EVERY_MS = 2000;
 const SPEED_WINDOW_MS = 5000;
+/** Finished download records kept across restarts. */
+const HISTORY_LIMIT = 200;
 
 interface Job {
   id: string;
@@ -171,6 +173,13 @@ export class ModelDownloads {
       this.ownsDispatcher = true;
     }
     this.jobs.clear();
+    // Keep the history bounded: the newest finished records only.
+    this.options.store.db
+      .prepare(
+        `DELETE FROM model_downloads WHERE status IN ('completed', 'failed', 'cancelled') AND id NOT IN
+           (SELECT id FROM model_downloads WHERE status IN ('completed', 'failed', 'cancelled') ORDER BY created_at DESC LIMIT ?)`,
+      )
+      .run(HISTORY_LIMIT);
     const rows = this.options.store.db.prepare('SELECT * FROM model_downloads ORDER BY created_at').all() as Row[];
     for (const row of rows) {
       const job = this.fromRow(row);
@@ -245,12 +254,11 @@ export class ModelDownloads {
     await this.options.host.assertFree(name, 'name');
     if (source.sizeBytes !== undefined) await this.assertSpace(source.sizeBytes);
     // Checked last, with no await before the insert below, so two requests cannot both pass it.
-    for (const job of this.jobs.values()) {
-      if (job.name === name && ACTIVE.has(job.status)) {
-        throw new AppError(ErrorCode.CONFLICT, `A download of '${name}' is already in progress (${job.id})`, {
-          details: [{ type: 'already_exists', field: 'name', description: `download ${job.id} is writing ${name}${GGUF_EXT}` }],
-        });
-      }
+    const busy = this.writing(name);
+    if (busy) {
+      throw new AppError(ErrorCode.CONFLICT, `A download of '${name}' is already in progress (${busy})`, {
+        details: [{ type: 'already_exists', field: 'name', description: `download ${busy} is writing ${name}${GGUF_EXT}` }],
+      });
     }
 
     const now = this.options.clock.now();
@@ -281,6 +289,12 @@ export class ModelDownloads {
     this.emit(job);
     this.pump();
     return this.view(job);
+  }
+
+  /** The id of the active download that will create model `name`, if any. */
+  writing(name: string): string | undefined {
+    for (const job of this.jobs.values()) if (job.name === name && ACTIVE.has(job.status)) return job.id;
+    return undefined;
   }
 
   list(): DownloadView[] {

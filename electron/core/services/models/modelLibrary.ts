@@ -225,6 +225,12 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
       });
     }
     await this.assertFree(id, 'name');
+    const busy = this.downloads.writing(id);
+    if (busy) {
+      throw new AppError(ErrorCode.CONFLICT, `Download ${busy} is about to create '${id}'; cancel it or pick another name`, {
+        details: [{ type: 'already_exists', field: 'name', description: `download ${busy} is writing ${id}${GGUF_EXT}` }],
+      });
+    }
     const staged = join(this.stagingDir, `import-${randomUUID()}.tmp`);
     try {
       await copyFile(sourcePath, staged);
