@@ -26,6 +26,8 @@ export interface FakeFile {
   /** Answer this many byte requests with `failStatus` (default 503) before serving. */
   failTimes?: number;
   failStatus?: number;
+  /** Send this Content-Length on a full GET instead of the real one, then cut the connection. */
+  advertiseLength?: number;
 }
 
 export interface RecordedRequest {
@@ -141,6 +143,11 @@ export class FakeHf {
         return void res.end();
       }
       res.writeHead(206, { 'content-length': total - start, 'content-range': `bytes ${start}-${total - 1}/${total}`, 'accept-ranges': 'bytes' });
+    } else if (f.advertiseLength !== undefined) {
+      res.writeHead(200, { 'content-length': f.advertiseLength });
+      res.flushHeaders();
+      setTimeout(() => res.destroy(), 50);
+      return;
     } else {
       res.writeHead(200, { 'content-length': total, 'accept-ranges': 'bytes' });
     }

@@ -162,6 +162,17 @@ describe('model downloads', () => {
     expect(staged()).toEqual([]);
   });
 
+  it('fails a plain URL whose size does not fit on the disk, before writing it', async () => {
+    hf.addRepo('acme/vast', [{ path: 'vast.gguf', bytes: tinyGguf(), advertiseLength: 2 ** 52 }]);
+    const { status, body } = await start({ uri: `${hf.url}/direct/vast.gguf` });
+    expect(status).toBe(202);
+    const done = await waitFor(body.id, (d) => d.status === 'completed' || d.status === 'failed');
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatch(/Not enough disk space/);
+    expect(done.attempts).toBe(1);
+    expect(staged()).toEqual([]);
+  });
+
   it('cancels a running download: no partial file, no model', async () => {
     hf.addRepo('acme/stall', [{ path: 'stall.gguf', bytes: big, mode: 'stall', dropAt: 200_000 }]);
     const { body } = await start({ uri: 'hf:acme/stall' });

@@ -457,6 +457,15 @@ export class ModelDownloads {
         await res.body.dump();
         throw new TransferError(`size mismatch: the server has ${total} bytes, expected ${job.bytesTotal}`, false);
       }
+      if (job.bytesTotal === null) {
+        // First time the size is known (plain URLs): check the disk before writing.
+        try {
+          await this.assertSpace(total - offset);
+        } catch (err) {
+          await res.body.dump();
+          throw err;
+        }
+      }
       job.bytesTotal = total;
     }
     job.samples = [[this.options.clock.monotonic(), job.bytesDone]];
