@@ -12,7 +12,7 @@ const REPO = 'acme/Tiny-Chat-GGUF';
 const BIG = 256 * 1024; // F32 elements: ~1 MiB files
 
 /** Reads `event: download` frames from the SSE stream until `until` says stop. */
-async function collectEvents(url: string, until: (events: DownloadView[]) => boolean, timeoutMs = 30_000): Promise<{ events: DownloadView[]; raw: string }> {
+async function collectEvents(url: string, until: (events: DownloadView[], raw: string) => boolean, timeoutMs = 30_000): Promise<{ events: DownloadView[]; raw: string }> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const res = await fetch(url, { signal: controller.signal });
@@ -24,7 +24,7 @@ async function collectEvents(url: string, until: (events: DownloadView[]) => boo
   let raw = '';
   let buffer = '';
   try {
-    while (!until(events)) {
+    while (!until(events, raw)) {
       const { value, done } = await reader.read();
       if (done) break;
       const text = decoder.decode(value, { stream: true });
@@ -92,7 +92,10 @@ describe('model downloads', () => {
       { path: 'tiny-chat-Q8_0.gguf', bytes: tinyGguf({ seed: 9 }) },
     ]);
     const changed = new Promise<void>((resolve) => tc.console.models.onChange(resolve));
-    const eventsDone = collectEvents(`${tc.url}/api/v1/library/downloads/events`, (ev) => ev.some((e) => e.status === 'completed' || e.status === 'failed'));
+    const eventsDone = collectEvents(
+      `${tc.url}/api/v1/library/downloads/events`,
+      (ev, raw) => ev.some((e) => e.status === 'failed') || (ev.some((e) => e.status === 'completed') && raw.includes('event: files')),
+    );
     await new Promise((r) => setTimeout(r, 100)); // let the stream subscribe before the download starts
     const { status, body } = await start({ uri: `hf:${REPO}:Q4_K_M` });
     expect(status).toBe(202);
@@ -101,6 +104,7 @@ describe('model downloads', () => {
     expect(body.id).toMatch(/^dl-/);
     const { events, raw } = await eventsDone;
     expect(raw.startsWith('retry: 3000')).toBe(true);
+    expect(raw).toContain('event: files\ndata: {}\n\n');
     const mine = events.filter((e) => e.id === body.id);
     const last = mine[mine.length - 1]!;
     expect(last.status).toBe('completed');

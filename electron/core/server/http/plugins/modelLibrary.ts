@@ -79,7 +79,8 @@ export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> =
 
   app.get('/api/v1/library/downloads', { preHandler: auth.apiKey }, async () => ({ downloads: library.downloads.list() }));
 
-  // SSE: the active downloads at once, then every progress/state change (`event: download`).
+  // SSE: the active downloads at once, then every progress/state change (`event: download`), and
+  // `event: files` whenever the set of model files changes.
   app.get('/api/v1/library/downloads/events', { preHandler: auth.apiKey, config: { skipMetrics: true } }, async (request, reply) => {
     reply.hijack();
     const raw = reply.raw;
@@ -96,6 +97,10 @@ export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> =
     };
     for (const view of library.downloads.snapshot()) send(view);
     const off = library.downloads.onEvent(send);
+    // The set of model files changed (download finished, import, delete, a file dropped in).
+    const offFiles = library.onChange(() => {
+      if (!raw.writableEnded) raw.write('event: files\ndata: {}\n\n');
+    });
     const ping = clock.setInterval(() => {
       if (!raw.writableEnded) raw.write(': ping\n\n');
     }, 15_000);
@@ -104,6 +109,7 @@ export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> =
       if (closed) return;
       closed = true;
       off();
+      offFiles();
       ping.cancel();
       if (!raw.writableEnded) raw.end();
     };
