@@ -44,7 +44,7 @@ async function rawOnce(i: number): Promise<number> {
   const agent = new Agent();
   const t0 = performance.now();
   const res = await request(`${origin}/raw.gguf`, { dispatcher: agent });
-  await pipeline(res.body, createWriteStream(join(work, `raw-${i}.gguf`)));
+  await pipeline(res.body, createWriteStream(join(work, `raw-${i}.gguf`), { highWaterMark: 1 << 20 })); // same write buffer as the console
   const ms = performance.now() - t0;
   await agent.close();
   return ms;
