@@ -19,8 +19,10 @@ import { healthPlugin } from './server/http/plugins/health.js';
 import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
+import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
@@ -96,8 +98,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
-  const services: Service[] = [ops, models];
+  const services: Service[] = [ops, runtime, models];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -155,6 +158,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       for (const s of services) {
         await s.start();
