@@ -20,9 +20,11 @@ import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { consoleStreamPlugin } from './server/http/plugins/consoleStream.js';
 import { dashboardPlugin } from './server/http/plugins/dashboard.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { runtimePlugin } from './server/http/plugins/runtime.js';
+import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
@@ -73,6 +75,8 @@ export interface Console {
   serviceControls(): ServiceControl[];
   /** The one-time dashboard login link (null before start or once used). */
   loginUrl(): string | null;
+  /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
+  readonly models: ModelLibrary;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -120,7 +124,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
-  const services: Service[] = [ops, runtime];
+  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
+  const services: Service[] = [ops, runtime, models];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -182,6 +187,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
+      await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });
       await http.register(dashboardPlugin, { root: options.dashboardRoot ?? join(packageRoot(), 'dist/renderer') });
       for (const s of services) {
@@ -233,6 +239,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
         },
       })),
     loginUrl: () => (addresses ? loginLink.url(addresses.httpUrl) : null),
+    models,
     start,
     stop,
     addresses: () => {

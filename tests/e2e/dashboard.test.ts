@@ -44,7 +44,10 @@ describe('dashboard in Chromium against a real console', () => {
       await page.getByRole('heading', { level: 2, name: p.title }).waitFor({ timeout: 20_000 });
       await page.getByTestId('connection-status').getByText('connected').waitFor({ timeout: 20_000 });
       await page.waitForFunction(() => !document.body.innerText.includes('Loading…'), undefined, { timeout: 20_000 });
-      if (p.id === 'overview') await page.getByTestId('overview-gauges').waitFor();
+      if (p.id === 'overview') {
+        // a few ticks of history, so the charts show lines
+        await page.waitForFunction(() => Array.from(document.querySelectorAll('svg polyline')).some((l) => (l.getAttribute('points') ?? '').split(' ').length >= 4), undefined, { timeout: 30_000 });
+      }
       await page.screenshot({ path: join(SCREENSHOTS, `${p.id}.png`), fullPage: true });
       expect(await axeViolations(page)).toEqual([]);
     });

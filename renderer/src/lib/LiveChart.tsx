@@ -13,7 +13,7 @@ function niceMax(v: number): number {
 }
 
 function fmt(v: number): string {
-  return Math.abs(v) >= 1000 ? `${Math.round(v / 100) / 10}k` : Math.abs(v) >= 10 ? String(Math.round(v)) : String(Math.round(v * 10) / 10);
+  return Math.abs(v) >= 1000 ? `${Math.round(v / 100) / 10}k` : Math.abs(v) >= 10 ? String(Math.round(v)) : String(Math.round(v * 100) / 100);
 }
 
 /**
@@ -68,7 +68,12 @@ export const LiveChart = memo(function LiveChart({ rows, lines, label, unit = ''
           {lines.map((l) => {
             const pts: string[] = [];
             for (const r of rows) if (typeof r[l.key] === 'number') pts.push(`${x(r.t as number).toFixed(1)},${y(r[l.key] as number).toFixed(1)}`);
-            return pts.length ? <polyline key={l.key} points={pts.join(' ')} fill="none" stroke={l.color} strokeWidth={1.5} /> : null;
+            if (pts.length === 0) return null;
+            if (pts.length === 1) {
+              const [cx, cy] = (pts[0] as string).split(',');
+              return <circle key={l.key} cx={cx} cy={cy} r={2.5} fill={l.color} />;
+            }
+            return <polyline key={l.key} points={pts.join(' ')} fill="none" stroke={l.color} strokeWidth={1.5} />;
           })}
         </svg>
       </div>
