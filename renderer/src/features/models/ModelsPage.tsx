@@ -102,7 +102,7 @@ export default function ModelsPage() {
                           <div className="muted" data-testid="download-bytes">{bytes(got)} / {total ? bytes(total) : '?'}{pctDone !== undefined ? ` (${pctDone}%)` : ''}</div>
                         </td>
                         <td>{d.speedBytesPerSecond ? `${bytes(d.speedBytesPerSecond)}/s` : '—'} · {d.etaSeconds !== null && d.etaSeconds !== undefined ? duration(d.etaSeconds) : '—'}</td>
-                        <td>{ACTIVE_DOWNLOAD.has(d.status) ? <button type="button" onClick={() => void models.getState().cancel(d.id)}>Cancel</button> : null}</td>
+                        <td>{ACTIVE_DOWNLOAD.has(d.status) ? <button type="button" aria-label={`Cancel ${d.name}`} onClick={() => void models.getState().cancel(d.id)}>Cancel</button> : null}</td>
                       </tr>
                     );
                   })}
@@ -126,7 +126,7 @@ export default function ModelsPage() {
                       <td>{bytes(c.sizeBytes)}</td>
                       <td>{c.license ?? '—'}</td>
                       <td>
-                        <button type="button" onClick={async () => setUriError(await models.getState().download(c.uri))}>Download</button>
+                        <button type="button" aria-label={`Download ${c.name}`} onClick={async () => setUriError(await models.getState().download(c.uri))}>Download</button>
                       </td>
                     </tr>
                   ))}
