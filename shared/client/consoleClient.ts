@@ -183,7 +183,7 @@ export class ConsoleClient {
     }
   }
   logs(filter: LogFilter & { limit?: number } = {}) {
-    return this.request<{ records: ConsoleLogRecord[] }>('GET', `/api/console/logs${query(filter)}`);
+    return this.request<{ records: ConsoleLogRecord[] }>('GET', `/api/console/logs${query({ ...filter })}`);
   }
   config() {
     return this.request<ConsoleConfigView>('GET', '/api/console/config');

@@ -1,6 +1,7 @@
-import { Type, type Static } from '@sinclair/typebox';
-
 /**
+ * Types and constants of the console-wide live stream, free of TypeBox so the dashboard's first
+ * bundle stays small; the request schemas are in `consoleSchemas.ts`.
+ *
  * The console-wide live stream (`/api/console/stream`, WebSocket; `/api/console/stream/sse`, SSE):
  * one shared snapshot per second, plus log records for viewers that subscribed to them.
  */
@@ -62,51 +63,14 @@ export type StreamServerMessage =
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type LogLevelName = (typeof LOG_LEVELS)[number];
 
-/** Filter for log records: one module (exact) and a minimum level. */
-export const LogFilter = Type.Object(
-  {
-    module: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    level: Type.Optional(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)))),
-  },
-  { additionalProperties: false },
-);
-export type LogFilter = Static<typeof LogFilter>;
+/** Filter for log records: one module (exact) and a minimum level. Schema: `consoleSchemas.ts`. */
+export interface LogFilter {
+  module?: string;
+  level?: LogLevelName;
+}
 
 /** Messages a viewer sends: subscribe to logs (admin only) with a filter, or unsubscribe. */
-export const StreamClientMessage = Type.Union([
-  Type.Object({ type: Type.Literal('logs'), filter: LogFilter }, { additionalProperties: false }),
-  Type.Object({ type: Type.Literal('logs-off') }, { additionalProperties: false }),
-]);
-export type StreamClientMessage = Static<typeof StreamClientMessage>;
-
-/** Query of the stream endpoints (browsers cannot set headers on WebSocket/EventSource). */
-export const StreamQuery = Type.Object(
-  {
-    /** Admin token (enables log subscriptions) or API key (snapshots only, when keys are configured). */
-    token: Type.Optional(Type.String({ maxLength: 500 })),
-    /** SSE only: also send log records, with this filter. */
-    logs: Type.Optional(Type.Boolean()),
-    module: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    level: Type.Optional(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)))),
-  },
-  { additionalProperties: false },
-);
-export type StreamQuery = Static<typeof StreamQuery>;
-
-/** `GET /api/console/logs` query (admin). */
-export const LogsQuery = Type.Object(
-  {
-    module: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    level: Type.Optional(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)))),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2000, default: 200 })),
-  },
-  { additionalProperties: false },
-);
-export type LogsQuery = Static<typeof LogsQuery>;
-
-/** `POST /api/console/session` body: exchange the one-time login code printed at start for the admin token. */
-export const SessionExchange = Type.Object({ code: Type.String({ minLength: 8, maxLength: 200 }) }, { additionalProperties: false });
-export type SessionExchange = Static<typeof SessionExchange>;
+export type StreamClientMessage = { type: 'logs'; filter: LogFilter } | { type: 'logs-off' };
 
 /** The dashboard's pages: client-side paths the core answers with the dashboard's index.html. */
 export const DASHBOARD_PAGES = [

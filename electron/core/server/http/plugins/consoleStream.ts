@@ -1,15 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Value } from '@sinclair/typebox/value';
-import {
-  LogsQuery,
-  SessionExchange,
-  StreamClientMessage,
-  StreamQuery,
-  type ConsoleLogRecord,
-  type LogFilter,
-  type StreamServerMessage,
-} from '../../../../../shared/contracts/console.js';
+import type { ConsoleLogRecord, LogFilter, StreamServerMessage } from '../../../../../shared/contracts/console.js';
+import { LogsQuery, SessionExchange, StreamClientMessage, StreamQuery } from '../../../../../shared/contracts/consoleSchemas.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { LogRecord, LoggerRegistry } from '../../../base/logger.js';
 import type { LoginLink } from '../../../base/loginLink.js';
