@@ -17,7 +17,10 @@ import { HttpServer } from './server/http/httpServer.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
+import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { MonitoringService } from './services/monitoring/monitoringService.js';
+import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
@@ -51,6 +54,8 @@ export interface Console {
   readonly grpc: GrpcServer;
   readonly adminToken: string;
   readonly version: string;
+  /** GPU locks (`monitoring.locks`: GpuLockPort), heartbeats (`monitoring.heartbeats`: HeartbeatPort), telemetry. */
+  readonly monitoring: MonitoringService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -92,7 +97,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
-  const services: Service[] = [ops];
+  const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
+  const services: Service[] = [ops, monitoring];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -149,6 +155,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       for (const s of services) {
         await s.start();
@@ -182,6 +189,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     grpc,
     adminToken,
     version,
+    monitoring,
     start,
     stop,
     addresses: () => {
