@@ -254,7 +254,7 @@ export class HeartbeatService implements HeartbeatPort {
       const lock = this.o.locks.current(gpuId);
       if (!lock) continue;
       const linked = lock.taskId ?? this.all().find((t) => t.gpuId === gpuId && t.fencingToken === lock.token)?.taskId ?? null;
-      if (linked !== null && !liveTaskIds.has(linked)) {
+      if (linked !== null && !liveTaskIds.has(linked) && !orphaned.some((x) => x.taskId === linked)) {
         const t = this.tasks.get(linked);
         orphaned.push({ taskId: linked, lockKey: lockKeyOf(gpuId), lastUpdateWall: t?.lastUpdateWall ?? null, reason: 'lock_without_task', timeout: false });
       }
