@@ -105,7 +105,7 @@ describe('GPU locks', () => {
     h = await createHarness();
     const a = await h.service.locks.acquire({ gpuId: 0, holder: 'a', purpose: '' });
     const waiting = h.service.locks.acquire({ gpuId: 0, holder: 'b', purpose: '' }, { waitSeconds: 30 });
-    await h.clock.advanceAsync(2_000, 500);
+    await h.advance(2_000, 500);
     await h.service.locks.release(0, 'a', a.fencingToken);
     const b = await waiting;
     expect(b).toMatchObject({ holder: 'b', fencingToken: 2 });
@@ -115,7 +115,7 @@ describe('GPU locks', () => {
     h = await createHarness();
     await h.service.locks.acquire({ gpuId: 0, holder: 'a', purpose: '' });
     const waiting = rejection(h.service.locks.acquire({ gpuId: 0, holder: 'b', purpose: '' }, { waitSeconds: 5 }));
-    await h.clock.advanceAsync(6_000, 1_000);
+    await h.advance(6_000, 1_000);
     expect((await waiting).status).toBe(409);
   });
 

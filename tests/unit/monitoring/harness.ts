@@ -21,6 +21,11 @@ export interface Harness {
   metrics: MetricsRegistry;
   config: ConfigStore;
   logs: string[];
+  /**
+   * Advances the fake clock in steps; after each step lets the work it started finish (store
+   * operations are group-committed on a later turn of the event loop).
+   */
+  advance(ms: number, stepMs?: number): Promise<void>;
   /** Stops the service and closes the store (the data dir stays for a restart). */
   stop(): Promise<void>;
   /** Stops, and builds a fresh service on the same data dir and clock (a restart). */
@@ -62,6 +67,15 @@ export async function createHarness(monitoring: Layer = {}, clock = new FakeCloc
     metrics,
     config,
     logs,
+    async advance(ms: number, stepMs = ms) {
+      let left = ms;
+      while (left > 0) {
+        const step = Math.min(stepMs, left);
+        clock.advance(step);
+        left -= step;
+        for (let i = 0; i < 50; i++) await new Promise<void>((r) => setImmediate(r));
+      }
+    },
     stop,
     async restart(next?: Layer) {
       await stop();

@@ -61,9 +61,9 @@ describe('heartbeats and the timeout manager', () => {
     heartbeats.onTimeout('job-1', () => cancelled++);
     const events: TimeoutEvent[] = [];
     timeouts.onTimeout((e) => events.push(e));
-    await h.clock.advanceAsync(90_000, 30_000);
+    await h.advance(90_000, 30_000);
     expect(heartbeats.get('job-1')?.status).toBe('running');
-    await h.clock.advanceAsync(60_000, 30_000); // 150 s without a beat; the monitor loop checks every 30 s
+    await h.advance(60_000, 30_000); // 150 s without a beat; the monitor loop checks every 30 s
     expect(heartbeats.get('job-1')).toMatchObject({ status: 'timed_out' });
     expect(locks.current(0)).toBeNull();
     expect(cancelled).toBe(1);
@@ -160,7 +160,7 @@ describe('heartbeats and the timeout manager', () => {
     expect(h.service.heartbeats.get('job')).toMatchObject({ status: 'running', progress: 0.3, fencingToken: lease.fencingToken });
     await h.service.heartbeats.beatTask('job', { progress: 0.4, fencingToken: lease.fencingToken });
     h = await h.restart();
-    await h.clock.advanceAsync(61_000 + 30_000, 30_000);
+    await h.advance(61_000 + 30_000, 30_000);
     expect(h.service.heartbeats.get('job')?.status).toBe('timed_out');
     expect(h.service.locks.current(0)).toBeNull();
     expect(h.service.timeouts.actionHistory().length).toBeGreaterThan(0);

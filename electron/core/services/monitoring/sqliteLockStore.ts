@@ -75,6 +75,21 @@ function toLock(row: LockDbRow | undefined): LockRecord | null {
 
 const parseJson = (text: string | null): Record<string, unknown> | null => (text === null ? null : (JSON.parse(text) as Record<string, unknown>));
 
+interface QueuedOp {
+  run: () => unknown;
+  resolve: (value: never) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface SqliteLockStoreOptions {
+  /**
+   * Group commit (default on): operations that arrive in the same turn of the event loop run
+   * one after another in ONE transaction, so they share one fsync; each still sees the effect of
+   * the ones before it, and none is acknowledged before the commit.
+   */
+  groupCommit?: boolean;
+}
+
 /**
  * SQLite implementation of {@link LockStore}. Lock operations and task registrations run in
  * transactions on the store's synchronous=FULL connection, so an acquire that was acknowledged is
@@ -83,6 +98,10 @@ const parseJson = (text: string | null): Record<string, unknown> | null => (text
  * task look a little older).
  */
 export class SqliteLockStore implements LockStore {
+  private queue: QueuedOp[] = [];
+  private flushScheduled = false;
+  private readonly groupCommit: boolean;
+  private readonly batchTx: (ops: QueuedOp[]) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
   private readonly s: {
     getLock: Statement<[number]>;
     allLocks: Statement<[]>;
@@ -106,7 +125,8 @@ export class SqliteLockStore implements LockStore {
   private readonly releaseTx: (request: TokenRequest, now: TimeStamp) => TokenOutcome;
   private readonly forceTx: (gpuId: number, now: TimeStamp, onlyToken?: number) => LockRecord | null;
 
-  constructor(store: Store) {
+  constructor(store: Store, options: SqliteLockStoreOptions = {}) {
+    this.groupCommit = options.groupCommit ?? true;
     const db = store.db;
     const bulk = store.bulk;
     this.s = {
@@ -192,32 +212,82 @@ export class SqliteLockStore implements LockStore {
       stamp(now);
       return current;
     });
+    // Each operation is itself a transaction function: nested here it becomes a savepoint, so a
+    // failing one rolls back alone and the others commit.
+    this.batchTx = db.transaction((ops: QueuedOp[]) =>
+      ops.map((op) => {
+        try {
+          return { ok: true as const, value: op.run() };
+        } catch (error) {
+          return { ok: false as const, error };
+        }
+      }),
+    );
   }
 
-  async loadClock(): Promise<TimeStamp | undefined> {
-    return this.s.loadClock.get() as TimeStamp | undefined;
-  }
-  async saveClock(now: TimeStamp): Promise<void> {
-    this.s.saveClock.run(now.basis, now.wall);
-  }
-  async loadLocks(): Promise<LockRow[]> {
-    return (this.s.allLocks.all() as LockDbRow[]).map((r) => ({ gpuId: r.gpu_id, lastToken: r.last_token, lock: toLock(r) }));
-  }
-  async acquire(request: AcquireRequest, now: TimeStamp): Promise<AcquireOutcome> {
-    return this.acquireTx(request, now);
-  }
-  async renew(request: TokenRequest, ttlMs: number, now: TimeStamp): Promise<TokenOutcome> {
-    return this.renewTx(request, ttlMs, now);
-  }
-  async release(request: TokenRequest, now: TimeStamp): Promise<TokenOutcome> {
-    return this.releaseTx(request, now);
-  }
-  async forceRelease(gpuId: number, now: TimeStamp, onlyToken?: number): Promise<LockRecord | null> {
-    return this.forceTx(gpuId, now, onlyToken);
+  /** Runs `fn` on the durable connection, batched with the other operations of this turn. */
+  private durable<T>(fn: () => T): Promise<T> {
+    if (!this.groupCommit) {
+      try {
+        return Promise.resolve(fn());
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run: fn, resolve: resolve as (v: never) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
   }
 
-  async loadTasks(): Promise<TaskRecord[]> {
-    return (this.s.allTasks.all() as TaskDbRow[]).map((r) => ({
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    let results: ReturnType<typeof this.batchTx>;
+    try {
+      results = this.batchTx(batch);
+    } catch (err) {
+      for (const op of batch) op.reject(err);
+      return;
+    }
+    batch.forEach((op, i) => {
+      const r = results[i]!;
+      if (r.ok) op.resolve(r.value as never);
+      else op.reject(r.error);
+    });
+  }
+
+  loadClock(): Promise<TimeStamp | undefined> {
+    return this.durable(() => this.s.loadClock.get() as TimeStamp | undefined);
+  }
+  saveClock(now: TimeStamp): Promise<void> {
+    return this.durable(() => {
+      this.s.saveClock.run(now.basis, now.wall);
+    });
+  }
+  loadLocks(): Promise<LockRow[]> {
+    return this.durable(() => (this.s.allLocks.all() as LockDbRow[]).map((r) => ({ gpuId: r.gpu_id, lastToken: r.last_token, lock: toLock(r) })));
+  }
+  acquire(request: AcquireRequest, now: TimeStamp): Promise<AcquireOutcome> {
+    return this.durable(() => this.acquireTx(request, now));
+  }
+  renew(request: TokenRequest, ttlMs: number, now: TimeStamp): Promise<TokenOutcome> {
+    return this.durable(() => this.renewTx(request, ttlMs, now));
+  }
+  release(request: TokenRequest, now: TimeStamp): Promise<TokenOutcome> {
+    return this.durable(() => this.releaseTx(request, now));
+  }
+  forceRelease(gpuId: number, now: TimeStamp, onlyToken?: number): Promise<LockRecord | null> {
+    return this.durable(() => this.forceTx(gpuId, now, onlyToken));
+  }
+
+  loadTasks(): Promise<TaskRecord[]> {
+    return this.durable(() => (this.s.allTasks.all() as TaskDbRow[]).map((r) => ({
       taskId: r.task_id,
       owner: r.owner,
       status: r.status as TaskStatus,
@@ -234,23 +304,26 @@ export class SqliteLockStore implements LockStore {
       metadata: parseJson(r.metadata),
       endedWall: r.ended_wall,
       endReason: r.end_reason,
-    }));
+    })));
   }
-  async putTask(t: TaskRecord, now: TimeStamp): Promise<void> {
+  putTask(t: TaskRecord, now: TimeStamp): Promise<void> {
     const json = (v: Record<string, unknown> | null) => (v === null ? null : JSON.stringify(v));
-    this.s.putTask.run(
+    // a snapshot of the record: the caller may change it before the batch runs
+    const values = [
       t.taskId, t.owner, t.status, t.gpuId, t.fencingToken, t.timeoutMs, t.startWall, t.lastUpdateWall, t.lastBeat, t.beats,
       t.progress, json(t.progressDetail), t.retries, json(t.metadata), t.endedWall, t.endReason,
-    );
-    this.s.saveClock.run(now.basis, now.wall);
+    ];
+    return this.durable(() => {
+      this.s.putTask.run(...values);
+      this.s.saveClock.run(now.basis, now.wall);
+    });
   }
   async beat(t: TaskRecord): Promise<void> {
     this.s.beat.run(t.lastUpdateWall, t.lastBeat, t.beats, t.progress, t.progressDetail === null ? null : JSON.stringify(t.progressDetail), t.taskId);
   }
-  async deleteTasks(taskIds: readonly string[]): Promise<number> {
-    let n = 0;
-    for (const id of taskIds) n += this.s.deleteTask.run(id).changes;
-    return n;
+  deleteTasks(taskIds: readonly string[]): Promise<number> {
+    const ids = [...taskIds];
+    return this.durable(() => ids.reduce((n, id) => n + this.s.deleteTask.run(id).changes, 0));
   }
 
   async appendHistory(e: HistoryEntry): Promise<void> {
