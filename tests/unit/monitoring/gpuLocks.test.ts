@@ -46,8 +46,8 @@ describe('GPU locks', () => {
     h.clock.advance(11_000);
     const b = await locks.acquire({ gpuId: 0, holder: 'b', purpose: '' });
     expect(b.fencingToken).toBe(2);
-    for (const op of [locks.renew(0, 'a', a.fencingToken, 10), locks.release(0, 'a', a.fencingToken), heartbeats.beat('task-a', { progress: 0.5 })]) {
-      const err = await rejection(op);
+    for (const op of [() => locks.renew(0, 'a', a.fencingToken, 10), () => locks.release(0, 'a', a.fencingToken), () => heartbeats.beat('task-a', { progress: 0.5 })]) {
+      const err = await rejection(op());
       expect(err.status).toBe(409);
       expect(err.message).toMatch(/held by b|Stale fencing token|no longer holds/);
     }

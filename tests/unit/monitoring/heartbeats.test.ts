@@ -79,6 +79,18 @@ describe('heartbeats and the timeout manager', () => {
     expect((await rejection(heartbeats.beat('job-1'))).status).toBe(409);
   });
 
+  it('concurrent checks (loop, HTTP, cleanup) handle one timeout once', async () => {
+    h = await createHarness({ heartbeat: { timeoutSeconds: 10 }, monitor: { enabled: false } });
+    await h.service.heartbeats.register({ taskId: 'once', owner: 'app' });
+    let cancelled = 0;
+    h.service.heartbeats.onTimeout('once', () => cancelled++);
+    h.clock.advance(11_000);
+    const results = await Promise.all([h.service.check(), h.service.check(), h.service.cleanup('admin')]);
+    expect(cancelled).toBe(1);
+    expect(results[0].timeoutsDetected + results[1].timeoutsDetected).toBe(1);
+    expect(h.service.timeouts.getStats()).toMatchObject({ totalTimeoutsDetected: 1, tasksRecovered: 1 });
+  });
+
   it('retry recovery re-arms a task up to max_retry_attempts, then cancels', async () => {
     h = await createHarness({ timeout: { recovery: 'retry', maxRetryAttempts: 2 }, heartbeat: { timeoutSeconds: 10 }, monitor: { enabled: false } });
     const { heartbeats, timeouts } = h.service;

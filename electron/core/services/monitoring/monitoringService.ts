@@ -72,6 +72,8 @@ export class MonitoringService extends BaseService {
   private readonly monitorTask: PeriodicTask;
   private readonly monitor = { running: false, startMono: 0, startWall: null as number | null, lastCheckWall: null as number | null, checks: 0, issues: 0, checkMsTotal: 0 };
   private readonly occupancy = new Map<number, number>();
+  /** Checks (monitor loop, POST /timeout/check, cleanup) run one at a time, so a timeout is handled once. */
+  private checkChain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: MonitoringServiceOptions) {
     super();
@@ -133,6 +135,8 @@ export class MonitoringService extends BaseService {
     );
     // Record the clock basis at stop too, so a clean restart measures downtime from here.
     this.disposables.defer(() => this.o.lockStore.saveClock(this.pclock.stamp()));
+    // Let a check in flight finish before the store closes.
+    this.disposables.defer(() => this.checkChain.then(() => undefined));
   }
 
   /** Starts the monitor loop (idempotent). */
@@ -153,7 +157,13 @@ export class MonitoringService extends BaseService {
   }
 
   /** One monitor check: store the clock basis, handle timeouts, measure occupancy. */
-  async check(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
+  check(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
+    const run = this.checkChain.then(() => this.checkNow(gpuIds));
+    this.checkChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async checkNow(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
     const t0 = this.o.clock.monotonic();
     await this.o.lockStore.saveClock(this.pclock.stamp());
     const result = await this.timeouts.check(gpuIds);
