@@ -186,7 +186,7 @@ const fakeSmi = await telemetryCost(join(root, 'tests/fixtures/nvidia-smi/fake-n
 
 const httpLocks = median(m.httpLocks);
 const httpBeats = median(m.httpBeats);
-const httpHealth = median(m.httpHealth);
+const healthRps = median(m.httpHealth);
 const result = {
   bench: 'monitoring',
   rounds,
@@ -194,8 +194,8 @@ const result = {
   clients: WORKERS,
   lock_cycles_per_s: { http: Math.round(httpLocks), direct: Math.round(median(m.directLocks)), http_over_direct: round(httpLocks / median(m.directLocks), 3), direct_one_client: Math.round(oneClient) },
   heartbeats_per_s: { http: Math.round(httpBeats), direct: Math.round(median(m.directBeats)), http_over_direct: round(httpBeats / median(m.directBeats), 3) },
-  http_health_rps_same_client: Math.round(httpHealth),
-  http_requests_over_health: { lock_cycle: round((2 * httpLocks) / httpHealth, 3), heartbeat: round(httpBeats / httpHealth, 3) },
+  http_health_rps_same_client: Math.round(healthRps),
+  http_requests_over_health: { lock_cycle: round((2 * httpLocks) / healthRps, 3), heartbeat: round(httpBeats / healthRps, 3) },
   http_server_cpu_percent: { locks: round(median(m.cpuLocks)), heartbeats: round(median(m.cpuBeats)) },
   http_errors: errors,
   telemetry_1hz_cpu_percent: {
