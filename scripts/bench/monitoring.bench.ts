@@ -148,7 +148,7 @@ const selfCpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
-async function telemetryCost(nvidiaSmiPath: string, durationS: number): Promise<{ ownCpuPercent: number; childCpuPercent: number; samples: number }> {
+async function telemetryCost(nvidiaSmiPath: string, nvidiaSmiLoop: boolean, durationS: number): Promise<{ ownCpuPercent: number; childCpuPercent: number; samples: number }> {
   const clock = new SystemClock();
   const logs = new LoggerRegistry({ level: 'silent', destination: silent });
   const t = new GpuTelemetry({
@@ -156,21 +156,23 @@ async function telemetryCost(nvidiaSmiPath: string, durationS: number): Promise<
     logger: logs.get('telemetry'),
     metrics: new MetricsRegistry(),
     periodic: new PeriodicTaskRegistry(clock, logs.get('periodic')),
-    settings: () => ({ enabled: true, intervalSeconds: 1, historySize: 120, nvidiaSmiPath, nvidiaSmiTimeoutMs: 5000 }),
+    settings: () => ({ enabled: true, intervalSeconds: 1, historySize: 1000, nvidiaSmiPath, nvidiaSmiTimeoutMs: 5000, nvidiaSmiLoop }),
   });
-  await t.sample(); // the first call initialises systeminformation
+  t.start(); // samples at 1 Hz on its periodic task, as in the console
+  await new Promise((r) => setTimeout(r, 2500)); // first samples, loop started
+  const streamPid = t.streamPid();
+  const streamCpu = () => (streamPid ? cpuMs(streamPid) : 0);
   const own0 = selfCpuMs();
-  const child0 = cpuMs('self', true);
+  const child0 = cpuMs('self', true) + streamCpu();
+  const samples0 = t.history().length;
   const t0 = performance.now();
-  let samples = 0;
-  while (performance.now() - t0 < durationS * 1000) {
-    const next = t0 + (samples + 1) * 1000;
-    await t.sample();
-    samples++;
-    await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
-  }
+  await new Promise((r) => setTimeout(r, durationS * 1000));
   const elapsed = performance.now() - t0;
-  return { ownCpuPercent: round(((selfCpuMs() - own0) / elapsed) * 100, 3), childCpuPercent: round(((cpuMs('self', true) - child0) / elapsed) * 100, 3), samples };
+  const own = selfCpuMs() - own0;
+  const children = cpuMs('self', true) + streamCpu() - child0;
+  const samples = t.history().length - samples0;
+  await t.stop();
+  return { ownCpuPercent: round((own / elapsed) * 100, 3), childCpuPercent: round((children / elapsed) * 100, 3), samples };
 }
 async function idleCost(durationS: number): Promise<number> {
   const own0 = selfCpuMs();
@@ -178,11 +180,13 @@ async function idleCost(durationS: number): Promise<number> {
   await new Promise((r) => setTimeout(r, durationS * 1000));
   return round(((selfCpuMs() - own0) / (performance.now() - t0)) * 100, 3);
 }
-log('telemetry at 1 Hz: idle baseline, no GPU (this machine), fake nvidia-smi (a Node script)');
+log('telemetry at 1 Hz: idle baseline, no GPU (this machine), fake nvidia-smi (a Node script) in loop and one-shot mode');
 const telemetrySeconds = Number(process.env.BENCH_TELEMETRY_SECONDS ?? 10);
 const idle = await idleCost(telemetrySeconds / 2);
-const noGpu = await telemetryCost('/nonexistent/nvidia-smi', telemetrySeconds);
-const fakeSmi = await telemetryCost(join(root, 'tests/fixtures/nvidia-smi/fake-nvidia-smi.mjs'), telemetrySeconds);
+const noGpu = await telemetryCost('/nonexistent/nvidia-smi', true, telemetrySeconds);
+const fake = join(root, 'tests/fixtures/nvidia-smi/fake-nvidia-smi.mjs');
+const fakeLoop = await telemetryCost(fake, true, telemetrySeconds);
+const fakeOneShot = await telemetryCost(fake, false, telemetrySeconds);
 
 const httpLocks = median(m.httpLocks);
 const httpBeats = median(m.httpBeats);
@@ -201,8 +205,9 @@ const result = {
   telemetry_1hz_cpu_percent: {
     idle_baseline: idle,
     no_gpu: noGpu.ownCpuPercent,
-    fake_nvidia_smi: { console: fakeSmi.ownCpuPercent, nvidia_smi_child: fakeSmi.childCpuPercent },
-    samples: noGpu.samples + fakeSmi.samples,
+    fake_nvidia_smi_loop: { console: fakeLoop.ownCpuPercent, nvidia_smi_process: fakeLoop.childCpuPercent },
+    fake_nvidia_smi_one_shot: { console: fakeOneShot.ownCpuPercent, nvidia_smi_processes: fakeOneShot.childCpuPercent },
+    samples: noGpu.samples + fakeLoop.samples + fakeOneShot.samples,
   },
   persistence: 'sqlite file, WAL; locks synchronous=FULL with group commit; beats synchronous=NORMAL',
   goals: { http_lock_cycles_per_s: 2000, http_heartbeats_per_s: 5000, telemetry_cpu_percent: 1 },

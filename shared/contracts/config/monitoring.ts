@@ -65,6 +65,11 @@ export const MonitoringConfig = Type.Object(
         historySize: Type.Integer({ default: 120, minimum: 1, maximum: 10000 }),
         /** The nvidia-smi executable (name on PATH or absolute path). */
         nvidiaSmiPath: Type.String({ default: 'nvidia-smi', minLength: 1 }),
+        /**
+         * Keep one nvidia-smi running with `--loop-ms` (NVML initialised once) instead of starting
+         * it for every sample; a one-shot call is still used to detect it and after it exits.
+         */
+        nvidiaSmiLoop: Type.Boolean({ default: true }),
         /** Longest one nvidia-smi call may take. */
         nvidiaSmiTimeoutMs: Type.Integer({ default: 5000, minimum: 100, maximum: 60000 }),
       },

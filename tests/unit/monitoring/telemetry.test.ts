@@ -13,7 +13,7 @@ import { NvidiaSmiParseError, parseNvidiaSmi } from '../../../electron/core/serv
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/nvidia-smi');
 const recorded = readFileSync(join(fixtures, 'query-gpu-2x.csv'), 'utf8');
 
-function telemetry(nvidiaSmiPath: string) {
+function telemetry(nvidiaSmiPath: string, nvidiaSmiLoop = false) {
   const clock = new FakeClock();
   const logs = new LoggerRegistry({ level: 'silent', destination: new Writable({ write: (_c, _e, cb) => cb() }) });
   const metrics = new MetricsRegistry();
@@ -23,7 +23,7 @@ function telemetry(nvidiaSmiPath: string) {
     logger: logs.get('telemetry'),
     metrics,
     periodic,
-    settings: () => ({ enabled: true, intervalSeconds: 1, historySize: 3, nvidiaSmiPath, nvidiaSmiTimeoutMs: 10_000 }),
+    settings: () => ({ enabled: true, intervalSeconds: 0.2, historySize: 3, nvidiaSmiPath, nvidiaSmiTimeoutMs: 10_000, nvidiaSmiLoop }),
   });
   return { t, metrics, periodic, clock };
 }
@@ -72,6 +72,25 @@ describe('GpuTelemetry', () => {
     expect(text).toContain(`console_gpu_memory_used_bytes{gpu="0"} ${21873 * 1024 * 1024}`);
     expect(text).toContain('console_gpu_power_watts{gpu="0"} 398.27');
     expect(text).not.toContain('console_gpu_power_watts{gpu="1"}');
+  });
+
+  it('loop mode: one long-running nvidia-smi feeds the samples, and stop() ends it', async () => {
+    const started = telemetry(join(fixtures, 'fake-nvidia-smi.mjs'), true);
+    started.t.start(); // the loop only runs while telemetry is started; the FakeClock never ticks, samples are taken by hand
+    try {
+      await started.t.sample(); // one-shot: detects the GPU, starts the loop
+      const pid = started.t.streamPid();
+      expect(pid).toBeGreaterThan(0);
+      for (let i = 0; i < 100 && (await started.t.sample()).gpus.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const s = await started.t.sample();
+      expect(s.gpus.map((g) => g.index)).toEqual([0, 1]);
+      expect(started.t.streamPid()).toBe(pid); // the same process, not one per sample
+      await started.t.stop();
+      expect(started.t.streamPid()).toBeUndefined();
+      expect(() => process.kill(pid!, 0)).toThrow(/ESRCH/);
+    } finally {
+      await started.t.stop();
+    }
   });
 
   it('with no nvidia-smi, says so plainly and still samples CPU and memory', async () => {

@@ -4,7 +4,7 @@ import si from 'systeminformation';
 import type { Clock } from '../../base/clock.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { PeriodicTask, PeriodicTaskRegistry } from '../../base/periodic.js';
-import { queryNvidiaSmi, type NvidiaGpuReading, type NvidiaSmiResult } from './nvidiaSmi.js';
+import { NvidiaSmiStream, queryNvidiaSmi, type NvidiaGpuReading, type NvidiaSmiResult } from './nvidiaSmi.js';
 
 export interface TelemetrySample {
   /** Unix ms. */
@@ -37,7 +37,7 @@ export interface GpuTelemetryOptions {
   logger: Logger;
   metrics: MetricsRegistry;
   periodic: PeriodicTaskRegistry;
-  settings: () => { enabled: boolean; intervalSeconds: number; historySize: number; nvidiaSmiPath: string; nvidiaSmiTimeoutMs: number };
+  settings: () => { enabled: boolean; intervalSeconds: number; historySize: number; nvidiaSmiPath: string; nvidiaSmiTimeoutMs: number; nvidiaSmiLoop: boolean };
 }
 
 /** After nvidia-smi was found missing, look for it again only every this many samples. */
@@ -57,6 +57,8 @@ export class GpuTelemetry {
   private controllers: GpuController[] | null = null;
   private detecting: Promise<void> | null = null;
   private running = false;
+  private stream: NvidiaSmiStream | null = null;
+  private streamKey = '';
   private readonly gauges: {
     util: Gauge<'gpu'>;
     memUsed: Gauge<'gpu'>;
@@ -91,11 +93,20 @@ export class GpuTelemetry {
   async stop(): Promise<void> {
     this.running = false;
     this.task.stop();
+    await this.stream?.stop();
+    this.stream = null;
     await this.detecting;
+  }
+
+  /** The long-running nvidia-smi (`--loop-ms`) feeding the samples, if any: its pid. */
+  streamPid(): number | undefined {
+    return this.stream?.running ? this.stream.pid : undefined;
   }
 
   setInterval(seconds: number): void {
     this.task.setInterval(seconds);
+    // the loop's own period follows: it restarts on the next sample
+    void this.stream?.stop();
   }
 
   /** Indices of the NVIDIA GPUs seen by the last sample. */
@@ -126,7 +137,7 @@ export class GpuTelemetry {
   /** Takes one sample now (the periodic task calls this). */
   async sample(): Promise<TelemetrySample> {
     const s = this.o.settings();
-    const [load, mem, smi] = await Promise.all([si.currentLoad(), si.mem(), this.querySmi(s.nvidiaSmiPath, s.nvidiaSmiTimeoutMs)]);
+    const [load, mem, smi] = await Promise.all([si.currentLoad(), si.mem(), this.readSmi(s)]);
     const gpus = smi?.ok ? smi.gpus : [];
     const sample: TelemetrySample = {
       at: this.o.clock.now(),
@@ -149,6 +160,37 @@ export class GpuTelemetry {
       set(this.gauges.power, g.powerDrawW);
     }
     return sample;
+  }
+
+  /** In loop mode, the stream's latest readings; otherwise (or to detect/restart) a one-shot call. */
+  private async readSmi(s: ReturnType<GpuTelemetryOptions['settings']>): Promise<NvidiaSmiResult | null> {
+    if (this.stream?.running) {
+      if (this.stream.fresh(3 * s.intervalSeconds * 1000 + s.nvidiaSmiTimeoutMs)) {
+        const gpus = this.stream.latest();
+        if (gpus.length > 0) return { ok: true, gpus };
+      } else {
+        this.o.logger.warn('nvidia-smi loop printed nothing for too long; restarting it');
+        void this.stream.stop();
+      }
+    }
+    const result = await this.querySmi(s.nvidiaSmiPath, s.nvidiaSmiTimeoutMs);
+    if (s.nvidiaSmiLoop && this.running && result?.ok && result.gpus.length > 0) this.startStream(s.nvidiaSmiPath, s.intervalSeconds * 1000);
+    return result;
+  }
+
+  private startStream(path: string, intervalMs: number): void {
+    const key = `${path}|${intervalMs}`;
+    if (this.stream?.running && this.streamKey === key) return;
+    void this.stream?.stop();
+    this.streamKey = key;
+    this.stream = new NvidiaSmiStream({
+      path,
+      intervalMs,
+      onExit: (reason) => {
+        this.o.logger.warn({ reason }, 'nvidia-smi loop ended; falling back to one-shot calls');
+      },
+    });
+    this.stream.start();
   }
 
   private async querySmi(path: string, timeoutMs: number): Promise<NvidiaSmiResult | null> {
