@@ -151,6 +151,18 @@ describe('heartbeats and the timeout manager', () => {
     expect(heartbeats.get('done')).toBeUndefined();
   });
 
+  it('the monitor loop frees a lock whose TTL ran out, counts it and tells listeners', async () => {
+    h = await createHarness({ monitor: { checkIntervalSeconds: 30 } });
+    const ended: string[] = [];
+    h.service.locks.onReleased((e) => ended.push(`${e.reason}:${e.lock.holder}`));
+    await h.service.locks.acquire({ gpuId: 0, holder: 'forgetful', purpose: '', ttlSeconds: 10 });
+    await h.advance(60_000, 30_000);
+    expect(ended).toEqual(['expired:forgetful']);
+    expect(h.service.timeouts.getStats()).toMatchObject({ totalTimeoutsDetected: 1, resourcesReleased: 1 });
+    expect(h.service.timeouts.actionHistory()[0]).toMatchObject({ action: 'force_release_gpu_lock', lockKey: 'gpu_lock:0', result: 'success', detail: expect.stringContaining('TTL') });
+    expect(h.service.locks.stats(0).timeoutCount).toBe(1);
+  });
+
   it('releases a task lock older than gpu_timeout whose task never beats', async () => {
     h = await createHarness({ locks: { gpuTimeoutSeconds: 300 }, monitor: { enabled: false } });
     await h.service.locks.acquire({ gpuId: 0, holder: 'whisper', purpose: '', ttlSeconds: 3000 }, { taskId: 'tx-9' });

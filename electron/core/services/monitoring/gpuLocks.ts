@@ -212,11 +212,12 @@ export class GpuLockService implements GpuLockPort {
     return freed;
   }
 
-  /** Frees every lock whose TTL ran out; returns them. */
-  async expireDue(): Promise<LockRecord[]> {
+  /** Frees every lock (of `gpuIds`, default all) whose TTL ran out; returns them. */
+  async expireDue(gpuIds?: readonly number[]): Promise<LockRecord[]> {
     const nowBasis = this.o.pclock.basis();
     const out: LockRecord[] = [];
     for (const [gpuId, s] of this.gpus) {
+      if (gpuIds && !gpuIds.includes(gpuId)) continue;
       if (!s.lock || s.lock.expiresAt > nowBasis) continue;
       const now = this.o.pclock.stamp();
       const freed = await this.o.store.forceRelease(gpuId, now, s.lock.token);

@@ -100,12 +100,10 @@ export class TimeoutManager {
     const settings = this.o.settings();
     const taken: TimeoutActionRecord[] = [];
     let detected = 0;
-    const only = new Set(gpuIds);
 
     // 1. Locks whose TTL ran out.
     if (settings.autoRecovery) {
-      for (const lock of await this.o.locks.expireDue()) {
-        if (!only.has(lock.gpuId)) continue;
+      for (const lock of await this.o.locks.expireDue(gpuIds)) {
         detected++;
         this.stats.resourcesReleased++;
         taken.push(this.act('force_release_gpu_lock', { taskId: lock.taskId, lockKey: lockKeyOf(lock.gpuId), result: 'success', detail: `TTL of ${lock.ttlMs / 1000} s expired (holder ${lock.holder})` }));
