@@ -19,9 +19,11 @@ import { healthPlugin } from './server/http/plugins/health.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
+import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
@@ -98,7 +100,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
   const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
-  const services: Service[] = [ops, monitoring];
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
+  const services: Service[] = [ops, monitoring, runtime];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -157,6 +160,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      await http.register(runtimePlugin, { runtime, auth, store, clock });
       for (const s of services) {
         await s.start();
         started.push(s);

@@ -190,9 +190,10 @@ describe('GPU telemetry through a fake nvidia-smi on a real console', () => {
     try {
       const P = `${c.url}/api/v1/monitoring`;
       let body: { gpu_available: boolean; latest: { gpus: Array<{ name: string }> } | null } = { gpu_available: false, latest: null };
-      for (let i = 0; i < 100 && !body.gpu_available; i++) {
+      const ready = () => body.gpu_available && (body.latest?.gpus.length ?? 0) > 0;
+      for (let i = 0; i < 200 && !ready(); i++) {
         body = (await (await fetch(`${P}/telemetry`)).json()) as typeof body;
-        if (!body.gpu_available) await new Promise((r) => setTimeout(r, 100));
+        if (!ready()) await new Promise((r) => setTimeout(r, 100));
       }
       expect(body.latest?.gpus.map((g) => g.name)).toEqual(['NVIDIA GeForce RTX 4090', 'NVIDIA GeForce RTX 3060']);
       const acquire = await fetch(`${P}/gpu-lock/acquire`, { method: 'POST', headers: json, body: JSON.stringify({ lock_key: 'gpu_lock:1', task_name: 'uses-3060' }) });

@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { migration0001Core } from './0001-core.js';
 import { migration0004Monitoring } from './0004-monitoring.js';
+import { migration0005Runtime } from './0005-runtime.js';
 
 /**
  * A numbered, append-only schema change. Never edit a released migration; add the next number.
@@ -13,4 +14,4 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [migration0001Core, migration0004Monitoring];
+export const migrations: readonly Migration[] = [migration0001Core, migration0004Monitoring, migration0005Runtime];
