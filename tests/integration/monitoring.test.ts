@@ -78,6 +78,12 @@ describe('monitoring API (§7) on a real console', () => {
     const badBeat = await post('/heartbeat/task/x', { progress: 2, status: 'dancing' });
     expect(badBeat.body.error?.details?.map((d) => d.field).sort()).toEqual(['progress', 'status']);
     expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:0', fencing_token: -1 })).status).toBe(400);
+    await post('/heartbeat/task/big/start');
+    const big = await post('/heartbeat/task/big', { detail: { log: 'x'.repeat(20_000) } });
+    expect(big.status).toBe(400);
+    expect(big.body.error?.details?.[0]?.field).toBe('detail');
+    await fetch(`${P}/heartbeat/task/big`, { method: 'DELETE' });
+    expect((await post('/heartbeat/cleanup', undefined, c.admin)).body.cleaned_dead_tasks).toBe(1);
     const notJson = await fetch(`${P}/gpu-lock/acquire`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'lock please' });
     expect(notJson.status).toBe(415);
   });

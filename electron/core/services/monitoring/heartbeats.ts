@@ -44,6 +44,9 @@ export interface HeartbeatOverview {
 }
 
 const TASK_ID = /^[A-Za-z0-9._:@-]{1,200}$/;
+/** Largest JSON of a beat's detail or a task's metadata (they are stored on every write). */
+const MAX_JSON_BYTES = 16 * 1024;
+const tooBig = (v: Record<string, unknown> | undefined): boolean => v !== undefined && JSON.stringify(v).length > MAX_JSON_BYTES;
 
 /**
  * Task heartbeats (implements {@link HeartbeatPort}). A task registered with a GPU lock must keep
@@ -72,6 +75,7 @@ export class HeartbeatService implements HeartbeatPort {
     }
     if (task.gpuId !== undefined && (!Number.isInteger(task.gpuId) || task.gpuId < 0)) details.push({ type: 'validation', field: 'gpu_lock', description: 'must name a GPU lock (gpu_lock:<id>)' });
     if (task.fencingToken !== undefined && (!Number.isSafeInteger(task.fencingToken) || task.fencingToken < 1)) details.push({ type: 'validation', field: 'fencing_token', description: 'must be a positive integer' });
+    if (tooBig(task.metadata)) details.push({ type: 'validation', field: 'metadata', description: `must be at most ${MAX_JSON_BYTES} bytes of JSON` });
     if (details.length > 0) throw new AppError(ErrorCode.INVALID_REQUEST, 'Invalid heartbeat registration', { details });
     if (task.gpuId !== undefined) {
       if (!this.o.locks.isKnown(task.gpuId)) throw new AppError(ErrorCode.NOT_FOUND, `Unknown GPU: ${lockKeyOf(task.gpuId)}`);
@@ -120,6 +124,7 @@ export class HeartbeatService implements HeartbeatPort {
       details.push({ type: 'validation', field: 'progress', description: 'must be a number from 0 to 1' });
     }
     if (input.fencingToken !== undefined && (!Number.isSafeInteger(input.fencingToken) || input.fencingToken < 1)) details.push({ type: 'validation', field: 'fencing_token', description: 'must be a positive integer' });
+    if (tooBig(input.detail)) details.push({ type: 'validation', field: 'detail', description: `must be at most ${MAX_JSON_BYTES} bytes of JSON` });
     if (details.length > 0) throw new AppError(ErrorCode.INVALID_REQUEST, 'Invalid heartbeat', { details });
     let task = this.tasks.get(taskId);
     if (!task) {
