@@ -109,6 +109,12 @@ const httpHealth = async () => {
   await r.body.dump();
   if (r.statusCode !== 200) errors++;
 };
+const commitStats = async (): Promise<{ commits: number; operations: number }> => {
+  const r = await pool.request({ method: 'GET', path: '/metrics' });
+  const text = await r.body.text();
+  const get = (kind: string) => Number(new RegExp(`console_monitoring_store_commits\\{kind="${kind}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  return { commits: get('commits'), operations: get('operations') };
+};
 const httpCycle = async (w: number) => {
   const a = await call('/gpu-lock/acquire', { lock_key: `gpu_lock:${w}`, task_name: `bench-${w}`, ttl_seconds: 60 });
   if (a) await call('/gpu-lock/release', { lock_key: `gpu_lock:${w}`, fencing_token: a.fencing_token });
@@ -121,11 +127,17 @@ for (const w of gpuList) await call(`/heartbeat/task/bench-${w}/start`, { task_n
 // ---------- alternating rounds ----------
 log(`warm-up, then ${rounds} rounds of ${seconds}s per measurement (${WORKERS} concurrent clients, each on its own GPU/task)`);
 for (const [op, p] of [[directCycle], [directBeat], [httpHealth, pid], [httpCycle, pid], [httpBeat, pid]] as const) await concurrently(WORKERS, 1, op, p);
-const m = { directLocks: [] as number[], directBeats: [] as number[], httpHealth: [] as number[], httpLocks: [] as number[], httpBeats: [] as number[], cpuLocks: [] as number[], cpuBeats: [] as number[] };
+const m = { directLocks: [] as number[], directBeats: [] as number[], httpHealth: [] as number[], httpLocks: [] as number[], httpBeats: [] as number[], cpuLocks: [] as number[], cpuBeats: [] as number[], opsPerCommit: [] as number[], directOpsPerCommit: [] as number[] };
 for (let r = 0; r < rounds; r++) {
+  const d0 = app.monitoring.commitStats();
   m.directLocks.push((await concurrently(WORKERS, seconds, directCycle)).perSecond);
+  const d1 = app.monitoring.commitStats();
+  m.directOpsPerCommit.push((d1.operations - d0.operations) / Math.max(1, d1.commits - d0.commits));
   m.httpHealth.push((await concurrently(WORKERS, seconds, httpHealth, pid)).perSecond);
+  const before = await commitStats();
   const hl = await concurrently(WORKERS, seconds, httpCycle, pid);
+  const after = await commitStats();
+  m.opsPerCommit.push((after.operations - before.operations) / Math.max(1, after.commits - before.commits));
   m.httpLocks.push(hl.perSecond);
   m.cpuLocks.push(hl.cpuPercent);
   m.directBeats.push((await concurrently(WORKERS, seconds, directBeat)).perSecond);
@@ -200,6 +212,7 @@ const result = {
   heartbeats_per_s: { http: Math.round(httpBeats), direct: Math.round(median(m.directBeats)), http_over_direct: round(httpBeats / median(m.directBeats), 3) },
   http_health_rps_same_client: Math.round(healthRps),
   http_requests_over_health: { lock_cycle: round((2 * httpLocks) / healthRps, 3), heartbeat: round(httpBeats / healthRps, 3) },
+  lock_ops_per_commit: { http: round(median(m.opsPerCommit)), direct: round(median(m.directOpsPerCommit)) },
   http_server_cpu_percent: { locks: round(median(m.cpuLocks)), heartbeats: round(median(m.cpuBeats)) },
   http_errors: errors,
   telemetry_1hz_cpu_percent: {

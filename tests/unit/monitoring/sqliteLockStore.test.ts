@@ -25,6 +25,7 @@ describe('SqliteLockStore', () => {
       const outcomes = await Promise.all(Array.from({ length: 25 }, (_, i) => locks.acquire(req(`c${i}`), now(0))));
       expect(outcomes.filter((o) => o.ok)).toEqual([expect.objectContaining({ ok: true, lock: expect.objectContaining({ holder: 'c0', token: 1 }) })]);
       expect(outcomes.slice(1).every((o) => !o.ok && o.current.holder === 'c0')).toBe(true);
+      expect(locks.commitStats()).toEqual(groupCommit ? { commits: 1, operations: 25 } : { commits: 25, operations: 25 });
     });
   }
 

@@ -123,6 +123,9 @@ export interface LockStore {
   recentHistory(kind: HistoryKind, lockKey: string | null, limit: number): Promise<HistoryEntry[]>;
   /** Keeps the newest `keep` entries of each kind. */
   pruneHistory(keep: number): Promise<void>;
+
+  /** Durable commits and the operations they carried (group commit makes operations ≥ commits). */
+  commitStats?(): { commits: number; operations: number };
 }
 
 export const lockKeyOf = (gpuId: number): string => `gpu_lock:${gpuId}`;

@@ -270,6 +270,11 @@ export class MonitoringService extends BaseService {
     return { cleanedDeadTasks: removed.length, releasedLocks: released };
   }
 
+  /** Durable commits of the lock store and the operations they carried (group commit). */
+  commitStats(): { commits: number; operations: number } {
+    return this.o.lockStore.commitStats?.() ?? { commits: 0, operations: 0 };
+  }
+
   /** Cheap, synchronous view for the dashboard's live stream. */
   snapshot(): MonitoringSnapshot {
     const hb = this.heartbeats.overview();
@@ -304,6 +309,20 @@ export class MonitoringService extends BaseService {
         for (const v of locks()) this.set({ lock_key: v.lockKey }, v.lockAgeSeconds ?? 0);
       },
     });
+    const lockStore = this.o.lockStore;
+    if (lockStore.commitStats) {
+      new Gauge({
+        name: 'console_monitoring_store_commits',
+        help: 'Durable lock-store commits since start, and the operations they carried (kind=commits|operations)',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          const s = lockStore.commitStats!();
+          this.set({ kind: 'commits' }, s.commits);
+          this.set({ kind: 'operations' }, s.operations);
+        },
+      });
+    }
     const heartbeats = this.heartbeats;
     new Gauge({
       name: 'console_heartbeat_tasks',

@@ -99,6 +99,8 @@ export interface SqliteLockStoreOptions {
  */
 export class SqliteLockStore implements LockStore {
   private queue: QueuedOp[] = [];
+  private commits = 0;
+  private operations = 0;
   private flushScheduled = false;
   private readonly groupCommit: boolean;
   private readonly batchTx: (ops: QueuedOp[]) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
@@ -225,9 +227,15 @@ export class SqliteLockStore implements LockStore {
     );
   }
 
+  commitStats(): { commits: number; operations: number } {
+    return { commits: this.commits, operations: this.operations };
+  }
+
   /** Runs `fn` on the durable connection, batched with the other operations of this turn. */
   private durable<T>(fn: () => T): Promise<T> {
     if (!this.groupCommit) {
+      this.commits++;
+      this.operations++;
       try {
         return Promise.resolve(fn());
       } catch (err) {
@@ -251,6 +259,8 @@ export class SqliteLockStore implements LockStore {
     let results: ReturnType<typeof this.batchTx>;
     try {
       results = this.batchTx(batch);
+      this.commits++;
+      this.operations += batch.length;
     } catch (err) {
       for (const op of batch) op.reject(err);
       return;
