@@ -18,9 +18,12 @@ import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
+import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
+import { MonitoringService } from './services/monitoring/monitoringService.js';
+import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
@@ -57,6 +60,8 @@ export interface Console {
   readonly version: string;
   /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
   readonly models: ModelLibrary;
+  /** GPU locks (`monitoring.locks`: GpuLockPort), heartbeats (`monitoring.heartbeats`: HeartbeatPort), telemetry. */
+  readonly monitoring: MonitoringService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -98,9 +103,10 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
+  const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
-  const services: Service[] = [ops, runtime, models];
+  const services: Service[] = [ops, monitoring, runtime, models];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -157,6 +163,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
@@ -193,6 +200,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     adminToken,
     version,
     models,
+    monitoring,
     start,
     stop,
     addresses: () => {
