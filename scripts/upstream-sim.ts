@@ -189,7 +189,9 @@ export async function startUpstreamSim(options: UpstreamSimOptions): Promise<Ups
     }
     const modelId = typeof parsed.model === 'string' ? parsed.model : 'sim';
     if (req.method === 'POST' && url.pathname === '/v1/embeddings') {
-      json(res, 200, { object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }], model: modelId, usage: { prompt_tokens: 1, total_tokens: 1 } });
+      const vector = [0.1, 0.2, 0.3];
+      const embedding = parsed.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+      json(res, 200, { object: 'list', data: [{ object: 'embedding', index: 0, embedding }], model: modelId, usage: { prompt_tokens: 1, total_tokens: 1 } });
       return;
     }
     if (req.method !== 'POST' || (url.pathname !== '/v1/chat/completions' && url.pathname !== '/v1/completions')) {

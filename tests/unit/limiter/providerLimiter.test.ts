@@ -178,24 +178,26 @@ describe('ProviderLimiter: queue and bucket', () => {
 
 describe('ProviderLimiter: the seed deadlock regression (nested locks / awaiting inside the critical section)', () => {
   it('observers that call back in (record, acquire, reset, status) while a transition or grant is being applied never hang', async () => {
-    let limiter!: ProviderLimiter;
+    const box: { limiter?: ProviderLimiter } = {};
+    const self = () => box.limiter!;
     let reentered = 0;
     const hooks: ProviderLimiterHooks = {
       // Re-entrant calls from inside state changes: the seed's evaluate_retreat → get_429_rate → set_rate path.
       onTransition: () => {
         reentered++;
-        limiter.retreat.ratio('recover');
-        limiter.bucket.tokens();
-        if (reentered % 3 === 0) limiter.recordResponse(200);
-        void limiter.acquire('high').catch(() => undefined);
+        self().retreat.ratio('recover');
+        self().bucket.tokens();
+        if (reentered % 3 === 0) self().recordResponse(200);
+        void self().acquire('high').catch(() => undefined);
       },
       onGrant: () => {
-        limiter.depths();
-        if (reentered % 2 === 0) limiter.recordResponse(reentered % 5 === 0 ? 429 : 200);
+        self().depths();
+        if (reentered % 2 === 0) self().recordResponse(reentered % 5 === 0 ? 429 : 200);
       },
     };
     const made = make({ bucket_capacity: 5, rate_rpm: 600, request_timeout: 300, queue_max_size: 10_000 }, hooks);
-    limiter = made.limiter;
+    const limiter = made.limiter;
+    box.limiter = limiter;
     const results: Array<ReturnType<typeof track>> = [];
     // Interleave 1000 responses (10 % 429) with 500 acquisitions and periodic resets, like the seed's 4 threads.
     for (let i = 0; i < 1000; i++) {

@@ -209,11 +209,12 @@ function patchError(body: unknown): AppError | null {
     const wrongType = v === undefined || (expected !== undefined && !(expected === 'integer' ? typeof v === 'number' && Number.isInteger(v) : typeof v === expected));
     typeError ||= wrongType;
     const gtZero = !wrongType && (e.schema as { exclusiveMinimum?: number }).exclusiveMinimum === 0;
-    details.push({ type: wrongType ? 'type' : 'value', field, description: gtZero ? `${field} must be > 0` : `${field}: ${e.message}` });
+    details.push({ type: wrongType ? 'type' : 'value', field, description: gtZero ? 'must be > 0' : e.message });
   }
   if (details.length === 0) return null;
-  const message = details.length === 1 && !typeError ? details[0]!.description : `Invalid config; nothing was changed: ${details.map((d) => d.description).join('; ')}`;
-  return new AppError(ErrorCode.INVALID_REQUEST, message, { status: typeError ? 422 : 400, details });
+  // One out-of-range field: the contract's exact text (`rate_rpm must be > 0`); otherwise every field is listed.
+  if (details.length === 1 && !typeError) return new AppError(ErrorCode.INVALID_REQUEST, `${details[0]!.field} ${details[0]!.description}`, { status: 400 });
+  return new AppError(ErrorCode.INVALID_REQUEST, 'Invalid config; nothing was changed', { status: typeError ? 422 : 400, details });
 }
 
 /**
