@@ -17,11 +17,11 @@ const seed: RetreatParams = {
   probeIntervalSeconds: 10,
 };
 
-function feed(c: RetreatController, clock: FakeClock, n: number, is429: boolean, stepMs = 100) {
+function feed(c: RetreatController, clock: FakeClock, n: number, is429: boolean, stepMs = 100, saturated = true) {
   const out = [];
   for (let i = 0; i < n; i++) {
     clock.advance(stepMs);
-    const t = c.record(is429);
+    const t = c.record(is429, saturated);
     if (t) out.push(t);
   }
   return out;
@@ -123,18 +123,30 @@ describe('RetreatController (contract §6.6)', () => {
     expect(c.state).toBe('normal');
   });
 
-  it('probe mode multiplies the rate once per probe interval without 429', () => {
+  it('probe mode: cuts at the first 429, returns to 95 % of the bound, then probes ×factor once the hold ends', () => {
     const clock = new FakeClock();
     const c = new RetreatController({ ...seed, ceilingRpm: 100, recoverMode: 'probe' }, clock);
-    feed(c, clock, 1, true);
-    expect(c.rpm).toBe(30);
-    clock.advance(10_000);
-    feed(c, clock, 100, false, 10); // window still holds the 429 but the ratio is < 2 %
-    expect(c.state).toBe('recover');
-    expect(c.rpm).toBeCloseTo(37.5);
-    clock.advance(10_000);
-    c.record(false);
-    expect(c.rpm).toBeCloseTo(46.875);
+    feed(c, clock, 59, false, 1000, false); // demand below the rate: no probing yet
+    const [cut] = feed(c, clock, 1, true, 1000); // 1/60 ≈ 1.7 %: below the step-mode threshold, but probe mode reacts
+    expect(cut).toMatchObject({ from: 'normal', to: 'retreat', previousRpm: 40, rpm: 30 });
+    expect(feed(c, clock, 1, true, 1000)).toEqual([]); // one cut per probe interval
+    feed(c, clock, 9, false, 1000);
+    expect(c.state).toBe('retreat');
+    const [back] = feed(c, clock, 2, false, 1000);
+    expect(back).toMatchObject({ to: 'recover', rpm: 38 }); // 95 % of the bound (40)
+    feed(c, clock, 130, false, 1000); // the hold (one recover window after the cut) runs out...
+    expect(c.rpm).toBeGreaterThan(38); // ...then ×1.25 per 10 s while demand waits
+    const before = c.rpm;
+    feed(c, clock, 10, false, 1000);
+    expect(c.rpm).toBeCloseTo(Math.min(100, before * 1.25));
+  });
+
+  it('probe mode: the bound comes from the successes seen in the window', () => {
+    const clock = new FakeClock();
+    const c = new RetreatController({ ...seed, baseRpm: 100, ceilingRpm: 100, recoverMode: 'probe' }, clock);
+    feed(c, clock, 24, false, 2500); // 24 successes in the last 60 s
+    const [cut] = feed(c, clock, 1, true, 100);
+    expect(cut?.rpm).toBeCloseTo(24 * 0.95); // not 75: the provider allowed ~24 per minute
   });
 
   it('resumes a learned rate', () => {

@@ -19,6 +19,15 @@ export interface Grant {
   passthrough: boolean;
 }
 
+/**
+ * What sets the bucket's rate from upstream feedback. The retreat machine is the limiter's own;
+ * the benchmark plugs in baselines (fixed, AIMD, CUBIC-style, oracle) through the same seam.
+ */
+export interface RateControl {
+  readonly rpm: number;
+  record(is429: boolean, saturated: boolean): RetreatTransition | null;
+}
+
 /** Observers of one provider's limiter (the service turns them into logs, metrics and stream events). */
 export interface ProviderLimiterHooks {
   onTransition?(t: RetreatTransition): void;
@@ -111,9 +120,11 @@ export class ProviderLimiter {
     private readonly clock: Clock,
     private readonly hooks: ProviderLimiterHooks = {},
     initial?: { rpm: number; state: RetreatState },
+    /** Replaces the retreat machine as the rate source (benchmark baselines only). */
+    private readonly control?: RateControl,
   ) {
     this.retreat = new RetreatController(retreatParams(settings), clock, initial);
-    this.bucket = new TokenBucket(clock, this.retreat.rpm, settings.bucket_capacity);
+    this.bucket = new TokenBucket(clock, control?.rpm ?? this.retreat.rpm, settings.bucket_capacity);
     this.queue = new PriorityQueue<Ticket>(settings.aging_seconds * 1000);
   }
 
@@ -225,7 +236,8 @@ export class ProviderLimiter {
       const pauseMs = retryAfterSeconds !== undefined && retryAfterSeconds > 0 ? retryAfterSeconds * 1000 : 0;
       this.bucket.pause(pauseMs);
     }
-    const t = this.retreat.record(is429, this.waiting > 0 || this.bucket.tokens() < 1);
+    const saturated = this.waiting > 0 || this.bucket.tokens() < 1;
+    const t = (this.control ?? this.retreat).record(is429, saturated);
     this.applyRate(t);
     return t;
   }
@@ -270,7 +282,7 @@ export class ProviderLimiter {
 
   private applyRate(t: RetreatTransition | null): void {
     if (!t) return;
-    this.bucket.setRate(this.retreat.rpm);
+    this.bucket.setRate((this.control ?? this.retreat).rpm);
     this.hooks.onTransition?.(t);
     this.pump();
   }

@@ -65,6 +65,11 @@ export class RetreatController {
   private current: RetreatState = 'normal';
   private tChange: number;
   private last429 = Number.NEGATIVE_INFINITY;
+  /** Probe mode: the rate in effect at the last cut, and when (a remembered upper bound). */
+  private lastBadRpm = Number.POSITIVE_INFINITY;
+  private lastCutAt = Number.NEGATIVE_INFINITY;
+  /** Probe mode: how long the bound is trusted; doubles after each failed probe (max 4 recover windows). */
+  private holdMs = 0;
 
   constructor(
     private params: RetreatParams,
@@ -129,8 +134,29 @@ export class RetreatController {
       if (to === from && this.rate === before) return null;
       return { from, to, previousRpm: before, rpm: this.rate, ratio: retreatRatio, reason, at: this.clock.now() };
     };
-    const cut = () => (this.rate = Math.max(p.retreatMinRpm, this.rate * p.retreatFactor));
+    const cut = () => {
+      this.lastBadRpm = this.rate;
+      this.lastCutAt = now;
+      this.rate = Math.max(p.retreatMinRpm, this.rate * p.retreatFactor);
+    };
     const canRaise = this.rate < this.ceiling() && (saturated || this.rate < p.baseRpm);
+
+    // Probe mode reacts to the first 429 (at most one cut per probe interval), not to a window ratio.
+    if (p.recoverMode === 'probe' && is429) {
+      if (now - this.lastCutAt < p.probeIntervalSeconds * 1000 || this.rate <= p.retreatMinRpm) return null;
+      // Successes inside the retreat window estimate what the provider allows per window.
+      const w = this.retreatWin;
+      const okPerMinute = ((w.total - w.n429) * 60) / p.retreatWindowSeconds;
+      this.lastBadRpm = Math.min(this.rate, Math.max(okPerMinute, p.retreatMinRpm));
+      // A cut soon after the hold ended means the probe above the bound failed: trust the bound longer.
+      const base = p.recoverWindowSeconds * 1000;
+      const failedProbe = now - this.lastCutAt < this.holdMs + 6 * p.probeIntervalSeconds * 1000;
+      this.holdMs = failedProbe ? Math.min(4 * base, Math.max(base, this.holdMs * 2)) : base;
+      this.lastCutAt = now;
+      this.rate = Math.max(p.retreatMinRpm, Math.min(this.rate * p.retreatFactor, this.lastBadRpm * 0.95));
+      this.enter('retreat', now);
+      return make('retreat', from === 'retreat' ? 'retreat_again' : 'retreat');
+    }
 
     switch (this.current) {
       case 'normal':
@@ -140,10 +166,17 @@ export class RetreatController {
           return make('retreat', 'retreat');
         }
         // Above-base recovery (ceiling > base) or a rate learned before a restart.
-        if (canRaise && recoverRatio < p.recover429Threshold && since >= this.raiseWaitSeconds()) {
+        if (p.recoverMode === 'probe') {
+          const target = canRaise ? this.probeTarget(now) : null;
+          if (target === null) return null;
+          this.rate = target;
+          this.enter(this.rate >= this.ceiling() ? 'normal' : 'recover', now);
+          return make(this.current, 'probe');
+        }
+        if (canRaise && recoverRatio < p.recover429Threshold && since >= p.recoverWindowSeconds) {
           this.raise();
           this.enter(this.rate >= this.ceiling() ? 'normal' : 'recover', now);
-          return make(this.current, p.recoverMode === 'probe' ? 'probe' : 'recover_step');
+          return make(this.current, 'recover_step');
         }
         return null;
       case 'retreat':
@@ -154,7 +187,14 @@ export class RetreatController {
           }
           return null;
         }
-        if (recoverRatio < p.recover429Threshold && since >= this.raiseWaitSeconds() && canRaise) {
+        if (p.recoverMode === 'probe') {
+          const target = canRaise ? this.probeTarget(now) : null;
+          if (target === null) return null;
+          this.rate = target;
+          this.enter('recover', now);
+          return make('recover', 'recover_start');
+        }
+        if (recoverRatio < p.recover429Threshold && since >= p.recoverWindowSeconds && canRaise) {
           this.raise();
           this.enter('recover', now);
           return make('recover', 'recover_start');
@@ -172,22 +212,40 @@ export class RetreatController {
           return make('normal', 'recovered');
         }
         if (!canRaise) return null;
-        if (p.recoverMode === 'probe' && (now - this.tChange) / 1000 < p.probeIntervalSeconds) return null;
+        if (p.recoverMode === 'probe') {
+          const target = this.probeTarget(now);
+          if (target === null) return null;
+          this.rate = target;
+          this.tChange = now;
+          return make('recover', 'probe');
+        }
         this.raise();
-        if (p.recoverMode === 'probe') this.tChange = now;
-        return make('recover', p.recoverMode === 'probe' ? 'probe' : 'recover_step');
+        return make('recover', 'recover_step');
     }
   }
 
-  /** Seconds of calm needed before the first raise: the recover window (step) or one probe interval after the last 429 (probe). */
-  private raiseWaitSeconds(): number {
-    return this.params.recoverMode === 'probe' ? this.params.probeIntervalSeconds : this.params.recoverWindowSeconds;
+  /** Step mode (the seed): +increment up to the ceiling. */
+  private raise(): void {
+    this.rate = Math.min(this.ceiling(), this.rate + this.params.recoverIncrementRpm);
   }
 
-  private raise(): void {
+  /**
+   * Probe mode (faster, documented in README): one raise per probe interval without a 429. While
+   * the last cut is recent (inside the recover window) the rate jumps straight back to 95 % of the
+   * rate that drew it (a remembered upper bound; each 429 there lowers the bound, so it converges
+   * from above in a few steps); once that memory expires it grows by `probeFactor` per interval to
+   * find new capacity. Returns the new rate, or null to hold.
+   */
+  private probeTarget(now: number): number | null {
     const p = this.params;
-    const next = p.recoverMode === 'probe' ? this.rate * p.probeFactor : this.rate + p.recoverIncrementRpm;
-    this.rate = Math.min(this.ceiling(), next);
+    const intervalMs = p.probeIntervalSeconds * 1000;
+    if (now - this.last429 < intervalMs || now - this.tChange < intervalMs) return null;
+    if (now - this.lastCutAt < this.holdMs) {
+      const target = Math.min(this.ceiling(), this.lastBadRpm * 0.95);
+      return this.rate < target - 1e-9 ? target : null;
+    }
+    const next = Math.min(this.ceiling(), this.rate * p.probeFactor);
+    return next > this.rate + 1e-9 ? next : null;
   }
 
   private enter(state: RetreatState, now: number): void {
@@ -209,6 +267,9 @@ export class RetreatController {
     this.rate = this.params.baseRpm;
     this.current = 'normal';
     this.tChange = this.clock.monotonic();
+    this.lastBadRpm = Number.POSITIVE_INFINITY;
+    this.lastCutAt = Number.NEGATIVE_INFINITY;
+    this.holdMs = 0;
     this.samples = [];
     for (const w of [this.retreatWin, this.recoverWin]) {
       w.head = 0;
