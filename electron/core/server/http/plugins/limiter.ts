@@ -60,7 +60,18 @@ export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpen
       reply.header(k, v);
     }
     reply.header('x-request-id', request.id);
-    if (/event-stream/i.test(res.headers['content-type'] ?? '')) reply.header('x-accel-buffering', 'no');
+    const streaming = /event-stream/i.test(res.headers['content-type'] ?? '');
+    if (streaming) {
+      reply.header('x-accel-buffering', 'no');
+      return reply.send(res.body); // relayed chunk by chunk as the upstream sends them
+    }
+    // A plain JSON answer of known small size goes out in one write (headers and body together).
+    const length = Number(res.headers['content-length']);
+    if (Number.isFinite(length) && length <= 1024 * 1024) {
+      const chunks: Buffer[] = [];
+      for await (const c of res.body) chunks.push(c as Buffer);
+      return reply.send(Buffer.concat(chunks));
+    }
     return reply.send(res.body);
   };
 
