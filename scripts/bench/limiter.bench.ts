@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Value } from '@sinclair/typebox/value';
 import { Pool } from 'undici';
 import { LimitSettings } from '../../shared/contracts/config/limiter.js';
-import { PRIORITIES, type Priority } from '../../shared/contracts/priority.js';
+import type { Priority } from '../../shared/contracts/priority.js';
 import { FakeClock, type Clock } from '../../electron/core/base/clock.js';
 import { createConsole } from '../../electron/core/console.js';
 import { ProviderLimiter, type RateControl } from '../../electron/core/services/limiter/providerLimiter.js';
@@ -336,7 +336,7 @@ async function realTime(): Promise<Record<string, unknown>> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  const stats = sim.stats();
+  const stats = sim.stats(); // what the provider saw during the 2 × 10 s
   const status = (await (await fetch(`${httpUrl}/api/limiter/status`)).json()) as { retreat: { state: string; effective_rpm: number } };
   await Promise.race([Promise.all(inflight), new Promise((r) => setTimeout(r, 3000))]);
   await pool.destroy();
@@ -422,6 +422,9 @@ async function overhead(): Promise<Record<string, unknown>> {
     SIDECAR_RATE_RPM: '1000000',
     SIDECAR_BUCKET_CAPACITY: '1000000',
     SIDECAR_API_KEY: 'bench-key',
+  }).catch(async (err: unknown) => {
+    await stopProcess(sim.child);
+    throw err;
   });
   const out: Record<string, unknown> = {};
   try {
@@ -469,4 +472,3 @@ process.stdout.write(
     wall_s: r2((performance.now() - t0) / 1000),
   })}\n`,
 );
-void PRIORITIES;

@@ -9,9 +9,9 @@ export interface QueueItem {
 
 /**
  * Four FIFO levels (contract §6.3: URGENT=1 < HIGH=2 < NORMAL=3 < LOW=4, smaller served first).
- * Anti-starvation by aging: an item's effective rank improves by one level per `agingMs` waited,
- * so a request waits at most about 3 × `agingMs` behind newer higher-priority traffic. Ties go to
- * the earlier enqueue (FIFO). Only the head of each level can win, so `peek` is O(4).
+ * Anti-starvation by aging: an item's effective rank improves by one level per `agingMs` waited, up
+ * to HIGH, so HIGH/NORMAL/LOW never starve each other (a request waits at most about 2 × `agingMs`
+ * behind newer HIGH traffic) while URGENT is never overtaken. Ties go to the earlier enqueue (FIFO). Only the head of each level can win, so `peek` is O(4).
  */
 export class PriorityQueue<T extends QueueItem> {
   private readonly levels: Record<Priority, T[]> = { urgent: [], high: [], normal: [], low: [] };
@@ -41,7 +41,8 @@ export class PriorityQueue<T extends QueueItem> {
     for (const p of PRIORITIES) {
       const head = this.levels[p][0];
       if (!head) continue;
-      const rank = PRIORITY_RANK[p] - Math.floor((now - head.enqueuedAt) / this.agingMs);
+      // Aging lifts a request at most to HIGH: URGENT is never overtaken.
+      const rank = p === 'urgent' ? 1 : Math.max(2, PRIORITY_RANK[p] - Math.floor((now - head.enqueuedAt) / this.agingMs));
       if (rank < bestRank || (rank === bestRank && best && head.enqueuedAt < best.enqueuedAt)) {
         best = head;
         bestRank = rank;
