@@ -321,3 +321,37 @@ describe('limiter config at start-up', () => {
     }
   });
 });
+
+describe('queue over HTTP', () => {
+  it('queue full (reject) → 503 QueueFullError at once; a queued client that disconnects frees its slot', async () => {
+    const sim = await startUpstreamSim({ capacity: 100_000 });
+    const c = await startConsole({
+      config: { limiter: { upstream_url: sim.baseUrl, rate_rpm: 1, bucket_capacity: 1, queue_max_size: 1, fallback_enabled_passthrough: false, request_timeout: 120 } },
+    });
+    const status = async () => (await (await fetch(`${c.url}/api/limiter/status`)).json()) as { queue: { current_size: number }; errors: { queue_full_rejects: number } };
+    try {
+      expect((await post(c, '/v1/chat/completions', { model: 'nvidia/meta/x', messages: [] })).status).toBe(200); // takes the only token
+      const ac = new AbortController();
+      const queued = fetch(`${c.url}/v1/chat/completions`, { method: 'POST', headers: json, body: JSON.stringify({ model: 'nvidia/meta/x', messages: [] }), signal: ac.signal }).catch(
+        (e: Error) => e,
+      );
+      const deadline = Date.now() + 10_000;
+      while ((await status()).queue.current_size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const full = await post(c, '/v1/chat/completions', { model: 'nvidia/meta/x', messages: [] }, { 'x-priority': 'urgent' });
+      expect(full.status).toBe(503);
+      const body = (await full.json()) as { error: { type: string; message: string } };
+      expect(body.error.type).toBe('QueueFullError');
+      expect(body.error.message).toContain('队列已满');
+      ac.abort();
+      await queued;
+      while ((await status()).queue.current_size !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const s = await status();
+      expect(s.queue.current_size).toBe(0);
+      expect(s.errors.queue_full_rejects).toBe(1);
+      expect(sim.stats().attempts).toBe(1); // the cancelled request never reached the upstream
+    } finally {
+      await c.close();
+      await sim.close();
+    }
+  });
+});
