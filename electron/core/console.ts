@@ -16,12 +16,16 @@ import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
 import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
+import { runtimePlugin } from './server/http/plugins/runtime.js';
+import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
+import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
@@ -54,6 +58,8 @@ export interface Console {
   readonly grpc: GrpcServer;
   readonly adminToken: string;
   readonly version: string;
+  /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
+  readonly models: ModelLibrary;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -96,7 +102,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
-  const services: Service[] = [ops];
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
+  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
+  const services: Service[] = [ops, runtime, models];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -167,6 +175,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       if (limiter) await http.register(limiterPlugin, { limiter, auth, clock });
+      await http.register(runtimePlugin, { runtime, auth, store, clock });
+      await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       for (const s of services) {
         await s.start();
         started.push(s);
@@ -199,6 +209,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     grpc,
     adminToken,
     version,
+    models,
     start,
     stop,
     addresses: () => {
