@@ -41,7 +41,7 @@ export class MemoryLearnedRateStore implements LearnedRateStore {
   load(provider: string): LearnedRate | undefined {
     return this.rates.get(provider);
   }
-  save(provider: string, rate: LearnedRate): void {
+  save(provider: string, rate: LearnedRate, _at?: number): void {
     this.rates.set(provider, rate);
   }
 }
