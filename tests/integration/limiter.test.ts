@@ -266,9 +266,12 @@ describe('retreat against a throttling upstream (scaled-up rates)', () => {
     }
   });
 
-  it('the WebSocket receives the same snapshot', async () => {
+  it('the WebSocket receives the same snapshot; /api/dashboard serves the live page', async () => {
     const c = await startConsole({ config: { limiter: { upstream_url: 'http://127.0.0.1:9/v1' } } });
     try {
+      const page = await fetch(`${c.url}/api/dashboard`);
+      expect(page.headers.get('content-type')).toContain('text/html');
+      expect(await page.text()).toContain("new EventSource('/api/dashboard/stream')");
       const ws = new WebSocket(`${c.url.replace('http', 'ws')}/api/dashboard/ws`);
       const msg = await new Promise<string>((resolve, reject) => {
         ws.once('message', (d) => resolve(String(d)));

@@ -199,6 +199,36 @@ export class DashboardBroadcaster {
   }
 }
 
+/** `GET /api/dashboard` (contract §6.7): a small live page for plain browsers; the desktop UI replaces it. */
+const DASHBOARD_HTML = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Limiter</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}#off{color:#b00;display:none}</style>
+</head><body><h1>Limiter</h1><p id="off">disconnected</p><table id="t"></table><h2>Transitions</h2><ol id="tr"></ol>
+<script>
+const t = document.getElementById('t'), tr = document.getElementById('tr'), off = document.getElementById('off');
+let last = Date.now();
+setInterval(() => { off.style.display = Date.now() - last > 5000 ? 'block' : 'none'; }, 1000);
+const es = new EventSource('/api/dashboard/stream');
+es.onmessage = (m) => {
+  last = Date.now();
+  const s = JSON.parse(m.data);
+  if (s.error) return;
+  t.replaceChildren(...Object.values(s.providers).map((p) => {
+    const row = document.createElement('tr');
+    for (const v of [p.provider, p.retreat.state, p.retreat.effective_rpm + ' rpm', 'tokens ' + p.token_bucket.tokens, 'queue ' + p.queue.current_size + '/' + p.queue.max_size, '429 ' + (p.retreat.upstream_429_rate * 100).toFixed(1) + ' %']) {
+      const td = document.createElement('td'); td.textContent = String(v); row.append(td);
+    }
+    return row;
+  }));
+  tr.replaceChildren(...s.recent_transitions.slice().reverse().map((e) => {
+    const li = document.createElement('li');
+    li.textContent = new Date(e.timestamp * 1000).toLocaleTimeString() + ' ' + e.provider + ': ' + e.from + ' → ' + e.to + ' (' + e.previous_rpm + ' → ' + e.rpm + ' rpm, ' + e.reason + ')';
+    return li;
+  }));
+};
+</script></body></html>
+`;
+
 export interface LimiterPluginOptions extends Record<string, unknown> {
   limiter: LimiterService;
   auth: Auth;
@@ -239,6 +269,8 @@ export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (ap
   const status = async () => limiter.status();
   app.get('/api/limiter/status', { preHandler: auth.apiKey }, status);
   app.get('/status', { preHandler: auth.apiKey }, status);
+
+  app.get('/api/dashboard', { preHandler: auth.apiKey }, async (_request, reply) => reply.header('cache-control', 'max-age=300').type('text/html; charset=utf-8').send(DASHBOARD_HTML));
 
   app.get('/api/dashboard/stream', { preHandler: auth.apiKey }, async (request, reply) => {
     const stream = new PassThrough();
