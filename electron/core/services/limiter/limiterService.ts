@@ -430,7 +430,7 @@ export class LimiterService extends BaseService {
       },
       initial,
     );
-    const client = new UpstreamClient({ baseUrl: r.upstreamUrl, apiKey: () => this.entries.get(r.name)?.resolved.apiKey ?? '', connectTimeoutMs: r.limits.connect_timeout * 1000 });
+    const client = new UpstreamClient({ baseUrl: r.upstreamUrl, apiKey: () => this.entries.get(r.name)?.resolved.apiKey ?? '', connectTimeoutMs: r.limits.connect_timeout * 1000, now: () => this.options.clock.now() });
     this.entries.set(r.name, { resolved: r, limiter, client, probe: { at: -Infinity, ok: false, pending: null } });
     for (const a of r.aliases) this.aliasIndex.set(a, r.name);
   }

@@ -8,6 +8,8 @@ export interface UpstreamClientOptions {
   /** Returns the current key (hot-reloadable); empty → S2's `Bearer nvidia`. */
   apiKey: () => string;
   connectTimeoutMs: number;
+  /** Wall clock (ms) for HTTP-date `Retry-After` values; the injected Clock's `now`. */
+  now: () => number;
   /** Contract §6.2: at most 100 connections. */
   connections?: number;
 }
@@ -101,7 +103,7 @@ export class UpstreamClient {
         if (v === undefined || DROP_RESPONSE.has(k.toLowerCase())) continue;
         out[k] = Array.isArray(v) ? v.join(', ') : v;
       }
-      const retryAfter = parseRetryAfter(out['retry-after'], Date.now());
+      const retryAfter = parseRetryAfter(out['retry-after'], this.options.now());
       return { status: res.statusCode, headers: out, body: res.body, ...(retryAfter !== undefined ? { retryAfterSeconds: retryAfter } : {}) };
     } catch (err) {
       throw mapUpstreamError(err, req.timeoutMs);
