@@ -358,3 +358,33 @@ describe('queue over HTTP', () => {
     }
   });
 });
+
+describe('providers are config entries', () => {
+  it('a provider added through the config API serves at once with its own bucket and key; removing it gives the 404 again', async () => {
+    const sim = await startUpstreamSim({ capacity: 100_000, apiKey: 'or-key-abcdef' });
+    const c = await startConsole({ env: { OR_KEY: 'or-key-abcdef' }, config: { limiter: { upstream_url: 'http://127.0.0.1:9/v1' } } });
+    const chat = () => post(c, '/v1/chat/completions', { model: 'openrouter/meta-llama/llama-3', messages: [] });
+    try {
+      expect((await chat()).status).toBe(404);
+      const patch = await fetch(`${c.url}/api/console/config`, {
+        method: 'PATCH',
+        headers: { ...json, ...c.admin },
+        body: JSON.stringify({ limiter: { providers: [{ name: 'openrouter', aliases: ['openrouter'], upstream_url: sim.baseUrl, api_key_env: 'OR_KEY', rate_rpm: 77 }] } }),
+      });
+      expect(patch.status).toBe(200);
+      expect((await chat()).status).toBe(200);
+      expect(sim.lastRequest()!.headers.authorization).toBe('Bearer or-key-abcdef');
+      expect(JSON.parse(sim.lastRequest()!.body).model).toBe('meta-llama/llama-3');
+      const s = (await (await fetch(`${c.url}/api/limiter/status`)).json()) as { providers: Record<string, { retreat: { base_rpm: number } }> };
+      expect(s.providers.openrouter?.retreat.base_rpm).toBe(77);
+      expect(s.providers.nvidia?.retreat.base_rpm).toBe(40);
+      const metrics = await (await fetch(`${c.url}/metrics`)).text();
+      expect(metrics).toMatch(/sidecar_requests_total\{provider="openrouter",priority="NORMAL",status="success"\} 1/);
+      await fetch(`${c.url}/api/console/config`, { method: 'PATCH', headers: { ...json, ...c.admin }, body: JSON.stringify({ limiter: { providers: [] } }) });
+      expect((await chat()).status).toBe(404);
+    } finally {
+      await c.close();
+      await sim.close();
+    }
+  });
+});

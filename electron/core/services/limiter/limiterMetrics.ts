@@ -38,6 +38,7 @@ export class LimiterMetrics {
         labelNames: ['provider'],
         registers: reg,
         collect() {
+          this.reset(); // a removed provider's series disappear
           for (const l of limiters()) this.set({ provider: l.name }, l.bucket.tokens());
         },
       }),
@@ -49,6 +50,7 @@ export class LimiterMetrics {
         labelNames: ['provider'],
         registers: reg,
         collect() {
+          this.reset(); // a removed provider's series disappear
           for (const l of limiters()) this.set({ provider: l.name }, l.bucket.ratePerMinute);
         },
       }),
@@ -60,6 +62,7 @@ export class LimiterMetrics {
         labelNames: ['provider', 'priority'],
         registers: reg,
         collect() {
+          this.reset(); // a removed provider's series disappear
           for (const l of limiters()) for (const p of PRIORITIES) this.set({ provider: l.name, priority: PRIORITY_LABEL[p] }, l.depth(p));
         },
       }),
@@ -93,6 +96,7 @@ export class LimiterMetrics {
         labelNames: ['provider'],
         registers: reg,
         collect() {
+          this.reset(); // a removed provider's series disappear
           for (const l of limiters()) this.set({ provider: l.name }, l.healthy ? 1 : 0);
         },
       }),
@@ -114,6 +118,7 @@ export class LimiterMetrics {
         labelNames: ['provider'],
         registers: reg,
         collect() {
+          this.reset(); // a removed provider's series disappear
           for (const l of limiters()) this.set({ provider: l.name }, RETREAT_STATE_CODE[l.retreat.state]);
         },
       }),
@@ -125,6 +130,7 @@ export class LimiterMetrics {
         labelNames: ['provider'],
         registers: reg,
         collect() {
+          this.reset(); // a removed provider's series disappear
           for (const l of limiters()) this.set({ provider: l.name }, l.retreat.rpm);
         },
       }),
@@ -136,6 +142,7 @@ export class LimiterMetrics {
         labelNames: ['provider'],
         registers: reg,
         collect() {
+          this.reset(); // a removed provider's series disappear
           for (const l of limiters()) this.set({ provider: l.name }, l.retreat.ratio('retreat'));
         },
       }),
