@@ -5,7 +5,7 @@ import { SystemClock, type Clock } from './base/clock.js';
 import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type Settings } from './base/config.js';
 import { HealthRegistry } from './base/health.js';
 import type { Service } from './base/lifecycle.js';
-import { LoggerRegistry } from './base/logger.js';
+import { LoggerRegistry, toPinoLevel } from './base/logger.js';
 import { MetricsRegistry } from './base/metrics.js';
 import { packageVersion } from './base/packageInfo.js';
 import { PeriodicTaskRegistry, type PeriodicTask } from './base/periodic.js';
@@ -20,6 +20,9 @@ import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
+import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
+import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
 import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
@@ -85,6 +88,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     );
   }
 
+  if (cfg.limiter.enabled) resolveProviders(cfg.limiter, env); // provider conflicts are start-up errors too (before anything is written)
   const clock = options.clock ?? new SystemClock();
   const version = packageVersion();
   const logs = new LoggerRegistry({ level: cfg.ops.logLevel, destination: options.logDestination });
@@ -111,6 +115,18 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
   let openaiRemote: RemoteOpenAiHandlers | undefined;
+
+  // Limiter: remote providers behind /v1 (contract §6).
+  const limiter = cfg.limiter.enabled
+    ? new LimiterService({ config, clock, logger: logs.get('limiter'), metrics, rates: new SqliteLearnedRateStore(store.db), env })
+    : undefined;
+  if (limiter) {
+    logs.setLevel('limiter', toPinoLevel(cfg.limiter.log_level) ?? 'info');
+    services.push(limiter);
+    openaiRemote = createLimiterOpenAiHandlers(limiter);
+    health.addReadiness('limiter', () => limiter.readiness());
+    health.addComponent('limiter', () => limiter.component());
+  }
 
   // --- the core's own periodic tasks ---
   const uptime = new Gauge({ name: 'console_uptime_seconds', help: 'Seconds since the console started', registers: [metrics.registry] });
@@ -165,6 +181,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      if (limiter) await http.register(limiterPlugin, { limiter, auth, clock });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       for (const s of services) {
