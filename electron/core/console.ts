@@ -5,7 +5,7 @@ import { SystemClock, type Clock } from './base/clock.js';
 import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type Settings } from './base/config.js';
 import { HealthRegistry } from './base/health.js';
 import type { Service } from './base/lifecycle.js';
-import { LoggerRegistry } from './base/logger.js';
+import { LoggerRegistry, toPinoLevel } from './base/logger.js';
 import { MetricsRegistry } from './base/metrics.js';
 import { LoginLink } from './base/loginLink.js';
 import { packageRoot, packageVersion } from './base/packageInfo.js';
@@ -22,9 +22,15 @@ import { dashboardPlugin } from './server/http/plugins/dashboard.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
+import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
+import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
+import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
 import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
+import { MonitoringService } from './services/monitoring/monitoringService.js';
+import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
@@ -77,6 +83,8 @@ export interface Console {
   loginUrl(): string | null;
   /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
   readonly models: ModelLibrary;
+  /** GPU locks (`monitoring.locks`: GpuLockPort), heartbeats (`monitoring.heartbeats`: HeartbeatPort), telemetry. */
+  readonly monitoring: MonitoringService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -100,6 +108,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     );
   }
 
+  if (cfg.limiter.enabled) resolveProviders(cfg.limiter, env); // provider conflicts are start-up errors too (before anything is written)
   const clock = options.clock ?? new SystemClock();
   const version = packageVersion();
   const logs = new LoggerRegistry({ level: cfg.ops.logLevel, destination: options.logDestination });
@@ -123,13 +132,26 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
+  const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
-  const services: Service[] = [ops, runtime, models];
+  const services: Service[] = [ops, monitoring, runtime, models];
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
   let openaiRemote: RemoteOpenAiHandlers | undefined;
+
+  // Limiter: remote providers behind /v1 (contract §6).
+  const limiter = cfg.limiter.enabled
+    ? new LimiterService({ config, clock, logger: logs.get('limiter'), metrics, rates: new SqliteLearnedRateStore(store.db), env })
+    : undefined;
+  if (limiter) {
+    logs.setLevel('limiter', toPinoLevel(cfg.limiter.log_level) ?? 'info');
+    services.push(limiter);
+    openaiRemote = createLimiterOpenAiHandlers(limiter);
+    health.addReadiness('limiter', () => limiter.readiness());
+    health.addComponent('limiter', () => limiter.component());
+  }
 
   // --- the core's own periodic tasks ---
   const uptime = new Gauge({ name: 'console_uptime_seconds', help: 'Seconds since the console started', registers: [metrics.registry] });
@@ -185,7 +207,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      if (limiter) await http.register(limiterPlugin, { limiter, auth, clock });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });
@@ -240,6 +264,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       })),
     loginUrl: () => (addresses ? loginLink.url(addresses.httpUrl) : null),
     models,
+    monitoring,
     start,
     stop,
     addresses: () => {
