@@ -136,6 +136,10 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const services: Service[] = [ops, monitoring, runtime, models];
+  // What the dashboard's live stream shows each second (runtime carries log lines: admin viewers only).
+  snapshots.register('monitoring', () => monitoring.snapshot());
+  snapshots.register('runtime', () => runtime.snapshot(), { adminOnly: true });
+  snapshots.register('library', () => ({ downloads: models.snapshot() }));
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   let openaiLocal: OpenAiHandlers | undefined;
@@ -149,6 +153,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     logs.setLevel('limiter', toPinoLevel(cfg.limiter.log_level) ?? 'info');
     services.push(limiter);
     openaiRemote = createLimiterOpenAiHandlers(limiter);
+    snapshots.register('limiter', () => limiter.snapshot());
     health.addReadiness('limiter', () => limiter.readiness());
     health.addComponent('limiter', () => limiter.component());
   }

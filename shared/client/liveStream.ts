@@ -67,7 +67,7 @@ export class LiveStream {
   private token: string | null;
   private readonly timers: StreamTimers;
   private readonly snapshotListeners = new Set<(s: ConsoleSnapshot) => void>();
-  private readonly logListeners = new Set<(r: ConsoleLogRecord[]) => void>();
+  private readonly logListeners = new Set<(r: ConsoleLogRecord[], backlog: boolean) => void>();
   private readonly statusListeners = new Set<(s: StreamStatus) => void>();
   /** Time (timers.now()) of the last frame received. */
   lastMessageAt = 0;
@@ -89,7 +89,8 @@ export class LiveStream {
     this.snapshotListeners.add(fn);
     return () => this.snapshotListeners.delete(fn);
   }
-  onLogs(fn: (r: ConsoleLogRecord[]) => void): () => void {
+  /** Log records; `backlog` is true for the batch sent on (re)subscribing, which replaces earlier ones. */
+  onLogs(fn: (r: ConsoleLogRecord[], backlog: boolean) => void): () => void {
     this.logListeners.add(fn);
     return () => this.logListeners.delete(fn);
   }
@@ -185,7 +186,7 @@ export class LiveStream {
     this.armStale();
     if (this.status !== 'open') this.setStatus('open');
     if (msg.type === 'snapshot') for (const fn of this.snapshotListeners) fn(msg.data);
-    else if (msg.type === 'logs') for (const fn of this.logListeners) fn(msg.records);
+    else if (msg.type === 'logs') for (const fn of this.logListeners) fn(msg.records, msg.backlog === true);
   }
 
   private sendFilter(): void {

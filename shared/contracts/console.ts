@@ -57,7 +57,8 @@ export interface ConsoleLogRecord {
 export type StreamServerMessage =
   | { type: 'hello'; version: string; logs: boolean }
   | { type: 'snapshot'; data: ConsoleSnapshot }
-  | { type: 'logs'; records: ConsoleLogRecord[] }
+  /** `backlog`: the recent records sent on (re)subscribing; they replace what the viewer had. */
+  | { type: 'logs'; records: ConsoleLogRecord[]; backlog?: boolean }
   | { type: 'error'; message: string };
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;

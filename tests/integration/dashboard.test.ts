@@ -110,19 +110,40 @@ describe('dashboard serving and the console live stream', () => {
   });
 
   it('includes what the registered providers report, and a failing provider under errors', async () => {
-    const offA = c.console.snapshots.register('limiter', () => ({ retreat: { state: 'normal' } }));
+    const offA = c.console.snapshots.register('probe', () => ({ retreat: { state: 'normal' } }));
     const offB = c.console.snapshots.register('broken', () => {
       throw new Error('boom');
     });
     const v = viewer(`${c.url.replace('http', 'ws')}/api/console/stream`);
     await v.opened;
     await clock.advanceAsync(1000);
-    const m = (await v.next((x) => x.type === 'snapshot' && 'limiter' in x.data.services)) as { data: ConsoleSnapshot };
-    expect(m.data.services.limiter).toEqual({ retreat: { state: 'normal' } });
+    const m = (await v.next((x) => x.type === 'snapshot' && 'probe' in x.data.services)) as { data: ConsoleSnapshot };
+    expect(m.data.services.probe).toEqual({ retreat: { state: 'normal' } });
     expect(m.data.errors).toEqual({ broken: 'boom' });
     v.close();
     offA();
     offB();
+  });
+
+  it('sends admin-only sections only to admin viewers, and wires the services that are in the build', async () => {
+    const off = c.console.snapshots.register('secretive', () => ({ lines: ['password=hunter2'] }), { adminOnly: true });
+    const base = c.url.replace('http', 'ws');
+    const anon = viewer(`${base}/api/console/stream`);
+    const admin = viewer(`${base}/api/console/stream?token=${encodeURIComponent(c.adminToken)}`);
+    await Promise.all([anon.opened, admin.opened]);
+    const first = (await anon.next((m) => m.type === 'snapshot')) as { data: ConsoleSnapshot };
+    await admin.next((m) => m.type === 'snapshot');
+    await clock.advanceAsync(1000);
+    const a = (await anon.next((m) => m.type === 'snapshot' && m.data.seq > first.data.seq)) as { data: ConsoleSnapshot };
+    const b = (await admin.next((m) => m.type === 'snapshot' && m.data.seq === a.data.seq)) as { data: ConsoleSnapshot };
+    expect(a.data.services).not.toHaveProperty('secretive');
+    expect(a.data.services).not.toHaveProperty('runtime');
+    expect(b.data.services.secretive).toEqual({ lines: ['password=hunter2'] });
+    expect(b.data.services).toHaveProperty('runtime');
+    expect(Object.keys(a.data.services)).toEqual(expect.arrayContaining(['monitoring', 'library']));
+    anon.close();
+    admin.close();
+    off();
   });
 
   it('streams log records (filtered) only to admin viewers', async () => {

@@ -15,17 +15,31 @@ export type SnapshotProvider = () => object;
  */
 export class SnapshotRegistry {
   private readonly providers = new Map<string, SnapshotProvider>();
+  private readonly adminOnlyNames = new Set<string>();
 
-  /** Registers a provider; returns a function that removes it. A second provider for a name replaces the first. */
-  register(name: string, provider: SnapshotProvider): () => void {
+  /**
+   * Registers a provider; returns a function that removes it. A second provider for a name
+   * replaces the first. `adminOnly` sections (e.g. ones carrying log lines) reach only viewers
+   * that connected with the admin token.
+   */
+  register(name: string, provider: SnapshotProvider, options: { adminOnly?: boolean } = {}): () => void {
     this.providers.set(name, provider);
+    if (options.adminOnly) this.adminOnlyNames.add(name);
+    else this.adminOnlyNames.delete(name);
     return () => {
-      if (this.providers.get(name) === provider) this.providers.delete(name);
+      if (this.providers.get(name) !== provider) return;
+      this.providers.delete(name);
+      this.adminOnlyNames.delete(name);
     };
   }
 
   names(): string[] {
     return [...this.providers.keys()];
+  }
+
+  /** Names of the sections only admin viewers get. */
+  adminOnly(): ReadonlySet<string> {
+    return this.adminOnlyNames;
   }
 
   /** Calls every provider; one that throws is reported under `errors` and the others still run. */
@@ -148,6 +162,7 @@ export class SnapshotStream {
   private building: Promise<ConsoleSnapshot> | null = null;
   /** How many snapshots were built (tests check it stays one per tick). */
   builds = 0;
+  private serialized: { seq: number; time: number; admin: string | null; public: string | null } | null = null;
 
   constructor(private readonly options: SnapshotStreamOptions) {}
 
@@ -191,6 +206,25 @@ export class SnapshotStream {
     this.timer?.cancel();
     this.timer = null;
     this.options.core.disable();
+  }
+
+  /**
+   * The snapshot as one viewer may see it, serialised once per snapshot and audience (so a
+   * hundred viewers cost at most two JSON.stringify calls per tick).
+   */
+  serialize(snapshot: ConsoleSnapshot, admin: boolean, wrap: (s: ConsoleSnapshot) => unknown = (s) => s): string {
+    const key = admin ? 'admin' : 'public';
+    if (this.serialized?.seq !== snapshot.seq || this.serialized.time !== snapshot.time) this.serialized = { seq: snapshot.seq, time: snapshot.time, admin: null, public: null };
+    const cached = this.serialized[key];
+    if (cached !== null) return cached;
+    const hidden = this.options.registry.adminOnly();
+    let view = snapshot;
+    if (!admin && Object.keys(snapshot.services).some((n) => hidden.has(n))) {
+      view = { ...snapshot, services: Object.fromEntries(Object.entries(snapshot.services).filter(([n]) => !hidden.has(n))) };
+    }
+    const text = JSON.stringify(wrap(view));
+    this.serialized[key] = text;
+    return text;
   }
 
   private async tick(): Promise<void> {

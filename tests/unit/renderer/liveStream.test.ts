@@ -122,13 +122,18 @@ describe('LiveStream', () => {
   it('sends the log filter when subscribed and delivers records', () => {
     const { stream, sockets } = setup();
     const got: ConsoleLogRecord[][] = [];
-    stream.onLogs((r) => got.push(r));
+    const backlogs: boolean[] = [];
+    stream.onLogs((r, b) => {
+      got.push(r);
+      backlogs.push(b);
+    });
     stream.start();
     sockets[0]?.open();
     stream.subscribeLogs({ module: 'http', level: 'warn' });
     expect(sockets[0]?.sent.map((s) => JSON.parse(s) as unknown)).toContainEqual({ type: 'logs', filter: { module: 'http', level: 'warn' } });
-    sockets[0]?.deliver({ type: 'logs', records: [{ time: 1, level: 'warn', module: 'http', msg: 'x' }] });
+    sockets[0]?.deliver({ type: 'logs', records: [{ time: 1, level: 'warn', module: 'http', msg: 'x' }], backlog: true });
     expect(got).toHaveLength(1);
+    expect(backlogs).toEqual([true]);
     stream.subscribeLogs(null);
     expect(JSON.parse(sockets[0]?.sent.at(-1) ?? '{}')).toEqual({ type: 'logs-off' });
     stream.stop();

@@ -256,17 +256,20 @@ describe('training, models, logs, session, router, overview', () => {
   });
 
   it('logs store subscribes with the filter, keeps a bounded buffer, pauses', () => {
-    let listener: ((r: ConsoleLogRecord[]) => void) | null = null;
+    let listener: ((r: ConsoleLogRecord[], backlog: boolean) => void) | null = null;
     const filters: Array<LogFilter | null> = [];
     const logs = createLogsStore({ onLogs: (fn) => ((listener = fn), () => (listener = null)), subscribeLogs: (f) => filters.push(f) }, { max: 3 });
     logs.getState().activate();
     const rec = (i: number, module = 'http'): ConsoleLogRecord => ({ time: i, level: 'info', module, msg: `m${i}` });
-    listener!([rec(1), rec(2), rec(3, 'engine'), rec(4)]);
+    listener!([rec(1), rec(2), rec(3, 'engine'), rec(4)], false);
     expect(logs.getState().records.map((r) => r.msg)).toEqual(['m2', 'm3', 'm4']);
     expect(logs.getState().modules).toEqual(['engine', 'http']);
     logs.getState().setPaused(true);
-    listener!([rec(5)]);
+    listener!([rec(5)], false);
     expect(logs.getState().records).toHaveLength(3);
+    logs.getState().setPaused(false);
+    listener!([rec(7), rec(8)], true); // a backlog after a reconnect replaces, never duplicates
+    expect(logs.getState().records.map((r) => r.msg)).toEqual(['m7', 'm8']);
     logs.getState().setFilter({ module: 'http', level: 'warn' });
     expect(filters.at(-1)).toEqual({ module: 'http', level: 'warn' });
     logs.getState().deactivate();

@@ -3,7 +3,7 @@ import type { ConsoleLogRecord, LogFilter } from '../../../../shared/contracts/c
 
 /** What the logs store needs from the live stream. */
 export interface LogSource {
-  onLogs(fn: (records: ConsoleLogRecord[]) => void): () => void;
+  onLogs(fn: (records: ConsoleLogRecord[], backlog: boolean) => void): () => void;
   subscribeLogs(filter: LogFilter | null): void;
 }
 
@@ -32,9 +32,10 @@ export function createLogsStore(source: LogSource, options: { max?: number } = {
     modules: [],
     activate() {
       if (get().active) return;
-      off = source.onLogs((incoming) => {
-        if (get().paused || incoming.length === 0) return;
-        const records = get().records.concat(incoming);
+      off = source.onLogs((incoming, backlog) => {
+        if (get().paused || (incoming.length === 0 && !backlog)) return;
+        // A backlog (sent on every (re)subscription, e.g. after a reconnect) replaces what we had.
+        const records = backlog ? incoming : get().records.concat(incoming);
         const known = new Set(get().modules);
         for (const r of incoming) known.add(r.module);
         set({ records: records.length > max ? records.slice(records.length - max) : records, modules: [...known].sort() });

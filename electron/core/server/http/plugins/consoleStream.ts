@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Value } from '@sinclair/typebox/value';
-import type { ConsoleLogRecord, LogFilter, StreamServerMessage } from '../../../../../shared/contracts/console.js';
+import type { ConsoleLogRecord, ConsoleSnapshot, LogFilter, StreamServerMessage } from '../../../../../shared/contracts/console.js';
 import { LogsQuery, SessionExchange, StreamClientMessage, StreamQuery } from '../../../../../shared/contracts/consoleSchemas.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { LogRecord, LoggerRegistry } from '../../../base/logger.js';
@@ -16,6 +16,8 @@ export interface ConsoleStreamPluginOptions extends Record<string, unknown> {
   loginLink: LoginLink;
   adminToken: string;
 }
+
+const asMessage = (data: ConsoleSnapshot): StreamServerMessage => ({ type: 'snapshot', data });
 
 /** Most log records one viewer gets per tick; older ones in a burst are dropped (the count is sent). */
 const MAX_LOGS_PER_TICK = 500;
@@ -107,7 +109,7 @@ export const consoleStreamPlugin: FastifyPluginAsync<ConsoleStreamPluginOptions>
     };
     send({ type: 'hello', version: '1', logs: admin });
     const unsubscribe = stream.subscribe((snapshot) => {
-      send({ type: 'snapshot', data: snapshot });
+      if (socket.readyState === socket.OPEN) socket.send(stream.serialize(snapshot, admin, asMessage));
       const records = tap.drain();
       if (records.length > 0) send({ type: 'logs', records });
     });
@@ -131,7 +133,7 @@ export const consoleStreamPlugin: FastifyPluginAsync<ConsoleStreamPluginOptions>
         send({ type: 'error', message: 'log records need the admin token (connect with ?token=<admin token>)' });
         return;
       }
-      send({ type: 'logs', records: tap.subscribe(msg.filter) });
+      send({ type: 'logs', records: tap.subscribe(msg.filter), backlog: true });
     });
     socket.on('close', () => {
       unsubscribe();
@@ -141,7 +143,8 @@ export const consoleStreamPlugin: FastifyPluginAsync<ConsoleStreamPluginOptions>
 
   app.get('/api/console/stream/sse', { schema: { querystring: StreamQuery }, preHandler: streamAuth }, (request, reply) => {
     const q = request.query;
-    if (q.logs && !isAdminToken(q.token)) throw new AppError(ErrorCode.UNAUTHENTICATED, 'log records need the admin token (?token=<admin token>)');
+    const sseAdmin = isAdminToken(q.token);
+    if (q.logs && !sseAdmin) throw new AppError(ErrorCode.UNAUTHENTICATED, 'log records need the admin token (?token=<admin token>)');
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -155,9 +158,9 @@ export const consoleStreamPlugin: FastifyPluginAsync<ConsoleStreamPluginOptions>
     const write = (msg: StreamServerMessage) => res.write(`data: ${JSON.stringify(msg)}\n\n`);
     write({ type: 'hello', version: '1', logs: !!q.logs });
     const tap = new LogTap(logs);
-    if (q.logs) write({ type: 'logs', records: tap.subscribe({ module: q.module, level: q.level }) });
+    if (q.logs) write({ type: 'logs', records: tap.subscribe({ module: q.module, level: q.level }), backlog: true });
     const unsubscribe = stream.subscribe((snapshot) => {
-      write({ type: 'snapshot', data: snapshot });
+      res.write(`data: ${stream.serialize(snapshot, sseAdmin, asMessage)}\n\n`);
       const records = tap.drain();
       if (records.length > 0) write({ type: 'logs', records });
     });
