@@ -9,10 +9,10 @@ import { mergeWindows } from '../../lib/series.js';
 import { isLimiterStatus, queueDepth } from './store.js';
 
 const BUCKET_LINES: ChartLine[] = [
-  { key: 'tokens', name: 'tokens', color: 'var(--chart-1)' },
-  { key: 'rpm', name: 'RPM', color: 'var(--chart-2)' },
+  { key: 'tokens', name: 'tokens in bucket', color: 'var(--chart-1)' },
   { key: 'depth', name: 'queued', color: 'var(--chart-3)' },
 ];
+const RPM_LINES: ChartLine[] = [{ key: 'rpm', name: 'RPM', color: 'var(--chart-4)' }];
 const RATIO_LINES: ChartLine[] = [{ key: 'ratio', name: '429 ratio', color: 'var(--chart-2)' }];
 const PRIORITIES = ['URGENT', 'HIGH', 'NORMAL', 'LOW'];
 const TONE: Record<string, 'ok' | 'warn' | 'bad'> = { normal: 'ok', recover: 'warn', retreat: 'bad' };
@@ -35,7 +35,7 @@ export default function LimiterPage() {
   const charts = useMemo(
     () =>
       Object.fromEntries(
-        Object.entries(st.history).map(([name, h]) => [name, { bucket: mergeWindows({ tokens: h.tokens, rpm: h.rpm, depth: h.queueDepth }, since), ratio: mergeWindows({ ratio: h.ratio429 }, since) }]),
+        Object.entries(st.history).map(([name, h]) => [name, { bucket: mergeWindows({ tokens: h.tokens, depth: h.queueDepth }, since), rpm: mergeWindows({ rpm: h.rpm }, since), ratio: mergeWindows({ ratio: h.ratio429 }, since) }]),
       ),
     [st.tick, since, st.history],
   );
@@ -88,9 +88,13 @@ export default function LimiterPage() {
                 </button>
               ))}
             </div>
-            <div className="grid" style={{ gridTemplateColumns: 'repeat(auto-fill, minmax(380px, 1fr))', marginTop: 8 }}>
+            <div className="grid" style={{ gridTemplateColumns: 'repeat(auto-fill, minmax(320px, 1fr))', marginTop: 8 }}>
               <div>
-                <h3>Bucket level, RPM and queue depth</h3>
+                <h3>Current rate (RPM)</h3>
+                <LiveChart label="Rate" rows={charts[name]?.rpm ?? []} lines={RPM_LINES} />
+              </div>
+              <div>
+                <h3>Bucket level and queue depth</h3>
                 <LiveChart label="Bucket" rows={charts[name]?.bucket ?? []} lines={BUCKET_LINES} />
               </div>
               <div>
@@ -121,7 +125,7 @@ export default function LimiterPage() {
                       <tr><th scope="col">Time</th><th scope="col">Status</th><th scope="col">Queued</th><th scope="col">Total</th><th scope="col">State</th></tr>
                     </thead>
                     <tbody>
-                      {recent.slice().reverse().map((r, i) => (
+                      {recent.slice(-10).reverse().map((r, i) => (
                         <tr key={i}>
                           <td>{clockTime(r.time)}</td>
                           <td className={r.status === 429 ? 'bad' : r.status === null || r.status >= 400 ? 'warn' : ''}>{r.status ?? r.error ?? 'failed'}</td>
