@@ -18,6 +18,9 @@ import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { createEngineHttp } from './server/http/plugins/engine.js';
+import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
+import { EngineService } from './services/engine/engineService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
 
@@ -54,6 +57,8 @@ export interface Console {
   readonly version: string;
   /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
   readonly models: ModelLibrary;
+  /** Local inference (node-llama-cpp); `engine.snapshot()` feeds the dashboard. */
+  readonly engine: EngineService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -96,10 +101,14 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models') });
-  const services: Service[] = [ops, models];
+  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
+  const services: Service[] = [ops, models, engine];
+  const engineHttp = createEngineHttp({ engine, clock });
+  health.addComponent('engine', () => engine.health());
+  grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth, config }));
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
-  let openaiLocal: OpenAiHandlers | undefined;
+  const openaiLocal: OpenAiHandlers | undefined = engineHttp.openai;
   let openaiRemote: RemoteOpenAiHandlers | undefined;
 
   // --- the core's own periodic tasks ---
@@ -154,6 +163,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      await http.register(engineHttp.plugin, { engine, auth, clock });
       for (const s of services) {
         await s.start();
         started.push(s);
@@ -187,6 +197,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     adminToken,
     version,
     models,
+    engine,
     start,
     stop,
     addresses: () => {

@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import {
+  Metadata,
+  loadPackageDefinition,
+  type GrpcObject,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceClientConstructor,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { PRIORITIES, type Priority } from '../../../../shared/contracts/priority.js';
+import { checkValue } from '../../../../shared/contracts/validate.js';
+import { InferenceRequest } from '../../../../shared/contracts/engine.js';
+import { safeEqual } from '../../base/adminToken.js';
+import type { ConfigStore } from '../../base/config.js';
+import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
+import { packageRoot } from '../../base/packageInfo.js';
+import type { EngineService, RunOptions, SamplingParams } from '../../services/engine/engineService.js';
+import { TokenChunker } from '../../services/engine/tokenChunker.js';
+import type { Auth } from '../auth.js';
+import { toGrpcError } from './grpcServer.js';
+
+/** Path of the proto file (shared with clients and tests). */
+export function aiServiceProtoPath(): string {
+  return join(packageRoot(), 'shared/proto/ai_service.proto');
+}
+
+export const PROTO_LOADER_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true } as const;
+
+/** The AIService definition, loaded from shared/proto/ai_service.proto. */
+export function aiServiceDefinition(): ServiceDefinition {
+  const pkg = loadPackageDefinition(loadSync(aiServiceProtoPath(), PROTO_LOADER_OPTIONS));
+  const ctor = ((pkg.cyllm as GrpcObject).v1 as GrpcObject).AIService as ServiceClientConstructor;
+  return ctor.service;
+}
+
+interface GenerationMessage {
+  max_new_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  seed?: number;
+}
+
+interface PredictRequestMessage {
+  model_id?: string;
+  prompt?: string;
+  adapter?: string;
+  priority?: number;
+  generation?: GenerationMessage | null;
+  metadata?: { trace_id?: string; tenant?: string; player_id?: string; locale?: string } | null;
+  worker_hint?: string;
+}
+
+export interface AiServiceOptions {
+  engine: EngineService;
+  auth: Auth;
+  config: ConfigStore;
+}
+
+/** gRPC priority (contract §10): 1=URGENT..4=LOW, 0 = NORMAL. */
+function priorityOf(value: number | undefined): Priority {
+  if (value === undefined || value === 0) return 'normal';
+  const p = PRIORITIES[value - 1];
+  if (!p) throw invalidRequest('Invalid priority', [{ type: 'validation', field: 'priority', description: 'must be 0 (normal) or 1..4 (urgent..low)' }]);
+  return p;
+}
+
+/** Request message → the REST request shape, validated with the same contract schema. */
+function toInput(req: PredictRequestMessage): { modelId: string; prompt: string; params: SamplingParams } {
+  const g = req.generation ?? undefined;
+  const generation = {
+    ...(g?.max_new_tokens ? { maxNewTokens: g.max_new_tokens } : {}),
+    ...(g?.temperature !== undefined && g.temperature !== null ? { temperature: Math.round(g.temperature * 1e6) / 1e6 } : {}),
+    ...(g?.top_p !== undefined && g.top_p !== null ? { topP: Math.round(g.top_p * 1e6) / 1e6 } : {}),
+    ...(g?.repetition_penalty !== undefined && g.repetition_penalty !== null ? { repetitionPenalty: Math.round(g.repetition_penalty * 1e6) / 1e6 } : {}),
+    ...(g?.seed !== undefined && g.seed !== null ? { seed: g.seed } : {}),
+  };
+  const candidate = { modelId: req.model_id ?? '', prompt: req.prompt ?? '', generation };
+  const issues = checkValue(InferenceRequest, candidate);
+  if (issues.length > 0) {
+    const snake: Record<string, string> = { modelId: 'model_id', 'generation.maxNewTokens': 'generation.max_new_tokens', 'generation.topP': 'generation.top_p', 'generation.repetitionPenalty': 'generation.repetition_penalty' };
+    throw invalidRequest(
+      'Invalid request',
+      issues.map((i) => ({ type: 'validation', field: snake[i.path] ?? i.path, description: `expected ${i.expected}, got ${i.got}` })),
+    );
+  }
+  return {
+    modelId: candidate.modelId,
+    prompt: candidate.prompt,
+    params: {
+      maxTokens: generation.maxNewTokens ?? 256,
+      temperature: generation.temperature ?? 0.7,
+      topP: generation.topP ?? 0.95,
+      repeatPenalty: generation.repetitionPenalty ?? 1.0,
+      ...(generation.seed !== undefined ? { seed: generation.seed } : {}),
+    },
+  };
+}
+
+/**
+ * gRPC AIService (contract §10) over the engine: the same `complete()` the HTTP routes call, the
+ * same chunking as the REST SSE stream. Auth: `x-internal-token` (auth.internalToken) or
+ * `x-api-key` under the /api/v1 key rule.
+ */
+export function createAiService({ engine, auth, config }: AiServiceOptions): UntypedServiceImplementation {
+  const authorize = (metadata: Metadata) => {
+    const internal = metadata.get('x-internal-token')[0];
+    const configured = config.get().auth.internalToken;
+    if (typeof internal === 'string' && configured !== '' && safeEqual(internal, configured)) return;
+    const key = metadata.get('x-api-key')[0];
+    auth.checkApiKey(typeof key === 'string' ? key : undefined);
+  };
+
+  const callSignal = (call: { on(event: 'cancelled', fn: () => void): unknown }) => {
+    const controller = new AbortController();
+    call.on('cancelled', () => controller.abort(new AppError(ErrorCode.INVALID_REQUEST, 'client cancelled the call', { status: 499 })));
+    return controller.signal;
+  };
+
+  const reject = (err: unknown) => {
+    const e = err instanceof AppError ? err : new AppError(ErrorCode.INTERNAL_ERROR, (err as Error)?.message ?? 'Internal error');
+    if (e.status >= 400 && e.status < 500) engine.recordRejected('grpc_stream_predict');
+    return toGrpcError(e);
+  };
+
+  return {
+    StreamPredict(call: ServerWritableStream<PredictRequestMessage, unknown>) {
+      void (async () => {
+        let headersSent = false;
+        const sendHeaders = (position: number, etaMs: number) => {
+          if (headersSent) return;
+          headersSent = true;
+          const md = new Metadata();
+          md.set('x-queue-position', String(position));
+          md.set('x-queue-eta-ms', String(etaMs));
+          call.sendMetadata(md);
+        };
+        try {
+          authorize(call.metadata);
+          const req = call.request;
+          const input = toInput(req);
+          const traceId = req.metadata?.trace_id || `trace-${randomUUID()}`;
+          let index = 0;
+          const chunker = new TokenChunker(engine.chunkSize(), (text) => {
+            call.write({ trace_id: traceId, chunk: text, end_of_stream: false, index: index++ });
+          });
+          const opts: RunOptions = {
+            route: 'grpc_stream_predict',
+            priority: priorityOf(req.priority),
+            requestId: `grpc-${randomUUID().slice(0, 8)}`,
+            signal: callSignal(call),
+            onQueued: (p) => {
+              sendHeaders(p.position, p.etaMs);
+              call.write({ trace_id: traceId, chunk: '', end_of_stream: false, index, queue_position: p.position, queue_eta_ms: p.etaMs });
+            },
+            onStart: () => sendHeaders(0, 0),
+            onText: (text, tokens) => chunker.push(text, tokens),
+          };
+          const r = await engine.complete(input, opts);
+          const rest = chunker.take();
+          if (rest !== '') call.write({ trace_id: traceId, chunk: rest, end_of_stream: false, index: index++ });
+          call.write({ trace_id: traceId, chunk: '', end_of_stream: true, index, finish_reason: r.finishReason });
+          call.end();
+        } catch (err) {
+          if (call.cancelled) return;
+          call.emit('error', reject(err));
+        }
+      })();
+    },
+
+    Predict(call: ServerUnaryCall<PredictRequestMessage, unknown>, callback: sendUnaryData<unknown>) {
+      void (async () => {
+        try {
+          authorize(call.metadata);
+          const input = toInput(call.request);
+          const traceId = call.request.metadata?.trace_id || `trace-${randomUUID()}`;
+          const r = await engine.complete(input, { route: 'grpc_predict', priority: priorityOf(call.request.priority), requestId: `grpc-${randomUUID().slice(0, 8)}`, signal: callSignal(call) });
+          callback(null, {
+            id: `gen-${randomUUID().replace(/-/g, '').slice(0, 16)}`,
+            model_id: r.modelId,
+            text: r.text,
+            finish_reason: r.finishReason,
+            usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens },
+            trace_id: traceId,
+          });
+        } catch (err) {
+          callback(reject(err));
+        }
+      })();
+    },
+
+    ListModels(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) {
+      void (async () => {
+        try {
+          authorize(call.metadata);
+          const models = await engine.listModels();
+          callback(null, { models: models.map((m) => ({ id: m.id, status: m.status, max_model_len: m.maxModelLen ?? 0, error: m.error ?? '' })) });
+        } catch (err) {
+          callback(reject(err));
+        }
+      })();
+    },
+  };
+}
