@@ -218,6 +218,13 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     // Function docs do not fit the tiny model's 512-token context: a 400 with the counts, not a crash.
     const tools = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }] });
     expect(tools.status).toBe(400);
+    expect(((await json(tools)).error as { message: string }).message).toMatch(/prompt is \d+ tokens/);
+
+    const adapter = await json(await post('/api/v1/inference', { modelId: 'tiny', prompt: 'x', adapter: 'furina' }));
+    expect(adapter).toMatchObject({ error: { code: 'INVALID_REQUEST', details: [{ field: 'adapter' }] } });
+    const forced = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'required' });
+    expect(forced.status).toBe(400);
+    expect(((await json(forced)).error as { param: string }).param).toBe('tool_choice');
 
     const huge = await fetch(`${c.url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ modelId: 'tiny', prompt: 'x'.repeat(9 * 1024 * 1024) }) });
     expect(huge.status).toBe(413);

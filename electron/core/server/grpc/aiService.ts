@@ -71,7 +71,7 @@ function priorityOf(value: number | undefined): Priority {
 }
 
 /** Request message → the REST request shape, validated with the same contract schema. */
-function toInput(req: PredictRequestMessage): { modelId: string; prompt: string; params: SamplingParams } {
+function toInput(req: PredictRequestMessage): { modelId: string; prompt: string; adapter: string; params: SamplingParams } {
   const g = req.generation ?? undefined;
   const generation = {
     ...(g?.max_new_tokens ? { maxNewTokens: g.max_new_tokens } : {}),
@@ -92,6 +92,7 @@ function toInput(req: PredictRequestMessage): { modelId: string; prompt: string;
   return {
     modelId: candidate.modelId,
     prompt: candidate.prompt,
+    adapter: req.adapter ?? '',
     params: {
       maxTokens: generation.maxNewTokens ?? 256,
       temperature: generation.temperature ?? 0.7,

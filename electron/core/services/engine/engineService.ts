@@ -84,6 +84,8 @@ export interface CompletionInput {
   modelId: string | undefined;
   prompt: string;
   params: SamplingParams;
+  /** LoRA adapter name (contract §3.1 `adapter`): must be one of the model's `loraAdapters`. */
+  adapter?: string | null;
 }
 
 export interface ChatInput {
@@ -684,6 +686,11 @@ export class EngineService extends BaseService {
   /** Raw text completion (`/v1/completions`, `/api/v1/inference*`, gRPC StreamPredict). */
   async complete(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
     const modelId = await this.resolveModelId(input.modelId);
+    if (input.adapter) {
+      throw invalidRequest(`Model '${modelId}' has no LoRA adapters (loraAdapters is empty), so adapter '${input.adapter}' cannot be applied`, [
+        { type: 'adapter_not_found', field: 'adapter', description: `'${input.adapter}' is not one of the model's loraAdapters` },
+      ]);
+    }
     const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
     const promptTokens = m.model.tokenize(input.prompt).length + (m.model.tokens.bos !== null ? 1 : 0);
     if (promptTokens >= m.contextSize) throw this.tooLong('prompt', promptTokens, m.contextSize);
@@ -734,12 +741,13 @@ export class EngineService extends BaseService {
     if (useTools && grammar) {
       throw invalidRequest('tools and response_format json cannot be combined', [{ type: 'unsupported', field: 'response_format', description: 'not supported together with tools' }]);
     }
-    let functions: ChatModelFunctions | undefined = useTools ? toFunctions(input.tools!) : undefined;
-    if (functions && typeof input.toolChoice === 'object') {
-      const name = input.toolChoice.function.name;
-      if (!functions[name]) throw invalidRequest(`tool_choice names '${name}', which is not in tools`, [{ type: 'invalid', field: 'tool_choice.function.name', description: `'${name}' is not one of the tools` }]);
-      functions = { [name]: functions[name]! };
+    if (useTools && (input.toolChoice === 'required' || typeof input.toolChoice === 'object')) {
+      // node-llama-cpp lets the model decide when to call a function; it cannot force one.
+      throw invalidRequest("tool_choice can be 'auto' or 'none' with local models (a call cannot be forced)", [
+        { type: 'unsupported', field: 'tool_choice', description: "only 'auto' and 'none' are supported by the local engine" },
+      ]);
     }
+    const functions: ChatModelFunctions | undefined = useTools ? toFunctions(input.tools!) : undefined;
     // Prompt length with the model's chat template (tools are documented in the system prompt),
     // checked before the request takes a sequence.
     const state = m.chatWrapper.generateContextState({ chatHistory: history, ...(functions ? { availableFunctions: functions } : {}) });

@@ -319,7 +319,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       const body = request.body as InferenceRequest;
       const q = queueHeaders();
       const r = await engine
-        .complete({ modelId: body.modelId, prompt: body.prompt, params: restParams(body.generation) }, runOptions(request, reply, 'api_inference', body.ttl, { onQueued: q.onQueued }))
+        .complete({ modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) }, runOptions(request, reply, 'api_inference', body.ttl, { onQueued: q.onQueued }))
         .catch((err: unknown) => {
           throw rejected('api_inference', err);
         });
@@ -346,7 +346,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
         });
         try {
           const r = await engine.complete(
-            { modelId: body.modelId, prompt: body.prompt, params: restParams(body.generation) },
+            { modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) },
             runOptions(request, reply, 'api_stream', body.ttl, {
               onQueued: (p) => sse.queued(p),
               onStart: () => sse.start({ position: 0, etaMs: 0 }),
