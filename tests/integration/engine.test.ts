@@ -256,6 +256,15 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect(metrics).toMatch(/console_inference_requests_total\{surface="v1_chat",status="cancelled"\} 1/);
   });
 
+  it('frees the sequence at once when a gRPC client cancels StreamPredict', async () => {
+    const call = client.StreamPredict({ model_id: 'tiny', prompt: 'go', generation: { max_new_tokens: 400, temperature: 0 } });
+    await new Promise<void>((resolve) => call.once('data', () => resolve()));
+    call.on('error', () => undefined);
+    call.cancel();
+    await until(async () => (await status()).activeSequences === 0, 'the sequence to be freed');
+    await until(async () => /console_inference_requests_total\{surface="grpc_stream_predict",status="cancelled"\} 1/.test(await (await fetch(`${c.url}/metrics`)).text()), 'the cancelled count');
+  });
+
   it('queues beyond `parallel`: place in headers and SSE comments, then serves it', async () => {
     expect(c.console.config.update({ engine: { parallel: 1 } }).ok).toBe(true);
     expect((await json(await post('/api/v1/models/tiny/unload', {}))).status).toBe('unloaded');
@@ -294,7 +303,7 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect((details.components as Record<string, { status: string; details: Record<string, unknown> }>).engine).toMatchObject({ status: 'UP', details: { backend: 'cpu', requestedBackend: 'false', threads: 1 } });
     const metrics = await (await fetch(`${c.url}/metrics`)).text();
     expect(metrics).toMatch(/console_engine_tokens_total\{route="v1_completions",priority="normal",direction="out"\} \d+/);
-    expect(metrics).toMatch(/console_engine_ttft_seconds_count\{route="grpc_stream_predict",priority="normal"\} 1/);
+    expect(metrics).toMatch(/console_engine_ttft_seconds_count\{route="grpc_stream_predict",priority="normal"\} [1-9]/);
     expect(metrics).toMatch(/console_engine_queue_depth\{priority="urgent"\} 0/);
     expect(metrics).toMatch(/console_engine_loaded_models 1/);
     expect(metrics).not.toMatch(/console_engine_[a-z_]+\{[^}]*model=/);

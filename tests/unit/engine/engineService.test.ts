@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -26,8 +26,13 @@ class DirModelFiles implements ModelFilesPort {
   async get(id: string): Promise<LocalModelFile | undefined> {
     return (await this.list()).find((m) => m.id === id);
   }
-  onChange(): () => void {
-    return () => undefined;
+  private readonly listeners = new Set<() => void>();
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  emit(): void {
+    for (const l of this.listeners) l();
   }
 }
 
@@ -36,6 +41,7 @@ interface Harness {
   clock: FakeClock;
   config: ConfigStore;
   modelsDir: string;
+  files: DirModelFiles;
   close(): Promise<void>;
 }
 
@@ -44,15 +50,17 @@ async function harness(engineConfig: Layer): Promise<Harness> {
   const modelsDir = join(dir, 'models');
   mkdirSync(modelsDir);
   copyFileSync(tinyModelPath(), join(modelsDir, 'tiny.gguf'));
-  const config = new ConfigStore(loadSettings({ env: {}, dataDir: dir, overrides: { engine: { gpu: 'false', threads: 2, detectOnStart: false, ...engineConfig } } }));
+  const config = new ConfigStore(loadSettings({ env: {}, dataDir: dir, overrides: { engine: { gpu: 'false', detectOnStart: false, ...engineConfig } } }));
   const clock = new FakeClock();
-  const engine = new EngineService({ config, clock, logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), models: new DirModelFiles(modelsDir) });
+  const files = new DirModelFiles(modelsDir);
+  const engine = new EngineService({ config, clock, logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), models: files });
   await engine.start();
   return {
     engine,
     clock,
     config,
     modelsDir,
+    files,
     async close() {
       await engine.stop();
       await engine.stop();
@@ -73,7 +81,7 @@ async function settle(engine: EngineService, predicate: () => boolean): Promise<
 describe('EngineService: loading, idle unload, errors', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await harness({ idleTtlSeconds: 600, parallel: 2 });
+    h = await harness({ threads: 2, idleTtlSeconds: 600, parallel: 2 });
   });
   afterAll(async () => h.close());
 
@@ -105,6 +113,21 @@ describe('EngineService: loading, idle unload, errors', () => {
     h.clock.advance(5_001);
     await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
     expect(h.engine.snapshot().loadedModels).toEqual([]);
+  });
+
+  it('unloads a model whose file was replaced, and the next request loads the new file', async () => {
+    const before = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    copyFileSync(tinyModelPath(2), join(h.modelsDir, 'tiny.gguf'));
+    const t = new Date(Date.now() + 5000);
+    utimesSync(join(h.modelsDir, 'tiny.gguf'), t, t);
+    h.files.emit();
+    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    expect(h.engine.snapshot().loadedModels).toEqual([]);
+    const after = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    expect(after.text).not.toBe(before.text);
+    copyFileSync(tinyModelPath(1), join(h.modelsDir, 'tiny.gguf'));
+    h.files.emit();
+    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
   });
 
   it('answers 404 listing the available ids for an unknown model', async () => {
@@ -155,7 +178,8 @@ describe('EngineService: loading, idle unload, errors', () => {
 describe('EngineService: sequences and the priority queue', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await harness({ parallel: 1, queueMaxSize: 2 });
+    // 1 thread: long generations stay fast on a loaded 2-core machine (2 threads spin in ggml barriers).
+    h = await harness({ threads: 1, parallel: 1, queueMaxSize: 2 });
     await h.engine.load('tiny');
   });
   afterAll(async () => h.close());

@@ -156,6 +156,8 @@ interface LoadedModel {
   chatWrapper: ChatWrapper;
   /** Moving average of a request's sequence time (ms), for queue ETAs. */
   avgRequestMs: number;
+  /** The file changed on disk: unload as soon as the model is idle. */
+  stale: boolean;
 }
 
 const DEFAULT_ETA_MS = 2000;
@@ -177,7 +179,9 @@ export class EngineService extends BaseService {
   private backendError: string | null = null;
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
-  private readonly loadErrors = new Map<string, string>();
+  /** Why a model file failed to load, remembered for that version of the file (size + mtime). */
+  private readonly loadErrors = new Map<string, { message: string; sizeBytes: number; modifiedAt: number }>();
+  private readonly generations = new Set<Promise<unknown>>();
   private readonly queue: WaitQueue;
   private readonly metrics: EngineMetrics;
   private readonly log: Logger;
@@ -211,6 +215,7 @@ export class EngineService extends BaseService {
 
   protected async onStart(): Promise<void> {
     this.stopping = false;
+    this.disposables.defer(this.options.models.onChange(() => void this.reconcile().catch((err: unknown) => this.log.warn({ err }, 'model library reconcile failed'))));
     if (this.cfg().detectOnStart) {
       // In the background: start-up never waits for backend detection; failures show in health.
       void this.backend().catch(() => undefined);
@@ -221,7 +226,8 @@ export class EngineService extends BaseService {
     this.stopping = true;
     this.queue.rejectAll(new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping'));
     for (const c of this.inflight) c.abort(new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping'));
-    await Promise.allSettled([...this.loading.values()]);
+    // Generations stop at their next token once aborted; wait for them before freeing the models.
+    await Promise.allSettled([...this.generations, ...this.loading.values()]);
     for (const id of [...this.loaded.keys()]) await this.unloadNow(id);
     const pending = this.llamaPromise;
     this.llamaPromise = null;
@@ -313,12 +319,39 @@ export class EngineService extends BaseService {
   private statusOf(file: LocalModelFile): ModelStatus {
     if (this.loaded.has(file.id)) return 'ready';
     if (this.loading.has(file.id)) return 'loading';
-    if (file.error || this.loadErrors.has(file.id)) return 'error';
+    if (file.error || this.loadErrorFor(file)) return 'error';
     return 'unloaded';
   }
 
+  private setLoadError(file: LocalModelFile, message: string): void {
+    this.loadErrors.set(file.id, { message, sizeBytes: file.sizeBytes, modifiedAt: file.modifiedAt });
+  }
+
+  /** The remembered load error, unless the file changed since (a replaced file gets a fresh try). */
+  private loadErrorFor(file: LocalModelFile): string | undefined {
+    const e = this.loadErrors.get(file.id);
+    return e && e.sizeBytes === file.sizeBytes && e.modifiedAt === file.modifiedAt ? e.message : undefined;
+  }
+
+  /**
+   * The library changed (a file added, replaced or deleted): a loaded model whose file is gone or
+   * different is unloaded once idle, so the next request loads the new file.
+   */
+  private async reconcile(): Promise<void> {
+    const files = new Map((await this.options.models.list()).map((f) => [f.id, f]));
+    for (const m of [...this.loaded.values()]) {
+      const f = files.get(m.id);
+      if (f && f.sizeBytes === m.file.sizeBytes && f.modifiedAt === m.file.modifiedAt) continue;
+      m.stale = true;
+      if (m.active === 0 && this.queue.sizeFor(m.id) === 0) {
+        this.log.info({ model: m.id }, 'model file changed or removed; unloading');
+        await this.unloadNow(m.id);
+      }
+    }
+  }
+
   private summary(file: LocalModelFile): ModelSummary {
-    const error = file.error ?? this.loadErrors.get(file.id);
+    const error = file.error ?? this.loadErrorFor(file);
     const loaded = this.loaded.get(file.id);
     return {
       id: file.id,
@@ -423,7 +456,12 @@ export class EngineService extends BaseService {
   private scheduleIdle(m: LoadedModel): void {
     m.idleTimer?.cancel();
     m.idleTimer = null;
-    if (m.active > 0 || this.queue.sizeFor(m.id) > 0 || m.ttlSeconds <= 0 || this.stopping) return;
+    if (m.active > 0 || this.queue.sizeFor(m.id) > 0 || this.stopping) return;
+    if (m.stale) {
+      void this.unloadNow(m.id).catch((err: unknown) => this.log.error({ err, model: m.id }, 'unload of a changed model failed'));
+      return;
+    }
+    if (m.ttlSeconds <= 0) return;
     m.idleTimer = this.options.clock.setTimeout(() => {
       m.idleTimer = null;
       if (this.loaded.get(m.id) !== m || m.active > 0 || this.queue.sizeFor(m.id) > 0) return;
@@ -454,7 +492,7 @@ export class EngineService extends BaseService {
     const cfg = this.cfg();
     const name = file.path.split(/[\\/]/).pop() ?? file.id;
     if (file.error) {
-      this.loadErrors.set(file.id, file.error);
+      this.setLoadError(file, file.error);
       throw new AppError(ErrorCode.MODEL_NOT_READY, `Cannot load model '${file.id}' from ${name}: ${file.error}`, {
         details: [{ type: 'model_file', field: 'modelId', description: `${name}: ${file.error}` }],
       });
@@ -474,7 +512,7 @@ export class EngineService extends BaseService {
       estimateBytes = modelReq.cpuRam + modelReq.gpuVram + ctxReq.cpuRam + ctxReq.gpuVram;
     } catch (err) {
       const reason = (err as Error).message;
-      this.loadErrors.set(file.id, `not a readable GGUF file: ${reason}`);
+      this.setLoadError(file, `not a readable GGUF file: ${reason}`);
       throw new AppError(ErrorCode.MODEL_NOT_READY, `Cannot load model '${file.id}': ${name} is not a readable GGUF file (${reason})`, {
         details: [{ type: 'model_file', field: 'modelId', description: `${name}: ${reason}` }],
         cause: err,
@@ -502,6 +540,7 @@ export class EngineService extends BaseService {
         embeddingLock: Promise.resolve(),
         avgRequestMs: DEFAULT_ETA_MS,
         chatWrapper: resolveChatWrapper(model),
+        stale: false,
       };
       this.loaded.set(file.id, loaded);
       this.loadErrors.delete(file.id);
@@ -510,7 +549,7 @@ export class EngineService extends BaseService {
     } catch (err) {
       await model?.dispose().catch(() => undefined);
       const reason = (err as Error).message;
-      this.loadErrors.set(file.id, reason);
+      this.setLoadError(file, reason);
       this.log.error({ err, model: file.id, file: name }, 'model load failed');
       throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: ${reason}`, {
         details: [{ type: 'model_load', field: 'modelId', description: `${name}: ${reason}` }],
@@ -527,7 +566,7 @@ export class EngineService extends BaseService {
     const mib = (b: number) => Math.ceil(b / 1024 / 1024);
     if (budget > 0 && bytes > budget) {
       const reason = `needs about ${mib(bytes)} MiB (weights + ${cfg.parallel}-sequence context), more than engine.memoryBudgetMb ${cfg.memoryBudgetMb}`;
-      this.loadErrors.set(file.id, reason);
+      this.setLoadError(file, reason);
       throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: it ${reason}`, {
         details: [{ type: 'model_too_big', field: 'modelId', description: `${name} ${reason}` }],
       });
@@ -648,7 +687,7 @@ export class EngineService extends BaseService {
       let generated = 0;
       try {
         opts.onStart?.();
-        const result = await body(sequence, {
+        const work = body(sequence, {
           signal: controller.signal,
           onTokens: (n) => {
             if (tFirst === null) tFirst = clock.monotonic();
@@ -656,6 +695,8 @@ export class EngineService extends BaseService {
             this.recordTokens(n);
           },
         });
+        this.generations.add(work);
+        const result = await work.finally(() => this.generations.delete(work));
         const tEnd = clock.monotonic();
         const first = tFirst ?? tEnd;
         this.metrics.tokens.inc({ ...labels, direction: 'in' }, result.promptTokens);

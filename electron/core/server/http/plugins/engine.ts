@@ -63,9 +63,11 @@ class SseResponse {
   }
   queued(position: QueuePosition): void {
     this.start(position);
+    if (this.stream.destroyed || this.stream.writableEnded) return;
     this.stream.write(`: queued position=${position.position} eta_ms=${position.etaMs}\n\n`);
   }
   data(value: unknown): void {
+    if (this.stream.destroyed || this.stream.writableEnded) return;
     this.stream.write(`data: ${typeof value === 'string' ? value : JSON.stringify(value)}\n\n`);
   }
   end(): void {
