@@ -22,7 +22,9 @@ import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { EngineService } from './services/engine/engineService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
+import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { OpsService } from './services/ops/opsService.js';
+import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
@@ -100,9 +102,10 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models') });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
-  const services: Service[] = [ops, models, engine];
+  const services: Service[] = [ops, runtime, models, engine];
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
   grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth, config }));
@@ -164,6 +167,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
+      await http.register(runtimePlugin, { runtime, auth, store, clock });
       for (const s of services) {
         await s.start();
         started.push(s);
