@@ -1,7 +1,7 @@
 // `npm run bench -- engine`: the tiny model (scripts/make-tiny-model.ts), same prompt, seed and
 // token count, measured side by side in one run: direct node-llama-cpp (this process) vs the
 // console (a child process running the headless core) over HTTP streaming with the official
-// openai client vs over gRPC StreamPredict; then 4 concurrent HTTP streams vs 1. CPU only
+// openai client (and with plain fetch, to separate the client's own cost) vs over gRPC StreamPredict; then 4 concurrent HTTP streams vs 1. CPU only
 // (engine.gpu false), explicit threads (--threads N, default 1). Prints one JSON line.
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -112,6 +112,37 @@ async function viaHttp(): Promise<Run> {
   return timing(start, first, performance.now(), n, text);
 }
 
+/** The same HTTP stream read with plain fetch: separates the console's own latency from the openai client's. */
+async function viaRawHttp(): Promise<Run> {
+  const start = performance.now();
+  let first: number | null = null;
+  let text = '';
+  let n = 0;
+  const res = await fetch(`${consoleProc.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny', prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true }),
+  });
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const bytes of res.body as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(bytes, { stream: true });
+    let i: number;
+    while ((i = buffer.indexOf('\n\n')) >= 0) {
+      const event = buffer.slice(0, i);
+      buffer = buffer.slice(i + 2);
+      if (!event.startsWith('data: {')) continue;
+      const t = (JSON.parse(event.slice(6)) as { choices: Array<{ text: string }> }).choices[0]?.text ?? '';
+      if (t !== '') {
+        first ??= performance.now();
+        n++;
+      }
+      text += t;
+    }
+  }
+  return timing(start, first, performance.now(), n, text);
+}
+
 const def = grpc.loadPackageDefinition(loadSync(join(root, 'shared/proto/ai_service.proto'), { keepCase: true, longs: Number, enums: String, defaults: true }));
 const AIService = ((def.cyllm as grpc.GrpcObject).v1 as grpc.GrpcObject).AIService as grpc.ServiceClientConstructor;
 const grpcClient = new AIService(consoleProc.grpc, grpc.credentials.createInsecure()) as grpc.Client & {
@@ -140,15 +171,17 @@ function viaGrpc(): Promise<Run> {
 // Warm-up: loads the model in the console, JIT-warms every path.
 await direct();
 await viaHttp();
+await viaRawHttp();
 await viaGrpc();
 
-const runs = { direct: [] as Run[], http: [] as Run[], grpc: [] as Run[] };
+const runs = { direct: [] as Run[], http: [] as Run[], raw: [] as Run[], grpc: [] as Run[] };
 for (let i = 0; i < RUNS; i++) {
   runs.direct.push(await direct());
   runs.http.push(await viaHttp());
+  runs.raw.push(await viaRawHttp());
   runs.grpc.push(await viaGrpc());
 }
-const identical = runs.http.every((r) => r.text === runs.direct[0]!.text) && runs.grpc.every((r) => r.text === runs.direct[0]!.text);
+const identical = [...runs.http, ...runs.raw, ...runs.grpc].every((r) => r.text === runs.direct[0]!.text);
 
 log('concurrency: 4 HTTP streams at once vs 1');
 async function aggregate(n: number): Promise<number> {
@@ -179,16 +212,20 @@ const summary = (xs: Run[]) => ({ tokens_per_s: r1(median(xs.map((r) => r.tokens
 const d = summary(runs.direct);
 const h = summary(runs.http);
 const g = summary(runs.grpc);
+const raw = summary(runs.raw);
 const result = {
   bench: 'engine',
   setup: { model: 'tiny random llama (make-tiny-model seed 1, F32, 120k params)', backend: 'cpu', gpu: 'none on this machine', threads: THREADS, tokens: TOKENS, runs: RUNS, identical_text: identical },
   direct: { ...d, rss_mb: directRss },
   http_openai_stream: { ...h, rss_mb: consoleRss },
+  http_fetch_stream: { ...raw, rss_mb: consoleRss },
   grpc_stream_predict: { ...g, rss_mb: consoleRss },
   ratios: {
     http_vs_direct_throughput: r3(h.tokens_per_s / d.tokens_per_s),
     grpc_vs_direct_throughput: r3(g.tokens_per_s / d.tokens_per_s),
+    http_fetch_vs_direct_throughput: r3(raw.tokens_per_s / d.tokens_per_s),
     http_added_ttft_ms_p50: r1(h.ttft_ms_p50 - d.ttft_ms_p50),
+    http_fetch_added_ttft_ms_p50: r1(raw.ttft_ms_p50 - d.ttft_ms_p50),
     grpc_added_ttft_ms_p50: r1(g.ttft_ms_p50 - d.ttft_ms_p50),
   },
   concurrency: { single_stream_tokens_per_s: r1(median(single)), four_streams_aggregate_tokens_per_s: r1(median(four)), ratio: r3(median(four) / median(single)) },
