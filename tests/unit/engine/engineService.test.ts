@@ -249,3 +249,23 @@ describe('EngineService: sequences and the priority queue', () => {
     expect(h.engine.snapshot().activeSequences).toBe(0);
   });
 });
+
+describe('EngineService: a forced backend that is missing', () => {
+  // Metal exists only on macOS, CUDA never there: the forced backend is missing on any machine.
+  const missing = process.platform === 'darwin' ? 'cuda' : 'metal';
+  it('answers 503 with the reason, reports DOWN in health, and keeps running', async () => {
+    const h = await harness({ gpu: missing, threads: 1 });
+    try {
+      const err = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+      expect((err as AppError).code).toBe('INSUFFICIENT_RESOURCES');
+      expect((err as AppError).message).toContain(`Inference backend '${missing}' is not available`);
+      const health = await h.engine.health();
+      expect(health.status).toBe('DOWN');
+      expect(health.details).toMatchObject({ backend: null, requestedBackend: missing, error: expect.stringContaining(missing) });
+      expect((await h.engine.listModels()).map((m) => m.id)).toEqual(['tiny']);
+      expect(h.engine.snapshot().activeSequences).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -246,21 +246,32 @@ export class EngineService extends BaseService {
     const cfg = this.cfg();
     const gpu = cfg.gpu === 'false' ? false : cfg.gpu;
     const log = this.log;
-    this.llamaPromise = getLlama({
-      gpu,
-      build: 'never',
-      progressLogs: false,
-      skipDownload: true,
-      logLevel: LlamaLogLevel.warn,
-      logger: (level, message) => {
-        const text = message.trim();
-        if (text === '') return;
-        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) log.error({ llama: true }, text);
-        else if (level === LlamaLogLevel.warn) log.warn({ llama: true }, text);
-        else log.debug({ llama: true }, text);
-      },
-      ...(cfg.threads > 0 ? { maxThreads: cfg.threads } : {}),
-    }).then(
+    const detect = async (): Promise<Llama> => {
+      const llama = await getLlama({
+        gpu,
+        build: 'never',
+        progressLogs: false,
+        skipDownload: true,
+        logLevel: LlamaLogLevel.warn,
+        logger: (level, message) => {
+          const text = message.trim();
+          if (text === '') return;
+          if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) log.error({ llama: true }, text);
+          else if (level === LlamaLogLevel.warn) log.warn({ llama: true }, text);
+          else log.debug({ llama: true }, text);
+        },
+        ...(cfg.threads > 0 ? { maxThreads: cfg.threads } : {}),
+      });
+      // node-llama-cpp falls back to another backend when the forced one cannot run here; a forced
+      // backend means that one or an error, never a silent fallback.
+      if (gpu !== 'auto' && llama.gpu !== gpu) {
+        const got = llama.gpu === false ? 'cpu' : llama.gpu;
+        await llama.dispose();
+        throw new Error(`node-llama-cpp could only start '${got}' on this machine`);
+      }
+      return llama;
+    };
+    this.llamaPromise = detect().then(
       (llama) => {
         this.llama = llama;
         this.backendError = null;
@@ -268,10 +279,12 @@ export class EngineService extends BaseService {
         return llama;
       },
       (err: unknown) => {
-        this.backendError = `backend '${cfg.gpu}' is not available: ${(err as Error).message}`;
+        const raw = (err as Error).message;
+        const reason = /NoBinaryFound/i.test(raw) ? `no usable ${cfg.gpu} build of llama.cpp on this machine (missing driver or runtime?); use engine.gpu 'auto' or 'false'` : raw;
+        this.backendError = `backend '${cfg.gpu}' is not available: ${reason}`;
         this.llamaPromise = null;
         log.error({ err, requested: cfg.gpu }, 'inference backend failed');
-        throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Inference backend '${cfg.gpu}' is not available: ${(err as Error).message}`, { cause: err });
+        throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Inference backend '${cfg.gpu}' is not available: ${reason}`, { cause: err });
       },
     );
     return this.llamaPromise;
