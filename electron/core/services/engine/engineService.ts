@@ -518,10 +518,10 @@ export class EngineService extends BaseService {
       const info = await readGgufFileInfo(file.path, { logWarnings: false });
       const trained = info.architectureMetadata?.context_length ?? file.contextLength ?? 4096;
       contextSize = cfg.contextSize > 0 ? cfg.contextSize : Math.min(Number(trained) || 4096, 4096);
+      // The whole footprint (weights + KV cache of every sequence), wherever the layers end up.
       const insights = await GgufInsights.from(info, llama);
-      const layers = insights.totalLayers;
-      const modelReq = insights.estimateModelResourceRequirements({ gpuLayers: 0 });
-      const ctxReq = insights.estimateContextResourceRequirements({ contextSize, modelGpuLayers: Math.min(layers, 0), sequences: cfg.parallel });
+      const modelReq = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
+      const ctxReq = await insights.estimateContextResourceRequirementsV2({ contextSize, modelGpuLayers: 0, sequences: cfg.parallel });
       estimateBytes = modelReq.cpuRam + modelReq.gpuVram + ctxReq.cpuRam + ctxReq.gpuVram;
     } catch (err) {
       const reason = (err as Error).message;
