@@ -298,6 +298,25 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     c.console.config.update({ engine: { parallel: 4 } });
   });
 
+  it('documents tools in the prompt through the chat template when the context holds them', async () => {
+    expect(c.console.config.update({ engine: { contextSize: 2048 } }).ok).toBe(true);
+    await post('/api/v1/models/tiny/unload', {});
+    try {
+      const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+      const base = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], max_tokens: 2, temperature: 0 });
+      const r = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools, max_tokens: 4, temperature: 0 });
+      expect(['stop', 'length', 'tool_calls']).toContain(r.choices[0]?.finish_reason);
+      // The function documentation the chat wrapper adds is hundreds of tokens long.
+      expect(r.usage!.prompt_tokens - base.usage!.prompt_tokens).toBeGreaterThan(300);
+      const none = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools, tool_choice: 'none', max_tokens: 2, temperature: 0 });
+      expect(none.usage!.prompt_tokens).toBe(base.usage!.prompt_tokens);
+    } finally {
+      c.console.config.update({ engine: { contextSize: 0 } });
+      await post('/api/v1/models/tiny/unload', {});
+      await post('/api/v1/models/tiny/load', {});
+    }
+  });
+
   it('reports the backend in health details and engine metrics without model labels', async () => {
     const details = await json(await fetch(`${c.url}/api/v1/health/details`));
     expect((details.components as Record<string, { status: string; details: Record<string, unknown> }>).engine).toMatchObject({ status: 'UP', details: { backend: 'cpu', requestedBackend: 'false', threads: 1 } });
