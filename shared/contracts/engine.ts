@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 
 /**
  * Engine wire schemas (contract §3, §5): the seed's `/api/v1/inference*` and models API
@@ -198,13 +198,3 @@ export const EmbeddingRequest = Type.Object({
   ttl: Type.Optional(Ttl),
 });
 export type EmbeddingRequest = Static<typeof EmbeddingRequest>;
-
-/** Every schema of this file, for the adapters' validators. */
-export const engineSchemas: Readonly<Record<string, TSchema>> = {
-  InferenceRequest,
-  StreamWithMetadataRequest,
-  ChatCompletionRequest,
-  CompletionRequest,
-  EmbeddingRequest,
-  ModelLoadRequest,
-};

@@ -722,7 +722,7 @@ export class EngineService extends BaseService {
         this.release(m, sequence, clock.monotonic() - tStart);
       }
     } catch (err) {
-      if (controller.signal.aborted && !(err instanceof AppError)) outcome = 'cancelled';
+      if (controller.signal.aborted) outcome = 'cancelled';
       else if (err instanceof AppError && err.code === ErrorCode.RATE_LIMITED) outcome = 'rejected';
       throw err;
     } finally {
