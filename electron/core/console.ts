@@ -16,13 +16,14 @@ import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { EngineService } from './services/engine/engineService.js';
-import { ModelLibrary } from './services/models/modelLibrary.js';
 import { runtimePlugin } from './server/http/plugins/runtime.js';
+import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
@@ -103,7 +104,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
-  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models') });
+  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
   const services: Service[] = [ops, runtime, models, engine];
   const engineHttp = createEngineHttp({ engine, clock });
@@ -168,6 +169,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
+      await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       for (const s of services) {
         await s.start();
         started.push(s);

@@ -87,7 +87,7 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     const list = await openai.models.list();
     expect(list.data.map((m) => m.id)).toEqual(['tiny']);
     const models = await json(await fetch(`${c.url}/api/v1/models`));
-    expect(models.models).toEqual([{ id: 'tiny', name: 'tiny', engine: 'node-llama-cpp', status: 'unloaded', capabilities: ['inference', 'stream', 'embeddings'], maxModelLen: 512 }]);
+    expect(models.models).toEqual([{ id: 'tiny', name: 'tiny-llama', engine: 'node-llama-cpp', status: 'unloaded', capabilities: ['inference', 'stream', 'embeddings'], maxModelLen: 512 }]);
   });
 
   it('HTTP (openai client), /api/v1, gRPC and direct node-llama-cpp give identical greedy text', async () => {

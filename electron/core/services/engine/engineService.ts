@@ -368,7 +368,7 @@ export class EngineService extends BaseService {
     const loaded = this.loaded.get(file.id);
     return {
       id: file.id,
-      name: file.id,
+      name: file.displayName ?? file.id,
       engine: 'node-llama-cpp',
       status: this.statusOf(file),
       capabilities: ['inference', 'stream', 'embeddings'],
