@@ -206,6 +206,10 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect(fields).toEqual(expect.arrayContaining(['messages.0.role', 'messages.1.role', 'max_tokens', 'temperature']));
 
     await expect(openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: -1 })).rejects.toMatchObject({ status: 400 });
+    const unsupported = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'x' }], n: 3, logprobs: true, logit_bias: { '50': 1 } });
+    expect(unsupported.status).toBe(400);
+    const unsupportedFields = (((await json(unsupported)).error as { details: Array<{ field: string }> }).details ?? []).map((d) => d.field);
+    expect(unsupportedFields).toEqual(expect.arrayContaining(['n', 'logprobs', 'logit_bias']));
 
     const restBad = await json(await post('/api/v1/inference', { modelId: 'tiny', prompt: 'x', generation: { maxNewTokens: -1, temperature: 3 } }));
     expect(restBad).toMatchObject({ error: { code: 'INVALID_REQUEST' } });
