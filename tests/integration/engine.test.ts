@@ -196,6 +196,7 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     const unknownBody = (await json(unknown)).error as Record<string, unknown>;
     expect(unknownBody.code).toBe('MODEL_NOT_FOUND');
     expect(unknownBody.message).toContain('available: tiny');
+    expect(unknownBody.param).toBe('model');
 
     const rest404 = await json(await post('/api/v1/inference', { modelId: 'nope', prompt: 'x' }));
     expect(rest404).toMatchObject({ error: { code: 'MODEL_NOT_FOUND' } });
@@ -204,6 +205,10 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect(malformed.status).toBe(400);
     const fields = (((await json(malformed)).error as { details: Array<{ field: string }> }).details ?? []).map((d) => d.field);
     expect(fields).toEqual(expect.arrayContaining(['messages.0.role', 'messages.1.role', 'max_tokens', 'temperature']));
+    const badFormat = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'xml' } });
+    expect(((await json(badFormat)).error as { details: Array<{ field: string; description: string }> }).details).toEqual([
+      { type: 'validation', field: 'response_format.type', description: 'must be one of "text", "json_object", "json_schema", got "xml"' },
+    ]);
 
     await expect(openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: -1 })).rejects.toMatchObject({ status: 400 });
     const unsupported = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'x' }], n: 3, logprobs: true, logit_bias: { '50': 1 } });
