@@ -22,8 +22,14 @@ interface AiClient extends grpc.Client {
   ListModels(request: object, metadata: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: { models: Array<{ id: string; status: string }> }) => void): void;
 }
 
-/** Threads: 1 keeps the tiny model fast on the shared 2-core test machine (2 threads spin in ggml barriers under load). */
-const ENGINE = { gpu: 'false', threads: 1, detectOnStart: false };
+/**
+ * Threads: 1 keeps the tiny model fast on the shared 2-core test machine (2 threads spin in ggml
+ * barriers under load). Context 4096, past the tiny model's trained 512 (llama.cpp allows it with a
+ * warning): room for tool documentation, and for generations long enough that a test can act
+ * while one runs, even on a fast machine.
+ */
+const ENGINE = { gpu: 'false', threads: 1, detectOnStart: false, contextSize: 4096 };
+const LONG = 4000;
 
 async function json(res: Response): Promise<Record<string, unknown>> {
   return (await res.json()) as Record<string, unknown>;
@@ -220,14 +226,12 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect(restBad).toMatchObject({ error: { code: 'INVALID_REQUEST' } });
     expect(((restBad.error as { details: Array<{ field: string }> }).details).map((d) => d.field)).toEqual(expect.arrayContaining(['generation.maxNewTokens', 'generation.temperature']));
 
-    const tooLong = await post('/v1/completions', { model: 'tiny', prompt: 'word '.repeat(200), max_tokens: 4 });
+    const tooLong = await post('/v1/completions', { model: 'tiny', prompt: 'word '.repeat(1000), max_tokens: 4 });
     expect(tooLong.status).toBe(400);
-    expect(((await json(tooLong)).error as { message: string }).message).toMatch(/prompt is \d+ tokens; the model's context holds 512/);
-
-    // Function docs do not fit the tiny model's 512-token context: a 400 with the counts, not a crash.
-    const tools = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }] });
-    expect(tools.status).toBe(400);
-    expect(((await json(tools)).error as { message: string }).message).toMatch(/prompt is \d+ tokens/);
+    expect(((await json(tooLong)).error as { message: string }).message).toMatch(/prompt is 50\d\d tokens; the model's context holds 4096/);
+    const chatTooLong = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'word '.repeat(1000) }] });
+    expect(chatTooLong.status).toBe(400);
+    expect(((await json(chatTooLong)).error as { param: string; message: string })).toMatchObject({ param: 'messages', message: expect.stringMatching(/prompt is \d+ tokens; the model's context holds 4096/) });
 
     const adapter = await json(await post('/api/v1/inference', { modelId: 'tiny', prompt: 'x', adapter: 'furina' }));
     expect(adapter).toMatchObject({ error: { code: 'INVALID_REQUEST', details: [{ field: 'adapter' }] } });
@@ -249,7 +253,7 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
 
   it('frees the sequence at once when a streaming client disconnects', async () => {
     const controller = new AbortController();
-    const stream = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'go' }], max_tokens: 400, temperature: 0, stream: true }, { signal: controller.signal });
+    const stream = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'go' }], max_tokens: LONG, temperature: 0, stream: true }, { signal: controller.signal });
     let got = 0;
     try {
       for await (const chunk of stream) {
@@ -266,7 +270,7 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
   });
 
   it('frees the sequence at once when a gRPC client cancels StreamPredict', async () => {
-    const call = client.StreamPredict({ model_id: 'tiny', prompt: 'go', generation: { max_new_tokens: 400, temperature: 0 } });
+    const call = client.StreamPredict({ model_id: 'tiny', prompt: 'go', generation: { max_new_tokens: LONG, temperature: 0 } });
     await new Promise<void>((resolve) => call.once('data', () => resolve()));
     call.on('error', () => undefined);
     call.cancel();
@@ -280,7 +284,7 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect((await json(await post('/api/v1/models/tiny/load', { ttl: 60 }))).config).toMatchObject({ parallel: 1, idleTtlSeconds: 60 });
 
     const holder = new AbortController();
-    const hold = await post('/api/v1/inference/stream', { modelId: 'tiny', prompt: 'x', generation: { maxNewTokens: 400, temperature: 0 } });
+    const hold = await post('/api/v1/inference/stream', { modelId: 'tiny', prompt: 'x', generation: { maxNewTokens: LONG, temperature: 0 } });
     const holdReader = hold.body!.getReader();
     await readUntil(holdReader, (t) => t.includes('data: '));
 
@@ -307,23 +311,15 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     c.console.config.update({ engine: { parallel: 4 } });
   });
 
-  it('documents tools in the prompt through the chat template when the context holds them', async () => {
-    expect(c.console.config.update({ engine: { contextSize: 2048 } }).ok).toBe(true);
-    await post('/api/v1/models/tiny/unload', {});
-    try {
-      const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
-      const base = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], max_tokens: 2, temperature: 0 });
-      const r = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools, max_tokens: 4, temperature: 0 });
-      expect(['stop', 'length', 'tool_calls']).toContain(r.choices[0]?.finish_reason);
-      // The function documentation the chat wrapper adds is hundreds of tokens long.
-      expect(r.usage!.prompt_tokens - base.usage!.prompt_tokens).toBeGreaterThan(300);
-      const none = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools, tool_choice: 'none', max_tokens: 2, temperature: 0 });
-      expect(none.usage!.prompt_tokens).toBe(base.usage!.prompt_tokens);
-    } finally {
-      c.console.config.update({ engine: { contextSize: 0 } });
-      await post('/api/v1/models/tiny/unload', {});
-      await post('/api/v1/models/tiny/load', {});
-    }
+  it('documents tools in the prompt through the chat template', async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+    const base = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], max_tokens: 2, temperature: 0 });
+    const r = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools, max_tokens: 4, temperature: 0 });
+    expect(['stop', 'length', 'tool_calls']).toContain(r.choices[0]?.finish_reason);
+    // The function documentation the chat wrapper adds is hundreds of tokens long.
+    expect(r.usage!.prompt_tokens - base.usage!.prompt_tokens).toBeGreaterThan(300);
+    const none = await openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'w' }], tools, tool_choice: 'none', max_tokens: 2, temperature: 0 });
+    expect(none.usage!.prompt_tokens).toBe(base.usage!.prompt_tokens);
   });
 
   it('reports the backend in health details and engine metrics without model labels', async () => {

@@ -179,7 +179,9 @@ describe('EngineService: sequences and the priority queue', () => {
   let h: Harness;
   beforeAll(async () => {
     // 1 thread: long generations stay fast on a loaded 2-core machine (2 threads spin in ggml barriers).
-    h = await harness({ threads: 1, parallel: 1, queueMaxSize: 2 });
+    // Context 4096 (past the trained 512; llama.cpp allows it): the holder's generation is long
+    // enough that the test acts while it runs even on a fast machine (it is aborted early).
+    h = await harness({ threads: 1, parallel: 1, queueMaxSize: 2, contextSize: 4096 });
     await h.engine.load('tiny');
   });
   afterAll(async () => h.close());
@@ -188,7 +190,7 @@ describe('EngineService: sequences and the priority queue', () => {
   function holdSequence(controller: AbortController) {
     let started!: () => void;
     const running = new Promise<void>((r) => (started = r));
-    const result = h.engine.complete({ modelId: 'tiny', prompt: 'x', params: { maxTokens: 400, temperature: 0 } }, opts({ requestId: 'holder', signal: controller.signal, onText: () => started() }));
+    const result = h.engine.complete({ modelId: 'tiny', prompt: 'x', params: { maxTokens: 4000, temperature: 0 } }, opts({ requestId: 'holder', signal: controller.signal, onText: () => started() }));
     return { running, result };
   }
 
@@ -219,7 +221,7 @@ describe('EngineService: sequences and the priority queue', () => {
     holder.abort(new Error('client gone'));
     const held = await hold.result;
     expect(held.aborted).toBe(true);
-    expect(held.completionTokens).toBeLessThan(400);
+    expect(held.completionTokens).toBeLessThan(4000);
     await Promise.all([low, urgent]);
     expect(order).toEqual(['urgent', 'low']);
     expect(h.engine.snapshot()).toMatchObject({ activeSequences: 0, queue: { total: 0 } });
@@ -243,9 +245,9 @@ describe('EngineService: sequences and the priority queue', () => {
   });
 
   it('rejects a prompt longer than the context with the token counts, holding no sequence', async () => {
-    const err = await h.engine.complete({ modelId: 'tiny', prompt: 'ab '.repeat(400), params: greedy }, opts()).catch((e: unknown) => e);
+    const err = await h.engine.complete({ modelId: 'tiny', prompt: 'ab '.repeat(1500), params: greedy }, opts()).catch((e: unknown) => e);
     expect((err as AppError).status).toBe(400);
-    expect((err as AppError).message).toMatch(/prompt is \d+ tokens; the model's context holds 512/);
+    expect((err as AppError).message).toMatch(/prompt is \d+ tokens; the model's context holds 4096/);
     expect(h.engine.snapshot().activeSequences).toBe(0);
   });
 });
