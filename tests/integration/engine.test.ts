@@ -303,6 +303,17 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect(st).toMatchObject({ activeSequences: 1, queue: { total: 1, depth: { high: 1 } } });
     expect((st.waiting as Array<{ position: number; priority: string }>)[0]).toMatchObject({ position: 1, priority: 'high', modelId: 'tiny' });
 
+    // A full queue refuses at once: 429 with Retry-After, in each family's envelope.
+    expect(c.console.config.update({ engine: { queueMaxSize: 1 } }).ok).toBe(true);
+    const full = await post('/v1/completions', { model: 'tiny', prompt: 'q', max_tokens: 2, stream: true });
+    expect(full.status).toBe(429);
+    expect(Number(full.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await json(full)).error).toMatchObject({ type: 'QueueFullError', code: 'RATE_LIMITED' });
+    const fullRest = await post('/api/v1/inference', { modelId: 'tiny', prompt: 'q' });
+    expect(fullRest.status).toBe(429);
+    expect(await json(fullRest)).toMatchObject({ error: { code: 'RATE_LIMITED' } });
+    c.console.config.update({ engine: { queueMaxSize: 64 } });
+
     await holdReader.cancel();
     holder.abort();
     const rest = await readUntil(reader, (t) => t.includes('[DONE]'));
