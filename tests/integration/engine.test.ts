@@ -341,6 +341,10 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect(metrics).toMatch(/console_engine_ttft_seconds_count\{route="grpc_stream_predict",priority="normal"\} [1-9]/);
     expect(metrics).toMatch(/console_engine_queue_depth\{priority="urgent"\} 0/);
     expect(metrics).toMatch(/console_engine_loaded_models 1/);
+    // Each request counted once: the 7 refused /v1/chat/completions of the bad-input test, the one cancelled.
+    expect(metrics).toMatch(/console_inference_requests_total\{surface="v1_chat",status="rejected"\} 7\n/);
+    expect(metrics).toMatch(/console_inference_requests_total\{surface="v1_chat",status="cancelled"\} 1\n/);
+    expect(metrics).toMatch(/console_inference_requests_total\{surface="v1_completions",status="rejected"\} 2\n/);
     expect(metrics).not.toMatch(/console_engine_[a-z_]+\{[^}]*model=/);
   });
 

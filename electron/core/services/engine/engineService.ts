@@ -686,7 +686,6 @@ export class EngineService extends BaseService {
     const clock = this.options.clock;
     const labels = { route: opts.route, priority: opts.priority };
     const tQueue = clock.monotonic();
-    let outcome: RequestOutcome = 'error';
     const controller = new AbortController();
     const onAbort = () => controller.abort(opts.signal?.reason);
     if (opts.signal?.aborted) controller.abort(opts.signal.reason);
@@ -716,29 +715,46 @@ export class EngineService extends BaseService {
         this.metrics.tokens.inc({ ...labels, direction: 'out' }, result.completionTokens);
         if (tFirst !== null) this.metrics.ttft.observe(labels, (first - tStart) / 1000);
         if (generated > 1 && tEnd > first) this.metrics.tokensPerSecond.observe(labels, (generated - 1) / ((tEnd - first) / 1000));
-        outcome = result.aborted ? 'cancelled' : 'success';
         return { ...result, queueMs: tStart - tQueue, ttftMs: first - tStart, durationMs: tEnd - tStart };
       } finally {
         this.release(m, sequence, clock.monotonic() - tStart);
       }
-    } catch (err) {
-      if (controller.signal.aborted) outcome = 'cancelled';
-      else if (err instanceof AppError && err.code === ErrorCode.RATE_LIMITED) outcome = 'rejected';
-      throw err;
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       this.inflight.delete(controller);
+    }
+  }
+
+  /**
+   * Runs one request and counts it once in `console_inference_requests_total`: success, cancelled
+   * (the client went away), rejected (a 4xx: bad input, unknown model, queue full) or error.
+   */
+  private async counted<R>(opts: RunOptions, run: () => Promise<R>, aborted: (r: R) => boolean = () => false): Promise<R> {
+    let outcome: RequestOutcome = 'error';
+    try {
+      const result = await run();
+      outcome = aborted(result) ? 'cancelled' : 'success';
+      return result;
+    } catch (err) {
+      if (opts.signal?.aborted) outcome = 'cancelled';
+      else if (err instanceof AppError && err.status >= 400 && err.status < 500) outcome = 'rejected';
+      throw err;
+    } finally {
       this.metrics.requests.inc({ surface: opts.route, status: outcome });
     }
   }
 
-  /** Counts a request refused before it reached a model (bad input, unknown model). */
+  /** Counts a request its adapter refused before it reached the engine (a malformed body). */
   recordRejected(route: EngineRoute): void {
     this.metrics.requests.inc({ surface: route, status: 'rejected' });
   }
 
   /** Raw text completion (`/v1/completions`, `/api/v1/inference*`, gRPC StreamPredict). */
-  async complete(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
+  complete(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
+    return this.counted(opts, () => this.runCompletion(input, opts), (r) => r.aborted);
+  }
+
+  private async runCompletion(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
     const modelId = await this.resolveModelId(input.modelId);
     if (input.adapter) {
       throw invalidRequest(`Model '${modelId}' has no LoRA adapters (loraAdapters is empty), so adapter '${input.adapter}' cannot be applied`, [
@@ -775,7 +791,11 @@ export class EngineService extends BaseService {
   }
 
   /** Chat completion (`/v1/chat/completions`) with the model's chat template, grammars and tools. */
-  async chat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
+  chat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
+    return this.counted(opts, () => this.runChat(input, opts), (r) => r.aborted);
+  }
+
+  private async runChat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
     const history: ChatHistoryItem[] = toChatHistory(input.messages);
     const modelId = await this.resolveModelId(input.modelId);
     const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
@@ -847,42 +867,40 @@ export class EngineService extends BaseService {
   }
 
   /** Embeddings (`/v1/embeddings`): one vector per input, from an embedding context of the model. */
-  async embed(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
+  embed(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
+    return this.counted(opts, () => this.runEmbedding(modelIdRequested, inputs, opts));
+  }
+
+  private async runEmbedding(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
     const modelId = await this.resolveModelId(modelIdRequested);
     const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
-    let outcome: RequestOutcome = 'error';
-    try {
-      const llama = await this.backend();
-      for (const [i, text] of inputs.entries()) {
-        const n = m.model.tokenize(text).length + 1;
-        if (n >= m.contextSize) throw this.tooLong(inputs.length > 1 ? `input.${i}` : 'input', n, m.contextSize);
-      }
-      if (!m.embedding) {
-        m.embedding = m.model.createEmbeddingContext({ contextSize: m.contextSize, threads: this.threads(llama) });
-        m.embedding.catch(() => (m.embedding = null));
-      }
-      const ctx = await m.embedding;
-      const run = m.embeddingLock.then(async () => {
-        const vectors: number[][] = [];
-        let tokens = 0;
-        for (const text of inputs) {
-          if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-          const e = await ctx.getEmbeddingFor(text);
-          vectors.push([...e.vector]);
-          tokens += m.model.tokenize(text).length;
-        }
-        return { vectors, tokens };
-      });
-      m.embeddingLock = run.catch(() => undefined);
-      const { vectors, tokens } = await run;
-      m.lastUsedMono = this.options.clock.monotonic();
-      this.scheduleIdle(m);
-      this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);
-      outcome = 'success';
-      return { modelId, vectors, promptTokens: tokens };
-    } finally {
-      this.metrics.requests.inc({ surface: opts.route, status: outcome });
+    const llama = await this.backend();
+    for (const [i, text] of inputs.entries()) {
+      const n = m.model.tokenize(text).length + 1;
+      if (n >= m.contextSize) throw this.tooLong(inputs.length > 1 ? `input.${i}` : 'input', n, m.contextSize);
     }
+    if (!m.embedding) {
+      m.embedding = m.model.createEmbeddingContext({ contextSize: m.contextSize, threads: this.threads(llama) });
+      m.embedding.catch(() => (m.embedding = null));
+    }
+    const ctx = await m.embedding;
+    const run = m.embeddingLock.then(async () => {
+      const vectors: number[][] = [];
+      let tokens = 0;
+      for (const text of inputs) {
+        if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+        const e = await ctx.getEmbeddingFor(text);
+        vectors.push([...e.vector]);
+        tokens += m.model.tokenize(text).length;
+      }
+      return { vectors, tokens };
+    });
+    m.embeddingLock = run.catch(() => undefined);
+    const { vectors, tokens } = await run;
+    m.lastUsedMono = this.options.clock.monotonic();
+    this.scheduleIdle(m);
+    this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);
+    return { modelId, vectors, promptTokens: tokens };
   }
 
   // ------------------------------------------------------------------ status

@@ -231,9 +231,14 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
     return opts;
   };
 
+  /** A malformed body, refused before the engine saw the request. */
+  const invalid = (route: EngineRoute, err: unknown) => {
+    engine.recordRejected(route);
+    return rejected(route, err);
+  };
+
   const rejected = (route: EngineRoute, err: unknown) => {
     let e = toAppError(err);
-    if (e.status >= 400 && e.status < 500) engine.recordRejected(route);
     // The engine names the REST field (`modelId`); on /v1 the same field is `model`.
     if (route.startsWith('v1_') && e.details?.some((d) => d.field === 'modelId')) {
       e = new AppError(e.code, e.message, { status: e.status, type: e.type, headers: e.headers, cause: e, details: e.details.map((d) => (d.field === 'modelId' ? { ...d, field: 'model' } : d)) });
@@ -265,7 +270,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       try {
         body = validateBody(ChatCompletionRequest, raw);
       } catch (err) {
-        throw rejected(route, err);
+        throw invalid(route, err);
       }
       const id = `chatcmpl-${hex32()}`;
       const created = unix();
@@ -333,7 +338,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       try {
         body = validateBody(CompletionRequest, raw);
       } catch (err) {
-        throw rejected(route, err);
+        throw invalid(route, err);
       }
       const prompt = Array.isArray(body.prompt) ? body.prompt[0]! : body.prompt;
       const id = `cmpl-${hex32()}`;
@@ -381,7 +386,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       try {
         body = validateBody(EmbeddingRequest, raw);
       } catch (err) {
-        throw rejected(route, err);
+        throw invalid(route, err);
       }
       const inputs = Array.isArray(body.input) ? body.input : [body.input];
       const r = await engine.embed(body.model, inputs, runOptions(request, reply, route, body.ttl)).catch((err: unknown) => {
