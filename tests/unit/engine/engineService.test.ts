@@ -64,6 +64,9 @@ async function harness(engineConfig: Layer): Promise<Harness> {
     async close() {
       await engine.stop();
       await engine.stop();
+      // Idle-unload timers are released with the models.
+      expect(clock.pendingTimers()).toBe(0);
+      expect(engine.snapshot().loadedModels).toEqual([]);
       rmSync(dir, { recursive: true, force: true });
     },
   };
