@@ -18,12 +18,15 @@ import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
+import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { EngineService } from './services/engine/engineService.js';
 import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
+import { MonitoringService } from './services/monitoring/monitoringService.js';
+import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
@@ -62,6 +65,8 @@ export interface Console {
   readonly models: ModelLibrary;
   /** Local inference (node-llama-cpp); `engine.snapshot()` feeds the dashboard. */
   readonly engine: EngineService;
+  /** GPU locks (`monitoring.locks`: GpuLockPort), heartbeats (`monitoring.heartbeats`: HeartbeatPort), telemetry. */
+  readonly monitoring: MonitoringService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -103,10 +108,11 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
+  const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
-  const services: Service[] = [ops, runtime, models, engine];
+  const services: Service[] = [ops, monitoring, runtime, models, engine];
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
   grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth, config }));
@@ -166,6 +172,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
@@ -204,6 +211,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     version,
     models,
     engine,
+    monitoring,
     start,
     stop,
     addresses: () => {
