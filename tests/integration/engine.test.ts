@@ -19,6 +19,7 @@ interface StreamPredictResponse {
 }
 interface AiClient extends grpc.Client {
   StreamPredict(request: object, metadata?: grpc.Metadata): grpc.ClientReadableStream<StreamPredictResponse>;
+  Predict(request: object, cb: (err: grpc.ServiceError | null, res?: { text: string; finish_reason: string; usage: { completion_tokens: number } }) => void): void;
   ListModels(request: object, metadata: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: { models: Array<{ id: string; status: string }> }) => void): void;
 }
 
@@ -125,6 +126,10 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     // Chunks of engine.streamChunkSize (4) tokens, indexed like the REST `offset`.
     expect(messages.slice(0, -1).map((m) => m.index)).toEqual([0, 1, 2]);
     expect(messages[0]!.chunk.length).toBe(4);
+    const unary = await new Promise<{ text: string; finish_reason: string; usage: { completion_tokens: number } }>((resolve, reject) =>
+      client.Predict({ model_id: 'tiny', prompt, generation: { max_new_tokens: n, temperature: 0 } }, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
+    expect(unary).toMatchObject({ text: direct, finish_reason: 'length', usage: { completion_tokens: n } });
     await ctx.dispose();
     await model.dispose();
   });
