@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { migration0001Core } from './0001-core.js';
+import { migration0003Limiter } from './0003-limiter.js';
 import { migration0004Monitoring } from './0004-monitoring.js';
 import { migration0005Runtime } from './0005-runtime.js';
 import { migration0007ModelDownloads } from './0007-model-downloads.js';
@@ -15,4 +16,10 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [migration0001Core, migration0004Monitoring, migration0005Runtime, migration0007ModelDownloads];
+export const migrations: readonly Migration[] = [
+  migration0001Core,
+  migration0003Limiter,
+  migration0004Monitoring,
+  migration0005Runtime,
+  migration0007ModelDownloads,
+];

@@ -1,0 +1,328 @@
+import { PassThrough } from 'node:stream';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { Value } from '@sinclair/typebox/value';
+import type { WebSocket } from 'ws';
+import { LimiterConfigPatch, LimiterResetRequest, type LimiterSnapshot } from '../../../../../shared/contracts/limiter.js';
+import { parsePriority } from '../../../../../shared/contracts/priority.js';
+import { pointerToPath } from '../../../../../shared/contracts/validate.js';
+import type { Clock, TimerHandle } from '../../../base/clock.js';
+import { AppError, ErrorCode } from '../../../base/errors.js';
+import type { LimiterEvent, LimiterService } from '../../../services/limiter/limiterService.js';
+import type { Auth } from '../../auth.js';
+import type { OpenAiModel, RemoteOpenAiHandlers } from './openaiRouter.js';
+
+/**
+ * The model id sent upstream: the alias prefix is removed when what remains still names an org
+ * (`nvidia/meta/llama-3.1-8b-instruct` → `meta/llama-3.1-8b-instruct`); otherwise the id is sent
+ * whole (`nvidia/nemotron-4-340b-instruct` is itself an NVIDIA id).
+ */
+export function upstreamModelId(modelId: string): string {
+  const slash = modelId.indexOf('/');
+  const rest = modelId.slice(slash + 1);
+  return rest.includes('/') ? rest : modelId;
+}
+
+type Path = '/chat/completions' | '/completions' | '/embeddings';
+
+/**
+ * The limiter's side of `/v1` (contract §3.4, §6): model ids with a configured provider prefix go
+ * through the provider's queue and bucket; provider-looking ids with an unknown prefix get a 404
+ * naming the configured providers. Streaming bodies are relayed chunk by chunk; a client that goes
+ * away cancels the queued or upstream request.
+ */
+export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpenAiHandlers {
+  const forward = async (request: FastifyRequest, reply: FastifyReply, body: Record<string, unknown>, path: Path): Promise<unknown> => {
+    const modelId = String(body.model);
+    const route = limiter.route(modelId);
+    if (route.kind === 'unknown-provider') throw limiter.unknownProviderError(route.prefix, modelId);
+    if (route.kind !== 'provider') throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Model '${modelId}' is not a remote model`);
+    const { priority, invalid } = parsePriority(request.headers['x-priority']);
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableFinished) ac.abort();
+    };
+    reply.raw.once('close', onClose);
+    const res = await limiter.proxy({
+      provider: route.provider,
+      method: 'POST',
+      path,
+      headers: request.headers,
+      body: JSON.stringify({ ...body, model: upstreamModelId(modelId) }),
+      priority,
+      priorityInvalid: invalid,
+      signal: ac.signal,
+      requestId: request.id,
+      modelId,
+    });
+    reply.code(res.status);
+    for (const [k, v] of Object.entries(res.headers)) {
+      if (k === 'content-length' && /event-stream/i.test(res.headers['content-type'] ?? '')) continue;
+      reply.header(k, v);
+    }
+    reply.header('x-request-id', request.id);
+    const streaming = /event-stream/i.test(res.headers['content-type'] ?? '');
+    if (streaming) {
+      reply.header('x-accel-buffering', 'no');
+      return reply.send(res.body); // relayed chunk by chunk as the upstream sends them
+    }
+    // A plain JSON answer of known small size goes out in one write (headers and body together).
+    const length = Number(res.headers['content-length']);
+    if (Number.isFinite(length) && length <= 1024 * 1024) {
+      const chunks: Buffer[] = [];
+      for await (const c of res.body) chunks.push(c as Buffer);
+      return reply.send(Buffer.concat(chunks));
+    }
+    return reply.send(res.body);
+  };
+
+  const toModel = (provider: string, m: Record<string, unknown>): OpenAiModel => ({
+    ...m,
+    id: `${provider}/${String(m.id)}`,
+    object: 'model',
+    created: typeof m.created === 'number' ? m.created : 0,
+    owned_by: typeof m.owned_by === 'string' ? m.owned_by : provider,
+  });
+
+  return {
+    handles: (modelId) => limiter.route(modelId).kind !== 'local',
+    onLocalRequest: () => limiter.countLocalRequest(),
+    chatCompletions: (req, reply, body) => forward(req, reply, body, '/chat/completions'),
+    completions: (req, reply, body) => forward(req, reply, body, '/completions'),
+    embeddings: (req, reply, body) => forward(req, reply, body, '/embeddings'),
+    async listModels(request) {
+      // Only `GET /v1/models?provider=<name>` asks an upstream (contract §3.4); a plain listing stays local.
+      const wanted = (request.query as Record<string, unknown> | undefined)?.provider;
+      if (typeof wanted !== 'string' || wanted === '') return [];
+      const provider = limiter.providers().find((p) => p.name === wanted || p.aliases.includes(wanted.toLowerCase()));
+      if (!provider) throw limiter.unknownProviderError(wanted, `${wanted}/...`);
+      const ac = new AbortController();
+      const list = (await limiter.listModels(provider.name, ac.signal, request.id)) as { data?: unknown };
+      const data = Array.isArray(list.data) ? (list.data as Array<Record<string, unknown>>) : [];
+      return data.filter((m) => typeof m === 'object' && m !== null && 'id' in m).map((m) => toModel(provider.name, m));
+    },
+    async getModel(request, id) {
+      const route = limiter.route(id);
+      if (route.kind === 'unknown-provider') throw limiter.unknownProviderError(route.prefix, id);
+      if (route.kind !== 'provider') return undefined;
+      const ac = new AbortController();
+      const res = await limiter.proxy({
+        provider: route.provider,
+        method: 'GET',
+        path: `/models/${upstreamModelId(id)}`,
+        headers: { accept: 'application/json' },
+        priority: 'normal',
+        priorityInvalid: false,
+        signal: ac.signal,
+        requestId: request.id,
+        modelId: id,
+      });
+      const chunks: Buffer[] = [];
+      for await (const c of res.body) chunks.push(c as Buffer);
+      if (res.status === 404) return undefined;
+      if (res.status >= 400) throw new AppError(ErrorCode.UPSTREAM_ERROR, `Bad Gateway — 上游返回错误状态 ${res.status}`, { type: 'HTTPStatusError' });
+      try {
+        return toModel(route.provider, { ...(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>), id: upstreamModelId(id) });
+      } catch {
+        throw new AppError(ErrorCode.UPSTREAM_ERROR, 'Bad Gateway — upstream model is not JSON', { type: 'HTTPStatusError' });
+      }
+    },
+  };
+}
+
+/** A dashboard viewer: an SSE response stream or a WebSocket. */
+interface Viewer {
+  snapshot(json: string): void;
+  event(json: string): void;
+  close(): void;
+}
+
+/**
+ * Pushes the limiter's shared snapshot to every viewer once per second with ONE timer (started by
+ * the first viewer, stopped by the last) and ONE serialisation per tick; transitions go out at once.
+ */
+export class DashboardBroadcaster {
+  private readonly viewers = new Set<Viewer>();
+  private timer: TimerHandle | null = null;
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(
+    private readonly source: { snapshot(): LimiterSnapshot; onEvent(l: (e: LimiterEvent) => void): () => void },
+    private readonly clock: Clock,
+  ) {}
+
+  get size(): number {
+    return this.viewers.size;
+  }
+
+  add(viewer: Viewer): () => void {
+    this.viewers.add(viewer);
+    viewer.snapshot(this.frame());
+    if (!this.timer) {
+      this.timer = this.clock.setInterval(() => this.tick(), 1000);
+      this.unsubscribe = this.source.onEvent((e) => {
+        const json = JSON.stringify(e.event);
+        for (const v of this.viewers) v.event(json);
+      });
+    }
+    return () => this.remove(viewer);
+  }
+
+  /** Closes every viewer and the timer (plugin close). */
+  closeAll(): void {
+    for (const v of [...this.viewers]) {
+      v.close();
+      this.remove(v);
+    }
+  }
+
+  private remove(viewer: Viewer): void {
+    if (!this.viewers.delete(viewer)) return;
+    if (this.viewers.size === 0) {
+      this.timer?.cancel();
+      this.timer = null;
+      this.unsubscribe?.();
+      this.unsubscribe = null;
+    }
+  }
+
+  private frame(): string {
+    try {
+      return JSON.stringify(this.source.snapshot());
+    } catch {
+      return JSON.stringify({ error: 'internal' });
+    }
+  }
+
+  private tick(): void {
+    const json = this.frame();
+    for (const v of this.viewers) v.snapshot(json);
+  }
+}
+
+/** `GET /api/dashboard` (contract §6.7): a small live page for plain browsers; the desktop UI replaces it. */
+const DASHBOARD_HTML = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Limiter</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}#off{color:#b00;display:none}</style>
+</head><body><h1>Limiter</h1><p id="off">disconnected</p><table id="t"></table><h2>Transitions</h2><ol id="tr"></ol>
+<script>
+const t = document.getElementById('t'), tr = document.getElementById('tr'), off = document.getElementById('off');
+let last = Date.now();
+setInterval(() => { off.style.display = Date.now() - last > 5000 ? 'block' : 'none'; }, 1000);
+const es = new EventSource('/api/dashboard/stream');
+es.onmessage = (m) => {
+  last = Date.now();
+  const s = JSON.parse(m.data);
+  if (s.error) return;
+  t.replaceChildren(...Object.values(s.providers).map((p) => {
+    const row = document.createElement('tr');
+    for (const v of [p.provider, p.retreat.state, p.retreat.effective_rpm + ' rpm', 'tokens ' + p.token_bucket.tokens, 'queue ' + p.queue.current_size + '/' + p.queue.max_size, '429 ' + (p.retreat.upstream_429_rate * 100).toFixed(1) + ' %']) {
+      const td = document.createElement('td'); td.textContent = String(v); row.append(td);
+    }
+    return row;
+  }));
+  tr.replaceChildren(...s.recent_transitions.slice().reverse().map((e) => {
+    const li = document.createElement('li');
+    li.textContent = new Date(e.timestamp * 1000).toLocaleTimeString() + ' ' + e.provider + ': ' + e.from + ' → ' + e.to + ' (' + e.previous_rpm + ' → ' + e.rpm + ' rpm, ' + e.reason + ')';
+    return li;
+  }));
+};
+</script></body></html>
+`;
+
+export interface LimiterPluginOptions extends Record<string, unknown> {
+  limiter: LimiterService;
+  auth: Auth;
+  clock: Clock;
+}
+
+/** 422 for type errors, 400 for values out of range (contract §6.8); every bad field listed. */
+function patchError(body: unknown): AppError | null {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return new AppError(ErrorCode.INVALID_REQUEST, 'Body must be a JSON object', { status: 422, details: [{ type: 'validation', field: 'body', description: 'expected an object' }] });
+  }
+  const details: Array<{ type: string; field: string; description: string }> = [];
+  let typeError = false;
+  for (const e of Value.Errors(LimiterConfigPatch, body)) {
+    const field = pointerToPath(e.path);
+    if (details.some((d) => d.field === field)) continue;
+    const expected = (e.schema as { type?: string }).type;
+    const v = e.value;
+    const wrongType = v === undefined || (expected !== undefined && !(expected === 'integer' ? typeof v === 'number' && Number.isInteger(v) : typeof v === expected));
+    typeError ||= wrongType;
+    const gtZero = !wrongType && (e.schema as { exclusiveMinimum?: number }).exclusiveMinimum === 0;
+    details.push({ type: wrongType ? 'type' : 'value', field, description: gtZero ? 'must be > 0' : e.message });
+  }
+  if (details.length === 0) return null;
+  // One out-of-range field: the contract's exact text (`rate_rpm must be > 0`); otherwise every field is listed.
+  if (details.length === 1 && !typeError) return new AppError(ErrorCode.INVALID_REQUEST, `${details[0]!.field} ${details[0]!.description}`, { status: 400 });
+  return new AppError(ErrorCode.INVALID_REQUEST, 'Invalid config; nothing was changed', { status: typeError ? 422 : 400, details });
+}
+
+/**
+ * Limiter status, dashboard stream (SSE + WebSocket), admin config and reset (contract §6.7, §6.8).
+ * Reads go through `auth.apiKey` (open on loopback without keys); writes need the admin token.
+ */
+export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (app, { limiter, auth, clock }) => {
+  const broadcaster = new DashboardBroadcaster(limiter, clock);
+  app.addHook('onClose', async () => broadcaster.closeAll());
+
+  const status = async () => limiter.status();
+  app.get('/api/limiter/status', { preHandler: auth.apiKey }, status);
+  app.get('/status', { preHandler: auth.apiKey }, status);
+
+  app.get('/api/dashboard', { preHandler: auth.apiKey }, async (_request, reply) => reply.header('cache-control', 'max-age=300').type('text/html; charset=utf-8').send(DASHBOARD_HTML));
+
+  app.get('/api/dashboard/stream', { preHandler: auth.apiKey }, async (request, reply) => {
+    const stream = new PassThrough();
+    let first = true;
+    const remove = broadcaster.add({
+      snapshot: (json) => {
+        stream.write(`${first ? 'retry: 3000\n' : ''}data: ${json}\n\n`);
+        first = false;
+      },
+      event: (json) => stream.write(`event: transition\ndata: ${json}\n\n`),
+      close: () => stream.end(),
+    });
+    request.raw.socket.setNoDelay(true);
+    reply.raw.once('close', () => {
+      remove();
+      stream.destroy();
+    });
+    reply.header('content-type', 'text/event-stream; charset=utf-8').header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
+    return reply.send(stream);
+  });
+
+  // The same snapshots for the GUI: {"type":"snapshot","data":{...}} each second, {"type":"transition","data":{...}} at once.
+  app.get('/api/dashboard/ws', { websocket: true, preHandler: auth.apiKey }, (socket: WebSocket) => {
+    const send = (text: string) => {
+      if (socket.readyState === socket.OPEN) socket.send(text);
+    };
+    const remove = broadcaster.add({
+      snapshot: (json) => send(`{"type":"snapshot","data":${json}}`),
+      event: (json) => send(`{"type":"transition","data":${json}}`),
+      close: () => socket.close(1001, 'server closing'),
+    });
+    socket.on('close', remove);
+    socket.on('error', remove);
+  });
+
+  app.get('/api/admin/config', { preHandler: auth.admin }, async () => limiter.adminConfig());
+
+  app.post('/api/admin/config', { preHandler: auth.admin }, async (request) => {
+    const body = request.body ?? {};
+    const err = patchError(body);
+    if (err) throw err;
+    const changed = limiter.applyAdminPatch(body as LimiterConfigPatch);
+    return { status: 'ok', changed };
+  });
+
+  app.post('/api/limiter/admin/reset', { preHandler: auth.admin }, async (request) => {
+    const body = request.body ?? {};
+    if (!Value.Check(LimiterResetRequest, body)) {
+      throw new AppError(ErrorCode.INVALID_REQUEST, 'Body must be {} or {"provider": "<name>"}', {
+        details: [...Value.Errors(LimiterResetRequest, body)].map((e) => ({ type: 'validation', field: pointerToPath(e.path) || 'body', description: e.message })),
+      });
+    }
+    return { status: 'ok', retreat: limiter.reset((body as LimiterResetRequest).provider) };
+  });
+};

@@ -1,0 +1,76 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../../electron/core/base/clock.js';
+import { ConfigStore, loadSettings, type Layer } from '../../../electron/core/base/config.js';
+import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
+import { MemoryLearnedRateStore } from '../../../electron/core/services/limiter/learnedRateStore.js';
+import { LimiterService } from '../../../electron/core/services/limiter/limiterService.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function build(limiter: Layer = {}, rates = new MemoryLearnedRateStore(), clock = new FakeClock()) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'limiter-unit-'));
+  dirs.push(dataDir);
+  const settings = loadSettings({ env: {}, dataDir, overrides: { limiter: { upstream_url: 'http://127.0.0.1:9/v1', ...limiter } } });
+  const config = new ConfigStore(settings);
+  const service = new LimiterService({ config, clock, logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), rates, env: {} });
+  return { service, clock, rates, config };
+}
+
+describe('LimiterService', () => {
+  it('routes configured prefixes to their provider, unknown provider-looking ids to a 404, the rest locally', async () => {
+    const { service } = build({ providers: [{ name: 'openrouter', aliases: ['openrouter', 'or'], upstream_url: 'http://127.0.0.1:9/v1' }] });
+    expect(service.route('nvidia/meta/llama-3.1-8b-instruct')).toEqual({ kind: 'provider', provider: 'nvidia' });
+    expect(service.route('NVIDIAVX/meta/x')).toEqual({ kind: 'provider', provider: 'nvidia' });
+    expect(service.route('or/meta-llama/llama-3')).toEqual({ kind: 'provider', provider: 'openrouter' });
+    expect(service.route('acme/org/model')).toEqual({ kind: 'unknown-provider', prefix: 'acme' });
+    for (const local of ['tinyllama', 'org/model', 'hf:user/repo:q4_k_m', 'default']) expect(service.route(local)).toEqual({ kind: 'local' });
+    expect(service.unknownProviderError('acme', 'acme/org/model').message).toContain('openrouter (openrouter, or)');
+  });
+
+  it('shares one snapshot for at most a second of the injected clock', async () => {
+    const { service, clock } = build();
+    await service.start();
+    const a = service.snapshot();
+    clock.advance(999);
+    expect(service.snapshot()).toBe(a);
+    clock.advance(1);
+    const b = service.snapshot();
+    expect(b).not.toBe(a);
+    expect(b.queue.per_priority).toEqual({ URGENT: 0, HIGH: 0, NORMAL: 0, LOW: 0 });
+    await service.stop();
+  });
+
+  it('resumes the learned rate of a provider after a restart, unless the base rate changed', async () => {
+    const rates = new MemoryLearnedRateStore();
+    rates.save('nvidia', { rpm: 12.5, state: 'retreat', baseRpm: 40 }, 0);
+    const same = build({}, rates);
+    expect(same.service.status().retreat).toMatchObject({ state: 'retreat', effective_rpm: 12.5 });
+    const changed = build({ rate_rpm: 60 }, rates);
+    expect(changed.service.status().retreat).toMatchObject({ state: 'normal', effective_rpm: 60 });
+  });
+
+  it('refuses to shrink the queue below its depth, and start/stop are safe twice', async () => {
+    const { service } = build({ rate_rpm: 1, bucket_capacity: 1, queue_max_size: 10 });
+    await service.start();
+    await service.start();
+    const ac = new AbortController();
+    const calls = [0, 1, 2].map(() =>
+      service.proxy({ provider: 'nvidia', method: 'POST', path: '/chat/completions', headers: {}, body: '{}', priority: 'normal', priorityInvalid: false, signal: ac.signal, requestId: 'r' }).catch((e: Error) => e),
+    );
+    await new Promise((r) => setImmediate(r));
+    expect(service.status().queue.current_size).toBeGreaterThanOrEqual(2);
+    expect(() => service.applyAdminPatch({ queue_max_size: 1 })).toThrow(/拒绝缩小/);
+    ac.abort();
+    await Promise.all(calls);
+    expect(service.status().queue.current_size).toBe(0);
+    await service.stop();
+    await service.stop();
+  });
+});
