@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { migration0001Core } from './0001-core.js';
+import { migration0006Training } from './0006-training.js';
 
 /**
  * A numbered, append-only schema change. Never edit a released migration; add the next number.
@@ -12,4 +13,4 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [migration0001Core];
+export const migrations: readonly Migration[] = [migration0001Core, migration0006Training];
