@@ -18,11 +18,13 @@ import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { trainingPlugin } from './server/http/plugins/training.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { EngineService } from './services/engine/engineService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
+import { TrainingService } from './services/training/trainingService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
@@ -59,6 +61,8 @@ export interface Console {
   readonly models: ModelLibrary;
   /** Local inference (node-llama-cpp); `engine.snapshot()` feeds the dashboard. */
   readonly engine: EngineService;
+  /** Fine-tuning job queue; `training.snapshot()` feeds the dashboard. */
+  readonly training: TrainingService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -102,7 +106,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models') });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
-  const services: Service[] = [ops, models, engine];
+  // Training takes monitoring's GpuLockPort/HeartbeatPort as `gpuLocks`/`heartbeats` when available.
+  const training = new TrainingService({ config, store, clock, logger: logs.get('training'), metrics, dataDir: settings.dataDir, modelsDir: () => models.dir, models });
+  const services: Service[] = [ops, models, engine, training];
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
   grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth, config }));
@@ -164,6 +170,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
+      await http.register(trainingPlugin, { training, auth, clock });
       for (const s of services) {
         await s.start();
         started.push(s);
@@ -198,6 +205,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     version,
     models,
     engine,
+    training,
     start,
     stop,
     addresses: () => {
