@@ -46,7 +46,7 @@ describe('training API on a real console (llama backend, CPU)', () => {
       baseModel: 'tiny',
       datasetPath: 'datasets/cat.txt',
       outputDir: 'cat-run',
-      hyperParams: { epochs: 2, learningRate: 1e-3, maxSeqLength: 128 },
+      hyperParams: { epochs: 2, learningRate: 1e-3, maxSeqLength: 128, saveSteps: 5 },
     });
     expect(start.status).toBe(200);
     expect(start.body).toMatchObject({ status: 'queued', message: 'Training job has been queued' });
@@ -96,6 +96,9 @@ describe('training API on a real console (llama backend, CPU)', () => {
     const modelPath = join(c.dataDir, 'models', 'cat-run.gguf');
     expect(existsSync(modelPath)).toBe(true);
     expect(existsSync(join(c.dataDir, 'training', 'outputs', 'cat-run', 'model.gguf'))).toBe(true);
+    // saveSteps 5: a checkpoint at the end of epoch 1 (checkpoints are written at epoch ends)
+    const stepsPerEpoch = done.progress.totalSteps / 2;
+    expect(existsSync(join(c.dataDir, 'training', 'outputs', 'cat-run', `checkpoint-step-${stepsPerEpoch}.gguf`))).toBe(true);
     expect(statSync(modelPath).size).toBeGreaterThan(400_000);
     const models = await get<{ models: Array<{ id: string }> }>(c, '/api/v1/models');
     expect(models.body.models.map((m) => m.id)).toContain('cat-run');
