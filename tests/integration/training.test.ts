@@ -144,7 +144,7 @@ describe('training API on a real console (llama backend, CPU)', () => {
     expect(list.body.jobs[0]).toMatchObject({ jobId, baseModel: 'tiny', status: 'completed' });
   }, 200_000);
 
-  it('cancels a running job: status cancelled, trainer process gone, lock free for the next job', async () => {
+  it('cancels a running job: status cancelled, trainer process gone, no model published', async () => {
     writeCatDataset(c.dataDir, 'datasets/long.txt', 130);
     const start = await post<StartTrainingResponse>(c, '/api/v1/training/start', {
       baseModel: 'tiny',
@@ -177,6 +177,14 @@ describe('training API on a real console (llama backend, CPU)', () => {
     const cancelled = await get<ListTrainingResponse>(c, '/api/v1/training/list?status=cancelled');
     expect(cancelled.body.jobs.map((j) => j.jobId)).toEqual([jobId]);
   }, 200_000);
+
+  it('fails a job whose dataset is too small, with the trainer\'s reason', async () => {
+    writeCatDataset(c.dataDir, 'datasets/small.txt', 5);
+    const start = await post<StartTrainingResponse>(c, '/api/v1/training/start', { baseModel: 'tiny', datasetPath: 'datasets/small.txt', outputDir: 'small-run', hyperParams: { maxSeqLength: 128 } });
+    const done = await waitForStatus(c, start.body.jobId, (s) => ['completed', 'failed', 'cancelled'].includes(s.status), 60_000);
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatch(/^dataset too small: \d+ tokens; with maxSeqLength 256 at least \d+ are needed/);
+  }, 90_000);
 
   it('rejects bad input with 400 listing every bad field', async () => {
     const res = await post<EngineError>(c, '/api/v1/training/start', {

@@ -173,7 +173,8 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     const a = await service.submit(request('renew', { steps: 1000, stepMs: 20 }));
     await settle(a.jobId, (s) => s.status === 'running' && s.progress.currentStep > 0);
     locks.failRenew = true;
-    clock.advance(1000); // ttl 3 s → renewed every second
+    clock.advance(1000); // ttl 3 s → renewed every second; heartbeats every second too
+    expect(heartbeats.beats).toContain(a.jobId);
     const s = await settle(a.jobId);
     expect(s.status).toBe('failed');
     expect(s.error).toMatch(/^gpu lock force-released/);

@@ -436,7 +436,9 @@ export class TrainingService extends BaseService {
         run.unsubscribe.push(heartbeats.onTimeout(job.id, () => this.abort(run, 'failed', 'heartbeat timed out; monitoring released the GPU lock')));
         run.timers.push(
           clock.setInterval(() => {
-            void heartbeats.beat(job.id, { ...run.progress }).catch((err: unknown) => this.options.logger.warn({ err, jobId: job.id }, 'heartbeat failed'));
+            const { currentStep, totalSteps } = run.progress;
+            // `progress` (0–1) is what monitoring shows; the rest travels as detail.
+            void heartbeats.beat(job.id, { ...run.progress, progress: totalSteps > 0 ? Math.min(1, currentStep / totalSteps) : 0 }).catch((err: unknown) => this.options.logger.warn({ err, jobId: job.id }, 'heartbeat failed'));
           }, cfg.heartbeatIntervalSeconds * 1000),
         );
       }
