@@ -21,6 +21,7 @@ import { opsPlugin } from './server/http/plugins/ops.js';
 import { trainingPlugin } from './server/http/plugins/training.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
+import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
 import { EngineService } from './services/engine/engineService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { OpsService } from './services/ops/opsService.js';
@@ -109,6 +110,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   // Training takes monitoring's GpuLockPort/HeartbeatPort as `gpuLocks`/`heartbeats` when available.
   const training = new TrainingService({ config, store, clock, logger: logs.get('training'), metrics, dataDir: settings.dataDir, modelsDir: () => models.dir, models });
   const services: Service[] = [ops, models, engine, training];
+  grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth, config }));
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
   grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth, config }));
