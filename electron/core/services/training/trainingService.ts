@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, link, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import type { Clock, TimerHandle } from '../../base/clock.js';
@@ -288,20 +288,19 @@ export class TrainingService extends BaseService {
     }
     const model = await this.resolveBaseModel(request.baseModel, backend, [...roots, modelsDir]);
     if (model.kind === 'invalid') details.push({ type: 'invalid_path', field: 'baseModel', description: model.description });
-    if (details.length > 0) throw invalidRequest('Invalid training request', details);
+    if (details.length > 0 || !dataset.ok || !output.ok || model.kind === 'invalid') throw invalidRequest('Invalid training request', details);
     if (model.kind === 'missing') {
       throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Model '${request.baseModel}' is not in the models dir (${modelsDir}); download or import it first`, {
         details: [{ type: 'model_not_found', field: 'baseModel', description: model.description }],
       });
     }
-    const outputDir = (output as { path: string }).path;
     const fallback = `trained-${randomBytes(3).toString('hex')}`;
     return {
       backend,
-      modelPath: (model as { path: string }).path,
-      datasetPath: (dataset as { path: string }).path,
-      outputDir,
-      outputModelId: modelIdFrom(outputDir.split(/[\\/]/).pop() ?? '', fallback),
+      modelPath: model.path,
+      datasetPath: dataset.path,
+      outputDir: output.path,
+      outputModelId: modelIdFrom(basename(output.path), fallback),
     };
   }
 
