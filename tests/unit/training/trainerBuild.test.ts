@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TrainerBuildError, ensureTrainer, locateLlamaLibs } from '../../../electron/core/services/training/trainerBuild.js';
+import { TrainerBuildError, defaultTrainerSource, ensureTrainer, locateLlamaLibs } from '../../../electron/core/services/training/trainerBuild.js';
 import { tinyModelPath } from '../../helpers/tinyModel.js';
 import { TEST_TRAINER_DIR } from '../../helpers/training.js';
 
@@ -13,6 +13,7 @@ describe('native trainer build', () => {
     expect(libs.variant).toBe('cpu');
     expect(libs.tag).toMatch(/^v\d/);
     expect(existsSync(`${libs.binsDir}/${libs.libllama}`)).toBe(true);
+    expect(existsSync(defaultTrainerSource())).toBe(true);
   });
 
   it('builds once and then reuses the binary (same inputs, same path)', async () => {

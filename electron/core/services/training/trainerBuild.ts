@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../base/packageInfo.js';
 
 /**
  * Builds the native trainer (`resources/trainer/trainer.cpp`) against the llama.cpp that ships
@@ -45,9 +45,10 @@ export class TrainerBuildError extends Error {
   }
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
-/** `resources/trainer/trainer.cpp` of this checkout. */
-export const DEFAULT_TRAINER_SOURCE = join(here, '..', '..', '..', '..', 'resources', 'trainer', 'trainer.cpp');
+/** `resources/trainer/trainer.cpp` of this package (found from the package root, so it works from `dist/` too). */
+export function defaultTrainerSource(): string {
+  return join(packageRoot(), 'resources', 'trainer', 'trainer.cpp');
+}
 
 function run(file: string, args: string[], cwd?: string): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -167,7 +168,7 @@ async function ensureHeaders(cacheDir: string, libs: LlamaLibs): Promise<string>
  */
 export async function ensureTrainer(options: TrainerBuildOptions): Promise<TrainerBinary> {
   const libs = locateLlamaLibs(options.gpu ?? 'auto');
-  const sourceFile = options.sourceFile ?? DEFAULT_TRAINER_SOURCE;
+  const sourceFile = options.sourceFile ?? defaultTrainerSource();
   let source: Buffer;
   try {
     source = readFileSync(sourceFile);
