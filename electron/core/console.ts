@@ -16,16 +16,22 @@ import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
+import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { trainingPlugin } from './server/http/plugins/training.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
 import { EngineService } from './services/engine/engineService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
+import { MonitoringService } from './services/monitoring/monitoringService.js';
+import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { TrainingService } from './services/training/trainingService.js';
+import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
@@ -60,6 +66,8 @@ export interface Console {
   readonly version: string;
   /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
   readonly models: ModelLibrary;
+  /** GPU locks (`monitoring.locks`: GpuLockPort), heartbeats (`monitoring.heartbeats`: HeartbeatPort), telemetry. */
+  readonly monitoring: MonitoringService;
   /** Local inference (node-llama-cpp); `engine.snapshot()` feeds the dashboard. */
   readonly engine: EngineService;
   /** Fine-tuning job queue; `training.snapshot()` feeds the dashboard. */
@@ -105,11 +113,23 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // --- services (created here only; started in this order, stopped in reverse) ---
   const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
-  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models') });
+  const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
+  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
-  // Training takes monitoring's GpuLockPort/HeartbeatPort as `gpuLocks`/`heartbeats` when available.
-  const training = new TrainingService({ config, store, clock, logger: logs.get('training'), metrics, dataDir: settings.dataDir, modelsDir: () => models.dir, models });
-  const services: Service[] = [ops, models, engine, training];
+  const training = new TrainingService({
+    config,
+    store,
+    clock,
+    logger: logs.get('training'),
+    metrics,
+    dataDir: settings.dataDir,
+    modelsDir: () => models.dir,
+    models,
+    gpuLocks: monitoring.locks,
+    heartbeats: monitoring.heartbeats,
+  });
+  const services: Service[] = [ops, monitoring, runtime, models, engine, training];
   grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth, config }));
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
@@ -170,9 +190,12 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
       await http.register(trainingPlugin, { training, auth, clock });
+      await http.register(runtimePlugin, { runtime, auth, store, clock });
+      await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       for (const s of services) {
         await s.start();
         started.push(s);
@@ -206,6 +229,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     adminToken,
     version,
     models,
+    monitoring,
     engine,
     training,
     start,

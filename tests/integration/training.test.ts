@@ -254,6 +254,41 @@ describe('training API on a real console (llama backend, CPU)', () => {
   });
 });
 
+describe('training with monitoring wired in (GPU lock + heartbeat)', () => {
+  it('holds gpu_lock:0 and a heartbeat while running, releases both at the end; a forced release fails the job', async () => {
+    const c = await startConsole({ config: { engine: { gpu: 'false' }, training: { ...trainingConfig, heartbeatIntervalSeconds: 1 } } });
+    try {
+      installTinyModel(c.dataDir, 'tiny');
+      writeCatDataset(c.dataDir);
+      const start = await post<StartTrainingResponse>(c, '/api/v1/training/start', { baseModel: 'tiny', datasetPath: 'datasets/cat.txt', outputDir: 'locked', hyperParams: { epochs: 1000, maxSeqLength: 128 } });
+      const jobId = start.body.jobId;
+      await waitForStatus(c, jobId, (s) => s.status === 'running' && s.progress.currentStep > 0, 120_000);
+      const lock = await get<{ is_locked: boolean; lock_holder: string | null }>(c, '/api/v1/monitoring/gpu-lock/status');
+      expect(lock.body).toMatchObject({ is_locked: true, lock_holder: jobId });
+      const beat = await waitFor(async () => {
+        const hb = await get<{ is_running: boolean; heartbeat_data: { progress: number } | null }>(c, `/api/v1/monitoring/heartbeat/task/${jobId}`);
+        return hb.body.is_running && (hb.body.heartbeat_data?.progress ?? 0) > 0 ? hb.body : undefined;
+      }, 30_000, 'a heartbeat with progress');
+      expect(beat.heartbeat_data!.progress).toBeLessThan(1);
+
+      const res = await fetch(`${c.url}/api/v1/monitoring/lock/release`, { method: 'POST', headers: { ...json, ...c.admin }, body: JSON.stringify({ lock_key: 'gpu_lock:0' }) });
+      expect(res.status).toBe(200);
+      const failed = await waitForStatus(c, jobId, (s) => s.status !== 'running', 30_000);
+      expect(failed).toMatchObject({ status: 'failed', error: 'gpu lock force-released' });
+      expect(processesMentioning(`${jobId}.json`)).toEqual([]);
+      const hb = await get<{ is_running: boolean }>(c, `/api/v1/monitoring/heartbeat/task/${jobId}`);
+      expect(hb.body.is_running).toBe(false);
+
+      // the next job takes the lock again and releases it when done
+      const next = await post<StartTrainingResponse>(c, '/api/v1/training/start', { baseModel: 'tiny', datasetPath: 'datasets/cat.txt', outputDir: 'after', hyperParams: { epochs: 1, maxSeqLength: 128 } });
+      expect((await waitForStatus(c, next.body.jobId, (s) => ['completed', 'failed'].includes(s.status), 120_000)).status).toBe('completed');
+      expect((await get<{ is_locked: boolean }>(c, '/api/v1/monitoring/gpu-lock/status')).body.is_locked).toBe(false);
+    } finally {
+      await c.close();
+    }
+  }, 300_000);
+});
+
 describe('training jobs across restarts and API keys', () => {
   it('marks a job that was running when the console died as failed, with the reason', async () => {
     const first = await startConsole({ keepDataDir: true, config: { training: trainingConfig } });

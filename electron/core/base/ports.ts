@@ -69,6 +69,8 @@ export interface LocalModelFile {
   architecture?: string;
   /** Trained context length from the GGUF header, when present. */
   contextLength?: number;
+  /** `general.name` from the GGUF header, when present (a display name). */
+  displayName?: string;
   /** Why the file is not usable (e.g. the GGUF header does not parse); absent when fine. */
   error?: string;
 }

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SystemClock } from '../../../electron/core/base/clock.js';
 import { ConfigStore, loadSettings } from '../../../electron/core/base/config.js';
 import { AppError } from '../../../electron/core/base/errors.js';
+import { Store } from '../../../electron/core/base/store.js';
 import { ModelLibrary } from '../../../electron/core/services/models/modelLibrary.js';
 import { idProblem } from '../../../electron/core/services/models/paths.js';
 import { tinyGguf, writeTinyGguf } from '../../helpers/gguf.js';
@@ -58,6 +59,7 @@ describe('ModelLibrary', () => {
   let modelsDir: string;
   let outside: string;
   let library: ModelLibrary;
+  let store: Store;
 
   beforeEach(async () => {
     root = mkdtempSync(join(tmpdir(), 'models-lib-'));
@@ -65,24 +67,26 @@ describe('ModelLibrary', () => {
     outside = join(root, 'outside');
     mkdirSync(outside, { recursive: true });
     const settings = loadSettings({ env: {}, dataDir });
-    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir, clock: new SystemClock(), logger: pino({ level: 'silent' }) });
+    store = new Store({ path: ':memory:' });
+    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir, clock: new SystemClock(), logger: pino({ level: 'silent' }), store });
     await library.start();
     modelsDir = library.dir;
   });
   afterEach(async () => {
     await library.stop();
+    store.close();
     rmSync(root, { recursive: true, force: true });
   });
 
   it('creates DATA_DIR/models and lists a .gguf placed there by file name, with header facts', async () => {
     expect(existsSync(join(dataDir, 'models'))).toBe(true);
-    writeTinyGguf(join(modelsDir, 'tiny-chat.gguf'), { contextLength: 2048 });
+    writeTinyGguf(join(modelsDir, 'tiny-chat.gguf'), { contextLength: 2048, name: 'Tiny Chat' });
     writeFileSync(join(modelsDir, 'notes.txt'), 'not a model');
     const list = await library.list();
     expect(list).toHaveLength(1);
-    expect(list[0]).toMatchObject({ id: 'tiny-chat', path: join(modelsDir, 'tiny-chat.gguf'), architecture: 'llama', contextLength: 2048 });
+    expect(list[0]).toMatchObject({ id: 'tiny-chat', path: join(modelsDir, 'tiny-chat.gguf'), architecture: 'llama', contextLength: 2048, displayName: 'Tiny Chat' });
     expect(list[0]!.error).toBeUndefined();
-    expect(list[0]!.sizeBytes).toBe(tinyGguf({ contextLength: 2048 }).length);
+    expect(list[0]!.sizeBytes).toBe(tinyGguf({ contextLength: 2048, name: 'Tiny Chat' }).length);
     expect(await library.get('tiny-chat')).toEqual(list[0]);
     expect(await library.get('missing')).toBeUndefined();
   });

@@ -177,7 +177,8 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     expect(heartbeats.beats).toContain(a.jobId);
     const s = await settle(a.jobId);
     expect(s.status).toBe('failed');
-    expect(s.error).toMatch(/^gpu lock force-released/);
+    expect(s.error).toBe('gpu lock force-released');
+    expect(service.logs(a.jobId).lines.some((l) => l.message === 'lost the GPU lock: stale fencing token')).toBe(true);
   });
 
   it('cancels a trainer that ignores SIGTERM with SIGKILL after the grace period', async () => {

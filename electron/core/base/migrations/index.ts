@@ -1,10 +1,13 @@
 import type { Database } from 'better-sqlite3';
 import { migration0001Core } from './0001-core.js';
+import { migration0004Monitoring } from './0004-monitoring.js';
+import { migration0005Runtime } from './0005-runtime.js';
 import { migration0006Training } from './0006-training.js';
+import { migration0007ModelDownloads } from './0007-model-downloads.js';
 
 /**
  * A numbered, append-only schema change. Never edit a released migration; add the next number.
- * Reserved numbers: 2 engine, 3 limiter, 4 monitoring, 5 runtime, 6 training.
+ * Reserved numbers: 2 engine, 3 limiter, 4 monitoring, 5 runtime, 6 training, 7 models.
  */
 export interface Migration {
   version: number;
@@ -13,4 +16,4 @@ export interface Migration {
   up(db: Database): void;
 }
 
-export const migrations: readonly Migration[] = [migration0001Core, migration0006Training];
+export const migrations: readonly Migration[] = [migration0001Core, migration0004Monitoring, migration0005Runtime, migration0006Training, migration0007ModelDownloads];

@@ -1,13 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { copyFile, link, lstat, mkdir, readdir, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, readdir, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import { Value } from '@sinclair/typebox/value';
+import { Catalog, type DownloadView } from '../../../../shared/contracts/models.js';
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import { BaseService } from '../../base/lifecycle.js';
+import type { MetricsRegistry } from '../../base/metrics.js';
+import { packageRoot, packageVersion } from '../../base/packageInfo.js';
+import type { Store } from '../../base/store.js';
 import type { LocalModelFile, ModelFilesPort } from '../../base/ports.js';
+import { ModelDownloads } from './downloads.js';
 import { inspectGguf, type GgufSummary } from './gguf.js';
 import { GGUF_EXT, assertSafeId, idProblem, isInside, modelPathFor, resolveModelPath } from './paths.js';
 
@@ -17,6 +24,13 @@ export interface ModelLibraryOptions {
   dataDir: string;
   clock: Clock;
   logger: Logger;
+  /** Download records are kept here (table `model_downloads`). */
+  store: Store;
+  metrics?: MetricsRegistry;
+  /** HTTP dispatcher for downloads (tests); default: an undici Agent that follows redirects. */
+  dispatcher?: Dispatcher;
+  /** The catalog of recommended models; default `resources/model-catalog.json`. */
+  catalogPath?: string;
 }
 
 /** Hidden folder inside the models dir for partial downloads and import staging (never listed). */
@@ -41,9 +55,22 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
   private readonly cache = new Map<string, CacheEntry>();
   private watcher: FSWatcher | undefined;
   private notifyTimer: TimerHandle | undefined;
+  private catalogCache: Catalog | undefined;
+  /** Downloads into this library (`hf:` URIs and https URLs). */
+  readonly downloads: ModelDownloads;
 
   constructor(private readonly options: ModelLibraryOptions) {
     super();
+    this.downloads = new ModelDownloads({
+      host: this,
+      store: options.store,
+      config: options.config,
+      clock: options.clock,
+      logger: options.logger,
+      metrics: options.metrics,
+      dispatcher: options.dispatcher,
+      userAgent: `gpu-console/${packageVersion()} (model library)`,
+    });
   }
 
   /** The configured models dir (absolute, not yet resolved through symlinks). */
@@ -69,6 +96,8 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
     this.realDir = await realpath(dir);
     await mkdir(this.stagingDir, { recursive: true });
     await this.removeStaleImports();
+    await this.downloads.start();
+    this.disposables.defer(() => this.downloads.stop());
     try {
       const watcher = watch(this.realDir, { persistent: false }, (_event, file) => {
         if (file === null || String(file).endsWith(GGUF_EXT)) this.scheduleNotify();
@@ -131,6 +160,29 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
     return () => this.listeners.delete(listener);
   }
 
+  /** Cheap and synchronous: downloads queued or running, with progress (the dashboard's live stream). */
+  snapshot(): DownloadView[] {
+    return this.downloads.snapshot();
+  }
+
+  /** The recommended models (`resources/model-catalog.json`), validated once and cached. */
+  async catalog(): Promise<Catalog> {
+    if (this.catalogCache) return this.catalogCache;
+    const path = this.options.catalogPath ?? join(packageRoot(), 'resources', 'model-catalog.json');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await readFile(path, 'utf8'));
+    } catch (err) {
+      throw new AppError(ErrorCode.INTERNAL_ERROR, `Cannot read the model catalog ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    if (!Value.Check(Catalog, parsed)) {
+      const first = [...Value.Errors(Catalog, parsed)][0];
+      throw new AppError(ErrorCode.INTERNAL_ERROR, `The model catalog ${path} is invalid at ${first?.path ?? '/'}: ${first?.message ?? 'unknown'}`);
+    }
+    this.catalogCache = parsed;
+    return parsed;
+  }
+
   // --- writes ---
 
   /**
@@ -173,6 +225,12 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
       });
     }
     await this.assertFree(id, 'name');
+    const busy = this.downloads.writing(id);
+    if (busy) {
+      throw new AppError(ErrorCode.CONFLICT, `Download ${busy} is about to create '${id}'; cancel it or pick another name`, {
+        details: [{ type: 'already_exists', field: 'name', description: `download ${busy} is writing ${id}${GGUF_EXT}` }],
+      });
+    }
     const staged = join(this.stagingDir, `import-${randomUUID()}.tmp`);
     try {
       await copyFile(sourcePath, staged);
@@ -255,7 +313,13 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
   private async describe(id: string): Promise<LocalModelFile | undefined> {
     const resolved = await resolveModelPath(this.dir, id);
     if (!resolved) return undefined;
-    const info = await stat(resolved.realPath);
+    let info;
+    try {
+      info = await stat(resolved.realPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed meanwhile
+      throw err;
+    }
     if (!info.isFile()) return undefined;
     let entry = this.cache.get(resolved.realPath);
     if (!entry || entry.size !== info.size || entry.mtimeMs !== info.mtimeMs) {
@@ -270,6 +334,7 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
       modifiedAt: Math.round(info.mtimeMs),
       ...(summary.architecture !== undefined ? { architecture: summary.architecture } : {}),
       ...(summary.contextLength !== undefined ? { contextLength: summary.contextLength } : {}),
+      ...(summary.name !== undefined ? { displayName: summary.name } : {}),
       ...(summary.error !== undefined ? { error: summary.error } : {}),
     };
   }

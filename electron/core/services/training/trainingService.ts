@@ -437,12 +437,17 @@ export class TrainingService extends BaseService {
           clock.setInterval(() => {
             const { currentStep, totalSteps } = run.progress;
             // `progress` (0–1) is what monitoring shows; the rest travels as detail.
-            void heartbeats.beat(job.id, { ...run.progress, progress: totalSteps > 0 ? Math.min(1, currentStep / totalSteps) : 0 }).catch((err: unknown) => this.options.logger.warn({ err, jobId: job.id }, 'heartbeat failed'));
+            void heartbeats.beat(job.id, { ...run.progress, progress: totalSteps > 0 ? Math.min(1, currentStep / totalSteps) : 0 }).catch((err: unknown) => {
+              // CONFLICT: monitoring says the task no longer holds its GPU lock (forced release).
+              if (err instanceof AppError && err.code === ErrorCode.CONFLICT && lease) this.lockLost(run, err);
+              else this.options.logger.warn({ err, jobId: job.id }, 'heartbeat failed');
+            });
           }, cfg.heartbeatIntervalSeconds * 1000),
         );
       }
       if (lease && gpuLocks) {
-        const renewMs = Math.max(1000, (lease.ttlSeconds * 1000) / 3);
+        // Renewing also notices a forced release; heartbeats notice it sooner when monitoring is wired.
+        const renewMs = Math.max(1000, Math.min(30_000, (lease.ttlSeconds * 1000) / 3));
         run.timers.push(
           clock.setInterval(() => {
             const held = run.lease;
@@ -451,10 +456,7 @@ export class TrainingService extends BaseService {
               (renewed) => {
                 run.lease = renewed;
               },
-              (err: unknown) => {
-                run.lease = undefined;
-                this.abort(run, 'failed', `gpu lock force-released (${(err as Error).message})`);
-              },
+              (err: unknown) => this.lockLost(run, err),
             );
           }, renewMs),
         );
@@ -645,6 +647,14 @@ export class TrainingService extends BaseService {
     if (!force && now - run.lastProgressSave < 1000) return;
     run.lastProgressSave = now;
     this.jobs.saveProgress(run.job.id, run.progress);
+  }
+
+  /** The GPU lock was taken away (forced release, expiry): the job fails with the contract's reason. */
+  private lockLost(run: ActiveRun, err: unknown): void {
+    if (run.abort || this.active !== run) return;
+    run.lease = undefined;
+    this.logRun(run, 'error', `lost the GPU lock: ${(err as Error).message}`);
+    this.abort(run, 'failed', 'gpu lock force-released');
   }
 
   /** Ends a run early: SIGTERM now, SIGKILL after the grace. Safe to call twice. */

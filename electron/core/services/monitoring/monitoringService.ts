@@ -1,0 +1,340 @@
+import { Gauge } from 'prom-client';
+import type { Logger } from 'pino';
+import type { Clock } from '../../base/clock.js';
+import type { ConfigStore } from '../../base/config.js';
+import type { HealthRegistry } from '../../base/health.js';
+import { BaseService } from '../../base/lifecycle.js';
+import type { MetricsRegistry } from '../../base/metrics.js';
+import type { PeriodicTask, PeriodicTaskRegistry } from '../../base/periodic.js';
+import type { Store } from '../../base/store.js';
+import { GpuLockService, type LockStats } from './gpuLocks.js';
+import { GpuTelemetry, type TelemetrySample } from './gpuTelemetry.js';
+import { HeartbeatService, type HeartbeatOverview, type OrphanInfo } from './heartbeats.js';
+import { lockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
+import { PersistentClock } from './persistentClock.js';
+import { TimeoutManager, type TimeoutCheckResult } from './timeoutManager.js';
+
+export interface MonitoringServiceOptions {
+  config: ConfigStore;
+  clock: Clock;
+  /** The store's audit log (forced releases are admin actions). */
+  store: Store;
+  lockStore: LockStore;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  periodic: PeriodicTaskRegistry;
+  health: HealthRegistry;
+}
+
+export type HealthStatus = 'healthy' | 'warning' | 'critical';
+
+export interface MonitorState {
+  running: boolean;
+  /** Unix ms of the last (re)start of the monitor loop, null when stopped. */
+  startWall: number | null;
+  uptimeSeconds: number;
+  lastCheckWall: number | null;
+  checksPerformed: number;
+  issuesDetected: number;
+  /** Mean duration of one check, ms. */
+  avgCheckMs: number;
+}
+
+export interface LockView {
+  lockKey: string;
+  gpuId: number;
+  lock: LockRecord | null;
+  ttlRemainingSeconds: number | null;
+  lockAgeSeconds: number | null;
+}
+
+/** Everything the dashboard's live stream shows; cheap and synchronous. */
+export interface MonitoringSnapshot {
+  at: number;
+  monitor: MonitorState;
+  locks: LockView[];
+  heartbeats: { active: TaskRecord[]; dead: TaskRecord[]; orphaned: OrphanInfo[] };
+  telemetry: { nvidiaAvailable: boolean; reason: string | null; latest: TelemetrySample | null };
+}
+
+/**
+ * Monitoring (seed 004): GPU locks, task heartbeats, the timeout manager, the monitor loop and GPU
+ * telemetry. Other services get `locks` (GpuLockPort) and `heartbeats` (HeartbeatPort) from the
+ * composition root.
+ */
+export class MonitoringService extends BaseService {
+  readonly name = 'monitoring';
+  readonly locks: GpuLockService;
+  readonly heartbeats: HeartbeatService;
+  readonly timeouts: TimeoutManager;
+  readonly telemetry: GpuTelemetry;
+  private readonly pclock: PersistentClock;
+  private readonly monitorTask: PeriodicTask;
+  private readonly monitor = { running: false, startMono: 0, startWall: null as number | null, lastCheckWall: null as number | null, checks: 0, issues: 0, checkMsTotal: 0 };
+  private readonly occupancy = new Map<number, number>();
+  /** Checks (monitor loop, POST /timeout/check, cleanup) run one at a time, so a timeout is handled once. */
+  private checkChain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly o: MonitoringServiceOptions) {
+    super();
+    const cfg = () => o.config.get().monitoring;
+    const log = o.logger;
+    this.pclock = new PersistentClock(o.clock);
+    this.telemetry = new GpuTelemetry({ clock: o.clock, logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
+    this.locks = new GpuLockService({
+      store: o.lockStore,
+      clock: o.clock,
+      pclock: this.pclock,
+      logger: log.child({ part: 'locks' }),
+      limits: () => ({ ...cfg().locks, maxRetryAttempts: cfg().timeout.maxRetryAttempts }),
+      knownGpus: () => new Set([...cfg().locks.gpuIds, ...this.telemetry.gpuIndices()]),
+      audit: (e) => o.store.audit({ ...e, at: o.clock.now() }),
+    });
+    this.heartbeats = new HeartbeatService({
+      store: o.lockStore,
+      clock: o.clock,
+      pclock: this.pclock,
+      logger: log.child({ part: 'heartbeat' }),
+      locks: this.locks,
+      settings: () => ({ timeoutSeconds: cfg().heartbeat.timeoutSeconds, autoRegister: cfg().heartbeat.autoRegister, maxTimeoutSeconds: cfg().locks.maxTtlSeconds }),
+    });
+    this.timeouts = new TimeoutManager({
+      locks: this.locks,
+      heartbeats: this.heartbeats,
+      store: o.lockStore,
+      clock: o.clock,
+      pclock: this.pclock,
+      logger: log.child({ part: 'timeout' }),
+      metrics: o.metrics,
+      settings: () => ({ ...cfg().timeout, gpuTimeoutSeconds: cfg().locks.gpuTimeoutSeconds, heartbeatTimeoutSeconds: cfg().heartbeat.timeoutSeconds }),
+    });
+    this.monitorTask = o.periodic.register({ name: 'monitoring-monitor', level: 'high', intervalSeconds: cfg().monitor.checkIntervalSeconds, run: () => this.check().then(() => undefined) });
+    this.registerMetrics();
+    o.health.addComponent('monitor', () => ({ status: this.monitor.running ? 'UP' : 'DOWN', details: { running: this.monitor.running, status: this.overallHealth().status } }));
+    o.health.addReadiness('monitor', () => ({ fields: { monitor_running: this.monitor.running }, ready: true }));
+  }
+
+  protected async onStart(): Promise<void> {
+    this.pclock.resume(await this.o.lockStore.loadClock());
+    await this.locks.init();
+    await this.heartbeats.init();
+    await this.timeouts.init();
+    this.disposables.defer(() => this.locks.close());
+    const cfg = this.o.config.get().monitoring;
+    this.telemetry.start();
+    this.disposables.defer(() => this.telemetry.stop());
+    if (cfg.monitor.enabled) this.startMonitor();
+    this.disposables.defer(() => this.stopMonitor());
+    this.disposables.defer(
+      this.o.config.onChange((next, prev) => {
+        const n = next.monitoring;
+        const p = prev.monitoring;
+        if (n.monitor.checkIntervalSeconds !== p.monitor.checkIntervalSeconds) this.monitorTask.setInterval(n.monitor.checkIntervalSeconds);
+        if (n.telemetry.intervalSeconds !== p.telemetry.intervalSeconds) this.telemetry.setInterval(n.telemetry.intervalSeconds);
+      }),
+    );
+    // Record the clock basis at stop too, so a clean restart measures downtime from here.
+    this.disposables.defer(() => this.o.lockStore.saveClock(this.pclock.stamp()));
+    // Let a check in flight finish before the store closes.
+    this.disposables.defer(() => this.checkChain.then(() => undefined));
+  }
+
+  /** Starts the monitor loop (idempotent). */
+  startMonitor(): void {
+    if (this.monitor.running) return;
+    this.monitor.running = true;
+    this.monitor.startMono = this.o.clock.monotonic();
+    this.monitor.startWall = this.o.clock.now();
+    this.monitorTask.start();
+  }
+
+  /** Stops the monitor loop (idempotent); locks and heartbeats keep working, timeouts are not handled. */
+  stopMonitor(): void {
+    if (!this.monitor.running) return;
+    this.monitor.running = false;
+    this.monitor.startWall = null;
+    this.monitorTask.stop();
+  }
+
+  /** One monitor check: store the clock basis, handle timeouts, measure occupancy. */
+  check(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
+    const run = this.checkChain.then(() => this.checkNow(gpuIds));
+    this.checkChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async checkNow(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
+    const t0 = this.o.clock.monotonic();
+    await this.o.lockStore.saveClock(this.pclock.stamp());
+    const result = await this.timeouts.check(gpuIds);
+    for (const id of this.locks.gpuIds()) this.occupancy.set(id, this.locks.takeOccupancy(id));
+    this.monitor.checks++;
+    this.monitor.issues += result.timeoutsDetected;
+    this.monitor.lastCheckWall = this.o.clock.now();
+    this.monitor.checkMsTotal += this.o.clock.monotonic() - t0;
+    if (this.monitor.checks % 20 === 0) await this.o.lockStore.pruneHistory(this.o.config.get().monitoring.locks.historyKept);
+    return result;
+  }
+
+  monitorState(): MonitorState {
+    const m = this.monitor;
+    return {
+      running: m.running,
+      startWall: m.startWall,
+      uptimeSeconds: m.running ? (this.o.clock.monotonic() - m.startMono) / 1000 : 0,
+      lastCheckWall: m.lastCheckWall,
+      checksPerformed: m.checks,
+      issuesDetected: m.issues,
+      avgCheckMs: m.checks === 0 ? 0 : m.checkMsTotal / m.checks,
+    };
+  }
+
+  lockView(gpuId: number): LockView {
+    const lock = this.locks.current(gpuId);
+    const now = this.pclock.basis();
+    return {
+      lockKey: lockKeyOf(gpuId),
+      gpuId,
+      lock,
+      ttlRemainingSeconds: lock ? Math.max(0, (lock.expiresAt - now) / 1000) : null,
+      lockAgeSeconds: lock ? (now - lock.acquiredAt) / 1000 : null,
+    };
+  }
+
+  /** Lock health (contract §7.2): critical on a timed-out lock, warning on timeouts > 10 % or occupancy > 80 %. */
+  lockHealth(gpuId: number): { status: HealthStatus; issues: string[]; stats: LockStats; occupancy: number } {
+    const stats = this.locks.stats(gpuId);
+    const view = this.lockView(gpuId);
+    const issues: string[] = [];
+    let status: HealthStatus = 'healthy';
+    const cfg = this.o.config.get().monitoring;
+    const task = view.lock?.taskId ? this.heartbeats.get(view.lock.taskId) : undefined;
+    const timedOut =
+      view.lock !== null &&
+      view.lock.taskId !== null &&
+      (view.lockAgeSeconds ?? 0) > cfg.locks.gpuTimeoutSeconds &&
+      !(task?.status === 'running' && (this.pclock.basis() - task.lastBeat) / 1000 <= cfg.heartbeat.timeoutSeconds);
+    if (timedOut) {
+      status = 'critical';
+      issues.push(`${view.lockKey} held ${view.lockAgeSeconds!.toFixed(0)} s by ${view.lock!.holder} without a live heartbeat`);
+    }
+    const timeoutRate = stats.totalAttempts === 0 ? 0 : stats.timeoutCount / stats.totalAttempts;
+    const occupancy = this.occupancy.get(gpuId) ?? 0;
+    if (timeoutRate > 0.1) issues.push(`lock timeout rate ${(timeoutRate * 100).toFixed(0)} % (> 10 %)`);
+    if (occupancy > 0.8) issues.push(`GPU lock occupancy ${(occupancy * 100).toFixed(0)} % over the last check window (> 80 %)`);
+    if (status === 'healthy' && issues.length > 0) status = 'warning';
+    return { status, issues, stats, occupancy };
+  }
+
+  /** Heartbeat health numbers (contract §7.7). */
+  heartbeatHealth(overview: HeartbeatOverview = this.heartbeats.overview()): { total: number; active: number; failureRate: number } {
+    const total = overview.active.length + overview.dead.length + overview.orphaned.filter((x) => x.reason !== 'lock_without_task').length;
+    return { total, active: overview.active.length, failureRate: total === 0 ? 0 : overview.orphaned.length / total };
+  }
+
+  /** Monitoring health (contract §7.7): critical when the monitor is stopped. */
+  overallHealth(): { status: HealthStatus; issues: string[] } {
+    const issues: string[] = [];
+    let status: HealthStatus = 'healthy';
+    if (!this.monitor.running) {
+      status = 'critical';
+      issues.push('监控器未运行 (monitor is stopped)');
+    }
+    for (const id of this.locks.gpuIds()) {
+      const h = this.lockHealth(id);
+      if (h.status === 'critical') status = 'critical';
+      else if (h.status === 'warning' && status === 'healthy') status = 'warning';
+      issues.push(...h.issues);
+    }
+    const hb = this.heartbeatHealth();
+    if (hb.failureRate > 0.1) {
+      if (status === 'healthy') status = 'warning';
+      issues.push('心跳故障率过高');
+    }
+    return { status, issues };
+  }
+
+  /** Cleans ended tasks and orphans: runs a timeout check, frees locks whose task is gone, forgets ended tasks. */
+  async cleanup(actor: string): Promise<{ cleanedDeadTasks: number; releasedLocks: number }> {
+    await this.check();
+    let released = 0;
+    for (const o of this.heartbeats.overview().orphaned) {
+      if (o.reason !== 'lock_without_task' || o.lockKey === null) continue;
+      const gpuId = Number(o.lockKey.slice('gpu_lock:'.length));
+      const lock = this.locks.current(gpuId);
+      if (!lock) continue;
+      const freed = await this.locks.forceRelease(gpuId, { actor, reason: `heartbeat cleanup: task ${o.taskId ?? '?'} is not alive`, onlyToken: lock.token });
+      if (freed) released++;
+    }
+    const removed = await this.heartbeats.removeEnded();
+    return { cleanedDeadTasks: removed.length, releasedLocks: released };
+  }
+
+  /** Durable commits of the lock store and the operations they carried (group commit). */
+  commitStats(): { commits: number; operations: number } {
+    return this.o.lockStore.commitStats?.() ?? { commits: 0, operations: 0 };
+  }
+
+  /** Cheap, synchronous view for the dashboard's live stream. */
+  snapshot(): MonitoringSnapshot {
+    const hb = this.heartbeats.overview();
+    const t = this.telemetry.status();
+    return {
+      at: this.o.clock.now(),
+      monitor: this.monitorState(),
+      locks: this.locks.gpuIds().map((id) => this.lockView(id)),
+      heartbeats: { active: hb.active, dead: hb.dead, orphaned: hb.orphaned },
+      telemetry: { nvidiaAvailable: t.nvidia.available, reason: t.nvidia.reason, latest: t.latest },
+    };
+  }
+
+  private registerMetrics(): void {
+    const registers = [this.o.metrics.registry];
+    const locks = () => this.locks.gpuIds().map((id) => this.lockView(id));
+    new Gauge({
+      name: 'console_gpu_lock_held',
+      help: 'Whether the GPU lock is held (1) or free (0)',
+      labelNames: ['lock_key'],
+      registers,
+      collect() {
+        for (const v of locks()) this.set({ lock_key: v.lockKey }, v.lock ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'console_gpu_lock_age_seconds',
+      help: 'Age of the held GPU lock (0 when free)',
+      labelNames: ['lock_key'],
+      registers,
+      collect() {
+        for (const v of locks()) this.set({ lock_key: v.lockKey }, v.lockAgeSeconds ?? 0);
+      },
+    });
+    const lockStore = this.o.lockStore;
+    if (lockStore.commitStats) {
+      new Gauge({
+        name: 'console_monitoring_store_commits',
+        help: 'Durable lock-store commits since start, and the operations they carried (kind=commits|operations)',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          const s = lockStore.commitStats!();
+          this.set({ kind: 'commits' }, s.commits);
+          this.set({ kind: 'operations' }, s.operations);
+        },
+      });
+    }
+    const heartbeats = this.heartbeats;
+    new Gauge({
+      name: 'console_heartbeat_tasks',
+      help: 'Tasks by heartbeat state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const o = heartbeats.overview();
+        this.set({ state: 'active' }, o.active.length);
+        this.set({ state: 'dead' }, o.dead.length);
+        this.set({ state: 'orphaned' }, o.orphaned.length);
+      },
+    });
+  }
+}

@@ -1,0 +1,229 @@
+import { Counter } from 'prom-client';
+import type { Logger } from 'pino';
+import type { Clock } from '../../base/clock.js';
+import type { MetricsRegistry } from '../../base/metrics.js';
+import type { GpuLockService } from './gpuLocks.js';
+import type { HeartbeatService } from './heartbeats.js';
+import { lockKeyOf, type HistoryEntry, type LockStore, type TaskRecord } from './lockStore.js';
+import type { PersistentClock } from './persistentClock.js';
+import type { TimeoutRecovery } from '../../../../shared/contracts/config/monitoring.js';
+
+/** Actions the timeout manager takes (contract §7.5 `configured_actions`, plus the recovery). */
+export type TimeoutAction = 'force_release_gpu_lock' | 'update_task_status' | 'log_timeout_event' | 'cancel_task' | 'retry_task' | 'notify';
+
+export const CONFIGURED_ACTIONS = ['force_release_gpu_lock', 'update_task_status', 'log_timeout_event'] as const;
+
+export interface TimeoutActionRecord {
+  atWall: number;
+  action: TimeoutAction | 'timeout_recovery';
+  taskId: string | null;
+  lockKey: string | null;
+  result: 'success' | 'failed' | 'skipped';
+  detail?: string;
+}
+
+/** Emitted for every timeout handled (the dashboard and the task owners listen). */
+export interface TimeoutEvent {
+  kind: 'task' | 'lock';
+  taskId: string | null;
+  lockKey: string | null;
+  recovery: TimeoutRecovery | 'none';
+  /** Retry attempt under `retry` (1-based). */
+  attempt?: number;
+  reason: string;
+}
+
+export interface TimeoutCheckResult {
+  checkedLocks: string[];
+  timeoutsDetected: number;
+  actionsTaken: TimeoutActionRecord[];
+}
+
+export interface TimeoutStats {
+  totalTimeoutsDetected: number;
+  tasksRecovered: number;
+  resourcesReleased: number;
+  currentTimeouts: number;
+}
+
+export interface TimeoutManagerOptions {
+  locks: GpuLockService;
+  heartbeats: HeartbeatService;
+  store: LockStore;
+  clock: Clock;
+  pclock: PersistentClock;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  settings: () => { autoRecovery: boolean; recovery: TimeoutRecovery; maxRetryAttempts: number; gpuTimeoutSeconds: number; heartbeatTimeoutSeconds: number };
+}
+
+const ACTIONS_SHOWN = 50;
+
+/**
+ * Finds missed heartbeats and timed-out locks, and recovers: mark the task timed out, release its
+ * lock (fencing-checked: only the lock the task holds), log, then the configured recovery
+ * (`cancel`: the owner's onTimeout handlers; `retry`: a fresh heartbeat window, up to
+ * max_retry_attempts, then cancel; `notify`: an event only). Every action is logged, counted in
+ * `console_monitoring_timeout_actions_total{action}` and kept in the action history.
+ */
+export class TimeoutManager {
+  private readonly stats: TimeoutStats = { totalTimeoutsDetected: 0, tasksRecovered: 0, resourcesReleased: 0, currentTimeouts: 0 };
+  private readonly actions: TimeoutActionRecord[] = [];
+  private readonly listeners = new Set<(e: TimeoutEvent) => void>();
+  private readonly counter: Counter<'action'>;
+
+  constructor(private readonly o: TimeoutManagerOptions) {
+    this.counter = new Counter({ name: 'console_monitoring_timeout_actions_total', help: 'Actions taken by the timeout manager', labelNames: ['action'], registers: [o.metrics.registry] });
+  }
+
+  async init(): Promise<void> {
+    const stored = await this.o.store.recentHistory('timeout', null, ACTIONS_SHOWN);
+    this.actions.splice(0, this.actions.length, ...stored.map((h) => this.fromHistory(h)));
+  }
+
+  onTimeout(listener: (e: TimeoutEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  getStats(): TimeoutStats {
+    return { ...this.stats };
+  }
+
+  /** Newest first. */
+  actionHistory(): TimeoutActionRecord[] {
+    return [...this.actions];
+  }
+
+  /** One check: expired TTLs, missed heartbeats, task locks past gpu_timeout without a live heartbeat. */
+  async check(gpuIds: readonly number[] = this.o.locks.gpuIds()): Promise<TimeoutCheckResult> {
+    const settings = this.o.settings();
+    const taken: TimeoutActionRecord[] = [];
+    let detected = 0;
+
+    // 1. Locks whose TTL ran out.
+    if (settings.autoRecovery) {
+      for (const lock of await this.o.locks.expireDue(gpuIds)) {
+        detected++;
+        this.stats.resourcesReleased++;
+        taken.push(this.act('force_release_gpu_lock', { taskId: lock.taskId, lockKey: lockKeyOf(lock.gpuId), result: 'success', detail: `TTL of ${lock.ttlMs / 1000} s expired (holder ${lock.holder})` }));
+      }
+    }
+
+    // 2. Tasks that missed their heartbeat.
+    const overdue = this.o.heartbeats.overdue();
+    this.stats.currentTimeouts = settings.autoRecovery ? 0 : overdue.length;
+    for (const task of overdue) {
+      detected++;
+      if (!settings.autoRecovery) continue;
+      taken.push(...(await this.recoverTask(task, settings)));
+    }
+
+    // 3. Task locks older than gpu_timeout whose task has no live heartbeat.
+    const nowBasis = this.o.pclock.basis();
+    for (const gpuId of gpuIds) {
+      const lock = this.o.locks.current(gpuId);
+      if (!lock || lock.taskId === null) continue;
+      if (nowBasis - lock.acquiredAt <= settings.gpuTimeoutSeconds * 1000) continue;
+      const task = this.o.heartbeats.get(lock.taskId);
+      const fresh = task?.status === 'running' && nowBasis - task.lastBeat <= settings.heartbeatTimeoutSeconds * 1000;
+      if (fresh) continue;
+      detected++;
+      if (!settings.autoRecovery) {
+        this.stats.currentTimeouts++;
+        continue;
+      }
+      const freed = await this.o.locks.forceRelease(gpuId, { actor: 'timeout-manager', reason: 'lock older than gpu_timeout without a live heartbeat', cause: 'timed_out', onlyToken: lock.token });
+      if (freed) this.stats.resourcesReleased++;
+      taken.push(this.act('force_release_gpu_lock', { taskId: lock.taskId, lockKey: lockKeyOf(gpuId), result: freed ? 'success' : 'skipped', detail: `lock age over ${settings.gpuTimeoutSeconds} s, no live heartbeat` }));
+      this.emit({ kind: 'lock', taskId: lock.taskId, lockKey: lockKeyOf(gpuId), recovery: 'none', reason: 'gpu_timeout' });
+    }
+
+    this.stats.totalTimeoutsDetected += detected;
+    return { checkedLocks: gpuIds.map(lockKeyOf), timeoutsDetected: detected, actionsTaken: taken };
+  }
+
+  private async recoverTask(task: TaskRecord, settings: ReturnType<TimeoutManagerOptions['settings']>): Promise<TimeoutActionRecord[]> {
+    const out: TimeoutActionRecord[] = [];
+    const lockKey = task.gpuId === null ? null : lockKeyOf(task.gpuId);
+    const silentFor = (this.o.pclock.basis() - task.lastBeat) / 1000;
+    const reason = `no heartbeat for ${silentFor.toFixed(1)} s (timeout ${task.timeoutMs / 1000} s)`;
+    const retry = settings.recovery === 'retry' && task.retries < settings.maxRetryAttempts;
+
+    // Release the GPU first: whatever happens next, the task must not keep it.
+    if (task.gpuId !== null && task.fencingToken !== null) {
+      try {
+        const freed = await this.o.locks.forceRelease(task.gpuId, { actor: 'timeout-manager', reason, cause: 'timed_out', onlyToken: task.fencingToken });
+        if (freed) this.stats.resourcesReleased++;
+        out.push(this.act('force_release_gpu_lock', { taskId: task.taskId, lockKey, result: freed ? 'success' : 'skipped', detail: freed ? reason : 'the task no longer held the lock' }));
+      } catch (err) {
+        out.push(this.act('force_release_gpu_lock', { taskId: task.taskId, lockKey, result: 'failed', detail: (err as Error).message }));
+      }
+    }
+    if (retry) {
+      await this.o.heartbeats.rearm(task.taskId);
+      out.push(this.act('update_task_status', { taskId: task.taskId, lockKey, result: 'success', detail: `re-armed (attempt ${task.retries}/${settings.maxRetryAttempts})` }));
+    } else {
+      await this.o.heartbeats.end(task.taskId, 'timed_out', reason);
+      out.push(this.act('update_task_status', { taskId: task.taskId, lockKey, result: 'success', detail: 'timed_out' }));
+    }
+    this.o.logger.warn({ taskId: task.taskId, owner: task.owner, lockKey, recovery: settings.recovery, retry }, `task heartbeat timed out: ${reason}`);
+    out.push(this.act('log_timeout_event', { taskId: task.taskId, lockKey, result: 'success', detail: reason }));
+
+    if (retry) {
+      out.push(this.act('retry_task', { taskId: task.taskId, lockKey, result: 'success', detail: `attempt ${task.retries}` }));
+      this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: 'retry', attempt: task.retries, reason });
+    } else if (settings.recovery === 'notify') {
+      out.push(this.act('notify', { taskId: task.taskId, lockKey, result: 'success', detail: reason }));
+      this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: 'notify', reason });
+    } else {
+      const ran = this.o.heartbeats.fireTimeout(task.taskId);
+      out.push(this.act('cancel_task', { taskId: task.taskId, lockKey, result: ran > 0 ? 'success' : 'skipped', detail: ran > 0 ? `${ran} handler(s) notified` : 'no handler registered' }));
+      this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: 'cancel', reason });
+    }
+    this.stats.tasksRecovered++;
+    out.push(this.act('timeout_recovery', { taskId: task.taskId, lockKey, result: 'success', detail: settings.recovery }));
+    return out;
+  }
+
+  private act(action: TimeoutActionRecord['action'], r: Omit<TimeoutActionRecord, 'atWall' | 'action'>): TimeoutActionRecord {
+    const record: TimeoutActionRecord = { atWall: this.o.clock.now(), action, ...r };
+    this.counter.inc({ action });
+    this.actions.unshift(record);
+    if (this.actions.length > ACTIONS_SHOWN) this.actions.length = ACTIONS_SHOWN;
+    const entry: HistoryEntry = {
+      atWall: record.atWall,
+      kind: 'timeout',
+      action,
+      lockKey: record.lockKey,
+      taskId: record.taskId,
+      holder: null,
+      success: record.result !== 'failed',
+      detail: { result: record.result, ...(record.detail ? { detail: record.detail } : {}) },
+    };
+    this.o.store.appendHistory(entry).catch((err: unknown) => this.o.logger.warn({ err }, 'could not store timeout history'));
+    return record;
+  }
+
+  private fromHistory(h: HistoryEntry): TimeoutActionRecord {
+    const detail = h.detail ?? {};
+    return {
+      atWall: h.atWall,
+      action: h.action as TimeoutActionRecord['action'],
+      taskId: h.taskId,
+      lockKey: h.lockKey,
+      result: (detail.result as TimeoutActionRecord['result'] | undefined) ?? (h.success ? 'success' : 'failed'),
+      ...(typeof detail.detail === 'string' ? { detail: detail.detail } : {}),
+    };
+  }
+
+  private emit(e: TimeoutEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.o.logger.warn({ err }, 'timeout listener failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,100 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawnServe, type ServeProcess } from '../helpers/spawnServe.js';
+
+const json = { 'content-type': 'application/json' };
+type Reply = { status: number; body: Record<string, unknown> };
+
+async function post(url: string, path: string, body: unknown): Promise<Reply> {
+  const res = await fetch(`${url}/api/v1/monitoring${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+async function status(url: string, key: string): Promise<Record<string, unknown>> {
+  return (await (await fetch(`${url}/api/v1/monitoring/gpu-lock/status?lock_key=${key}`)).json()) as Record<string, unknown>;
+}
+
+describe('kill -9 of the console mid-operation, then restart', () => {
+  let dir: string;
+  let proc: ServeProcess | undefined;
+  const env = () => ({ CONSOLE_DATA_DIR: dir, CONSOLE_GPU_IDS: '0,1,2' });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'console-crash-'));
+  });
+  afterEach(async () => {
+    if (proc && proc.child.exitCode === null && proc.child.signalCode === null) {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps acknowledged locks and heartbeats, releases expired ones, and the store passes integrity_check', async () => {
+    proc = spawnServe(['--port', '0', '--grpc-port', '0'], env());
+    let { url } = await proc.ready;
+
+    // acknowledged, long-lived lock with a heartbeat task
+    const kept = await post(url, '/gpu-lock/acquire', { lock_key: 'gpu_lock:0', task_name: 'training.job-1', ttl_seconds: 3600, task_id: 'job-1' });
+    expect(kept.status).toBe(200);
+    expect((await post(url, '/heartbeat/task/job-1/start', { task_name: 'training', gpu_lock: 'gpu_lock:0', fencing_token: kept.body.fencing_token, timeout_seconds: 600 })).status).toBe(200);
+    // acknowledged lock that will have expired by the restart (the restart alone takes longer than 1 s)
+    const short = await post(url, '/gpu-lock/acquire', { lock_key: 'gpu_lock:1', task_name: 'short', ttl_seconds: 1 });
+    expect(short.status).toBe(200);
+
+    // a storm of acquire/release on gpu_lock:2 and beats, killed mid-flight
+    let lastAckedToken = 0;
+    let lastAckedWasAcquire = false;
+    let stop = false;
+    const storm = (async () => {
+      while (!stop) {
+        try {
+          const a = await post(url, '/gpu-lock/acquire', { lock_key: 'gpu_lock:2', task_name: 'storm', ttl_seconds: 3600 });
+          if (a.status !== 200) continue;
+          lastAckedToken = a.body.fencing_token as number;
+          lastAckedWasAcquire = true;
+          await post(url, '/heartbeat/task/job-1', { progress: 0.5 });
+          const r = await post(url, '/gpu-lock/release', { lock_key: 'gpu_lock:2', fencing_token: lastAckedToken });
+          if (r.status === 200) lastAckedWasAcquire = false;
+        } catch {
+          return; // connection dropped by the kill
+        }
+      }
+    })();
+    while (lastAckedToken < 20) await new Promise((r) => setTimeout(r, 20));
+    proc.child.kill('SIGKILL');
+    expect(await proc.exited).toBe('SIGKILL');
+    stop = true;
+    await storm;
+
+    const db = new Database(join(dir, 'console.db'));
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    db.close();
+
+    proc = spawnServe(['--port', '0', '--grpc-port', '0'], env());
+    ({ url } = await proc.ready);
+
+    expect(await status(url, 'gpu_lock:0')).toMatchObject({ is_locked: true, lock_holder: 'training.job-1', fencing_token: kept.body.fencing_token, task_id: 'job-1' });
+    expect(await status(url, 'gpu_lock:1')).toMatchObject({ is_locked: false });
+    const task = (await (await fetch(`${url}/api/v1/monitoring/heartbeat/task/job-1`)).json()) as Record<string, unknown>;
+    expect(task).toMatchObject({ is_running: true, status: 'running' });
+
+    const storm2 = await status(url, 'gpu_lock:2');
+    if (lastAckedWasAcquire) {
+      // the last acknowledged operation was an acquire: it may have been released after (unacknowledged), never lost otherwise
+      if (storm2.is_locked) expect(storm2.fencing_token).toBe(lastAckedToken);
+    } else if (storm2.is_locked) {
+      // only an acquire in flight at the kill can hold it, with a newer token
+      expect(storm2.fencing_token as number).toBeGreaterThan(lastAckedToken);
+    }
+    // tokens never go back: a new acquire on the expired GPU gets a newer token than before the crash
+    const next = await post(url, '/gpu-lock/acquire', { lock_key: 'gpu_lock:1', task_name: 'after' });
+    expect(next.body.fencing_token as number).toBeGreaterThan(short.body.fencing_token as number);
+    // the stale holder of gpu_lock:1 is refused
+    expect((await post(url, '/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: short.body.fencing_token })).status).toBe(409);
+
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  }, 90_000);
+});
