@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 
 /**
  * Engine wire schemas (contract §3, §5): the seed's `/api/v1/inference*` and models API
@@ -167,6 +167,12 @@ const SamplingFields = {
   stream: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
   stream_options: Type.Optional(Type.Union([Type.Object({ include_usage: Type.Optional(Type.Boolean()) }), Type.Null()])),
   ttl: Type.Optional(Ttl),
+  // Accepted only with the values that mean "off": the local engine does not compute them, and a
+  // request that needs them gets a 400 naming the field rather than a silently different answer.
+  logprobs: Type.Optional(Type.Union([Type.Literal(false), Type.Null()], { description: 'log probabilities are not supported by the local engine' })),
+  top_logprobs: Type.Optional(Type.Union([Type.Literal(0), Type.Null()], { description: 'log probabilities are not supported by the local engine' })),
+  best_of: Type.Optional(Type.Union([Type.Literal(1), Type.Null()])),
+  logit_bias: Type.Optional(Type.Union([Type.Null(), Type.Record(Type.String(), Type.Number(), { maxProperties: 0 })])),
 };
 
 /** `POST /v1/chat/completions` (§3.4). */
@@ -198,13 +204,3 @@ export const EmbeddingRequest = Type.Object({
   ttl: Type.Optional(Ttl),
 });
 export type EmbeddingRequest = Static<typeof EmbeddingRequest>;
-
-/** Every schema of this file, for the adapters' validators. */
-export const engineSchemas: Readonly<Record<string, TSchema>> = {
-  InferenceRequest,
-  StreamWithMetadataRequest,
-  ChatCompletionRequest,
-  CompletionRequest,
-  EmbeddingRequest,
-  ModelLoadRequest,
-};

@@ -71,7 +71,7 @@ function priorityOf(value: number | undefined): Priority {
 }
 
 /** Request message → the REST request shape, validated with the same contract schema. */
-function toInput(req: PredictRequestMessage): { modelId: string; prompt: string; params: SamplingParams } {
+function toInput(req: PredictRequestMessage): { modelId: string; prompt: string; adapter: string; params: SamplingParams } {
   const g = req.generation ?? undefined;
   const generation = {
     ...(g?.max_new_tokens ? { maxNewTokens: g.max_new_tokens } : {}),
@@ -92,6 +92,7 @@ function toInput(req: PredictRequestMessage): { modelId: string; prompt: string;
   return {
     modelId: candidate.modelId,
     prompt: candidate.prompt,
+    adapter: req.adapter ?? '',
     params: {
       maxTokens: generation.maxNewTokens ?? 256,
       temperature: generation.temperature ?? 0.7,
@@ -122,10 +123,17 @@ export function createAiService({ engine, auth, config }: AiServiceOptions): Unt
     return controller.signal;
   };
 
-  const reject = (err: unknown) => {
-    const e = err instanceof AppError ? err : new AppError(ErrorCode.INTERNAL_ERROR, (err as Error)?.message ?? 'Internal error');
-    if (e.status >= 400 && e.status < 500) engine.recordRejected('grpc_stream_predict');
-    return toGrpcError(e);
+  const reject = (err: unknown) => toGrpcError(err instanceof AppError ? err : new AppError(ErrorCode.INTERNAL_ERROR, (err as Error)?.message ?? 'Internal error'));
+  /** Auth and message checks fail before the engine counts the request, so they are counted here. */
+  const refused = (route: 'grpc_stream_predict' | 'grpc_predict', err: unknown) => {
+    engine.recordRejected(route);
+    return reject(err);
+  };
+
+  /** Auth, message checks and priority: everything the engine needs before it sees the request. */
+  const admit = (call: { metadata: Metadata; request: PredictRequestMessage }) => {
+    authorize(call.metadata);
+    return { input: toInput(call.request), priority: priorityOf(call.request.priority), traceId: call.request.metadata?.trace_id || `trace-${randomUUID()}` };
   };
 
   return {
@@ -140,18 +148,22 @@ export function createAiService({ engine, auth, config }: AiServiceOptions): Unt
           md.set('x-queue-eta-ms', String(etaMs));
           call.sendMetadata(md);
         };
+        let admitted: ReturnType<typeof admit>;
         try {
-          authorize(call.metadata);
-          const req = call.request;
-          const input = toInput(req);
-          const traceId = req.metadata?.trace_id || `trace-${randomUUID()}`;
+          admitted = admit(call);
+        } catch (err) {
+          call.emit('error', refused('grpc_stream_predict', err));
+          return;
+        }
+        const { input, priority, traceId } = admitted;
+        try {
           let index = 0;
           const chunker = new TokenChunker(engine.chunkSize(), (text) => {
             call.write({ trace_id: traceId, chunk: text, end_of_stream: false, index: index++ });
           });
           const opts: RunOptions = {
             route: 'grpc_stream_predict',
-            priority: priorityOf(req.priority),
+            priority,
             requestId: `grpc-${randomUUID().slice(0, 8)}`,
             signal: callSignal(call),
             onQueued: (p) => {
@@ -175,11 +187,16 @@ export function createAiService({ engine, auth, config }: AiServiceOptions): Unt
 
     Predict(call: ServerUnaryCall<PredictRequestMessage, unknown>, callback: sendUnaryData<unknown>) {
       void (async () => {
+        let admitted: ReturnType<typeof admit>;
         try {
-          authorize(call.metadata);
-          const input = toInput(call.request);
-          const traceId = call.request.metadata?.trace_id || `trace-${randomUUID()}`;
-          const r = await engine.complete(input, { route: 'grpc_predict', priority: priorityOf(call.request.priority), requestId: `grpc-${randomUUID().slice(0, 8)}`, signal: callSignal(call) });
+          admitted = admit(call);
+        } catch (err) {
+          callback(refused('grpc_predict', err));
+          return;
+        }
+        const { input, priority, traceId } = admitted;
+        try {
+          const r = await engine.complete(input, { route: 'grpc_predict', priority, requestId: `grpc-${randomUUID().slice(0, 8)}`, signal: callSignal(call) });
           callback(null, {
             id: `gen-${randomUUID().replace(/-/g, '').slice(0, 16)}`,
             model_id: r.modelId,

@@ -84,6 +84,8 @@ export interface CompletionInput {
   modelId: string | undefined;
   prompt: string;
   params: SamplingParams;
+  /** LoRA adapter name (contract §3.1 `adapter`): must be one of the model's `loraAdapters`. */
+  adapter?: string | null;
 }
 
 export interface ChatInput {
@@ -154,6 +156,8 @@ interface LoadedModel {
   chatWrapper: ChatWrapper;
   /** Moving average of a request's sequence time (ms), for queue ETAs. */
   avgRequestMs: number;
+  /** The file changed on disk: unload as soon as the model is idle. */
+  stale: boolean;
 }
 
 const DEFAULT_ETA_MS = 2000;
@@ -175,7 +179,9 @@ export class EngineService extends BaseService {
   private backendError: string | null = null;
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
-  private readonly loadErrors = new Map<string, string>();
+  /** Why a model file failed to load, remembered for that version of the file (size + mtime). */
+  private readonly loadErrors = new Map<string, { message: string; sizeBytes: number; modifiedAt: number }>();
+  private readonly generations = new Set<Promise<unknown>>();
   private readonly queue: WaitQueue;
   private readonly metrics: EngineMetrics;
   private readonly log: Logger;
@@ -209,6 +215,7 @@ export class EngineService extends BaseService {
 
   protected async onStart(): Promise<void> {
     this.stopping = false;
+    this.disposables.defer(this.options.models.onChange(() => void this.reconcile().catch((err: unknown) => this.log.warn({ err }, 'model library reconcile failed'))));
     if (this.cfg().detectOnStart) {
       // In the background: start-up never waits for backend detection; failures show in health.
       void this.backend().catch(() => undefined);
@@ -219,7 +226,8 @@ export class EngineService extends BaseService {
     this.stopping = true;
     this.queue.rejectAll(new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping'));
     for (const c of this.inflight) c.abort(new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping'));
-    await Promise.allSettled([...this.loading.values()]);
+    // Generations stop at their next token once aborted; wait for them before freeing the models.
+    await Promise.allSettled([...this.generations, ...this.loading.values()]);
     for (const id of [...this.loaded.keys()]) await this.unloadNow(id);
     const pending = this.llamaPromise;
     this.llamaPromise = null;
@@ -238,21 +246,32 @@ export class EngineService extends BaseService {
     const cfg = this.cfg();
     const gpu = cfg.gpu === 'false' ? false : cfg.gpu;
     const log = this.log;
-    this.llamaPromise = getLlama({
-      gpu,
-      build: 'never',
-      progressLogs: false,
-      skipDownload: true,
-      logLevel: LlamaLogLevel.warn,
-      logger: (level, message) => {
-        const text = message.trim();
-        if (text === '') return;
-        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) log.error({ llama: true }, text);
-        else if (level === LlamaLogLevel.warn) log.warn({ llama: true }, text);
-        else log.debug({ llama: true }, text);
-      },
-      ...(cfg.threads > 0 ? { maxThreads: cfg.threads } : {}),
-    }).then(
+    const detect = async (): Promise<Llama> => {
+      const llama = await getLlama({
+        gpu,
+        build: 'never',
+        progressLogs: false,
+        skipDownload: true,
+        logLevel: LlamaLogLevel.warn,
+        logger: (level, message) => {
+          const text = message.trim();
+          if (text === '') return;
+          if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) log.error({ llama: true }, text);
+          else if (level === LlamaLogLevel.warn) log.warn({ llama: true }, text);
+          else log.debug({ llama: true }, text);
+        },
+        ...(cfg.threads > 0 ? { maxThreads: cfg.threads } : {}),
+      });
+      // node-llama-cpp falls back to another backend when the forced one cannot run here; a forced
+      // backend means that one or an error, never a silent fallback.
+      if (gpu !== 'auto' && llama.gpu !== gpu) {
+        const got = llama.gpu === false ? 'cpu' : llama.gpu;
+        await llama.dispose();
+        throw new Error(`node-llama-cpp could only start '${got}' on this machine`);
+      }
+      return llama;
+    };
+    this.llamaPromise = detect().then(
       (llama) => {
         this.llama = llama;
         this.backendError = null;
@@ -260,10 +279,12 @@ export class EngineService extends BaseService {
         return llama;
       },
       (err: unknown) => {
-        this.backendError = `backend '${cfg.gpu}' is not available: ${(err as Error).message}`;
+        const raw = (err as Error).message;
+        const reason = /NoBinaryFound/i.test(raw) ? `no usable ${cfg.gpu} build of llama.cpp on this machine (missing driver or runtime?); use engine.gpu 'auto' or 'false'` : raw;
+        this.backendError = `backend '${cfg.gpu}' is not available: ${reason}`;
         this.llamaPromise = null;
         log.error({ err, requested: cfg.gpu }, 'inference backend failed');
-        throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Inference backend '${cfg.gpu}' is not available: ${(err as Error).message}`, { cause: err });
+        throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Inference backend '${cfg.gpu}' is not available: ${reason}`, { cause: err });
       },
     );
     return this.llamaPromise;
@@ -311,16 +332,43 @@ export class EngineService extends BaseService {
   private statusOf(file: LocalModelFile): ModelStatus {
     if (this.loaded.has(file.id)) return 'ready';
     if (this.loading.has(file.id)) return 'loading';
-    if (file.error || this.loadErrors.has(file.id)) return 'error';
+    if (file.error || this.loadErrorFor(file)) return 'error';
     return 'unloaded';
   }
 
+  private setLoadError(file: LocalModelFile, message: string): void {
+    this.loadErrors.set(file.id, { message, sizeBytes: file.sizeBytes, modifiedAt: file.modifiedAt });
+  }
+
+  /** The remembered load error, unless the file changed since (a replaced file gets a fresh try). */
+  private loadErrorFor(file: LocalModelFile): string | undefined {
+    const e = this.loadErrors.get(file.id);
+    return e && e.sizeBytes === file.sizeBytes && e.modifiedAt === file.modifiedAt ? e.message : undefined;
+  }
+
+  /**
+   * The library changed (a file added, replaced or deleted): a loaded model whose file is gone or
+   * different is unloaded once idle, so the next request loads the new file.
+   */
+  private async reconcile(): Promise<void> {
+    const files = new Map((await this.options.models.list()).map((f) => [f.id, f]));
+    for (const m of [...this.loaded.values()]) {
+      const f = files.get(m.id);
+      if (f && f.sizeBytes === m.file.sizeBytes && f.modifiedAt === m.file.modifiedAt) continue;
+      m.stale = true;
+      if (m.active === 0 && this.queue.sizeFor(m.id) === 0) {
+        this.log.info({ model: m.id }, 'model file changed or removed; unloading');
+        await this.unloadNow(m.id);
+      }
+    }
+  }
+
   private summary(file: LocalModelFile): ModelSummary {
-    const error = file.error ?? this.loadErrors.get(file.id);
+    const error = file.error ?? this.loadErrorFor(file);
     const loaded = this.loaded.get(file.id);
     return {
       id: file.id,
-      name: file.id,
+      name: file.displayName ?? file.id,
       engine: 'node-llama-cpp',
       status: this.statusOf(file),
       capabilities: ['inference', 'stream', 'embeddings'],
@@ -421,7 +469,12 @@ export class EngineService extends BaseService {
   private scheduleIdle(m: LoadedModel): void {
     m.idleTimer?.cancel();
     m.idleTimer = null;
-    if (m.active > 0 || this.queue.sizeFor(m.id) > 0 || m.ttlSeconds <= 0 || this.stopping) return;
+    if (m.active > 0 || this.queue.sizeFor(m.id) > 0 || this.stopping) return;
+    if (m.stale) {
+      void this.unloadNow(m.id).catch((err: unknown) => this.log.error({ err, model: m.id }, 'unload of a changed model failed'));
+      return;
+    }
+    if (m.ttlSeconds <= 0) return;
     m.idleTimer = this.options.clock.setTimeout(() => {
       m.idleTimer = null;
       if (this.loaded.get(m.id) !== m || m.active > 0 || this.queue.sizeFor(m.id) > 0) return;
@@ -452,7 +505,7 @@ export class EngineService extends BaseService {
     const cfg = this.cfg();
     const name = file.path.split(/[\\/]/).pop() ?? file.id;
     if (file.error) {
-      this.loadErrors.set(file.id, file.error);
+      this.setLoadError(file, file.error);
       throw new AppError(ErrorCode.MODEL_NOT_READY, `Cannot load model '${file.id}' from ${name}: ${file.error}`, {
         details: [{ type: 'model_file', field: 'modelId', description: `${name}: ${file.error}` }],
       });
@@ -465,14 +518,14 @@ export class EngineService extends BaseService {
       const info = await readGgufFileInfo(file.path, { logWarnings: false });
       const trained = info.architectureMetadata?.context_length ?? file.contextLength ?? 4096;
       contextSize = cfg.contextSize > 0 ? cfg.contextSize : Math.min(Number(trained) || 4096, 4096);
+      // The whole footprint (weights + KV cache of every sequence), wherever the layers end up.
       const insights = await GgufInsights.from(info, llama);
-      const layers = insights.totalLayers;
-      const modelReq = insights.estimateModelResourceRequirements({ gpuLayers: 0 });
-      const ctxReq = insights.estimateContextResourceRequirements({ contextSize, modelGpuLayers: Math.min(layers, 0), sequences: cfg.parallel });
+      const modelReq = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
+      const ctxReq = await insights.estimateContextResourceRequirementsV2({ contextSize, modelGpuLayers: 0, sequences: cfg.parallel });
       estimateBytes = modelReq.cpuRam + modelReq.gpuVram + ctxReq.cpuRam + ctxReq.gpuVram;
     } catch (err) {
       const reason = (err as Error).message;
-      this.loadErrors.set(file.id, `not a readable GGUF file: ${reason}`);
+      this.setLoadError(file, `not a readable GGUF file: ${reason}`);
       throw new AppError(ErrorCode.MODEL_NOT_READY, `Cannot load model '${file.id}': ${name} is not a readable GGUF file (${reason})`, {
         details: [{ type: 'model_file', field: 'modelId', description: `${name}: ${reason}` }],
         cause: err,
@@ -500,6 +553,7 @@ export class EngineService extends BaseService {
         embeddingLock: Promise.resolve(),
         avgRequestMs: DEFAULT_ETA_MS,
         chatWrapper: resolveChatWrapper(model),
+        stale: false,
       };
       this.loaded.set(file.id, loaded);
       this.loadErrors.delete(file.id);
@@ -508,7 +562,7 @@ export class EngineService extends BaseService {
     } catch (err) {
       await model?.dispose().catch(() => undefined);
       const reason = (err as Error).message;
-      this.loadErrors.set(file.id, reason);
+      this.setLoadError(file, reason);
       this.log.error({ err, model: file.id, file: name }, 'model load failed');
       throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: ${reason}`, {
         details: [{ type: 'model_load', field: 'modelId', description: `${name}: ${reason}` }],
@@ -525,7 +579,7 @@ export class EngineService extends BaseService {
     const mib = (b: number) => Math.ceil(b / 1024 / 1024);
     if (budget > 0 && bytes > budget) {
       const reason = `needs about ${mib(bytes)} MiB (weights + ${cfg.parallel}-sequence context), more than engine.memoryBudgetMb ${cfg.memoryBudgetMb}`;
-      this.loadErrors.set(file.id, reason);
+      this.setLoadError(file, reason);
       throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: it ${reason}`, {
         details: [{ type: 'model_too_big', field: 'modelId', description: `${name} ${reason}` }],
       });
@@ -632,7 +686,6 @@ export class EngineService extends BaseService {
     const clock = this.options.clock;
     const labels = { route: opts.route, priority: opts.priority };
     const tQueue = clock.monotonic();
-    let outcome: RequestOutcome = 'error';
     const controller = new AbortController();
     const onAbort = () => controller.abort(opts.signal?.reason);
     if (opts.signal?.aborted) controller.abort(opts.signal.reason);
@@ -646,7 +699,7 @@ export class EngineService extends BaseService {
       let generated = 0;
       try {
         opts.onStart?.();
-        const result = await body(sequence, {
+        const work = body(sequence, {
           signal: controller.signal,
           onTokens: (n) => {
             if (tFirst === null) tFirst = clock.monotonic();
@@ -654,36 +707,60 @@ export class EngineService extends BaseService {
             this.recordTokens(n);
           },
         });
+        this.generations.add(work);
+        const result = await work.finally(() => this.generations.delete(work));
         const tEnd = clock.monotonic();
         const first = tFirst ?? tEnd;
         this.metrics.tokens.inc({ ...labels, direction: 'in' }, result.promptTokens);
         this.metrics.tokens.inc({ ...labels, direction: 'out' }, result.completionTokens);
         if (tFirst !== null) this.metrics.ttft.observe(labels, (first - tStart) / 1000);
         if (generated > 1 && tEnd > first) this.metrics.tokensPerSecond.observe(labels, (generated - 1) / ((tEnd - first) / 1000));
-        outcome = result.aborted ? 'cancelled' : 'success';
         return { ...result, queueMs: tStart - tQueue, ttftMs: first - tStart, durationMs: tEnd - tStart };
       } finally {
         this.release(m, sequence, clock.monotonic() - tStart);
       }
-    } catch (err) {
-      if (controller.signal.aborted && !(err instanceof AppError)) outcome = 'cancelled';
-      else if (err instanceof AppError && err.code === ErrorCode.RATE_LIMITED) outcome = 'rejected';
-      throw err;
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       this.inflight.delete(controller);
+    }
+  }
+
+  /**
+   * Runs one request and counts it once in `console_inference_requests_total`: success, cancelled
+   * (the client went away), rejected (a 4xx: bad input, unknown model, queue full) or error.
+   */
+  private async counted<R>(opts: RunOptions, run: () => Promise<R>, aborted: (r: R) => boolean = () => false): Promise<R> {
+    let outcome: RequestOutcome = 'error';
+    try {
+      const result = await run();
+      outcome = aborted(result) ? 'cancelled' : 'success';
+      return result;
+    } catch (err) {
+      if (opts.signal?.aborted) outcome = 'cancelled';
+      else if (err instanceof AppError && err.status >= 400 && err.status < 500) outcome = 'rejected';
+      throw err;
+    } finally {
       this.metrics.requests.inc({ surface: opts.route, status: outcome });
     }
   }
 
-  /** Counts a request refused before it reached a model (bad input, unknown model). */
+  /** Counts a request its adapter refused before it reached the engine (a malformed body). */
   recordRejected(route: EngineRoute): void {
     this.metrics.requests.inc({ surface: route, status: 'rejected' });
   }
 
   /** Raw text completion (`/v1/completions`, `/api/v1/inference*`, gRPC StreamPredict). */
-  async complete(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
+  complete(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
+    return this.counted(opts, () => this.runCompletion(input, opts), (r) => r.aborted);
+  }
+
+  private async runCompletion(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
     const modelId = await this.resolveModelId(input.modelId);
+    if (input.adapter) {
+      throw invalidRequest(`Model '${modelId}' has no LoRA adapters (loraAdapters is empty), so adapter '${input.adapter}' cannot be applied`, [
+        { type: 'adapter_not_found', field: 'adapter', description: `'${input.adapter}' is not one of the model's loraAdapters` },
+      ]);
+    }
     const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
     const promptTokens = m.model.tokenize(input.prompt).length + (m.model.tokens.bos !== null ? 1 : 0);
     if (promptTokens >= m.contextSize) throw this.tooLong('prompt', promptTokens, m.contextSize);
@@ -714,7 +791,11 @@ export class EngineService extends BaseService {
   }
 
   /** Chat completion (`/v1/chat/completions`) with the model's chat template, grammars and tools. */
-  async chat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
+  chat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
+    return this.counted(opts, () => this.runChat(input, opts), (r) => r.aborted);
+  }
+
+  private async runChat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
     const history: ChatHistoryItem[] = toChatHistory(input.messages);
     const modelId = await this.resolveModelId(input.modelId);
     const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
@@ -734,12 +815,13 @@ export class EngineService extends BaseService {
     if (useTools && grammar) {
       throw invalidRequest('tools and response_format json cannot be combined', [{ type: 'unsupported', field: 'response_format', description: 'not supported together with tools' }]);
     }
-    let functions: ChatModelFunctions | undefined = useTools ? toFunctions(input.tools!) : undefined;
-    if (functions && typeof input.toolChoice === 'object') {
-      const name = input.toolChoice.function.name;
-      if (!functions[name]) throw invalidRequest(`tool_choice names '${name}', which is not in tools`, [{ type: 'invalid', field: 'tool_choice.function.name', description: `'${name}' is not one of the tools` }]);
-      functions = { [name]: functions[name]! };
+    if (useTools && (input.toolChoice === 'required' || typeof input.toolChoice === 'object')) {
+      // node-llama-cpp lets the model decide when to call a function; it cannot force one.
+      throw invalidRequest("tool_choice can be 'auto' or 'none' with local models (a call cannot be forced)", [
+        { type: 'unsupported', field: 'tool_choice', description: "only 'auto' and 'none' are supported by the local engine" },
+      ]);
     }
+    const functions: ChatModelFunctions | undefined = useTools ? toFunctions(input.tools!) : undefined;
     // Prompt length with the model's chat template (tools are documented in the system prompt),
     // checked before the request takes a sequence.
     const state = m.chatWrapper.generateContextState({ chatHistory: history, ...(functions ? { availableFunctions: functions } : {}) });
@@ -785,42 +867,40 @@ export class EngineService extends BaseService {
   }
 
   /** Embeddings (`/v1/embeddings`): one vector per input, from an embedding context of the model. */
-  async embed(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
+  embed(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
+    return this.counted(opts, () => this.runEmbedding(modelIdRequested, inputs, opts));
+  }
+
+  private async runEmbedding(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
     const modelId = await this.resolveModelId(modelIdRequested);
     const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
-    let outcome: RequestOutcome = 'error';
-    try {
-      const llama = await this.backend();
-      for (const [i, text] of inputs.entries()) {
-        const n = m.model.tokenize(text).length + 1;
-        if (n >= m.contextSize) throw this.tooLong(inputs.length > 1 ? `input.${i}` : 'input', n, m.contextSize);
-      }
-      if (!m.embedding) {
-        m.embedding = m.model.createEmbeddingContext({ contextSize: m.contextSize, threads: this.threads(llama) });
-        m.embedding.catch(() => (m.embedding = null));
-      }
-      const ctx = await m.embedding;
-      const run = m.embeddingLock.then(async () => {
-        const vectors: number[][] = [];
-        let tokens = 0;
-        for (const text of inputs) {
-          if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-          const e = await ctx.getEmbeddingFor(text);
-          vectors.push([...e.vector]);
-          tokens += m.model.tokenize(text).length;
-        }
-        return { vectors, tokens };
-      });
-      m.embeddingLock = run.catch(() => undefined);
-      const { vectors, tokens } = await run;
-      m.lastUsedMono = this.options.clock.monotonic();
-      this.scheduleIdle(m);
-      this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);
-      outcome = 'success';
-      return { modelId, vectors, promptTokens: tokens };
-    } finally {
-      this.metrics.requests.inc({ surface: opts.route, status: outcome });
+    const llama = await this.backend();
+    for (const [i, text] of inputs.entries()) {
+      const n = m.model.tokenize(text).length + 1;
+      if (n >= m.contextSize) throw this.tooLong(inputs.length > 1 ? `input.${i}` : 'input', n, m.contextSize);
     }
+    if (!m.embedding) {
+      m.embedding = m.model.createEmbeddingContext({ contextSize: m.contextSize, threads: this.threads(llama) });
+      m.embedding.catch(() => (m.embedding = null));
+    }
+    const ctx = await m.embedding;
+    const run = m.embeddingLock.then(async () => {
+      const vectors: number[][] = [];
+      let tokens = 0;
+      for (const text of inputs) {
+        if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+        const e = await ctx.getEmbeddingFor(text);
+        vectors.push([...e.vector]);
+        tokens += m.model.tokenize(text).length;
+      }
+      return { vectors, tokens };
+    });
+    m.embeddingLock = run.catch(() => undefined);
+    const { vectors, tokens } = await run;
+    m.lastUsedMono = this.options.clock.monotonic();
+    this.scheduleIdle(m);
+    this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);
+    return { modelId, vectors, promptTokens: tokens };
   }
 
   // ------------------------------------------------------------------ status

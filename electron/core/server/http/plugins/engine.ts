@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import type { TSchema, Static } from '@sinclair/typebox';
+import { Kind, type Static, type TSchema } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   ChatCompletionRequest,
@@ -28,11 +28,103 @@ export interface EnginePluginOptions extends Record<string, unknown> {
   clock: Clock;
 }
 
+type Json = unknown;
+
+function kindOf(schema: TSchema): string {
+  return String((schema as { [Kind]?: string })[Kind] ?? '');
+}
+
+/** Whether a union member is meant for a value of this JS type (to explain the right member's rule). */
+function memberFits(member: TSchema, value: Json): boolean {
+  const kind = kindOf(member);
+  if (value === null) return kind === 'Null';
+  if (Array.isArray(value)) return kind === 'Array';
+  if (kind === 'Literal') return typeof (member as { const?: unknown }).const === typeof value;
+  switch (typeof value) {
+    case 'number':
+      return kind === 'Number' || kind === 'Integer';
+    case 'string':
+      return kind === 'String';
+    case 'boolean':
+      return kind === 'Boolean';
+    case 'object':
+      return kind === 'Object' || kind === 'Record';
+    default:
+      return false;
+  }
+}
+
+/** `type` literals of object members (OpenAI's tagged unions such as `response_format`). */
+function tags(members: TSchema[]): Map<unknown, TSchema> {
+  const out = new Map<unknown, TSchema>();
+  for (const m of members) {
+    const tag = kindOf(m) === 'Object' ? (m as unknown as { properties: Record<string, TSchema> }).properties.type : undefined;
+    if (tag && kindOf(tag) === 'Literal') out.set((tag as { const?: unknown }).const, m);
+  }
+  return out;
+}
+
+function pickMember(members: TSchema[], value: Json): TSchema | undefined {
+  const tagged = tags(members);
+  if (tagged.size > 1 && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const m = tagged.get((value as Record<string, unknown>).type);
+    if (m) return m;
+  }
+  return members.find((m) => kindOf(m) !== 'Literal' && memberFits(m, value));
+}
+
+function resolveUnion(schema: TSchema, value: Json): TSchema {
+  if (kindOf(schema) !== 'Union') return schema;
+  return pickMember((schema as unknown as { anyOf: TSchema[] }).anyOf, value) ?? schema;
+}
+
+/** The schema and value at a dotted path (unions resolved by the value's type). */
+function at(schema: TSchema, value: Json, path: string[]): { schema: TSchema | undefined; value: Json } {
+  let s: TSchema | undefined = schema;
+  let v: Json = value;
+  for (const seg of path) {
+    if (!s) break;
+    s = resolveUnion(s, v);
+    const kind = kindOf(s);
+    if (kind === 'Object') s = (s as unknown as { properties: Record<string, TSchema> }).properties[seg];
+    else if (kind === 'Array') s = (s as unknown as { items: TSchema }).items;
+    else if (kind === 'Record') s = Object.values((s as unknown as { patternProperties: Record<string, TSchema> }).patternProperties)[0];
+    else s = undefined;
+    v = v !== null && typeof v === 'object' ? (v as Record<string, Json>)[seg] : undefined;
+  }
+  return { schema: s, value: v };
+}
+
+/** A readable rule for a union failure ("must be one of ..." or the matching member's own rule, at its own field). */
+function explainUnion(schema: TSchema, value: Json): { subpath: string; rule: string; got?: string } | undefined {
+  if (kindOf(schema) !== 'Union') return undefined;
+  const members = (schema as unknown as { anyOf: TSchema[] }).anyOf;
+  const literals = members.filter((m) => kindOf(m) === 'Literal').map((m) => JSON.stringify((m as { const?: unknown }).const));
+  const tagged = tags(members);
+  if (tagged.size > 1 && value !== null && typeof value === 'object' && !Array.isArray(value) && !tagged.has((value as Record<string, unknown>).type)) {
+    return { subpath: 'type', rule: `must be one of ${[...tagged.keys()].map((k) => JSON.stringify(k)).join(', ')}`, got: JSON.stringify((value as Record<string, unknown>).type) };
+  }
+  const fitting = pickMember(members, value);
+  if (fitting) {
+    const issue = checkValue(fitting, value)[0];
+    if (issue) return { subpath: issue.path, rule: `expected ${issue.expected}${literals.length > 0 ? ` (or ${literals.join(', ')})` : ''}`, got: issue.got };
+  }
+  const kinds = members.filter((m) => kindOf(m) !== 'Literal').map((m) => kindOf(m).toLowerCase());
+  return { subpath: '', rule: `must be ${[...literals, ...kinds].join(' or ')}` };
+}
+
 /** Validates `value` against one contract schema; 400 listing every bad field. */
 export function validateBody<S extends TSchema>(schema: S, value: unknown): Static<S> {
   const issues = checkValue(schema, value);
   if (issues.length === 0) return value as Static<S>;
-  const details: ErrorDetail[] = issues.map((i) => ({ type: 'validation', field: i.path || 'body', description: `expected ${i.expected}, got ${i.got}` }));
+  const details: ErrorDetail[] = issues.map((i) => {
+    const path = i.path === '' ? [] : i.path.split('.');
+    const here = at(schema, value, path);
+    const union = here.schema ? explainUnion(here.schema, here.value) : undefined;
+    if (!union) return { type: 'validation', field: i.path || 'body', description: `expected ${i.expected}, got ${i.got}` };
+    const field = [i.path, union.subpath].filter((p) => p !== '').join('.') || 'body';
+    return { type: 'validation', field, description: `${union.rule}, got ${union.got ?? i.got}` };
+  });
   throw invalidRequest('Invalid request', details);
 }
 
@@ -63,9 +155,11 @@ class SseResponse {
   }
   queued(position: QueuePosition): void {
     this.start(position);
+    if (this.stream.destroyed || this.stream.writableEnded) return;
     this.stream.write(`: queued position=${position.position} eta_ms=${position.etaMs}\n\n`);
   }
   data(value: unknown): void {
+    if (this.stream.destroyed || this.stream.writableEnded) return;
     this.stream.write(`data: ${typeof value === 'string' ? value : JSON.stringify(value)}\n\n`);
   }
   end(): void {
@@ -137,9 +231,18 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
     return opts;
   };
 
+  /** A malformed body, refused before the engine saw the request. */
+  const invalid = (route: EngineRoute, err: unknown) => {
+    engine.recordRejected(route);
+    return rejected(route, err);
+  };
+
   const rejected = (route: EngineRoute, err: unknown) => {
-    const e = toAppError(err);
-    if (e.status >= 400 && e.status < 500) engine.recordRejected(route);
+    let e = toAppError(err);
+    // The engine names the REST field (`modelId`); on /v1 the same field is `model`.
+    if (route.startsWith('v1_') && e.details?.some((d) => d.field === 'modelId')) {
+      e = new AppError(e.code, e.message, { status: e.status, type: e.type, headers: e.headers, cause: e, details: e.details.map((d) => (d.field === 'modelId' ? { ...d, field: 'model' } : d)) });
+    }
     return e;
   };
 
@@ -167,7 +270,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       try {
         body = validateBody(ChatCompletionRequest, raw);
       } catch (err) {
-        throw rejected(route, err);
+        throw invalid(route, err);
       }
       const id = `chatcmpl-${hex32()}`;
       const created = unix();
@@ -235,7 +338,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       try {
         body = validateBody(CompletionRequest, raw);
       } catch (err) {
-        throw rejected(route, err);
+        throw invalid(route, err);
       }
       const prompt = Array.isArray(body.prompt) ? body.prompt[0]! : body.prompt;
       const id = `cmpl-${hex32()}`;
@@ -283,7 +386,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       try {
         body = validateBody(EmbeddingRequest, raw);
       } catch (err) {
-        throw rejected(route, err);
+        throw invalid(route, err);
       }
       const inputs = Array.isArray(body.input) ? body.input : [body.input];
       const r = await engine.embed(body.model, inputs, runOptions(request, reply, route, body.ttl)).catch((err: unknown) => {
@@ -319,7 +422,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       const body = request.body as InferenceRequest;
       const q = queueHeaders();
       const r = await engine
-        .complete({ modelId: body.modelId, prompt: body.prompt, params: restParams(body.generation) }, runOptions(request, reply, 'api_inference', body.ttl, { onQueued: q.onQueued }))
+        .complete({ modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) }, runOptions(request, reply, 'api_inference', body.ttl, { onQueued: q.onQueued }))
         .catch((err: unknown) => {
           throw rejected('api_inference', err);
         });
@@ -346,7 +449,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
         });
         try {
           const r = await engine.complete(
-            { modelId: body.modelId, prompt: body.prompt, params: restParams(body.generation) },
+            { modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) },
             runOptions(request, reply, 'api_stream', body.ttl, {
               onQueued: (p) => sse.queued(p),
               onStart: () => sse.start({ position: 0, etaMs: 0 }),
