@@ -208,6 +208,18 @@ export type TrainingEvent =
   | { type: 'validation'; data: ValidationPoint }
   | { type: 'log'; data: TrainingLogLine };
 
+/** `GET /api/v1/training/info`: what the configured backend can do, for forms (e.g. hide LoRA fields). */
+export const TrainingInfo = Type.Object({
+  backend: TrainingBackendName,
+  /** False for the llama backend: an explicit `loraConfig` is refused. */
+  supportsLora: Type.Boolean(),
+  gpuId: Type.Integer(),
+  validationSplit: Type.Number(),
+  /** The hyperParams defaults (§4.1). */
+  defaults: TrainingHyperParams,
+});
+export type TrainingInfo = Static<typeof TrainingInfo>;
+
 /** A cheap view for the dashboard's 1 Hz snapshot. */
 export interface TrainingSnapshot {
   queued: number;

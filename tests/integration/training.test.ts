@@ -227,6 +227,17 @@ describe('training API on a real console (llama backend, CPU)', () => {
     expect(noFile.body.error.details?.[0]?.field).toBe('datasetPath');
   });
 
+  it('describes the backend for forms: llama, no LoRA, the §4.1 defaults', async () => {
+    const info = await get<Record<string, unknown>>(c, '/api/v1/training/info');
+    expect(info.body).toEqual({
+      backend: 'llama',
+      supportsLora: false,
+      gpuId: 0,
+      validationSplit: 0.1,
+      defaults: { batchSize: 4, learningRate: 2e-4, epochs: 3, maxSeqLength: 2048, loraRank: 64, loraAlpha: 16, loraDropout: 0.05, saveSteps: 100, evalSteps: 100 },
+    });
+  });
+
   it('answers 404 TRAINING_JOB_NOT_FOUND for an unknown job on every route', async () => {
     for (const [method, path] of [
       ['GET', '/api/v1/training/status/job-nope'],

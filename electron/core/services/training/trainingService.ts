@@ -13,8 +13,10 @@ import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { GpuLease, GpuLockPort, HeartbeatPort, ModelFilesPort } from '../../base/ports.js';
 import type { Store } from '../../base/store.js';
+import { Value } from '@sinclair/typebox/value';
 import {
   TERMINAL_STATUSES,
+  TrainingHyperParams,
   type CancelTrainingResponse,
   type ListTrainingQuery,
   type ListTrainingResponse,
@@ -23,6 +25,7 @@ import {
   type StartTrainingRequest,
   type StartTrainingResponse,
   type TrainingEvent,
+  type TrainingInfo,
   type TrainingJobStatus,
   type TrainingSnapshot,
 } from '../../../../shared/contracts/training.js';
@@ -235,6 +238,18 @@ export class TrainingService extends BaseService {
       const current = this.listeners.get(jobId);
       current?.delete(listener);
       if (current && current.size === 0) this.listeners.delete(jobId);
+    };
+  }
+
+  /** What the configured backend can do (for forms). */
+  info(): TrainingInfo {
+    const cfg = this.cfg;
+    return {
+      backend: cfg.backend,
+      supportsLora: cfg.backend === 'command',
+      gpuId: cfg.gpuId,
+      validationSplit: cfg.validationSplit,
+      defaults: Value.Default(TrainingHyperParams, {}) as TrainingInfo['defaults'],
     };
   }
 

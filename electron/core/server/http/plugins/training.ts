@@ -38,6 +38,8 @@ export const trainingPlugin: FastifyPluginAsync<TrainingPluginOptions> = async (
 
   app.post('/api/v1/training/cancel/:jobId', { onRequest: auth.apiKey, schema: { params: JobIdParams } }, async (request) => training.cancel(request.params.jobId));
 
+  app.get('/api/v1/training/info', { onRequest: auth.apiKey }, async () => training.info());
+
   app.get('/api/v1/training/list', { onRequest: auth.apiKey, schema: { querystring: ListTrainingQuery } }, async (request) => training.list(request.query));
 
   app.get('/api/v1/training/:jobId/loss', { onRequest: auth.apiKey, schema: { params: JobIdParams, querystring: LossQuery } }, async (request) =>
