@@ -20,17 +20,20 @@ import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { runtimePlugin } from './server/http/plugins/runtime.js';
+import { trainingPlugin } from './server/http/plugins/training.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
+import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
 import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
 import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
-import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
+import { TrainingService } from './services/training/trainingService.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
@@ -66,10 +69,12 @@ export interface Console {
   readonly version: string;
   /** The model library (GGUF files, imports, downloads); the engine reads it as a ModelFilesPort. */
   readonly models: ModelLibrary;
-  /** Local inference (node-llama-cpp); `engine.snapshot()` feeds the dashboard. */
-  readonly engine: EngineService;
   /** GPU locks (`monitoring.locks`: GpuLockPort), heartbeats (`monitoring.heartbeats`: HeartbeatPort), telemetry. */
   readonly monitoring: MonitoringService;
+  /** Local inference (node-llama-cpp); `engine.snapshot()` feeds the dashboard. */
+  readonly engine: EngineService;
+  /** Fine-tuning job queue; `training.snapshot()` feeds the dashboard. */
+  readonly training: TrainingService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -116,7 +121,20 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
-  const services: Service[] = [ops, monitoring, runtime, models, engine];
+  const training = new TrainingService({
+    config,
+    store,
+    clock,
+    logger: logs.get('training'),
+    metrics,
+    dataDir: settings.dataDir,
+    modelsDir: () => models.dir,
+    models,
+    gpuLocks: monitoring.locks,
+    heartbeats: monitoring.heartbeats,
+  });
+  const services: Service[] = [ops, monitoring, runtime, models, engine, training];
+  grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth, config }));
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
   grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth, config }));
@@ -192,6 +210,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
       if (limiter) await http.register(limiterPlugin, { limiter, auth, clock });
+      await http.register(trainingPlugin, { training, auth, clock });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       for (const s of services) {
@@ -227,8 +246,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     adminToken,
     version,
     models,
-    engine,
     monitoring,
+    engine,
+    training,
     start,
     stop,
     addresses: () => {
