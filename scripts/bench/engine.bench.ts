@@ -145,7 +145,7 @@ async function viaRawHttp(): Promise<Run> {
 
 const def = grpc.loadPackageDefinition(loadSync(join(root, 'shared/proto/ai_service.proto'), { keepCase: true, longs: Number, enums: String, defaults: true }));
 const AIService = ((def.cyllm as grpc.GrpcObject).v1 as grpc.GrpcObject).AIService as grpc.ServiceClientConstructor;
-const grpcClient = new AIService(consoleProc.grpc, grpc.credentials.createInsecure()) as grpc.Client & {
+const grpcClient = new AIService(consoleProc.grpc, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
   StreamPredict(req: object): grpc.ClientReadableStream<{ chunk: string; end_of_stream: boolean }>;
 };
 function viaGrpc(): Promise<Run> {
