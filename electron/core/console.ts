@@ -134,10 +134,10 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     heartbeats: monitoring.heartbeats,
   });
   const services: Service[] = [ops, monitoring, runtime, models, engine, training];
-  grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth, config }));
+  grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth }));
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
-  grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth, config }));
+  grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth }));
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   const openaiLocal: OpenAiHandlers | undefined = engineHttp.openai;

@@ -1,41 +1,30 @@
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import {
   Metadata,
-  loadPackageDefinition,
-  type GrpcObject,
   type ServerUnaryCall,
   type ServerWritableStream,
-  type ServiceClientConstructor,
   type ServiceDefinition,
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { PRIORITIES, type Priority } from '../../../../shared/contracts/priority.js';
 import { checkValue } from '../../../../shared/contracts/validate.js';
 import { InferenceRequest } from '../../../../shared/contracts/engine.js';
-import { safeEqual } from '../../base/adminToken.js';
-import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
-import { packageRoot } from '../../base/packageInfo.js';
 import type { EngineService, RunOptions, SamplingParams } from '../../services/engine/engineService.js';
 import { TokenChunker } from '../../services/engine/tokenChunker.js';
 import type { Auth } from '../auth.js';
-import { toGrpcError } from './grpcServer.js';
+import { authorizeCall, loadServiceDefinition, protoPath, toGrpcError } from './grpcServer.js';
+export { PROTO_LOADER_OPTIONS } from './grpcServer.js';
 
 /** Path of the proto file (shared with clients and tests). */
 export function aiServiceProtoPath(): string {
-  return join(packageRoot(), 'shared/proto/ai_service.proto');
+  return protoPath('ai_service.proto');
 }
-
-export const PROTO_LOADER_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true } as const;
 
 /** The AIService definition, loaded from shared/proto/ai_service.proto. */
 export function aiServiceDefinition(): ServiceDefinition {
-  const pkg = loadPackageDefinition(loadSync(aiServiceProtoPath(), PROTO_LOADER_OPTIONS));
-  const ctor = ((pkg.cyllm as GrpcObject).v1 as GrpcObject).AIService as ServiceClientConstructor;
-  return ctor.service;
+  return loadServiceDefinition('ai_service.proto', 'AIService');
 }
 
 interface GenerationMessage {
@@ -59,7 +48,6 @@ interface PredictRequestMessage {
 export interface AiServiceOptions {
   engine: EngineService;
   auth: Auth;
-  config: ConfigStore;
 }
 
 /** gRPC priority (contract §10): 1=URGENT..4=LOW, 0 = NORMAL. */
@@ -108,14 +96,8 @@ function toInput(req: PredictRequestMessage): { modelId: string; prompt: string;
  * same chunking as the REST SSE stream. Auth: `x-internal-token` (auth.internalToken) or
  * `x-api-key` under the /api/v1 key rule.
  */
-export function createAiService({ engine, auth, config }: AiServiceOptions): UntypedServiceImplementation {
-  const authorize = (metadata: Metadata) => {
-    const internal = metadata.get('x-internal-token')[0];
-    const configured = config.get().auth.internalToken;
-    if (typeof internal === 'string' && configured !== '' && safeEqual(internal, configured)) return;
-    const key = metadata.get('x-api-key')[0];
-    auth.checkApiKey(typeof key === 'string' ? key : undefined);
-  };
+export function createAiService({ engine, auth }: AiServiceOptions): UntypedServiceImplementation {
+  const authorize = (metadata: Metadata) => authorizeCall(auth, metadata);
 
   const callSignal = (call: { on(event: 'cancelled', fn: () => void): unknown }) => {
     const controller = new AbortController();

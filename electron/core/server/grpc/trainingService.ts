@@ -1,17 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import {
-  loadPackageDefinition,
-  type GrpcObject,
   type Metadata,
   type ServerUnaryCall,
   type ServerWritableStream,
-  type ServiceClientConstructor,
   type ServiceDefinition,
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { parseWithDefaults } from '../../../../shared/contracts/validate.js';
 import {
   ListTrainingQuery,
@@ -22,26 +17,19 @@ import {
   type TrainingJobStatus,
 } from '../../../../shared/contracts/training.js';
 import { Value } from '@sinclair/typebox/value';
-import { safeEqual } from '../../base/adminToken.js';
-import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
-import { packageRoot } from '../../base/packageInfo.js';
 import type { TrainingService } from '../../services/training/trainingService.js';
 import type { Auth } from '../auth.js';
-import { toGrpcError } from './grpcServer.js';
+import { authorizeCall, loadServiceDefinition, protoPath, toGrpcError } from './grpcServer.js';
 
 /** Path of the proto file (shared with clients and tests). */
 export function trainingProtoPath(): string {
-  return join(packageRoot(), 'shared/proto/training_service.proto');
+  return protoPath('training_service.proto');
 }
-
-const PROTO_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true } as const;
 
 /** The TrainingService definition, loaded from shared/proto/training_service.proto. */
 export function trainingServiceDefinition(): ServiceDefinition {
-  const pkg = loadPackageDefinition(loadSync(trainingProtoPath(), PROTO_OPTIONS));
-  const ctor = ((pkg.cyllm as GrpcObject).v1 as GrpcObject).TrainingService as ServiceClientConstructor;
-  return ctor.service;
+  return loadServiceDefinition('training_service.proto', 'TrainingService');
 }
 
 interface TrainingRequestMessage {
@@ -130,21 +118,14 @@ function progressOf(s: TrainingJobStatus) {
 export interface TrainingGrpcOptions {
   training: TrainingService;
   auth: Auth;
-  config: ConfigStore;
 }
 
 /**
  * gRPC TrainingService (contract §10) over the same TrainingService as the HTTP routes. Auth:
  * `x-internal-token` (auth.internalToken) or `x-api-key` under the /api/v1 key rule.
  */
-export function createTrainingGrpc({ training, auth, config }: TrainingGrpcOptions): UntypedServiceImplementation {
-  const authorize = (metadata: Metadata) => {
-    const internal = metadata.get('x-internal-token')[0];
-    const configured = config.get().auth.internalToken;
-    if (typeof internal === 'string' && configured !== '' && safeEqual(internal, configured)) return;
-    const key = metadata.get('x-api-key')[0];
-    auth.checkApiKey(typeof key === 'string' ? key : undefined);
-  };
+export function createTrainingGrpc({ training, auth }: TrainingGrpcOptions): UntypedServiceImplementation {
+  const authorize = (metadata: Metadata) => authorizeCall(auth, metadata);
   const fail = (err: unknown) => toGrpcError(err instanceof AppError ? err : new AppError(ErrorCode.INTERNAL_ERROR, (err as Error)?.message ?? 'Internal error'));
   const unary = <Req>(fn: (request: Req) => Promise<unknown> | unknown) => (call: ServerUnaryCall<Req, unknown>, callback: sendUnaryData<unknown>) => {
     void (async () => {
