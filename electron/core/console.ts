@@ -24,14 +24,20 @@ import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
+import { runtimePlugin } from './server/http/plugins/runtime.js';
+import { trainingPlugin } from './server/http/plugins/training.js';
+import { createEngineHttp } from './server/http/plugins/engine.js';
+import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
+import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
+import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
 import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
-import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
+import { TrainingService } from './services/training/trainingService.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
@@ -85,6 +91,10 @@ export interface Console {
   readonly models: ModelLibrary;
   /** GPU locks (`monitoring.locks`: GpuLockPort), heartbeats (`monitoring.heartbeats`: HeartbeatPort), telemetry. */
   readonly monitoring: MonitoringService;
+  /** Local inference (node-llama-cpp); `engine.snapshot()` feeds the dashboard. */
+  readonly engine: EngineService;
+  /** Fine-tuning job queue; `training.snapshot()` feeds the dashboard. */
+  readonly training: TrainingService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
   /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
@@ -135,14 +145,33 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
-  const services: Service[] = [ops, monitoring, runtime, models];
+  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
+  const training = new TrainingService({
+    config,
+    store,
+    clock,
+    logger: logs.get('training'),
+    metrics,
+    dataDir: settings.dataDir,
+    modelsDir: () => models.dir,
+    models,
+    gpuLocks: monitoring.locks,
+    heartbeats: monitoring.heartbeats,
+  });
+  const services: Service[] = [ops, monitoring, runtime, models, engine, training];
+  grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth }));
+  const engineHttp = createEngineHttp({ engine, clock });
+  health.addComponent('engine', () => engine.health());
+  grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth }));
   // What the dashboard's live stream shows each second (runtime carries log lines: admin viewers only).
   snapshots.register('monitoring', () => monitoring.snapshot());
   snapshots.register('runtime', () => runtime.snapshot(), { adminOnly: true });
   snapshots.register('library', () => ({ downloads: models.snapshot() }));
+  snapshots.register('engine', () => engine.snapshot());
+  snapshots.register('training', () => training.snapshot());
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
-  let openaiLocal: OpenAiHandlers | undefined;
+  const openaiLocal: OpenAiHandlers | undefined = engineHttp.openai;
   let openaiRemote: RemoteOpenAiHandlers | undefined;
 
   // Limiter: remote providers behind /v1 (contract §6).
@@ -214,7 +243,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(consoleConfigPlugin, { config, store, auth, clock });
       await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
+      await http.register(engineHttp.plugin, { engine, auth, clock });
       if (limiter) await http.register(limiterPlugin, { limiter, auth, clock });
+      await http.register(trainingPlugin, { training, auth, clock });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });
@@ -270,6 +301,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     loginUrl: () => (addresses ? loginLink.url(addresses.httpUrl) : null),
     models,
     monitoring,
+    engine,
+    training,
     start,
     stop,
     addresses: () => {

@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // `npm run bench -- dashboard`: the dashboard in Debian's Chromium against a real console started
 // here. Measures time from navigation to first live data (cold and warm), the JS bundle (initial
 // and total, gzip), and the renderer's CPU use and long tasks during steady 1 Hz updates on the

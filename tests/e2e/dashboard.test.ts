@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';

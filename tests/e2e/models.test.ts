@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

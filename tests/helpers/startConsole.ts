@@ -39,6 +39,8 @@ export async function startConsole(
   const overrides: Layer = { ...(config ?? {}) };
   const server = { ...((config?.server as Record<string, unknown> | undefined) ?? {}), httpPort: 0, grpcPort: 0 };
   overrides.server = server;
+  // Backend detection (getLlama, seconds of CPU) only where a test asks for it.
+  overrides.engine = { detectOnStart: false, ...((config?.engine as Record<string, unknown> | undefined) ?? {}) };
   const instance = createConsole({ env: {}, ...rest, dataDir, overrides, logDestination: destination });
   const addresses = await instance.start();
   return {

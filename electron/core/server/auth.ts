@@ -48,6 +48,13 @@ export class Auth {
     if (!all.some((k) => safeEqual(k, key))) throw new AppError(ErrorCode.FORBIDDEN, 'Invalid API key');
   }
 
+  /** gRPC rule (contract §10): a matching `x-internal-token` from an internal caller, else the API-key rule. */
+  checkGrpcCaller(internalToken: string | undefined, apiKey: string | undefined): void {
+    const configured = this.options.config.get().auth.internalToken;
+    if (internalToken !== undefined && configured !== '' && safeEqual(internalToken, configured)) return;
+    this.checkApiKey(apiKey);
+  }
+
   /** A key valid until the returned function is called (run_script's run-scoped token). */
   addTemporaryKey(key: string): () => void {
     this.temporaryKeys.add(key);

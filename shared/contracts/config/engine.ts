@@ -26,6 +26,26 @@ export const EngineConfig = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** Detect the backend (getLlama) when the console starts, so /api/v1/health/details reports it; otherwise on the first load. */
+    detectOnStart: Type.Boolean({ default: true }),
+    /** Context sequences per loaded model: how many requests one model serves at once. */
+    parallel: Type.Integer({ default: 4, minimum: 1, maximum: 64 }),
+    /** Tokens of context per sequence; 0 = the model's trained context, capped at 4096. */
+    contextSize: Type.Integer({ default: 0, minimum: 0, maximum: 1_048_576 }),
+    /** Layers offloaded to the GPU: `auto` lets node-llama-cpp fit as many as memory allows. */
+    gpuLayers: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 0, maximum: 10_000 })], { default: 'auto' }),
+    /** Memory (MiB) all loaded models together may use (weights + context, estimated from the GGUF); 0 = no limit beyond node-llama-cpp's own checks. */
+    memoryBudgetMb: Type.Integer({ default: 0, minimum: 0 }),
+    /** Most models loaded at once (least recently used idle ones are unloaded first). */
+    maxLoadedModels: Type.Integer({ default: 2, minimum: 1, maximum: 32 }),
+    /** Seconds a loaded model may sit idle before it is unloaded; 0 = never. A request's `ttl` overrides it for that model. */
+    idleTtlSeconds: Type.Integer({ default: 600, minimum: 0 }),
+    /** Requests that may wait for a sequence (all models, all priorities); beyond it → 429 with Retry-After. */
+    queueMaxSize: Type.Integer({ default: 64, minimum: 0, maximum: 100_000 }),
+    /** Tokens per chunk on /api/v1/inference/stream* and gRPC StreamPredict (contract §3.2 `stream_chunk_size`). */
+    streamChunkSize: Type.Integer({ default: 4, minimum: 1, maximum: 256 }),
+    /** Model used when a request names `default` or none; empty = the first model in the library. */
+    defaultModel: Type.String({ default: '' }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -39,5 +59,7 @@ export const engineSection: ConfigSection<typeof EngineConfig> = {
     CONSOLE_MODELS_DIR: 'library.modelsDir',
     HF_ENDPOINT: 'library.hfEndpoint',
     HF_TOKEN: 'library.hfToken',
+    CONSOLE_ENGINE_PARALLEL: 'parallel',
+    CONSOLE_ENGINE_IDLE_TTL: 'idleTtlSeconds',
   },
 };

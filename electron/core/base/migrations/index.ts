@@ -3,6 +3,7 @@ import { migration0001Core } from './0001-core.js';
 import { migration0003Limiter } from './0003-limiter.js';
 import { migration0004Monitoring } from './0004-monitoring.js';
 import { migration0005Runtime } from './0005-runtime.js';
+import { migration0006Training } from './0006-training.js';
 import { migration0007ModelDownloads } from './0007-model-downloads.js';
 
 /**
@@ -21,5 +22,6 @@ export const migrations: readonly Migration[] = [
   migration0003Limiter,
   migration0004Monitoring,
   migration0005Runtime,
+  migration0006Training,
   migration0007ModelDownloads,
 ];

@@ -1,7 +1,45 @@
-import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { join } from 'node:path';
+import {
+  loadPackageDefinition,
+  Metadata,
+  Server,
+  ServerCredentials,
+  status as GrpcStatus,
+  type GrpcObject,
+  type ServiceClientConstructor,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { AppError, ErrorCode } from '../../base/errors.js';
+import { packageRoot } from '../../base/packageInfo.js';
+import type { Auth } from '../auth.js';
+
+/** Checks a call's metadata (`x-internal-token`, else `x-api-key`) against the gRPC auth rule. */
+export function authorizeCall(auth: Auth, metadata: Metadata): void {
+  const first = (key: string) => {
+    const value = metadata.get(key)[0];
+    return typeof value === 'string' ? value : undefined;
+  };
+  auth.checkGrpcCaller(first('x-internal-token'), first('x-api-key'));
+}
+
+/** Options for loading the console's protos (the server's and the tests' clients use the same). */
+export const PROTO_LOADER_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true } as const;
+
+/** Path of a proto file in `shared/proto/` (shared with clients and tests). */
+export function protoPath(file: string): string {
+  return join(packageRoot(), 'shared/proto', file);
+}
+
+/** Loads `cyllm.v1.<service>` from `shared/proto/<file>` and returns its definition. */
+export function loadServiceDefinition(file: string, service: string): ServiceDefinition {
+  const pkg = loadPackageDefinition(loadSync(protoPath(file), PROTO_LOADER_OPTIONS));
+  const ctor = ((pkg.cyllm as GrpcObject).v1 as GrpcObject)[service] as ServiceClientConstructor;
+  return ctor.service;
+}
 
 export interface GrpcServerOptions {
   host: string;

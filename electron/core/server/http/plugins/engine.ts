@@ -1,0 +1,485 @@
+import { randomUUID } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { Kind, type Static, type TSchema } from '@sinclair/typebox';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  ChatCompletionRequest,
+  CompletionRequest,
+  EmbeddingRequest,
+  InferenceRequest,
+  ModelIdParams,
+  ModelLoadRequest,
+  StreamWithMetadataRequest,
+  type GenerationParameters,
+} from '../../../../../shared/contracts/engine.js';
+import { parsePriority, type Priority } from '../../../../../shared/contracts/priority.js';
+import { checkValue } from '../../../../../shared/contracts/validate.js';
+import type { Clock } from '../../../base/clock.js';
+import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../../base/errors.js';
+import type { EngineRoute, EngineService, GenerationResult, QueuePosition, RunOptions, SamplingParams } from '../../../services/engine/engineService.js';
+import { TokenChunker } from '../../../services/engine/tokenChunker.js';
+import type { Auth } from '../../auth.js';
+import { errorBody, toAppError } from '../errorEnvelope.js';
+import type { OpenAiHandlers, OpenAiModel } from './openaiRouter.js';
+
+export interface EnginePluginOptions extends Record<string, unknown> {
+  engine: EngineService;
+  auth: Auth;
+  clock: Clock;
+}
+
+type Json = unknown;
+
+function kindOf(schema: TSchema): string {
+  return String((schema as { [Kind]?: string })[Kind] ?? '');
+}
+
+/** Whether a union member is meant for a value of this JS type (to explain the right member's rule). */
+function memberFits(member: TSchema, value: Json): boolean {
+  const kind = kindOf(member);
+  if (value === null) return kind === 'Null';
+  if (Array.isArray(value)) return kind === 'Array';
+  if (kind === 'Literal') return typeof (member as { const?: unknown }).const === typeof value;
+  switch (typeof value) {
+    case 'number':
+      return kind === 'Number' || kind === 'Integer';
+    case 'string':
+      return kind === 'String';
+    case 'boolean':
+      return kind === 'Boolean';
+    case 'object':
+      return kind === 'Object' || kind === 'Record';
+    default:
+      return false;
+  }
+}
+
+/** `type` literals of object members (OpenAI's tagged unions such as `response_format`). */
+function tags(members: TSchema[]): Map<unknown, TSchema> {
+  const out = new Map<unknown, TSchema>();
+  for (const m of members) {
+    const tag = kindOf(m) === 'Object' ? (m as unknown as { properties: Record<string, TSchema> }).properties.type : undefined;
+    if (tag && kindOf(tag) === 'Literal') out.set((tag as { const?: unknown }).const, m);
+  }
+  return out;
+}
+
+function pickMember(members: TSchema[], value: Json): TSchema | undefined {
+  const tagged = tags(members);
+  if (tagged.size > 1 && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const m = tagged.get((value as Record<string, unknown>).type);
+    if (m) return m;
+  }
+  return members.find((m) => kindOf(m) !== 'Literal' && memberFits(m, value));
+}
+
+function resolveUnion(schema: TSchema, value: Json): TSchema {
+  if (kindOf(schema) !== 'Union') return schema;
+  return pickMember((schema as unknown as { anyOf: TSchema[] }).anyOf, value) ?? schema;
+}
+
+/** The schema and value at a dotted path (unions resolved by the value's type). */
+function at(schema: TSchema, value: Json, path: string[]): { schema: TSchema | undefined; value: Json } {
+  let s: TSchema | undefined = schema;
+  let v: Json = value;
+  for (const seg of path) {
+    if (!s) break;
+    s = resolveUnion(s, v);
+    const kind = kindOf(s);
+    if (kind === 'Object') s = (s as unknown as { properties: Record<string, TSchema> }).properties[seg];
+    else if (kind === 'Array') s = (s as unknown as { items: TSchema }).items;
+    else if (kind === 'Record') s = Object.values((s as unknown as { patternProperties: Record<string, TSchema> }).patternProperties)[0];
+    else s = undefined;
+    v = v !== null && typeof v === 'object' ? (v as Record<string, Json>)[seg] : undefined;
+  }
+  return { schema: s, value: v };
+}
+
+/** A readable rule for a union failure ("must be one of ..." or the matching member's own rule, at its own field). */
+function explainUnion(schema: TSchema, value: Json): { subpath: string; rule: string; got?: string } | undefined {
+  if (kindOf(schema) !== 'Union') return undefined;
+  const members = (schema as unknown as { anyOf: TSchema[] }).anyOf;
+  const literals = members.filter((m) => kindOf(m) === 'Literal').map((m) => JSON.stringify((m as { const?: unknown }).const));
+  const tagged = tags(members);
+  if (tagged.size > 1 && value !== null && typeof value === 'object' && !Array.isArray(value) && !tagged.has((value as Record<string, unknown>).type)) {
+    return { subpath: 'type', rule: `must be one of ${[...tagged.keys()].map((k) => JSON.stringify(k)).join(', ')}`, got: JSON.stringify((value as Record<string, unknown>).type) };
+  }
+  const fitting = pickMember(members, value);
+  if (fitting) {
+    const issue = checkValue(fitting, value)[0];
+    if (issue) return { subpath: issue.path, rule: `expected ${issue.expected}${literals.length > 0 ? ` (or ${literals.join(', ')})` : ''}`, got: issue.got };
+  }
+  const kinds = members.filter((m) => kindOf(m) !== 'Literal').map((m) => kindOf(m).toLowerCase());
+  return { subpath: '', rule: `must be ${[...literals, ...kinds].join(' or ')}` };
+}
+
+/** Validates `value` against one contract schema; 400 listing every bad field. */
+export function validateBody<S extends TSchema>(schema: S, value: unknown): Static<S> {
+  const issues = checkValue(schema, value);
+  if (issues.length === 0) return value as Static<S>;
+  const details: ErrorDetail[] = issues.map((i) => {
+    const path = i.path === '' ? [] : i.path.split('.');
+    const here = at(schema, value, path);
+    const union = here.schema ? explainUnion(here.schema, here.value) : undefined;
+    if (!union) return { type: 'validation', field: i.path || 'body', description: `expected ${i.expected}, got ${i.got}` };
+    const field = [i.path, union.subpath].filter((p) => p !== '').join('.') || 'body';
+    return { type: 'validation', field, description: `${union.rule}, got ${union.got ?? i.got}` };
+  });
+  throw invalidRequest('Invalid request', details);
+}
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', connection: 'keep-alive' };
+
+/**
+ * One SSE response that starts lazily: on the first of "the request had to wait" (so the client
+ * learns its queue place at once, in headers and a `: queued` comment) or "generation started".
+ * Errors before that are ordinary HTTP errors.
+ */
+class SseResponse {
+  readonly stream = new PassThrough();
+  private started = false;
+
+  constructor(private readonly reply: FastifyReply) {}
+
+  get isStarted(): boolean {
+    return this.started;
+  }
+
+  start(position: QueuePosition): void {
+    if (this.started) return;
+    this.started = true;
+    void this.reply
+      .code(200)
+      .headers({ ...SSE_HEADERS, 'x-queue-position': String(position.position), 'x-queue-eta-ms': String(position.etaMs) })
+      .send(this.stream);
+  }
+  queued(position: QueuePosition): void {
+    this.start(position);
+    if (this.stream.destroyed || this.stream.writableEnded) return;
+    this.stream.write(`: queued position=${position.position} eta_ms=${position.etaMs}\n\n`);
+  }
+  data(value: unknown): void {
+    if (this.stream.destroyed || this.stream.writableEnded) return;
+    this.stream.write(`data: ${typeof value === 'string' ? value : JSON.stringify(value)}\n\n`);
+  }
+  end(): void {
+    this.stream.end();
+  }
+}
+
+/** An AbortSignal that fires when the client goes away before the response is complete. */
+function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort(new AppError(ErrorCode.INVALID_REQUEST, 'client closed the connection', { status: 499 }));
+  });
+  return controller.signal;
+}
+
+function priorityOf(request: FastifyRequest): Priority {
+  return parsePriority(request.headers['x-priority']).priority;
+}
+
+function stopList(stop: string | string[] | null | undefined): string[] | undefined {
+  if (stop === undefined || stop === null) return undefined;
+  return Array.isArray(stop) ? stop : [stop];
+}
+
+function restParams(g: GenerationParameters | undefined): SamplingParams {
+  return {
+    maxTokens: g?.maxNewTokens ?? 256,
+    temperature: g?.temperature ?? 0.7,
+    topP: g?.topP ?? 0.95,
+    repeatPenalty: g?.repetitionPenalty ?? 1.0,
+    ...(g?.seed !== undefined ? { seed: g.seed } : {}),
+    ...(g?.stop ? { stop: g.stop } : {}),
+  };
+}
+
+function openAiParams(body: ChatCompletionRequest | CompletionRequest): SamplingParams {
+  return {
+    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? 256,
+    temperature: body.temperature ?? 0.7,
+    topP: body.top_p ?? 0.9,
+    repeatPenalty: body.repetition_penalty ?? 1.0,
+    ...(body.frequency_penalty ? { frequencyPenalty: body.frequency_penalty } : {}),
+    ...(body.presence_penalty ? { presencePenalty: body.presence_penalty } : {}),
+    ...(body.seed !== undefined && body.seed !== null ? { seed: body.seed } : {}),
+    ...(stopList(body.stop) ? { stop: stopList(body.stop) } : {}),
+  };
+}
+
+const hex32 = () => randomUUID().replace(/-/g, '');
+
+/**
+ * The engine's HTTP surface: the seed API (`/api/v1/inference*`, `/api/v1/models*`, engine
+ * status) and the local OpenAI handlers that `openaiRouterPlugin` mounts on `/v1`.
+ */
+export function createEngineHttp({ engine, clock }: { engine: EngineService; clock: Clock }) {
+  const unix = () => Math.floor(clock.now() / 1000);
+
+  /** Runs `fn` with the run options every surface shares; remembers the first queue place for headers. */
+  const runOptions = (request: FastifyRequest, reply: FastifyReply, route: EngineRoute, ttl: number | undefined, extra: Partial<RunOptions> = {}) => {
+    const opts: RunOptions = {
+      route,
+      priority: priorityOf(request),
+      requestId: String(request.id),
+      signal: clientGone(reply),
+      ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
+      ...extra,
+    };
+    return opts;
+  };
+
+  /** A malformed body, refused before the engine saw the request. */
+  const invalid = (route: EngineRoute, err: unknown) => {
+    engine.recordRejected(route);
+    return rejected(route, err);
+  };
+
+  const rejected = (route: EngineRoute, err: unknown) => {
+    let e = toAppError(err);
+    // The engine names the REST field (`modelId`); on /v1 the same field is `model`.
+    if (route.startsWith('v1_') && e.details?.some((d) => d.field === 'modelId')) {
+      e = new AppError(e.code, e.message, { status: e.status, type: e.type, headers: e.headers, cause: e, details: e.details.map((d) => (d.field === 'modelId' ? { ...d, field: 'model' } : d)) });
+    }
+    return e;
+  };
+
+  /** Non-streaming responses carry the queue place the request first had (0 = served at once). */
+  const queueHeaders = () => {
+    let first: QueuePosition = { position: 0, etaMs: 0 };
+    let seen = false;
+    return {
+      onQueued: (p: QueuePosition) => {
+        if (!seen) first = p;
+        seen = true;
+      },
+      apply: (reply: FastifyReply) => void reply.headers({ 'x-queue-position': String(first.position), 'x-queue-eta-ms': String(first.etaMs) }),
+    };
+  };
+
+  const usage = (r: GenerationResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
+
+  // ------------------------------------------------------------ /v1 (OpenAI)
+
+  const openai: OpenAiHandlers = {
+    async chatCompletions(request, reply, raw) {
+      const route: EngineRoute = 'v1_chat';
+      let body: ChatCompletionRequest;
+      try {
+        body = validateBody(ChatCompletionRequest, raw);
+      } catch (err) {
+        throw invalid(route, err);
+      }
+      const id = `chatcmpl-${hex32()}`;
+      const created = unix();
+      const input = {
+        modelId: body.model,
+        messages: body.messages,
+        params: openAiParams(body),
+        ...(body.response_format ? { responseFormat: body.response_format } : {}),
+        ...(body.tools ? { tools: body.tools } : {}),
+        ...(body.tool_choice ? { toolChoice: body.tool_choice } : {}),
+      };
+      const toolCallsOf = (r: GenerationResult) => r.toolCalls?.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: c.arguments } }));
+      if (!body.stream) {
+        const q = queueHeaders();
+        const r = await engine.chat(input, runOptions(request, reply, route, body.ttl, { onQueued: q.onQueued })).catch((err: unknown) => {
+          throw rejected(route, err);
+        });
+        q.apply(reply);
+        const toolCalls = toolCallsOf(r);
+        return {
+          id,
+          object: 'chat.completion',
+          created,
+          model: r.modelId,
+          choices: [{ index: 0, message: { role: 'assistant', content: toolCalls ? (r.text === '' ? null : r.text) : r.text, ...(toolCalls ? { tool_calls: toolCalls } : {}) }, finish_reason: r.finishReason, logprobs: null }],
+          usage: usage(r),
+        };
+      }
+      const sse = new SseResponse(reply);
+      let model = body.model ?? 'default';
+      const chunk = (delta: Record<string, unknown>, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] });
+      try {
+        const r = await engine.chat(
+          input,
+          runOptions(request, reply, route, body.ttl, {
+            onQueued: (p) => sse.queued(p),
+            onStart: () => {
+              sse.start({ position: 0, etaMs: 0 });
+              sse.data(chunk({ role: 'assistant', content: '' }, null));
+            },
+            onText: (text) => {
+              if (text !== '') sse.data(chunk({ content: text }, null));
+            },
+          }),
+        );
+        model = r.modelId;
+        const toolCalls = toolCallsOf(r);
+        if (toolCalls) sse.data(chunk({ tool_calls: toolCalls.map((c, index) => ({ index, ...c })) }, null));
+        sse.data(chunk({}, r.finishReason));
+        if (body.stream_options?.include_usage) sse.data({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage(r) });
+        sse.data('[DONE]');
+        sse.end();
+      } catch (err) {
+        if (!sse.isStarted) throw rejected(route, err);
+        sse.data(errorBody(toAppError(err), 'openai').body);
+        sse.data('[DONE]');
+        sse.end();
+      }
+      return reply;
+    },
+
+    async completions(request, reply, raw) {
+      const route: EngineRoute = 'v1_completions';
+      let body: CompletionRequest;
+      try {
+        body = validateBody(CompletionRequest, raw);
+      } catch (err) {
+        throw invalid(route, err);
+      }
+      const prompt = Array.isArray(body.prompt) ? body.prompt[0]! : body.prompt;
+      const id = `cmpl-${hex32()}`;
+      const created = unix();
+      const input = { modelId: body.model, prompt, params: openAiParams(body) };
+      if (!body.stream) {
+        const q = queueHeaders();
+        const r = await engine.complete(input, runOptions(request, reply, route, body.ttl, { onQueued: q.onQueued })).catch((err: unknown) => {
+          throw rejected(route, err);
+        });
+        q.apply(reply);
+        return { id, object: 'text_completion', created, model: r.modelId, choices: [{ index: 0, text: r.text, finish_reason: r.finishReason, logprobs: null }], usage: usage(r) };
+      }
+      const sse = new SseResponse(reply);
+      let model = body.model ?? 'default';
+      const chunk = (text: string, finish: string | null) => ({ id, object: 'text_completion', created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }] });
+      try {
+        const r = await engine.complete(
+          input,
+          runOptions(request, reply, route, body.ttl, {
+            onQueued: (p) => sse.queued(p),
+            onStart: () => sse.start({ position: 0, etaMs: 0 }),
+            onText: (text) => {
+              if (text !== '') sse.data(chunk(text, null));
+            },
+          }),
+        );
+        model = r.modelId;
+        sse.data(chunk('', r.finishReason));
+        if (body.stream_options?.include_usage) sse.data({ id, object: 'text_completion', created, model, choices: [], usage: usage(r) });
+        sse.data('[DONE]');
+        sse.end();
+      } catch (err) {
+        if (!sse.isStarted) throw rejected(route, err);
+        sse.data(errorBody(toAppError(err), 'openai').body);
+        sse.data('[DONE]');
+        sse.end();
+      }
+      return reply;
+    },
+
+    async embeddings(request, reply, raw) {
+      const route: EngineRoute = 'v1_embeddings';
+      let body: EmbeddingRequest;
+      try {
+        body = validateBody(EmbeddingRequest, raw);
+      } catch (err) {
+        throw invalid(route, err);
+      }
+      const inputs = Array.isArray(body.input) ? body.input : [body.input];
+      const r = await engine.embed(body.model, inputs, runOptions(request, reply, route, body.ttl)).catch((err: unknown) => {
+        throw rejected(route, err);
+      });
+      const encode = (v: number[]) => (body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v);
+      return {
+        object: 'list',
+        data: r.vectors.map((v, index) => ({ object: 'embedding', index, embedding: encode(body.dimensions ? v.slice(0, body.dimensions) : v) })),
+        model: r.modelId,
+        usage: { prompt_tokens: r.promptTokens, total_tokens: r.promptTokens },
+      };
+    },
+
+    async listModels(): Promise<OpenAiModel[]> {
+      const models = await engine.listModels();
+      return models.map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: 'local', status: m.status }));
+    },
+
+    async getModel(_request, id): Promise<OpenAiModel | undefined> {
+      const models = await engine.listModels();
+      const m = models.find((x) => x.id === id);
+      return m ? { id: m.id, object: 'model', created: 0, owned_by: 'local', status: m.status } : undefined;
+    },
+  };
+
+  // ------------------------------------------------------------ /api/v1 (seed API)
+
+  const plugin: FastifyPluginAsync<EnginePluginOptions> = async (app, { auth }) => {
+    const genId = () => `gen-${hex32().slice(0, 16)}`;
+
+    app.post('/api/v1/inference', { preHandler: auth.apiKey, schema: { body: InferenceRequest } }, async (request, reply) => {
+      const body = request.body as InferenceRequest;
+      const q = queueHeaders();
+      const r = await engine
+        .complete({ modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) }, runOptions(request, reply, 'api_inference', body.ttl, { onQueued: q.onQueued }))
+        .catch((err: unknown) => {
+          throw rejected('api_inference', err);
+        });
+      q.apply(reply);
+      return { id: genId(), modelId: r.modelId, object: 'text_completion', created: unix(), choices: [{ index: 0, text: r.text, finish_reason: r.finishReason }], usage: usage(r) };
+    });
+
+    const streamRoute = (path: string, withMetadata: boolean) =>
+      app.post(path, { preHandler: auth.apiKey, schema: { body: withMetadata ? StreamWithMetadataRequest : InferenceRequest } }, async (request, reply) => {
+        const body = request.body as StreamWithMetadataRequest;
+        const id = genId();
+        const traceId = withMetadata ? (body.metadata?.traceId ?? body.metadata?.trace_id ?? `trace-${randomUUID()}`) : undefined;
+        const sse = new SseResponse(reply);
+        let offset = 0;
+        const event = (text: string, finish?: string) => ({
+          id,
+          object: 'text_completion.chunk',
+          ...(traceId ? { traceId } : {}),
+          choices: [{ index: 0, text, ...(finish ? { finish_reason: finish } : {}), offset }],
+        });
+        const chunker = new TokenChunker(engine.chunkSize(), (text) => {
+          sse.data(event(text));
+          offset++;
+        });
+        try {
+          const r = await engine.complete(
+            { modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) },
+            runOptions(request, reply, 'api_stream', body.ttl, {
+              onQueued: (p) => sse.queued(p),
+              onStart: () => sse.start({ position: 0, etaMs: 0 }),
+              onText: (text, tokens) => chunker.push(text, tokens),
+            }),
+          );
+          sse.data(event(chunker.take(), r.finishReason));
+          sse.data('[DONE]');
+          sse.end();
+        } catch (err) {
+          if (!sse.isStarted) throw rejected('api_stream', err);
+          sse.data(errorBody(toAppError(err), 'engine').body);
+          sse.data('[DONE]');
+          sse.end();
+        }
+        return reply;
+      });
+    streamRoute('/api/v1/inference/stream', false);
+    streamRoute('/api/v1/inference/streamWithMetadata', true);
+
+    app.get('/api/v1/models', { preHandler: auth.apiKey }, async () => ({ models: await engine.listModels() }));
+    app.get('/api/v1/models/:modelId', { preHandler: auth.apiKey, schema: { params: ModelIdParams } }, async (request) => engine.getModel((request.params as ModelIdParams).modelId));
+    app.post('/api/v1/models/:modelId/load', { preHandler: auth.apiKey, schema: { params: ModelIdParams } }, async (request) => {
+      const body = validateBody(ModelLoadRequest, request.body ?? {});
+      return engine.load((request.params as ModelIdParams).modelId, body.ttl);
+    });
+    app.post('/api/v1/models/:modelId/unload', { preHandler: auth.apiKey, schema: { params: ModelIdParams } }, async (request) => engine.unload((request.params as ModelIdParams).modelId));
+    app.get('/api/v1/engine/status', { preHandler: auth.apiKey }, async () => ({ ...engine.snapshot(), waiting: engine.waiting() }));
+  };
+
+  return { openai, plugin };
+}
+

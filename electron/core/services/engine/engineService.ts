@@ -1,0 +1,938 @@
+import { availableParallelism } from 'node:os';
+import {
+  GgufInsights,
+  LlamaChat,
+  LlamaCompletion,
+  LlamaLogLevel,
+  getLlama,
+  readGgufFileInfo,
+  resolveChatWrapper,
+  type ChatHistoryItem,
+  type ChatWrapper,
+  type ChatModelFunctions,
+  type GbnfJsonSchema,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaEmbeddingContext,
+  type LlamaGrammar,
+  type LlamaModel,
+  type Token,
+} from 'node-llama-cpp';
+import type { Logger } from 'pino';
+import type { ChatMessage, ChatTool, ModelDetails, ModelStatus, ModelSummary, ResponseFormat } from '../../../../shared/contracts/engine.js';
+import type { EngineConfig } from '../../../../shared/contracts/config/engine.js';
+import type { Priority } from '../../../../shared/contracts/priority.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { ConfigStore } from '../../base/config.js';
+import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
+import type { ComponentHealth } from '../../base/health.js';
+import { BaseService } from '../../base/lifecycle.js';
+import type { MetricsRegistry } from '../../base/metrics.js';
+import type { LocalModelFile, ModelFilesPort } from '../../base/ports.js';
+import { toChatHistory, toFunctions } from './chatHistory.js';
+import { EngineMetrics, type EngineRoute, type RequestOutcome } from './engineMetrics.js';
+import { WaitQueue, type QueuePosition, type WaitingRequest } from './waitQueue.js';
+
+export type { EngineRoute } from './engineMetrics.js';
+export type { QueuePosition, WaitingRequest } from './waitQueue.js';
+
+export interface EngineServiceOptions {
+  config: ConfigStore;
+  clock: Clock;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  /** The model library (models service). */
+  models: ModelFilesPort;
+}
+
+/** Sampling settings of one generation, already validated by the adapter. */
+export interface SamplingParams {
+  maxTokens: number;
+  /** 0 = greedy. */
+  temperature: number;
+  topP?: number;
+  /** llama.cpp repeat penalty (1 = off). */
+  repeatPenalty?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  seed?: number;
+  stop?: readonly string[];
+}
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
+
+/** How one request is run: who asked, how urgent, and the callbacks the adapter streams with. */
+export interface RunOptions {
+  route: EngineRoute;
+  priority: Priority;
+  /** Request id (shown in the status endpoint's waiting list). */
+  requestId: string;
+  /** Aborting frees the request's queue place or sequence at once. */
+  signal?: AbortSignal;
+  /** Idle seconds before this model unloads (overrides engine.idleTtlSeconds for the model). */
+  ttlSeconds?: number;
+  /** Called when the request has to wait, and whenever its place changes. */
+  onQueued?(position: QueuePosition): void;
+  /** Called when the request holds a sequence and starts (before any text). */
+  onStart?(): void;
+  /** Each piece of generated text with the number of tokens it came from. */
+  onText?(text: string, tokens: number): void;
+}
+
+export interface CompletionInput {
+  modelId: string | undefined;
+  prompt: string;
+  params: SamplingParams;
+  /** LoRA adapter name (contract §3.1 `adapter`): must be one of the model's `loraAdapters`. */
+  adapter?: string | null;
+}
+
+export interface ChatInput {
+  modelId: string | undefined;
+  messages: readonly ChatMessage[];
+  params: SamplingParams;
+  responseFormat?: ResponseFormat;
+  tools?: readonly ChatTool[];
+  toolChoice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+}
+
+export interface ToolCallResult {
+  id: string;
+  name: string;
+  /** JSON text of the arguments. */
+  arguments: string;
+}
+
+export interface GenerationResult {
+  modelId: string;
+  text: string;
+  finishReason: FinishReason;
+  promptTokens: number;
+  completionTokens: number;
+  /** Generated token ids (for exact comparisons across surfaces). */
+  tokens: Token[];
+  toolCalls?: ToolCallResult[];
+  /** Milliseconds waiting for a sequence, from start to first token, and generating in total. */
+  queueMs: number;
+  ttftMs: number;
+  durationMs: number;
+  /** True when the client went away and generation stopped early. */
+  aborted: boolean;
+}
+
+export interface EmbeddingResult {
+  modelId: string;
+  vectors: number[][];
+  promptTokens: number;
+}
+
+/** The engine at a glance, cheap and synchronous (the dashboard's live stream reads it). */
+export interface EngineSnapshot {
+  backend: string | null;
+  loadedModels: Array<{ id: string; activeSequences: number; parallel: number; queued: number; contextSize: number; idleTtlSeconds: number; lastUsedAt: number }>;
+  loading: string[];
+  queue: { depth: Record<Priority, number>; total: number; maxSize: number };
+  activeSequences: number;
+  /** Generated tokens per second over the last 10 s (all models). */
+  tokensPerSecond: number;
+}
+
+interface LoadedModel {
+  id: string;
+  file: LocalModelFile;
+  model: LlamaModel;
+  context: LlamaContext;
+  contextSize: number;
+  parallel: number;
+  active: number;
+  ttlSeconds: number;
+  lastUsedMono: number;
+  lastUsedAt: number;
+  idleTimer: TimerHandle | null;
+  estimateBytes: number;
+  embedding: Promise<LlamaEmbeddingContext> | null;
+  embeddingLock: Promise<unknown>;
+  chatWrapper: ChatWrapper;
+  /** Moving average of a request's sequence time (ms), for queue ETAs. */
+  avgRequestMs: number;
+  /** The file changed on disk: unload as soon as the model is idle. */
+  stale: boolean;
+}
+
+const DEFAULT_ETA_MS = 2000;
+const RATE_WINDOW_MS = 10_000;
+
+function cpuCount(): number {
+  return availableParallelism();
+}
+
+/**
+ * Local inference on node-llama-cpp (contract §3, §5). Owns the Llama backend, the loaded models
+ * (each with `parallel` context sequences), the priority wait queue for sequences, idle unloading
+ * and the engine metrics. Knows nothing of HTTP or gRPC: adapters call run*() with callbacks.
+ */
+export class EngineService extends BaseService {
+  readonly name = 'engine';
+  private llamaPromise: Promise<Llama> | null = null;
+  private llama: Llama | null = null;
+  private backendError: string | null = null;
+  private readonly loaded = new Map<string, LoadedModel>();
+  private readonly loading = new Map<string, Promise<LoadedModel>>();
+  /** Why a model file failed to load, remembered for that version of the file (size + mtime). */
+  private readonly loadErrors = new Map<string, { message: string; sizeBytes: number; modifiedAt: number }>();
+  private readonly generations = new Set<Promise<unknown>>();
+  private readonly queue: WaitQueue;
+  private readonly metrics: EngineMetrics;
+  private readonly log: Logger;
+  private readonly rateBuckets: Array<{ at: number; tokens: number }> = [];
+  private readonly inflight = new Set<AbortController>();
+  private stopping = false;
+  private toolCallCounter = 0;
+
+  constructor(private readonly options: EngineServiceOptions) {
+    super();
+    this.log = options.logger;
+    this.queue = new WaitQueue({
+      maxSize: () => this.cfg().queueMaxSize,
+      estimate: (key, position) => {
+        const m = this.loaded.get(key);
+        const parallel = m?.parallel ?? this.cfg().parallel;
+        return Math.ceil(position / parallel) * (m?.avgRequestMs ?? DEFAULT_ETA_MS);
+      },
+      now: () => options.clock.monotonic(),
+    });
+    this.metrics = new EngineMetrics(options.metrics, {
+      depth: () => this.queue.depthByPriority(),
+      active: () => this.activeSequences(),
+      loaded: () => this.loaded.size,
+    });
+  }
+
+  private cfg(): EngineConfig {
+    return this.options.config.get().engine;
+  }
+
+  protected async onStart(): Promise<void> {
+    this.stopping = false;
+    this.disposables.defer(this.options.models.onChange(() => void this.reconcile().catch((err: unknown) => this.log.warn({ err }, 'model library reconcile failed'))));
+    if (this.cfg().detectOnStart) {
+      // In the background: start-up never waits for backend detection; failures show in health.
+      void this.backend().catch(() => undefined);
+    }
+  }
+
+  protected override async onStop(): Promise<void> {
+    this.stopping = true;
+    this.queue.rejectAll(new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping'));
+    for (const c of this.inflight) c.abort(new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping'));
+    // Generations stop at their next token once aborted; wait for them before freeing the models.
+    await Promise.allSettled([...this.generations, ...this.loading.values()]);
+    for (const id of [...this.loaded.keys()]) await this.unloadNow(id);
+    const pending = this.llamaPromise;
+    this.llamaPromise = null;
+    if (pending) {
+      const llama = await pending.catch(() => null);
+      await llama?.dispose();
+    }
+    this.llama = null;
+  }
+
+  // ------------------------------------------------------------------ backend
+
+  /** getLlama once, with the configured backend and threads (contract: CUDA → Vulkan → Metal → CPU). */
+  private backend(): Promise<Llama> {
+    if (this.llamaPromise) return this.llamaPromise;
+    const cfg = this.cfg();
+    const gpu = cfg.gpu === 'false' ? false : cfg.gpu;
+    const log = this.log;
+    const detect = async (): Promise<Llama> => {
+      const llama = await getLlama({
+        gpu,
+        build: 'never',
+        progressLogs: false,
+        skipDownload: true,
+        logLevel: LlamaLogLevel.warn,
+        logger: (level, message) => {
+          const text = message.trim();
+          if (text === '') return;
+          if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) log.error({ llama: true }, text);
+          else if (level === LlamaLogLevel.warn) log.warn({ llama: true }, text);
+          else log.debug({ llama: true }, text);
+        },
+        ...(cfg.threads > 0 ? { maxThreads: cfg.threads } : {}),
+      });
+      // node-llama-cpp falls back to another backend when the forced one cannot run here; a forced
+      // backend means that one or an error, never a silent fallback.
+      if (gpu !== 'auto' && llama.gpu !== gpu) {
+        const got = llama.gpu === false ? 'cpu' : llama.gpu;
+        await llama.dispose();
+        throw new Error(`node-llama-cpp could only start '${got}' on this machine`);
+      }
+      return llama;
+    };
+    this.llamaPromise = detect().then(
+      (llama) => {
+        this.llama = llama;
+        this.backendError = null;
+        log.info({ gpu: llama.gpu, requested: cfg.gpu, cpuMathCores: llama.cpuMathCores }, 'inference backend ready');
+        return llama;
+      },
+      (err: unknown) => {
+        const raw = (err as Error).message;
+        const reason = /NoBinaryFound/i.test(raw) ? `no usable ${cfg.gpu} build of llama.cpp on this machine (missing driver or runtime?); use engine.gpu 'auto' or 'false'` : raw;
+        this.backendError = `backend '${cfg.gpu}' is not available: ${reason}`;
+        this.llamaPromise = null;
+        log.error({ err, requested: cfg.gpu }, 'inference backend failed');
+        throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Inference backend '${cfg.gpu}' is not available: ${reason}`, { cause: err });
+      },
+    );
+    return this.llamaPromise;
+  }
+
+  /** Threads used for contexts: config, or the physical cores node-llama-cpp finds useful for math. */
+  private threads(llama: Llama): number {
+    const t = this.cfg().threads;
+    return t > 0 ? t : Math.max(1, llama.cpuMathCores || cpuCount());
+  }
+
+  /** The backend node-llama-cpp picked (`cuda`, `vulkan`, `metal` or `cpu`), or null before detection. */
+  backendName(): string | null {
+    if (!this.llama) return null;
+    return this.llama.gpu === false ? 'cpu' : this.llama.gpu;
+  }
+
+  async health(): Promise<ComponentHealth> {
+    const cfg = this.cfg();
+    const total = await this.options.models.list().then((l) => l.length, () => undefined);
+    const status: 'UP' | 'DOWN' = this.running && this.backendError === null ? 'UP' : 'DOWN';
+    return {
+      status,
+      details: {
+        backend: this.backendName(),
+        requestedBackend: cfg.gpu,
+        ...(this.backendError ? { error: this.backendError } : {}),
+        threads: this.llama ? this.threads(this.llama) : cfg.threads,
+        models: { total, loaded: this.loaded.size, ready: this.loaded.size },
+        parallel: cfg.parallel,
+        queue: { waiting: this.queue.size, maxSize: cfg.queueMaxSize },
+        activeSequences: this.activeSequences(),
+      },
+    };
+  }
+
+  // ------------------------------------------------------------------ models
+
+  private activeSequences(): number {
+    let n = 0;
+    for (const m of this.loaded.values()) n += m.active;
+    return n;
+  }
+
+  private statusOf(file: LocalModelFile): ModelStatus {
+    if (this.loaded.has(file.id)) return 'ready';
+    if (this.loading.has(file.id)) return 'loading';
+    if (file.error || this.loadErrorFor(file)) return 'error';
+    return 'unloaded';
+  }
+
+  private setLoadError(file: LocalModelFile, message: string): void {
+    this.loadErrors.set(file.id, { message, sizeBytes: file.sizeBytes, modifiedAt: file.modifiedAt });
+  }
+
+  /** The remembered load error, unless the file changed since (a replaced file gets a fresh try). */
+  private loadErrorFor(file: LocalModelFile): string | undefined {
+    const e = this.loadErrors.get(file.id);
+    return e && e.sizeBytes === file.sizeBytes && e.modifiedAt === file.modifiedAt ? e.message : undefined;
+  }
+
+  /**
+   * The library changed (a file added, replaced or deleted): a loaded model whose file is gone or
+   * different is unloaded once idle, so the next request loads the new file.
+   */
+  private async reconcile(): Promise<void> {
+    const files = new Map((await this.options.models.list()).map((f) => [f.id, f]));
+    for (const m of [...this.loaded.values()]) {
+      const f = files.get(m.id);
+      if (f && f.sizeBytes === m.file.sizeBytes && f.modifiedAt === m.file.modifiedAt) continue;
+      m.stale = true;
+      if (m.active === 0 && this.queue.sizeFor(m.id) === 0) {
+        this.log.info({ model: m.id }, 'model file changed or removed; unloading');
+        await this.unloadNow(m.id);
+      }
+    }
+  }
+
+  private summary(file: LocalModelFile): ModelSummary {
+    const error = file.error ?? this.loadErrorFor(file);
+    const loaded = this.loaded.get(file.id);
+    return {
+      id: file.id,
+      name: file.displayName ?? file.id,
+      engine: 'node-llama-cpp',
+      status: this.statusOf(file),
+      capabilities: ['inference', 'stream', 'embeddings'],
+      ...(loaded ? { maxModelLen: loaded.contextSize } : file.contextLength ? { maxModelLen: file.contextLength } : {}),
+      ...(error ? { error } : {}),
+    };
+  }
+
+  async listModels(): Promise<ModelSummary[]> {
+    const files = await this.options.models.list();
+    return files.map((f) => this.summary(f));
+  }
+
+  /** 404 MODEL_NOT_FOUND (listing the ids there are) for an unknown id. */
+  private async fileFor(id: string): Promise<LocalModelFile> {
+    const file = await this.options.models.get(id);
+    if (file) return file;
+    const ids = (await this.options.models.list()).map((f) => f.id);
+    throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Model '${id}' not found; available: ${ids.length > 0 ? ids.join(', ') : '(none: put a .gguf file in the models folder)'}`, {
+      details: [{ type: 'model_not_found', field: 'modelId', description: `Model '${id}' is not in the model library` }],
+    });
+  }
+
+  async getModel(id: string): Promise<ModelDetails> {
+    const file = await this.fileFor(id);
+    const s = this.summary(file);
+    const loaded = this.loaded.get(id);
+    const cfg = this.cfg();
+    return {
+      id: s.id,
+      name: s.name,
+      engine: s.engine,
+      modelPath: file.path.split(/[\\/]/).pop() ?? file.id,
+      status: s.status,
+      capabilities: s.capabilities,
+      sizeBytes: file.sizeBytes,
+      ...(file.architecture ? { architecture: file.architecture } : {}),
+      ...(s.error ? { error: s.error } : {}),
+      config: {
+        ...(file.contextLength ? { maxModelLen: file.contextLength } : {}),
+        ...(loaded ? { contextSize: loaded.contextSize } : {}),
+        parallel: loaded?.parallel ?? cfg.parallel,
+        gpuLayers: loaded ? loaded.model.gpuLayers : cfg.gpuLayers,
+        idleTtlSeconds: loaded?.ttlSeconds ?? cfg.idleTtlSeconds,
+      },
+      activeSequences: loaded?.active ?? 0,
+      queued: this.queue.sizeFor(id),
+    };
+  }
+
+  /** The id a request means: `default` or nothing → engine.defaultModel or the library's first model. */
+  async resolveModelId(requested: string | undefined): Promise<string> {
+    if (requested !== undefined && requested !== '' && requested !== 'default') return requested;
+    const configured = this.cfg().defaultModel;
+    if (configured) return configured;
+    const loadedFirst = this.loaded.keys().next();
+    if (!loadedFirst.done) return loadedFirst.value;
+    const files = (await this.options.models.list()).filter((f) => !f.error);
+    const first = files[0];
+    if (!first) throw new AppError(ErrorCode.MODEL_NOT_FOUND, "No model to serve 'default': the models folder has no usable .gguf file");
+    return first.id;
+  }
+
+  /** Loads a model (or returns it when loaded); concurrent callers share one load. */
+  async load(id: string, ttlSeconds?: number): Promise<ModelDetails> {
+    const m = await this.ensureLoaded(id, ttlSeconds);
+    this.scheduleIdle(m);
+    return this.getModel(id);
+  }
+
+  /** Unloads a model; 409 while requests use it. */
+  async unload(id: string): Promise<ModelDetails> {
+    await this.fileFor(id);
+    const m = this.loaded.get(id);
+    if (m && (m.active > 0 || this.queue.sizeFor(id) > 0)) {
+      throw new AppError(ErrorCode.CONFLICT, `Model '${id}' is in use (${m.active} generating, ${this.queue.sizeFor(id)} waiting); try again when idle`);
+    }
+    const pending = this.loading.get(id);
+    if (pending) await pending.catch(() => undefined);
+    await this.unloadNow(id);
+    return this.getModel(id);
+  }
+
+  private async unloadNow(id: string): Promise<void> {
+    const m = this.loaded.get(id);
+    if (!m) return;
+    this.loaded.delete(id);
+    m.idleTimer?.cancel();
+    m.idleTimer = null;
+    const emb = m.embedding;
+    m.embedding = null;
+    if (emb) await (await emb.catch(() => null))?.dispose();
+    await m.context.dispose();
+    await m.model.dispose();
+    this.log.info({ model: id }, 'model unloaded');
+  }
+
+  private scheduleIdle(m: LoadedModel): void {
+    m.idleTimer?.cancel();
+    m.idleTimer = null;
+    if (m.active > 0 || this.queue.sizeFor(m.id) > 0 || this.stopping) return;
+    if (m.stale) {
+      void this.unloadNow(m.id).catch((err: unknown) => this.log.error({ err, model: m.id }, 'unload of a changed model failed'));
+      return;
+    }
+    if (m.ttlSeconds <= 0) return;
+    m.idleTimer = this.options.clock.setTimeout(() => {
+      m.idleTimer = null;
+      if (this.loaded.get(m.id) !== m || m.active > 0 || this.queue.sizeFor(m.id) > 0) return;
+      this.log.info({ model: m.id, idleSeconds: m.ttlSeconds }, 'unloading idle model');
+      void this.unloadNow(m.id).catch((err: unknown) => this.log.error({ err, model: m.id }, 'idle unload failed'));
+    }, m.ttlSeconds * 1000);
+  }
+
+  private async ensureLoaded(id: string, ttlSeconds?: number): Promise<LoadedModel> {
+    if (this.stopping || !this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The engine is not running');
+    const existing = this.loaded.get(id);
+    if (existing) {
+      if (ttlSeconds !== undefined) existing.ttlSeconds = ttlSeconds;
+      return existing;
+    }
+    const file = await this.fileFor(id);
+    let pending = this.loading.get(id);
+    if (!pending) {
+      pending = this.loadFile(file, ttlSeconds).finally(() => this.loading.delete(id));
+      this.loading.set(id, pending);
+    }
+    const m = await pending;
+    if (ttlSeconds !== undefined) m.ttlSeconds = ttlSeconds;
+    return m;
+  }
+
+  private async loadFile(file: LocalModelFile, ttlSeconds: number | undefined): Promise<LoadedModel> {
+    const cfg = this.cfg();
+    const name = file.path.split(/[\\/]/).pop() ?? file.id;
+    if (file.error) {
+      this.setLoadError(file, file.error);
+      throw new AppError(ErrorCode.MODEL_NOT_READY, `Cannot load model '${file.id}' from ${name}: ${file.error}`, {
+        details: [{ type: 'model_file', field: 'modelId', description: `${name}: ${file.error}` }],
+      });
+    }
+    const llama = await this.backend();
+    const t0 = this.options.clock.monotonic();
+    let estimateBytes = file.sizeBytes;
+    let contextSize: number;
+    try {
+      const info = await readGgufFileInfo(file.path, { logWarnings: false });
+      const trained = info.architectureMetadata?.context_length ?? file.contextLength ?? 4096;
+      contextSize = cfg.contextSize > 0 ? cfg.contextSize : Math.min(Number(trained) || 4096, 4096);
+      // The whole footprint (weights + KV cache of every sequence), wherever the layers end up.
+      const insights = await GgufInsights.from(info, llama);
+      const modelReq = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
+      const ctxReq = await insights.estimateContextResourceRequirementsV2({ contextSize, modelGpuLayers: 0, sequences: cfg.parallel });
+      estimateBytes = modelReq.cpuRam + modelReq.gpuVram + ctxReq.cpuRam + ctxReq.gpuVram;
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.setLoadError(file, `not a readable GGUF file: ${reason}`);
+      throw new AppError(ErrorCode.MODEL_NOT_READY, `Cannot load model '${file.id}': ${name} is not a readable GGUF file (${reason})`, {
+        details: [{ type: 'model_file', field: 'modelId', description: `${name}: ${reason}` }],
+        cause: err,
+      });
+    }
+    await this.makeRoom(file, estimateBytes);
+    let model: LlamaModel | null = null;
+    try {
+      model = await llama.loadModel({ modelPath: file.path, gpuLayers: cfg.gpuLayers === 'auto' ? 'auto' : cfg.gpuLayers });
+      const context = await model.createContext({ contextSize, sequences: cfg.parallel, threads: this.threads(llama) });
+      const loaded: LoadedModel = {
+        id: file.id,
+        file,
+        model,
+        context,
+        contextSize: context.contextSize,
+        parallel: cfg.parallel,
+        active: 0,
+        ttlSeconds: ttlSeconds ?? cfg.idleTtlSeconds,
+        lastUsedMono: this.options.clock.monotonic(),
+        lastUsedAt: this.options.clock.now(),
+        idleTimer: null,
+        estimateBytes,
+        embedding: null,
+        embeddingLock: Promise.resolve(),
+        avgRequestMs: DEFAULT_ETA_MS,
+        chatWrapper: resolveChatWrapper(model),
+        stale: false,
+      };
+      this.loaded.set(file.id, loaded);
+      this.loadErrors.delete(file.id);
+      this.log.info({ model: file.id, file: name, ms: Math.round(this.options.clock.monotonic() - t0), contextSize: loaded.contextSize, parallel: loaded.parallel, gpuLayers: model.gpuLayers }, 'model loaded');
+      return loaded;
+    } catch (err) {
+      await model?.dispose().catch(() => undefined);
+      const reason = (err as Error).message;
+      this.setLoadError(file, reason);
+      this.log.error({ err, model: file.id, file: name }, 'model load failed');
+      throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: ${reason}`, {
+        details: [{ type: 'model_load', field: 'modelId', description: `${name}: ${reason}` }],
+        cause: err,
+      });
+    }
+  }
+
+  /** Unloads idle models (least recently used first) until `bytes` more fit the budget and the model count. */
+  private async makeRoom(file: LocalModelFile, bytes: number): Promise<void> {
+    const cfg = this.cfg();
+    const budget = cfg.memoryBudgetMb * 1024 * 1024;
+    const name = file.path.split(/[\\/]/).pop() ?? file.id;
+    const mib = (b: number) => Math.ceil(b / 1024 / 1024);
+    if (budget > 0 && bytes > budget) {
+      const reason = `needs about ${mib(bytes)} MiB (weights + ${cfg.parallel}-sequence context), more than engine.memoryBudgetMb ${cfg.memoryBudgetMb}`;
+      this.setLoadError(file, reason);
+      throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: it ${reason}`, {
+        details: [{ type: 'model_too_big', field: 'modelId', description: `${name} ${reason}` }],
+      });
+    }
+    const used = () => [...this.loaded.values()].reduce((a, m) => a + m.estimateBytes, 0);
+    const fits = () => (budget === 0 || used() + bytes <= budget) && this.loaded.size + this.loading.size <= cfg.maxLoadedModels;
+    while (!fits()) {
+      const idle = [...this.loaded.values()].filter((m) => m.active === 0 && this.queue.sizeFor(m.id) === 0).sort((a, b) => a.lastUsedMono - b.lastUsedMono)[0];
+      if (!idle) {
+        throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: the loaded models are busy and no room is left (about ${mib(used())} MiB used of ${budget > 0 ? `${cfg.memoryBudgetMb} MiB` : 'no budget'}, ${this.loaded.size} of ${cfg.maxLoadedModels} models)`, {
+          headers: { 'retry-after': '5' },
+        });
+      }
+      this.log.info({ model: idle.id, for: file.id }, 'unloading least recently used model to make room');
+      await this.unloadNow(idle.id);
+    }
+  }
+
+  // ------------------------------------------------------------------ sequences
+
+  /**
+   * Waits (by priority) for a free sequence of `m`, then takes it. A freed slot passes straight
+   * from `release` to the granted waiter (`active` is never decremented in between), so a request
+   * arriving meanwhile cannot jump the queue.
+   */
+  private async acquire(m: LoadedModel, opts: RunOptions): Promise<LlamaContextSequence> {
+    m.idleTimer?.cancel();
+    m.idleTimer = null;
+    if (m.active >= m.parallel || this.queue.sizeFor(m.id) > 0) {
+      await this.queue.wait(opts.requestId, m.id, opts.priority, opts.signal, opts.onQueued);
+    } else {
+      m.active++;
+    }
+    try {
+      return m.context.getSequence();
+    } catch (err) {
+      this.releaseSlot(m);
+      throw err;
+    }
+  }
+
+  private release(m: LoadedModel, sequence: LlamaContextSequence, sequenceMs: number): void {
+    if (!sequence.disposed) sequence.dispose();
+    m.avgRequestMs = m.avgRequestMs * 0.8 + sequenceMs * 0.2;
+    m.lastUsedMono = this.options.clock.monotonic();
+    m.lastUsedAt = this.options.clock.now();
+    this.releaseSlot(m);
+  }
+
+  private releaseSlot(m: LoadedModel): void {
+    if (this.loaded.get(m.id) === m && !this.stopping && this.queue.grant(m.id)) return;
+    m.active--;
+    this.scheduleIdle(m);
+  }
+
+  private recordTokens(n: number): void {
+    const now = this.options.clock.monotonic();
+    const bucketAt = Math.floor(now / 1000) * 1000;
+    const last = this.rateBuckets[this.rateBuckets.length - 1];
+    if (last && last.at === bucketAt) last.tokens += n;
+    else this.rateBuckets.push({ at: bucketAt, tokens: n });
+    while (this.rateBuckets.length > 0 && this.rateBuckets[0]!.at < now - RATE_WINDOW_MS) this.rateBuckets.shift();
+  }
+
+  // ------------------------------------------------------------------ generation
+
+  private stopTriggers(params: SamplingParams): string[] | undefined {
+    const stops = (params.stop ?? []).filter((s) => s !== '');
+    return stops.length > 0 ? stops : undefined;
+  }
+
+  private samplingOptions(params: SamplingParams) {
+    const repeat =
+      (params.repeatPenalty !== undefined && params.repeatPenalty !== 1) || params.frequencyPenalty || params.presencePenalty
+        ? {
+            penalty: params.repeatPenalty ?? 1,
+            ...(params.frequencyPenalty ? { frequencyPenalty: params.frequencyPenalty } : {}),
+            ...(params.presencePenalty ? { presencePenalty: params.presencePenalty } : {}),
+          }
+        : false;
+    return {
+      temperature: params.temperature,
+      ...(params.topP !== undefined ? { topP: params.topP } : {}),
+      ...(params.seed !== undefined ? { seed: params.seed } : {}),
+      repeatPenalty: repeat as false | { penalty: number; frequencyPenalty?: number; presencePenalty?: number },
+    };
+  }
+
+  private tooLong(field: string, promptTokens: number, contextSize: number): AppError {
+    return invalidRequest(`The prompt is ${promptTokens} tokens; the model's context holds ${contextSize} per request (prompt + generated tokens)`, [
+      { type: 'context_length_exceeded', field, description: `${promptTokens} prompt tokens exceed the context size ${contextSize}` },
+    ]);
+  }
+
+  /**
+   * One generation with its bookkeeping: sequence acquired by priority, metrics, the sequence freed
+   * at once on abort or error, the next waiter granted.
+   */
+  private async withSequence<T extends { completionTokens: number; promptTokens: number; aborted: boolean }>(
+    m: LoadedModel,
+    opts: RunOptions,
+    body: (sequence: LlamaContextSequence, track: { onTokens: (n: number) => void; signal: AbortSignal }) => Promise<T>,
+  ): Promise<T & { queueMs: number; ttftMs: number; durationMs: number }> {
+    const clock = this.options.clock;
+    const labels = { route: opts.route, priority: opts.priority };
+    const tQueue = clock.monotonic();
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(opts.signal?.reason);
+    if (opts.signal?.aborted) controller.abort(opts.signal.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    this.inflight.add(controller);
+    try {
+      const sequence = await this.acquire(m, { ...opts, signal: controller.signal });
+      const tStart = clock.monotonic();
+      this.metrics.queueWait.observe({ priority: opts.priority }, (tStart - tQueue) / 1000);
+      let tFirst: number | null = null;
+      let generated = 0;
+      try {
+        opts.onStart?.();
+        const work = body(sequence, {
+          signal: controller.signal,
+          onTokens: (n) => {
+            if (tFirst === null) tFirst = clock.monotonic();
+            generated += n;
+            this.recordTokens(n);
+          },
+        });
+        this.generations.add(work);
+        const result = await work.finally(() => this.generations.delete(work));
+        const tEnd = clock.monotonic();
+        const first = tFirst ?? tEnd;
+        this.metrics.tokens.inc({ ...labels, direction: 'in' }, result.promptTokens);
+        this.metrics.tokens.inc({ ...labels, direction: 'out' }, result.completionTokens);
+        if (tFirst !== null) this.metrics.ttft.observe(labels, (first - tStart) / 1000);
+        if (generated > 1 && tEnd > first) this.metrics.tokensPerSecond.observe(labels, (generated - 1) / ((tEnd - first) / 1000));
+        return { ...result, queueMs: tStart - tQueue, ttftMs: first - tStart, durationMs: tEnd - tStart };
+      } finally {
+        this.release(m, sequence, clock.monotonic() - tStart);
+      }
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      this.inflight.delete(controller);
+    }
+  }
+
+  /**
+   * Runs one request and counts it once in `console_inference_requests_total`: success, cancelled
+   * (the client went away), rejected (a 4xx: bad input, unknown model, queue full) or error.
+   */
+  private async counted<R>(opts: RunOptions, run: () => Promise<R>, aborted: (r: R) => boolean = () => false): Promise<R> {
+    let outcome: RequestOutcome = 'error';
+    try {
+      const result = await run();
+      outcome = aborted(result) ? 'cancelled' : 'success';
+      return result;
+    } catch (err) {
+      if (opts.signal?.aborted) outcome = 'cancelled';
+      else if (err instanceof AppError && err.status >= 400 && err.status < 500) outcome = 'rejected';
+      throw err;
+    } finally {
+      this.metrics.requests.inc({ surface: opts.route, status: outcome });
+    }
+  }
+
+  /** Counts a request its adapter refused before it reached the engine (a malformed body). */
+  recordRejected(route: EngineRoute): void {
+    this.metrics.requests.inc({ surface: route, status: 'rejected' });
+  }
+
+  /** Raw text completion (`/v1/completions`, `/api/v1/inference*`, gRPC StreamPredict). */
+  complete(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
+    return this.counted(opts, () => this.runCompletion(input, opts), (r) => r.aborted);
+  }
+
+  private async runCompletion(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
+    const modelId = await this.resolveModelId(input.modelId);
+    if (input.adapter) {
+      throw invalidRequest(`Model '${modelId}' has no LoRA adapters (loraAdapters is empty), so adapter '${input.adapter}' cannot be applied`, [
+        { type: 'adapter_not_found', field: 'adapter', description: `'${input.adapter}' is not one of the model's loraAdapters` },
+      ]);
+    }
+    const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
+    const promptTokens = m.model.tokenize(input.prompt).length + (m.model.tokens.bos !== null ? 1 : 0);
+    if (promptTokens >= m.contextSize) throw this.tooLong('prompt', promptTokens, m.contextSize);
+    const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
+    const result = await this.withSequence(m, opts, async (sequence, track) => {
+      const completion = new LlamaCompletion({ contextSequence: sequence });
+      const tokens: Token[] = [];
+      try {
+        const out = await completion.generateCompletionWithMeta(input.prompt, {
+          ...this.samplingOptions(input.params),
+          maxTokens,
+          signal: track.signal,
+          stopOnAbortSignal: true,
+          customStopTriggers: this.stopTriggers(input.params),
+          onToken: (t) => {
+            tokens.push(...t);
+            track.onTokens(t.length);
+          },
+          onTextChunk: (chunk) => opts.onText?.(chunk, 1),
+        });
+        const finishReason: FinishReason = out.metadata.stopReason === 'maxTokens' ? 'length' : 'stop';
+        return { text: out.response, finishReason, promptTokens, completionTokens: tokens.length, tokens, aborted: out.metadata.stopReason === 'abort' || track.signal.aborted };
+      } finally {
+        completion.dispose();
+      }
+    });
+    return { modelId, ...result };
+  }
+
+  /** Chat completion (`/v1/chat/completions`) with the model's chat template, grammars and tools. */
+  chat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
+    return this.counted(opts, () => this.runChat(input, opts), (r) => r.aborted);
+  }
+
+  private async runChat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
+    const history: ChatHistoryItem[] = toChatHistory(input.messages);
+    const modelId = await this.resolveModelId(input.modelId);
+    const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
+    const llama = await this.backend();
+    let grammar: LlamaGrammar | undefined;
+    if (input.responseFormat?.type === 'json_object') grammar = await llama.getGrammarFor('json');
+    else if (input.responseFormat?.type === 'json_schema') {
+      try {
+        grammar = await llama.createGrammarForJsonSchema(input.responseFormat.json_schema.schema as GbnfJsonSchema as never);
+      } catch (err) {
+        throw invalidRequest(`response_format.json_schema.schema cannot be used: ${(err as Error).message}`, [
+          { type: 'unsupported_schema', field: 'response_format.json_schema.schema', description: (err as Error).message },
+        ]);
+      }
+    }
+    const useTools = input.tools !== undefined && input.tools.length > 0 && input.toolChoice !== 'none';
+    if (useTools && grammar) {
+      throw invalidRequest('tools and response_format json cannot be combined', [{ type: 'unsupported', field: 'response_format', description: 'not supported together with tools' }]);
+    }
+    if (useTools && (input.toolChoice === 'required' || typeof input.toolChoice === 'object')) {
+      // node-llama-cpp lets the model decide when to call a function; it cannot force one.
+      throw invalidRequest("tool_choice can be 'auto' or 'none' with local models (a call cannot be forced)", [
+        { type: 'unsupported', field: 'tool_choice', description: "only 'auto' and 'none' are supported by the local engine" },
+      ]);
+    }
+    const functions: ChatModelFunctions | undefined = useTools ? toFunctions(input.tools!) : undefined;
+    // Prompt length with the model's chat template (tools are documented in the system prompt),
+    // checked before the request takes a sequence.
+    const state = m.chatWrapper.generateContextState({ chatHistory: history, ...(functions ? { availableFunctions: functions } : {}) });
+    const promptTokens = state.contextText.tokenize(m.model.tokenizer).length;
+    if (promptTokens >= m.contextSize) throw this.tooLong('messages', promptTokens, m.contextSize);
+    const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
+    const result = await this.withSequence(m, opts, async (sequence, track) => {
+      const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: m.chatWrapper });
+      try {
+        const tokens: Token[] = [];
+        const common = {
+          ...this.samplingOptions(input.params),
+          maxTokens,
+          signal: track.signal,
+          stopOnAbortSignal: true,
+          customStopTriggers: this.stopTriggers(input.params),
+          onToken: (t: Token[]) => {
+            tokens.push(...t);
+            track.onTokens(t.length);
+          },
+          onTextChunk: (chunk: string) => opts.onText?.(chunk, 1),
+        };
+        const out = functions
+          ? await chat.generateResponse(history, { ...common, functions, maxParallelFunctionCalls: 1 })
+          : await chat.generateResponse(history, { ...common, ...(grammar ? { grammar } : {}) });
+        const calls = (out.functionCalls ?? []).map((c) => ({ id: `call_${(++this.toolCallCounter).toString(36)}${Math.random().toString(36).slice(2, 10)}`, name: c.functionName, arguments: JSON.stringify(c.params ?? {}) }));
+        const reason = out.metadata.stopReason;
+        const finishReason: FinishReason = calls.length > 0 ? 'tool_calls' : reason === 'maxTokens' ? 'length' : 'stop';
+        return {
+          text: out.response,
+          finishReason,
+          promptTokens,
+          completionTokens: tokens.length,
+          tokens,
+          ...(calls.length > 0 ? { toolCalls: calls } : {}),
+          aborted: reason === 'abort' || track.signal.aborted,
+        };
+      } finally {
+        chat.dispose();
+      }
+    });
+    return { modelId, ...result };
+  }
+
+  /** Embeddings (`/v1/embeddings`): one vector per input, from an embedding context of the model. */
+  embed(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
+    return this.counted(opts, () => this.runEmbedding(modelIdRequested, inputs, opts));
+  }
+
+  private async runEmbedding(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
+    const modelId = await this.resolveModelId(modelIdRequested);
+    const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
+    const llama = await this.backend();
+    for (const [i, text] of inputs.entries()) {
+      const n = m.model.tokenize(text).length + 1;
+      if (n >= m.contextSize) throw this.tooLong(inputs.length > 1 ? `input.${i}` : 'input', n, m.contextSize);
+    }
+    if (!m.embedding) {
+      m.embedding = m.model.createEmbeddingContext({ contextSize: m.contextSize, threads: this.threads(llama) });
+      m.embedding.catch(() => (m.embedding = null));
+    }
+    const ctx = await m.embedding;
+    const run = m.embeddingLock.then(async () => {
+      const vectors: number[][] = [];
+      let tokens = 0;
+      for (const text of inputs) {
+        if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+        const e = await ctx.getEmbeddingFor(text);
+        vectors.push([...e.vector]);
+        tokens += m.model.tokenize(text).length;
+      }
+      return { vectors, tokens };
+    });
+    m.embeddingLock = run.catch(() => undefined);
+    const { vectors, tokens } = await run;
+    m.lastUsedMono = this.options.clock.monotonic();
+    this.scheduleIdle(m);
+    this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);
+    return { modelId, vectors, promptTokens: tokens };
+  }
+
+  // ------------------------------------------------------------------ status
+
+  /** Tokens per chunk on the seed's SSE streams and gRPC StreamPredict. */
+  chunkSize(): number {
+    return this.cfg().streamChunkSize;
+  }
+
+  waiting(): WaitingRequest[] {
+    return this.queue.list();
+  }
+
+  snapshot(): EngineSnapshot {
+    const now = this.options.clock.monotonic();
+    let tokens = 0;
+    for (const b of this.rateBuckets) if (b.at >= now - RATE_WINDOW_MS) tokens += b.tokens;
+    return {
+      backend: this.backendName(),
+      loadedModels: [...this.loaded.values()].map((m) => ({
+        id: m.id,
+        activeSequences: m.active,
+        parallel: m.parallel,
+        queued: this.queue.sizeFor(m.id),
+        contextSize: m.contextSize,
+        idleTtlSeconds: m.ttlSeconds,
+        lastUsedAt: m.lastUsedAt,
+      })),
+      loading: [...this.loading.keys()],
+      queue: { depth: this.queue.depthByPriority(), total: this.queue.size, maxSize: this.cfg().queueMaxSize },
+      activeSequences: this.activeSequences(),
+      tokensPerSecond: Math.round((tokens / (RATE_WINDOW_MS / 1000)) * 10) / 10,
+    };
+  }
+}

@@ -1,0 +1,842 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, link, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, join } from 'node:path';
+import type { Logger } from 'pino';
+import { Counter, Gauge } from 'prom-client';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { ConfigStore } from '../../base/config.js';
+import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../base/errors.js';
+import { BaseService } from '../../base/lifecycle.js';
+import type { MetricsRegistry } from '../../base/metrics.js';
+import type { GpuLease, GpuLockPort, HeartbeatPort, ModelFilesPort } from '../../base/ports.js';
+import type { Store } from '../../base/store.js';
+import { Value } from '@sinclair/typebox/value';
+import {
+  TERMINAL_STATUSES,
+  TrainingHyperParams,
+  type CancelTrainingResponse,
+  type ListTrainingQuery,
+  type ListTrainingResponse,
+  type LossResponse,
+  type LogsResponse,
+  type StartTrainingRequest,
+  type StartTrainingResponse,
+  type TrainingEvent,
+  type TrainingInfo,
+  type TrainingJobStatus,
+  type TrainingSnapshot,
+} from '../../../../shared/contracts/training.js';
+import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
+import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
+import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
+import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
+
+export interface TrainingServiceOptions {
+  config: ConfigStore;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  /** The console's data dir: jobs' files live in `DATA_DIR/training`, the trainer in `DATA_DIR/trainer`. */
+  dataDir: string;
+  /** The models dir (absolute, real path) where finished models are published. */
+  modelsDir: () => string;
+  /** Resolves `baseModel` ids; without it ids are looked up as `<modelsDir>/<id>.gguf`. */
+  models?: ModelFilesPort;
+  /**
+   * GPU locks (monitoring). Optional: without it jobs still run one at a time (this service's own
+   * queue), but nothing stops another program from using the GPU meanwhile.
+   */
+  gpuLocks?: GpuLockPort;
+  /** Heartbeats (monitoring). Optional: without it a stuck trainer is only stopped by cancel. */
+  heartbeats?: HeartbeatPort;
+  /** Where the native trainer comes from (tests and benchmarks may pass a prebuilt one). */
+  trainer?: () => Promise<TrainerBinary>;
+}
+
+interface ActiveRun {
+  job: JobRow;
+  progress: JobProgress;
+  child: ChildProcess | undefined;
+  lease: GpuLease | undefined;
+  /** Set once the run must end early: why, and as what. */
+  abort: { status: 'cancelled' | 'failed'; reason: string } | undefined;
+  killTimer: TimerHandle | undefined;
+  timers: TimerHandle[];
+  unsubscribe: Array<() => void>;
+  lastError: string | undefined;
+  stderrTail: string[];
+  doneOutput: string | undefined;
+  logLines: number;
+  lastProgressSave: number;
+  lastStep: number;
+  exited: Promise<void>;
+  resolveExited: () => void;
+}
+
+const MAX_LOG_LINES_PER_JOB = 5000;
+const SNAPSHOT_JOBS = 20;
+
+/** ISO-8601 UTC with `Z`, whole seconds (contract §1.5). */
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function newJobId(): string {
+  return `job-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * The training runner (contract §4): a persisted FIFO queue of fine-tuning jobs, run one at a time
+ * per GPU, each in its own child process (the native llama.cpp trainer or a configured command)
+ * that reports progress as JSON lines. A running job holds the GPU lock and sends heartbeats when
+ * monitoring's ports are given. Finished models are published into the models dir, where the
+ * engine lists them.
+ */
+export class TrainingService extends BaseService {
+  readonly name = 'training';
+  private readonly jobs: TrainingJobStore;
+  private active: ActiveRun | undefined;
+  private pumping = false;
+  private pumpAgain = false;
+  private retryTimer: TimerHandle | undefined;
+  private waitingLogged = new Set<string>();
+  private trainerBuild: Promise<TrainerBinary> | undefined;
+  private readonly listeners = new Map<string, Set<(event: TrainingEvent) => void>>();
+  private readonly stepsTotal: Counter;
+  private readonly lossGauge: Gauge;
+  private readonly valLossGauge: Gauge;
+
+  constructor(private readonly options: TrainingServiceOptions) {
+    super();
+    this.jobs = new TrainingJobStore(options.store);
+    const registers = [options.metrics.registry];
+    const jobs = this.jobs;
+    new Gauge({
+      name: 'console_training_jobs',
+      help: 'Training jobs by status',
+      labelNames: ['status'],
+      registers,
+      collect() {
+        const counts = jobs.countByStatus();
+        for (const s of ['queued', 'running', 'paused', 'completed', 'failed', 'cancelled']) this.set({ status: s }, counts[s] ?? 0);
+      },
+    });
+    this.stepsTotal = new Counter({ name: 'console_training_steps_total', help: 'Optimizer steps done by training jobs', registers });
+    this.lossGauge = new Gauge({ name: 'console_training_loss', help: 'Training loss of the running (or last) job', registers });
+    this.valLossGauge = new Gauge({ name: 'console_training_validation_loss', help: 'Validation loss of the running (or last) job', registers });
+  }
+
+  private get cfg() {
+    return this.options.config.get().training;
+  }
+
+  protected async onStart(): Promise<void> {
+    const failed = this.jobs.failInterrupted(this.options.clock.now(), 'The console stopped while this job was running; training cannot resume. Start the job again.');
+    for (const id of failed) this.log(id, 'error', 'marked failed: the console stopped while the job was running');
+    if (failed.length > 0) this.options.logger.warn({ jobs: failed }, 'training jobs interrupted by a restart were marked failed');
+    this.disposables.defer(() => {
+      this.retryTimer?.cancel();
+      this.retryTimer = undefined;
+    });
+    this.options.clock.setTimeout(() => this.pump(), 0);
+  }
+
+  protected override async onStop(): Promise<void> {
+    const run = this.active;
+    if (run) {
+      this.abort(run, 'failed', 'The console stopped while this job was running; start it again.');
+      await run.exited;
+    }
+    this.listeners.clear();
+  }
+
+  // --- public API (used by the HTTP adapter) ---
+
+  /** Validates and queues a job (§4.1). Paths are untrusted: see `StartTrainingRequest`. */
+  async submit(request: StartTrainingRequest): Promise<StartTrainingResponse> {
+    if (!this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The training service is not running');
+    const plan = await this.plan(request);
+    const conflict = this.jobs.activeForOutputDir(plan.outputDir);
+    if (conflict) {
+      throw new AppError(ErrorCode.TRAINING_JOB_RUNNING, `Job ${conflict.id} (${conflict.status}) already writes to outputDir ${plan.outputDir}`, {
+        details: [{ type: 'training_job_running', field: 'outputDir', description: `job ${conflict.id} is ${conflict.status} with this outputDir` }],
+      });
+    }
+    const now = this.options.clock.now();
+    const id = newJobId();
+    this.jobs.insert({ id, status: 'queued', backend: plan.backend, baseModel: request.baseModel, outputDir: plan.outputDir, datasetPath: plan.datasetPath, request, plan, createdAt: now });
+    this.log(id, 'info', `queued (${plan.backend} backend): base model ${plan.modelPath}, dataset ${plan.datasetPath}, output ${plan.outputDir}`);
+    this.emitStatus(id);
+    this.pump();
+    return { jobId: id, status: 'queued', message: 'Training job has been queued', createdAt: iso(now) };
+  }
+
+  /** §4.2; 404 TRAINING_JOB_NOT_FOUND for an unknown id. */
+  status(jobId: string): TrainingJobStatus {
+    return this.toStatus(this.require(jobId));
+  }
+
+  /** §4.3: idempotent; a running job gets SIGTERM (SIGKILL after the grace) and this resolves once it exited. */
+  async cancel(jobId: string): Promise<CancelTrainingResponse> {
+    const job = this.require(jobId);
+    if (TERMINAL_STATUSES.includes(job.status)) return { jobId, status: job.status, message: `Training job is already ${job.status}` };
+    const run = this.active;
+    if (run && run.job.id === jobId) {
+      this.abort(run, 'cancelled', 'cancelled by request');
+      await run.exited;
+    } else if (this.jobs.finish(jobId, 'cancelled', this.options.clock.now(), null, null)) {
+      this.log(jobId, 'info', 'cancelled while queued');
+      this.emitStatus(jobId);
+    }
+    const after = this.require(jobId);
+    return {
+      jobId,
+      status: after.status,
+      message: after.status === 'cancelled' ? 'Training job has been cancelled' : `Training job is already ${after.status}`,
+    };
+  }
+
+  /** §4.4: newest first; `limit` clamped to 1..1000. */
+  list(query: ListTrainingQuery): ListTrainingResponse {
+    const limit = Math.min(1000, Math.max(1, Math.trunc(query.limit)));
+    const offset = Math.max(0, Math.trunc(query.offset));
+    const { jobs, total } = this.jobs.list(query.status, limit, offset);
+    return {
+      jobs: jobs.map((j) => ({ jobId: j.id, baseModel: j.baseModel, status: j.status, createdAt: iso(j.createdAt), completedAt: j.completedAt === null ? null : iso(j.completedAt) })),
+      total,
+      limit,
+      offset,
+    };
+  }
+
+  /** Loss points (per step) and validation losses (per epoch) of a job. */
+  loss(jobId: string, afterStep = -1): LossResponse {
+    this.require(jobId);
+    return { jobId, ...this.jobs.loss(jobId, afterStep) };
+  }
+
+  /** A job's log lines after `afterId`, oldest first. */
+  logs(jobId: string, afterId = 0, limit = 500): LogsResponse {
+    this.require(jobId);
+    return { jobId, lines: this.jobs.logs(jobId, afterId, limit).map((l) => ({ ...l, at: iso(l.at) })) };
+  }
+
+  /** Live events of one job (status changes, loss points, logs); returns the unsubscribe function. */
+  onEvent(jobId: string, listener: (event: TrainingEvent) => void): () => void {
+    this.require(jobId);
+    let set = this.listeners.get(jobId);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(jobId, set);
+    }
+    set.add(listener);
+    return () => {
+      const current = this.listeners.get(jobId);
+      current?.delete(listener);
+      if (current && current.size === 0) this.listeners.delete(jobId);
+    };
+  }
+
+  /** What the configured backend can do (for forms). */
+  info(): TrainingInfo {
+    const cfg = this.cfg;
+    return {
+      backend: cfg.backend,
+      supportsLora: cfg.backend === 'command',
+      gpuId: cfg.gpuId,
+      validationSplit: cfg.validationSplit,
+      defaults: Value.Default(TrainingHyperParams, {}) as TrainingInfo['defaults'],
+    };
+  }
+
+  /** Cheap synchronous view for the dashboard's snapshot stream. */
+  snapshot(): TrainingSnapshot {
+    const counts = this.jobs.countByStatus();
+    const recent = this.jobs.recent(SNAPSHOT_JOBS);
+    return {
+      queued: counts.queued ?? 0,
+      running: this.active?.job.id ?? null,
+      jobs: recent.map((j) => {
+        const p = this.active?.job.id === j.id ? this.active.progress : j.progress;
+        return {
+          jobId: j.id,
+          status: j.status,
+          currentStep: p?.currentStep ?? 0,
+          totalSteps: p?.totalSteps ?? 0,
+          ...(p?.loss !== undefined ? { loss: p.loss } : {}),
+          ...(p?.valLoss !== undefined ? { valLoss: p.valLoss } : {}),
+        };
+      }),
+    };
+  }
+
+  // --- validation ---
+
+  private async plan(request: StartTrainingRequest): Promise<TrainingPlan> {
+    const cfg = this.cfg;
+    const backend = cfg.backend;
+    const details: ErrorDetail[] = [];
+    const roots = await resolveRoots([this.options.dataDir, ...cfg.allowedRoots]);
+    if (backend === 'llama' && request.loraConfig !== undefined) {
+      details.push({
+        type: 'unsupported',
+        field: 'loraConfig',
+        description:
+          'the llama training backend does full fine-tuning only: the llama.cpp inside node-llama-cpp can apply LoRA adapters but cannot train them. Omit loraConfig, or set training.backend to "command" with a LoRA-capable trainer (e.g. PEFT)',
+      });
+    }
+    if (backend === 'command' && cfg.command.executable === '') {
+      throw new AppError(ErrorCode.UNAVAILABLE, 'training.backend is "command" but training.command.executable is not configured');
+    }
+    const dataset = await checkExistingFile(request.datasetPath, this.options.dataDir, roots);
+    if (!dataset.ok) details.push({ type: 'invalid_path', field: 'datasetPath', description: dataset.description });
+    const outputBase = join(this.options.dataDir, 'training', 'outputs');
+    const output = await checkOutputDir(request.outputDir, outputBase, roots);
+    if (!output.ok) details.push({ type: 'invalid_path', field: 'outputDir', description: output.description });
+    const modelsDir = this.options.modelsDir();
+    if (output.ok && isInside(modelsDir, output.path)) {
+      details.push({ type: 'invalid_path', field: 'outputDir', description: 'must not be inside the models dir (the finished model is published there by itself)' });
+    }
+    const model = await this.resolveBaseModel(request.baseModel, backend, [...roots, modelsDir]);
+    if (model.kind === 'invalid') details.push({ type: 'invalid_path', field: 'baseModel', description: model.description });
+    if (details.length > 0 || !dataset.ok || !output.ok || model.kind === 'invalid') throw invalidRequest('Invalid training request', details);
+    if (model.kind === 'missing') {
+      throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Model '${request.baseModel}' is not in the models dir (${modelsDir}); download or import it first`, {
+        details: [{ type: 'model_not_found', field: 'baseModel', description: model.description }],
+      });
+    }
+    const fallback = `trained-${randomBytes(3).toString('hex')}`;
+    return {
+      backend,
+      modelPath: model.path,
+      datasetPath: dataset.path,
+      outputDir: output.path,
+      outputModelId: modelIdFrom(basename(output.path), fallback),
+    };
+  }
+
+  private async resolveBaseModel(
+    input: string,
+    backend: 'llama' | 'command',
+    roots: string[],
+  ): Promise<{ kind: 'ok'; path: string } | { kind: 'missing'; description: string } | { kind: 'invalid'; description: string }> {
+    const looksLikePath = input.startsWith('/') || input.startsWith('.') || input.includes('\\') || input.endsWith('.gguf');
+    if (!looksLikePath && !input.includes('/')) {
+      // a model id of the models dir
+      if (this.options.models) {
+        try {
+          const file = await this.options.models.get(input);
+          if (file) return { kind: 'ok', path: file.path };
+        } catch (err) {
+          if (err instanceof AppError) return { kind: 'invalid', description: err.details?.[0]?.description ?? err.message };
+          throw err;
+        }
+      } else {
+        const candidate = join(this.options.modelsDir(), `${input}.gguf`);
+        if (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(input) && existsSync(candidate)) return { kind: 'ok', path: candidate };
+      }
+      return { kind: 'missing', description: `no model '${input}' in the models dir` };
+    }
+    if (looksLikePath) {
+      const file = await checkExistingFile(input, this.options.dataDir, roots);
+      if (!file.ok) return { kind: 'invalid', description: file.description };
+      if (!file.path.endsWith('.gguf')) return { kind: 'invalid', description: 'must be a .gguf file' };
+      return { kind: 'ok', path: file.path };
+    }
+    // `org/name` (a Hugging Face id): only an external trainer can fetch it.
+    if (backend === 'command') return { kind: 'ok', path: input };
+    return { kind: 'missing', description: `'${input}' is not a local model; download it into the models dir first (the llama backend trains local GGUF files)` };
+  }
+
+  // --- running ---
+
+  private pump(): void {
+    if (!this.running || this.active) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    void this.runNext()
+      .catch((err: unknown) => this.options.logger.error({ err }, 'training queue failed'))
+      .finally(() => {
+        this.pumping = false;
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.pump();
+        }
+      });
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || !this.running) return;
+    this.retryTimer = this.options.clock.setTimeout(() => {
+      this.retryTimer = undefined;
+      this.pump();
+    }, this.cfg.lockRetrySeconds * 1000);
+  }
+
+  private async runNext(): Promise<void> {
+    const job = this.jobs.nextQueued();
+    if (!job) return;
+    const gpuId = this.cfg.gpuId;
+    let lease: GpuLease | undefined;
+    if (this.options.gpuLocks) {
+      try {
+        lease = await this.options.gpuLocks.acquire({ gpuId, holder: job.id, purpose: 'training' });
+      } catch (err) {
+        if (err instanceof AppError && err.code === ErrorCode.CONFLICT) {
+          if (!this.waitingLogged.has(job.id)) {
+            this.waitingLogged.add(job.id);
+            this.log(job.id, 'info', `waiting for GPU lock gpu_lock:${gpuId}: ${err.message}`);
+          }
+          this.scheduleRetry();
+          return;
+        }
+        this.finish(job.id, 'failed', `cannot take the GPU lock: ${(err as Error).message}`, null);
+        this.options.clock.setTimeout(() => this.pump(), 0);
+        return;
+      }
+    }
+    this.waitingLogged.delete(job.id);
+    const current = this.jobs.get(job.id);
+    if (!this.running || !current || current.status !== 'queued') {
+      // cancelled (or the service stopped) while the lock was being taken
+      if (lease) await this.options.gpuLocks?.release(lease.gpuId, lease.holder, lease.fencingToken).catch(() => undefined);
+      if (this.running) this.options.clock.setTimeout(() => this.pump(), 0);
+      return;
+    }
+    await this.startRun(current, lease);
+  }
+
+  private async startRun(job: JobRow, lease: GpuLease | undefined): Promise<void> {
+    const { clock } = this.options;
+    let resolveExited!: () => void;
+    const exited = new Promise<void>((r) => (resolveExited = r));
+    const run: ActiveRun = {
+      job,
+      progress: { currentEpoch: 0, currentStep: 0, totalSteps: 0, learningRate: job.request.hyperParams.learningRate },
+      child: undefined,
+      lease,
+      abort: undefined,
+      killTimer: undefined,
+      timers: [],
+      unsubscribe: [],
+      lastError: undefined,
+      stderrTail: [],
+      doneOutput: undefined,
+      logLines: 0,
+      lastProgressSave: 0,
+      lastStep: 0,
+      exited,
+      resolveExited,
+    };
+    this.active = run;
+    this.jobs.markRunning(job.id, clock.now());
+    this.log(job.id, 'info', lease ? `started; holding gpu_lock:${lease.gpuId} (fencing token ${lease.fencingToken})` : 'started');
+    this.emitStatus(job.id);
+    this.lossGauge.reset();
+    this.valLossGauge.reset();
+
+    const cfg = this.cfg;
+    const { heartbeats, gpuLocks } = this.options;
+    try {
+      if (heartbeats) {
+        await heartbeats.register({ taskId: job.id, owner: 'training', ...(lease ? { gpuId: lease.gpuId, fencingToken: lease.fencingToken } : {}), metadata: { baseModel: job.baseModel } });
+        run.unsubscribe.push(heartbeats.onTimeout(job.id, () => this.abort(run, 'failed', 'heartbeat timed out; monitoring released the GPU lock')));
+        run.timers.push(
+          clock.setInterval(() => {
+            const { currentStep, totalSteps } = run.progress;
+            // `progress` (0–1) is what monitoring shows; the rest travels as detail.
+            void heartbeats.beat(job.id, { ...run.progress, progress: totalSteps > 0 ? Math.min(1, currentStep / totalSteps) : 0 }).catch((err: unknown) => {
+              // CONFLICT: monitoring says the task no longer holds its GPU lock (forced release).
+              if (err instanceof AppError && err.code === ErrorCode.CONFLICT && lease) this.lockLost(run, err);
+              else this.options.logger.warn({ err, jobId: job.id }, 'heartbeat failed');
+            });
+          }, cfg.heartbeatIntervalSeconds * 1000),
+        );
+      }
+      if (lease && gpuLocks) {
+        // Renewing also notices a forced release; heartbeats notice it sooner when monitoring is wired.
+        const renewMs = Math.max(1000, Math.min(30_000, (lease.ttlSeconds * 1000) / 3));
+        run.timers.push(
+          clock.setInterval(() => {
+            const held = run.lease;
+            if (!held) return;
+            gpuLocks.renew(held.gpuId, held.holder, held.fencingToken).then(
+              (renewed) => {
+                run.lease = renewed;
+              },
+              (err: unknown) => this.lockLost(run, err),
+            );
+          }, renewMs),
+        );
+      }
+      const spec = await this.commandFor(run);
+      if (run.abort) {
+        this.finalize(run, null, null);
+        return;
+      }
+      await mkdir(job.plan.outputDir, { recursive: true });
+      const child = spawn(spec.file, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...spec.env } });
+      run.child = child;
+      const out = new LineSplitter((line) => this.onStdout(run, line));
+      const err = new LineSplitter((line) => this.onStderr(run, line));
+      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => out.push(chunk));
+      child.stderr?.setEncoding('utf8').on('data', (chunk: string) => err.push(chunk));
+      child.once('error', (e) => {
+        run.lastError = `cannot start the trainer: ${e.message}`;
+      });
+      child.once('close', (code, signal) => {
+        out.end();
+        err.end();
+        this.finalize(run, code, signal);
+      });
+      if (run.abort) this.kill(run);
+    } catch (err) {
+      run.lastError = err instanceof Error ? err.message : String(err);
+      this.finalize(run, null, null);
+    }
+  }
+
+  /** The executable, arguments and job config file of a run. */
+  private async commandFor(run: ActiveRun): Promise<{ file: string; args: string[]; env: Record<string, string> }> {
+    const { job } = run;
+    const cfg = this.cfg;
+    const hp = job.request.hyperParams;
+    const jobsDir = join(this.options.dataDir, 'training', 'jobs');
+    await mkdir(jobsDir, { recursive: true });
+    const configPath = join(jobsDir, `${job.id}.json`);
+    const lora = {
+      r: job.request.loraConfig?.r ?? hp.loraRank,
+      loraAlpha: job.request.loraConfig?.loraAlpha ?? hp.loraAlpha,
+      loraDropout: job.request.loraConfig?.loraDropout ?? hp.loraDropout,
+      targetModules: job.request.loraConfig?.targetModules ?? ['q_proj', 'v_proj'],
+      bias: job.request.loraConfig?.bias ?? 'none',
+    };
+    const common = {
+      jobId: job.id,
+      baseModel: job.baseModel,
+      modelPath: job.plan.modelPath,
+      datasetPath: job.plan.datasetPath,
+      outputDir: job.plan.outputDir,
+      outputPath: join(job.plan.outputDir, 'model.gguf'),
+      checkpointDir: job.plan.outputDir,
+      epochs: hp.epochs,
+      learningRate: hp.learningRate,
+      nCtx: hp.maxSeqLength,
+      batchSize: hp.batchSize,
+      saveSteps: hp.saveSteps,
+      evalSteps: hp.evalSteps,
+      validationSplit: cfg.validationSplit,
+      threads: cfg.threads > 0 ? cfg.threads : availableParallelism(),
+      hyperParams: hp,
+      lora: job.request.loraConfig !== undefined ? lora : null,
+    };
+    if (job.plan.backend === 'command') {
+      await writeFile(configPath, JSON.stringify(common, null, 2));
+      return { file: cfg.command.executable, args: [...cfg.command.args, configPath], env: { TRAINING_CONFIG: configPath, TRAINING_JOB_ID: job.id } };
+    }
+    const binary = await this.trainerBinary(job.id);
+    this.log(
+      job.id,
+      'info',
+      `llama backend (${binary.variant}): full fine-tuning, one optimizer step per ${hp.maxSeqLength}-token window; batchSize, evalSteps and the LoRA values are not used (validation runs at each epoch end)`,
+    );
+    await writeFile(configPath, JSON.stringify({ ...common, backendDir: binary.backendDir, gpuLayers: binary.variant === 'cuda' ? -1 : 0 }, null, 2));
+    return { file: binary.path, args: [configPath], env: {} };
+  }
+
+  /** The native trainer, built once per process when missing or stale. */
+  private async trainerBinary(jobId: string): Promise<TrainerBinary> {
+    if (this.options.trainer) return this.options.trainer();
+    if (!this.trainerBuild) {
+      const cacheDir = this.cfg.trainerDir !== '' ? this.cfg.trainerDir : join(this.options.dataDir, 'trainer');
+      this.log(jobId, 'info', `checking the native trainer in ${cacheDir}`);
+      this.trainerBuild = ensureTrainer({ cacheDir, gpu: this.cfg.gpu }).then((b) => {
+        if (b.built) this.options.logger.info({ path: b.path, variant: b.variant }, 'built the native trainer');
+        return b;
+      });
+      this.trainerBuild.catch(() => {
+        this.trainerBuild = undefined;
+      });
+    }
+    return this.trainerBuild;
+  }
+
+  private onStdout(run: ActiveRun, line: string): void {
+    const parsed = parseTrainerLine(line);
+    if (parsed.ok === 'ignored') return;
+    if (parsed.ok === false) {
+      this.logRun(run, 'warn', `unparsed trainer output (${parsed.reason})`);
+      return;
+    }
+    this.onMessage(run, parsed.message);
+  }
+
+  private onStderr(run: ActiveRun, line: string): void {
+    if (line.trim() === '') return;
+    run.stderrTail.push(line);
+    if (run.stderrTail.length > 20) run.stderrTail.shift();
+    this.logRun(run, 'warn', line);
+  }
+
+  private onMessage(run: ActiveRun, m: TrainerMessage): void {
+    const { clock } = this.options;
+    const id = run.job.id;
+    const p = run.progress;
+    switch (m.type) {
+      case 'start':
+        p.totalSteps = m.totalSteps;
+        this.logRun(run, 'info', `training ${m.totalSteps} steps${m.stepsPerEpoch ? ` (${m.stepsPerEpoch} per epoch)` : ''}`);
+        this.saveProgress(run, true);
+        break;
+      case 'progress': {
+        p.currentEpoch = m.epoch;
+        p.currentStep = m.step;
+        p.totalSteps = m.totalSteps;
+        if (m.learningRate !== undefined) p.learningRate = m.learningRate;
+        if (m.accuracy !== undefined) p.accuracy = m.accuracy;
+        if (m.step > run.lastStep) {
+          this.stepsTotal.inc(m.step - run.lastStep);
+          run.lastStep = m.step;
+        }
+        if (m.loss !== undefined) {
+          p.loss = m.loss;
+          this.lossGauge.set(m.loss);
+          const point = { step: m.step, epoch: m.epoch, loss: m.loss, ...(m.accuracy !== undefined ? { accuracy: m.accuracy } : {}), at: clock.now() };
+          this.jobs.addLoss(id, point);
+          this.emit(id, { type: 'progress', data: point });
+        }
+        if (m.valLoss !== undefined) this.onValidation(run, m.epoch, m.step, m.valLoss, undefined);
+        this.saveProgress(run, false);
+        break;
+      }
+      case 'eval':
+        this.onValidation(run, m.epoch, m.step, m.valLoss, m.valAccuracy);
+        break;
+      case 'epoch': {
+        const parts = [`epoch ${m.epoch} done at step ${m.step}`];
+        if (m.loss !== undefined) parts.push(`loss ${m.loss.toFixed(4)}`);
+        if (m.valLoss !== undefined) parts.push(`validation loss ${m.valLoss.toFixed(4)}`);
+        if (m.seconds !== undefined) parts.push(`${m.seconds.toFixed(2)} s`);
+        if (m.tokensPerSecond !== undefined) parts.push(`${Math.round(m.tokensPerSecond)} tokens/s`);
+        this.logRun(run, 'info', parts.join(', '));
+        this.saveProgress(run, true);
+        break;
+      }
+      case 'checkpoint':
+        this.logRun(run, 'info', `checkpoint at step ${m.step}: ${m.path}`);
+        break;
+      case 'log':
+        this.logRun(run, m.level, m.message);
+        break;
+      case 'done':
+        run.doneOutput = m.output;
+        break;
+      case 'error':
+        run.lastError = m.message;
+        this.logRun(run, 'error', m.message);
+        break;
+      case 'cancelled':
+        this.logRun(run, 'info', 'trainer stopped on request');
+        break;
+    }
+  }
+
+  private onValidation(run: ActiveRun, epoch: number, step: number, valLoss: number, valAccuracy: number | undefined): void {
+    run.progress.valLoss = valLoss;
+    this.valLossGauge.set(valLoss);
+    const point = { step, epoch, valLoss, ...(valAccuracy !== undefined ? { valAccuracy } : {}), at: this.options.clock.now() };
+    this.jobs.addValidation(run.job.id, point);
+    this.emit(run.job.id, { type: 'validation', data: point });
+  }
+
+  /** Progress is written at most once a second (and at epoch ends), not on every step. */
+  private saveProgress(run: ActiveRun, force: boolean): void {
+    const now = this.options.clock.monotonic();
+    if (!force && now - run.lastProgressSave < 1000) return;
+    run.lastProgressSave = now;
+    this.jobs.saveProgress(run.job.id, run.progress);
+  }
+
+  /** The GPU lock was taken away (forced release, expiry): the job fails with the contract's reason. */
+  private lockLost(run: ActiveRun, err: unknown): void {
+    if (run.abort || this.active !== run) return;
+    run.lease = undefined;
+    this.logRun(run, 'error', `lost the GPU lock: ${(err as Error).message}`);
+    this.abort(run, 'failed', 'gpu lock force-released');
+  }
+
+  /** Ends a run early: SIGTERM now, SIGKILL after the grace. Safe to call twice. */
+  private abort(run: ActiveRun, status: 'cancelled' | 'failed', reason: string): void {
+    if (run.abort || this.active !== run) return;
+    run.abort = { status, reason };
+    this.logRun(run, status === 'cancelled' ? 'info' : 'error', `stopping: ${reason}`);
+    this.kill(run);
+  }
+
+  private kill(run: ActiveRun): void {
+    const child = run.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    run.killTimer ??= this.options.clock.setTimeout(() => {
+      if (child.exitCode === null && child.signalCode === null) {
+        this.logRun(run, 'warn', `trainer did not stop within ${this.cfg.cancelGraceSeconds} s of SIGTERM; sending SIGKILL`);
+        child.kill('SIGKILL');
+      }
+    }, this.cfg.cancelGraceSeconds * 1000);
+  }
+
+  private finalize(run: ActiveRun, code: number | null, signal: NodeJS.Signals | null): void {
+    void this.finalizeAsync(run, code, signal).catch((err: unknown) => {
+      this.options.logger.error({ err, jobId: run.job.id }, 'finishing a training job failed');
+    });
+  }
+
+  private async finalizeAsync(run: ActiveRun, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+    const id = run.job.id;
+    run.killTimer?.cancel();
+    for (const t of run.timers) t.cancel();
+    for (const u of run.unsubscribe) u();
+    this.saveProgress(run, true);
+    let status: 'completed' | 'failed' | 'cancelled';
+    let error: string | null = null;
+    let result: JobRow['result'] = null;
+    if (run.abort) {
+      status = run.abort.status;
+      error = status === 'failed' ? run.abort.reason : null;
+    } else if (code === 0 && run.doneOutput) {
+      try {
+        result = await this.publish(run, run.doneOutput);
+        status = 'completed';
+      } catch (err) {
+        status = 'failed';
+        error = `training finished but the model could not be published: ${(err as Error).message}`;
+      }
+    } else {
+      status = 'failed';
+      const how = signal ? `was killed by ${signal}` : code === null ? 'could not be started' : `exited with code ${code}`;
+      const reason = run.lastError ?? (code === 0 ? 'the trainer exited without reporting a result' : `the trainer ${how}`);
+      const tail = run.lastError ? '' : run.stderrTail.slice(-3).join(' | ');
+      error = tail ? `${reason}: ${tail}` : reason;
+    }
+    if (run.lease && this.options.gpuLocks) {
+      await this.options.gpuLocks.release(run.lease.gpuId, run.lease.holder, run.lease.fencingToken).catch((err: unknown) => {
+        this.options.logger.warn({ err, jobId: id }, 'releasing the GPU lock failed');
+      });
+    }
+    if (this.options.heartbeats) {
+      await this.options.heartbeats.complete(id, status).catch((err: unknown) => this.options.logger.warn({ err, jobId: id }, 'ending the heartbeat failed'));
+    }
+    this.finish(id, status, error, result);
+    if (status === 'completed' && result) this.logRun(run, 'info', `completed: model '${result.modelId}' (${result.modelPath})`);
+    this.active = undefined;
+    run.resolveExited();
+    this.pump();
+  }
+
+  /** Publishes the trained GGUF into the models dir (hard link, else copy) so the engine lists it. */
+  private async publish(run: ActiveRun, output: string): Promise<{ modelId: string; modelPath: string }> {
+    await stat(output);
+    if (!output.endsWith('.gguf')) return { modelId: '', modelPath: output };
+    const dir = this.options.modelsDir();
+    let modelId = run.job.plan.outputModelId;
+    if (existsSync(join(dir, `${modelId}.gguf`))) modelId = `${modelId}-${run.job.id}`;
+    const target = join(dir, `${modelId}.gguf`);
+    const tmp = join(dir, `.${modelId}.publishing`);
+    await rm(tmp, { force: true });
+    try {
+      await link(output, tmp);
+    } catch {
+      await copyFile(output, tmp);
+    }
+    await rename(tmp, target);
+    return { modelId, modelPath: target };
+  }
+
+  private finish(id: string, status: 'completed' | 'failed' | 'cancelled', error: string | null, result: JobRow['result']): void {
+    if (this.jobs.finish(id, status, this.options.clock.now(), error, result)) {
+      if (status !== 'completed') this.log(id, status === 'failed' ? 'error' : 'info', status === 'failed' ? `failed: ${error ?? 'unknown error'}` : 'cancelled');
+      this.emitStatus(id);
+    }
+  }
+
+  // --- helpers ---
+
+  private require(jobId: string): JobRow {
+    const job = this.jobs.get(jobId);
+    if (!job) throw new AppError(ErrorCode.TRAINING_JOB_NOT_FOUND, `Training job not found: ${jobId}`);
+    return job;
+  }
+
+  private toStatus(job: JobRow): TrainingJobStatus {
+    const now = this.options.clock.now();
+    const p = this.active?.job.id === job.id ? this.active.progress : job.progress;
+    const end = job.completedAt ?? now;
+    const elapsed = job.startedAt !== null ? Math.max(0, Math.round((end - job.startedAt) / 1000)) : 0;
+    const step = p?.currentStep ?? 0;
+    const total = p?.totalSteps ?? 0;
+    const remaining = job.status === 'running' && step > 0 && total > step ? Math.round((elapsed * (total - step)) / step) : 0;
+    return {
+      jobId: job.id,
+      status: job.status,
+      progress: {
+        currentEpoch: p?.currentEpoch ?? 0,
+        currentStep: step,
+        totalSteps: total,
+        ...(p?.loss !== undefined ? { loss: p.loss } : {}),
+        learningRate: p?.learningRate ?? job.request.hyperParams.learningRate,
+        ...(p?.valLoss !== undefined ? { valLoss: p.valLoss } : {}),
+        ...(p?.accuracy !== undefined ? { accuracy: p.accuracy } : {}),
+      },
+      elapsedTimeSeconds: elapsed,
+      estimatedTimeRemainingSeconds: remaining,
+      createdAt: iso(job.createdAt),
+      ...(job.startedAt !== null ? { startedAt: iso(job.startedAt) } : {}),
+      ...(job.completedAt !== null ? { completedAt: iso(job.completedAt) } : {}),
+      ...(job.status === 'failed' ? { error: job.error ?? 'unknown error' } : {}),
+      baseModel: job.baseModel,
+      outputDir: job.outputDir,
+      backend: job.backend,
+      ...(job.result && job.result.modelId !== '' ? { result: job.result } : {}),
+    };
+  }
+
+  private emit(jobId: string, event: TrainingEvent): void {
+    const set = this.listeners.get(jobId);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.options.logger.warn({ err, jobId }, 'training event listener failed');
+      }
+    }
+  }
+
+  private emitStatus(jobId: string): void {
+    if (!this.listeners.has(jobId)) return;
+    const job = this.jobs.get(jobId);
+    if (job) this.emit(jobId, { type: 'status', data: this.toStatus(job) });
+  }
+
+  private log(jobId: string, level: 'info' | 'warn' | 'error', message: string): void {
+    const at = this.options.clock.now();
+    const id = this.jobs.addLog(jobId, at, level, message);
+    this.options.logger[level]({ jobId }, message);
+    this.emit(jobId, { type: 'log', data: { id, at: iso(at), level, message } });
+  }
+
+  /** A log line of a running job, capped per job so a chatty trainer cannot fill the disk. */
+  private logRun(run: ActiveRun, level: 'info' | 'warn' | 'error', message: string): void {
+    run.logLines += 1;
+    if (run.logLines > MAX_LOG_LINES_PER_JOB) return;
+    if (run.logLines === MAX_LOG_LINES_PER_JOB) message = `log limit of ${MAX_LOG_LINES_PER_JOB} lines reached; further lines are dropped`;
+    this.log(run.job.id, level, message.length > 4000 ? `${message.slice(0, 4000)}…` : message);
+  }
+}

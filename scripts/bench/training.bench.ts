@@ -1,0 +1,120 @@
+// `npm run bench -- training`: the native llama trainer on the tiny model, measured side by side in
+// one run: (1) the trainer binary run directly, (2) the same job through a real console
+// (HTTP start → completed, with the queue, SQLite loss points and model publishing). Prints one JSON
+// line: seconds per epoch, trained tokens per second, and the console's wall-time overhead ratio.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { createConsole } from '../../electron/core/console.js';
+import { ensureTrainer } from '../../electron/core/services/training/trainerBuild.js';
+import { buildTinyModel } from '../make-tiny-model.js';
+
+const EPOCHS = 3;
+const THREADS = 1;
+const N_CTX = 256;
+const DATASET = 'the cat sat on the mat. the dog ate the bone. '.repeat(100);
+
+interface EpochLine {
+  type: 'epoch';
+  seconds: number;
+  tokensPerSecond: number;
+  loss: number;
+  valLoss: number;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'training-bench-'));
+const silent = new Writable({ write: (_c, _e, cb) => cb() });
+try {
+  const binary = await ensureTrainer({ cacheDir: resolve('.tmp/trainer'), gpu: 'cpu' });
+  const dataDir = join(work, 'data');
+  mkdirSync(join(dataDir, 'models'), { recursive: true });
+  const modelPath = join(dataDir, 'models', 'tiny.gguf');
+  writeFileSync(modelPath, buildTinyModel({ seed: 1 }));
+  const datasetPath = join(dataDir, 'dataset.txt');
+  writeFileSync(datasetPath, DATASET);
+
+  // (1) the trainer alone
+  const configPath = join(work, 'direct.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({ backendDir: binary.backendDir, modelPath, datasetPath, outputPath: join(work, 'direct.gguf'), epochs: EPOCHS, learningRate: 3e-4, nCtx: N_CTX, threads: THREADS, validationSplit: 0.1 }),
+  );
+  const epochs: EpochLine[] = [];
+  let tokens = 0;
+  const t0 = performance.now();
+  await new Promise<void>((resolveRun, reject) => {
+    const child = spawn(binary.path, [configPath], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let buffer = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk;
+      let i: number;
+      while ((i = buffer.indexOf('\n')) >= 0) {
+        const line = JSON.parse(buffer.slice(0, i)) as { type: string; tokens?: number };
+        buffer = buffer.slice(i + 1);
+        if (line.type === 'epoch') epochs.push(line as unknown as EpochLine);
+        if (line.type === 'start') tokens = line.tokens ?? 0;
+      }
+    });
+    child.once('close', (code) => (code === 0 ? resolveRun() : reject(new Error(`trainer exited ${code}`))));
+  });
+  const directWall = (performance.now() - t0) / 1000;
+
+  // (2) the same job through the console
+  const consoleInstance = createConsole({
+    env: {},
+    dataDir,
+    logDestination: silent,
+    overrides: { server: { httpPort: 0, grpcPort: 0 }, engine: { gpu: 'false' }, training: { threads: THREADS, gpu: 'cpu', trainerDir: resolve('.tmp/trainer'), validationSplit: 0.1 } },
+  });
+  const { httpUrl } = await consoleInstance.start();
+  const t1 = performance.now();
+  const started = (await (
+    await fetch(`${httpUrl}/api/v1/training/start`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ baseModel: 'tiny', datasetPath: 'dataset.txt', outputDir: 'bench', hyperParams: { epochs: EPOCHS, learningRate: 3e-4, maxSeqLength: N_CTX } }),
+    })
+  ).json()) as { jobId: string };
+  let status: { status: string; progress: { totalSteps: number } };
+  for (;;) {
+    status = (await (await fetch(`${httpUrl}/api/v1/training/status/${started.jobId}`)).json()) as typeof status;
+    if (['completed', 'failed', 'cancelled'].includes(status.status)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const consoleWall = (performance.now() - t1) / 1000;
+  const loss = (await (await fetch(`${httpUrl}/api/v1/training/${started.jobId}/loss`)).json()) as { points: unknown[]; validation: Array<{ valLoss: number }> };
+  await consoleInstance.stop();
+  if (status.status !== 'completed') throw new Error(`console job ended ${status.status}`);
+
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+  process.stdout.write(
+    `${JSON.stringify({
+      bench: 'training',
+      model: 'tiny llama GGUF (2 layers, 64 dims, 120k F32 params)',
+      variant: binary.variant,
+      threads: THREADS,
+      nCtx: N_CTX,
+      epochs: EPOCHS,
+      datasetTokens: tokens,
+      stepsPerEpoch: status.progress.totalSteps / EPOCHS,
+      direct: {
+        secondsPerEpoch: round(mean(epochs.map((e) => e.seconds))),
+        tokensPerSecond: Math.round(mean(epochs.map((e) => e.tokensPerSecond))),
+        wallSeconds: round(directWall, 2),
+        loss: epochs.map((e) => round(e.loss)),
+        valLoss: epochs.map((e) => round(e.valLoss)),
+      },
+      console: {
+        wallSeconds: round(consoleWall, 2),
+        lossPoints: loss.points.length,
+        valLoss: loss.validation.map((v) => round(v.valLoss)),
+      },
+      consoleOverheadRatio: round(consoleWall / directWall, 2),
+    })}\n`,
+  );
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

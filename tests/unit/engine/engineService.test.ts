@@ -1,0 +1,276 @@
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../../electron/core/base/clock.js';
+import { ConfigStore, loadSettings, type Layer } from '../../../electron/core/base/config.js';
+import { AppError } from '../../../electron/core/base/errors.js';
+import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
+import type { LocalModelFile, ModelFilesPort } from '../../../electron/core/base/ports.js';
+import { EngineService, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
+import { tinyModelPath } from '../../helpers/tinyModel.js';
+
+/** A small ModelFilesPort over a folder: every `<id>.gguf` is a model. */
+class DirModelFiles implements ModelFilesPort {
+  constructor(private readonly dir: string) {}
+  async list(): Promise<LocalModelFile[]> {
+    return readdirSync(this.dir)
+      .filter((f) => f.endsWith('.gguf'))
+      .sort()
+      .map((f) => {
+        const s = statSync(join(this.dir, f));
+        return { id: f.slice(0, -5), path: join(this.dir, f), sizeBytes: s.size, modifiedAt: s.mtimeMs };
+      });
+  }
+  async get(id: string): Promise<LocalModelFile | undefined> {
+    return (await this.list()).find((m) => m.id === id);
+  }
+  private readonly listeners = new Set<() => void>();
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  emit(): void {
+    for (const l of this.listeners) l();
+  }
+}
+
+interface Harness {
+  engine: EngineService;
+  clock: FakeClock;
+  config: ConfigStore;
+  modelsDir: string;
+  files: DirModelFiles;
+  close(): Promise<void>;
+}
+
+async function harness(engineConfig: Layer): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'engine-unit-'));
+  const modelsDir = join(dir, 'models');
+  mkdirSync(modelsDir);
+  copyFileSync(tinyModelPath(), join(modelsDir, 'tiny.gguf'));
+  const config = new ConfigStore(loadSettings({ env: {}, dataDir: dir, overrides: { engine: { gpu: 'false', detectOnStart: false, ...engineConfig } } }));
+  const clock = new FakeClock();
+  const files = new DirModelFiles(modelsDir);
+  const engine = new EngineService({ config, clock, logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), models: files });
+  await engine.start();
+  return {
+    engine,
+    clock,
+    config,
+    modelsDir,
+    files,
+    async close() {
+      await engine.stop();
+      await engine.stop();
+      // Idle-unload timers are released with the models.
+      expect(clock.pendingTimers()).toBe(0);
+      expect(engine.snapshot().loadedModels).toEqual([]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const greedy = { maxTokens: 6, temperature: 0 };
+const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ route: 'api_inference', priority: 'normal', requestId: 'r', ...extra });
+
+/** Lets the unload that a fired timer started finish. */
+async function settle(engine: EngineService, predicate: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !predicate(); i++) await new Promise((r) => setTimeout(r, 5));
+  void engine;
+}
+
+describe('EngineService: loading, idle unload, errors', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await harness({ threads: 2, idleTtlSeconds: 600, parallel: 2 });
+  });
+  afterAll(async () => h.close());
+
+  it('loads on the first request and generates deterministic greedy text', async () => {
+    expect(h.engine.snapshot().loadedModels).toEqual([]);
+    const a = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    const b = await h.engine.complete({ modelId: undefined, prompt: 'hello', params: greedy }, opts());
+    expect(a.modelId).toBe('tiny');
+    expect(b.modelId).toBe('tiny');
+    expect(a.text).toBe(b.text);
+    expect(a.tokens).toEqual(b.tokens);
+    expect(a.completionTokens).toBe(6);
+    expect(a.finishReason).toBe('length');
+    expect(h.engine.snapshot()).toMatchObject({ backend: 'cpu', activeSequences: 0, loadedModels: [{ id: 'tiny', parallel: 2, activeSequences: 0 }] });
+    expect((await h.engine.health()).details).toMatchObject({ backend: 'cpu', requestedBackend: 'false', threads: 2 });
+  });
+
+  it('unloads an idle model after the TTL, and a per-request ttl overrides it', async () => {
+    await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts());
+    h.clock.advance(599_000);
+    expect(h.engine.snapshot().loadedModels).toHaveLength(1);
+    h.clock.advance(2_000);
+    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    expect(h.engine.snapshot().loadedModels).toEqual([]);
+    expect((await h.engine.getModel('tiny')).status).toBe('unloaded');
+
+    await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ ttlSeconds: 5 }));
+    expect(h.engine.snapshot().loadedModels[0]?.idleTtlSeconds).toBe(5);
+    h.clock.advance(5_001);
+    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    expect(h.engine.snapshot().loadedModels).toEqual([]);
+  });
+
+  it('unloads a model whose file was replaced, and the next request loads the new file', async () => {
+    const before = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    copyFileSync(tinyModelPath(2), join(h.modelsDir, 'tiny.gguf'));
+    const t = new Date(Date.now() + 5000);
+    utimesSync(join(h.modelsDir, 'tiny.gguf'), t, t);
+    h.files.emit();
+    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    expect(h.engine.snapshot().loadedModels).toEqual([]);
+    const after = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    expect(after.text).not.toBe(before.text);
+    copyFileSync(tinyModelPath(1), join(h.modelsDir, 'tiny.gguf'));
+    h.files.emit();
+    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+  });
+
+  it('answers 404 listing the available ids for an unknown model', async () => {
+    const err = await h.engine.complete({ modelId: 'nope', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).status).toBe(404);
+    expect((err as AppError).message).toContain('available: tiny');
+  });
+
+  it('rejects a corrupt GGUF with the file name and reason, and keeps serving', async () => {
+    writeFileSync(join(h.modelsDir, 'broken.gguf'), Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(64, 0xff)]));
+    const err = await h.engine.complete({ modelId: 'broken', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).status).toBe(503);
+    expect((err as AppError).message).toContain('broken.gguf');
+    expect((await h.engine.getModel('broken')).status).toBe('error');
+    const ok = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts());
+    expect(ok.completionTokens).toBe(6);
+    rmSync(join(h.modelsDir, 'broken.gguf'));
+  });
+
+  it('refuses a model bigger than the memory budget, naming the file', async () => {
+    await h.engine.unload('tiny');
+    h.config.update({ engine: { memoryBudgetMb: 0 } });
+    const cfg = h.config.get().engine;
+    expect(cfg.memoryBudgetMb).toBe(0);
+    // A 1 MiB budget cannot hold weights + 2 sequences of 512 tokens of KV cache.
+    const tight = h.config.update({ engine: { memoryBudgetMb: 1 } });
+    expect(tight.ok).toBe(true);
+    const err = await h.engine.load('tiny').catch((e: unknown) => e);
+    expect((err as AppError).code).toBe('INSUFFICIENT_RESOURCES');
+    expect((err as AppError).message).toMatch(/tiny\.gguf.*MiB/);
+    h.config.update({ engine: { memoryBudgetMb: 0 } });
+    expect((await h.engine.load('tiny')).status).toBe('ready');
+  });
+
+  it('unloads the least recently used idle model when maxLoadedModels is reached', async () => {
+    h.config.update({ engine: { maxLoadedModels: 1 } });
+    copyFileSync(join(h.modelsDir, 'tiny.gguf'), join(h.modelsDir, 'tiny2.gguf'));
+    await h.engine.load('tiny');
+    await h.engine.complete({ modelId: 'tiny2', prompt: 'a', params: greedy }, opts());
+    expect(h.engine.snapshot().loadedModels.map((m) => m.id)).toEqual(['tiny2']);
+    h.config.update({ engine: { maxLoadedModels: 2 } });
+    await h.engine.unload('tiny2');
+  });
+});
+
+describe('EngineService: sequences and the priority queue', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    // 1 thread: long generations stay fast on a loaded 2-core machine (2 threads spin in ggml barriers).
+    // Context 4096 (past the trained 512; llama.cpp allows it): the holder's generation is long
+    // enough that the test acts while it runs even on a fast machine (it is aborted early).
+    h = await harness({ threads: 1, parallel: 1, queueMaxSize: 2, contextSize: 4096 });
+    await h.engine.load('tiny');
+  });
+  afterAll(async () => h.close());
+
+  /** Starts a long generation and resolves once it has produced text (so it holds the only sequence). */
+  function holdSequence(controller: AbortController) {
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const result = h.engine.complete({ modelId: 'tiny', prompt: 'x', params: { maxTokens: 4000, temperature: 0 } }, opts({ requestId: 'holder', signal: controller.signal, onText: () => started() }));
+    return { running, result };
+  }
+
+  it('queues requests beyond `parallel` by priority, reports places, refuses beyond the bound, frees the sequence on abort', async () => {
+    const holder = new AbortController();
+    const hold = holdSequence(holder);
+    await hold.running;
+    expect(h.engine.snapshot().activeSequences).toBe(1);
+
+    const order: string[] = [];
+    const places: Record<string, number[]> = { low: [], urgent: [] };
+    const low = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'low', priority: 'low', onQueued: (p) => places.low!.push(p.position), onStart: () => order.push('low') }));
+    const urgent = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'urgent', priority: 'urgent', onQueued: (p) => places.urgent!.push(p.position), onStart: () => order.push('urgent') }));
+    await settle(h.engine, () => h.engine.snapshot().queue.total === 2);
+    expect(h.engine.snapshot().queue.depth).toEqual({ urgent: 1, high: 0, normal: 0, low: 1 });
+    expect(h.engine.waiting().map((w) => [w.id, w.position])).toEqual([
+      ['urgent', 1],
+      ['low', 2],
+    ]);
+    expect(places.low).toEqual([1, 2]);
+    expect(places.urgent).toEqual([1]);
+
+    const full = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'third' })).catch((e: unknown) => e);
+    expect((full as AppError).status).toBe(429);
+    expect((full as AppError).headers['retry-after']).toMatch(/^\d+$/);
+
+    // The holder's client goes away: its sequence is freed at once and the urgent request goes first.
+    holder.abort(new Error('client gone'));
+    const held = await hold.result;
+    expect(held.aborted).toBe(true);
+    expect(held.completionTokens).toBeLessThan(4000);
+    await Promise.all([low, urgent]);
+    expect(order).toEqual(['urgent', 'low']);
+    expect(h.engine.snapshot()).toMatchObject({ activeSequences: 0, queue: { total: 0 } });
+  });
+
+  it('a request aborted while waiting leaves the queue and never takes a sequence', async () => {
+    const holder = new AbortController();
+    const hold = holdSequence(holder);
+    await hold.running;
+    const waiter = new AbortController();
+    let started = false;
+    const queued = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'w', signal: waiter.signal, onStart: () => (started = true) }));
+    await settle(h.engine, () => h.engine.snapshot().queue.total === 1);
+    waiter.abort(new Error('gone while waiting'));
+    await expect(queued).rejects.toThrow('gone while waiting');
+    expect(h.engine.snapshot().queue.total).toBe(0);
+    holder.abort();
+    await hold.result;
+    expect(started).toBe(false);
+    expect(h.engine.snapshot().activeSequences).toBe(0);
+  });
+
+  it('rejects a prompt longer than the context with the token counts, holding no sequence', async () => {
+    const err = await h.engine.complete({ modelId: 'tiny', prompt: 'ab '.repeat(1500), params: greedy }, opts()).catch((e: unknown) => e);
+    expect((err as AppError).status).toBe(400);
+    expect((err as AppError).message).toMatch(/prompt is \d+ tokens; the model's context holds 4096/);
+    expect(h.engine.snapshot().activeSequences).toBe(0);
+  });
+});
+
+describe('EngineService: a forced backend that is missing', () => {
+  // Metal exists only on macOS, CUDA never there: the forced backend is missing on any machine.
+  const missing = process.platform === 'darwin' ? 'cuda' : 'metal';
+  it('answers 503 with the reason, reports DOWN in health, and keeps running', async () => {
+    const h = await harness({ gpu: missing, threads: 1 });
+    try {
+      const err = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+      expect((err as AppError).code).toBe('INSUFFICIENT_RESOURCES');
+      expect((err as AppError).message).toContain(`Inference backend '${missing}' is not available`);
+      const health = await h.engine.health();
+      expect(health.status).toBe('DOWN');
+      expect(health.details).toMatchObject({ backend: null, requestedBackend: missing, error: expect.stringContaining(missing) });
+      expect((await h.engine.listModels()).map((m) => m.id)).toEqual(['tiny']);
+      expect(h.engine.snapshot().activeSequences).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+});
