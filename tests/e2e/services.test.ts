@@ -13,8 +13,8 @@ describe('Limiter and GPU pages against the real services', () => {
 
   beforeAll(async () => {
     await ensureDashboardBuilt();
-    // Capacity 1200 RPM per 1 s window = 20 requests/s; the limiter starts at 2400 RPM, so a burst gets 429s.
-    sim = await startUpstreamSim({ capacity: 1200, windowMs: 1000, retryAfter: 'fractional' });
+    // Capacity 600 RPM per 1 s window = 10 requests/s; the limiter starts at 2400 RPM with 40 tokens, so a burst gets 429s even on a slow machine.
+    sim = await startUpstreamSim({ capacity: 600, windowMs: 1000, retryAfter: 'fractional' });
     c = await startConsole({
       config: { limiter: { upstream_url: sim.baseUrl, rate_rpm: 2400, bucket_capacity: 40, retreat_window_seconds: 2, recover_window_seconds: 600, request_timeout: 30 } },
     });

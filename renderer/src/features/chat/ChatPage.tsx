@@ -63,7 +63,7 @@ export default function ChatPage() {
         </label>
       </div>
       <div className="card">
-        <div className="messages" ref={list} aria-live="polite" data-testid="messages">
+        <div className="messages" ref={list} aria-live="polite" data-testid="messages" tabIndex={0} aria-label="Conversation">
           {st.messages.length === 0 ? <p className="muted">Say something to the model.</p> : null}
           {st.messages.map((m, i) => (
             <div key={i} className={`msg ${m.role}`} data-testid={`msg-${m.role}`}>

@@ -105,7 +105,7 @@ export default function LimiterPage() {
             <div className="grid">
               <div>
                 <h3>Retreat timeline</h3>
-                <ol className="timeline" data-testid="retreat-timeline">
+                <ol className="timeline" data-testid="retreat-timeline" tabIndex={0} aria-label={`Retreat timeline of ${name}`}>
                   {(h?.timeline ?? []).slice().reverse().map((e) => (
                     <li key={e.time}>
                       {clockTime(e.time)} → <Badge tone={TONE[e.state] ?? 'warn'}>{e.state.toUpperCase()}</Badge> at {num(e.rpm)} RPM{e.reason ? <span className="muted"> · {e.reason}</span> : null}

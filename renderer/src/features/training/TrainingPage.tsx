@@ -93,7 +93,7 @@ export default function TrainingPage() {
                 {!TERMINAL.has(s.status) ? <button type="button" className="danger" onClick={() => void training.getState().cancel(s.jobId)}>Cancel job</button> : null}
                 {s.status === 'completed' && s.outputModelId ? <button type="button" className="primary" onClick={() => openInChat(s.outputModelId as string)}>Open result in Chat</button> : null}
               </div>
-              {s.logs?.length ? <pre className="log" aria-label="Job log">{s.logs.slice(-200).join('\n')}</pre> : null}
+              {s.logs?.length ? <pre className="log" tabIndex={0} aria-label="Job log">{s.logs.slice(-200).join('\n')}</pre> : null}
             </>
           )}
         </section>
