@@ -127,16 +127,28 @@ export interface TrainingStatus {
   jobId: string;
   status: 'queued' | 'running' | 'paused' | 'completed' | 'failed' | 'cancelled' | string;
   baseModel?: string;
-  progress?: { currentEpoch?: number; currentStep?: number; totalSteps?: number; loss?: number; learningRate?: number; validationLoss?: number };
+  progress?: { currentEpoch?: number; currentStep?: number; totalSteps?: number; loss?: number; learningRate?: number; valLoss?: number };
   elapsedTimeSeconds?: number;
   estimatedTimeRemainingSeconds?: number;
   createdAt?: string;
   startedAt?: string;
   completedAt?: string;
   error?: string;
-  outputModelId?: string;
-  lossHistory?: Array<{ step: number; loss: number; validationLoss?: number | null }>;
-  logs?: string[];
+  /** The trained model once completed (usable in Chat). */
+  result?: { modelId: string; modelPath: string };
+}
+
+/** `GET /api/v1/training/{jobId}/loss` (incremental with `afterStep`). */
+export interface TrainingLoss {
+  jobId: string;
+  points: Array<{ step: number; epoch: number; loss: number }>;
+  validation: Array<{ step: number; epoch: number; valLoss: number }>;
+}
+
+/** `GET /api/v1/training/{jobId}/logs` (incremental with `afterId`). */
+export interface TrainingLogs {
+  jobId: string;
+  lines: Array<{ id: number; at: string; level: string; message: string }>;
 }
 /** §4.4 training list. */
 export interface TrainingList {

@@ -17,6 +17,8 @@ import type {
   RuntimeStartRequest,
   TrainingList,
   TrainingStartRequest,
+  TrainingLogs,
+  TrainingLoss,
   TrainingStatus,
 } from './apiTypes.js';
 import type { ConsoleLogRecord, LogFilter } from '../contracts/console.js';
@@ -292,6 +294,12 @@ export class ConsoleClient {
   }
   startTraining(body: TrainingStartRequest) {
     return this.request<{ jobId: string; status: string }>('POST', '/api/v1/training/start', body);
+  }
+  trainingLoss(jobId: string, afterStep = -1) {
+    return this.request<TrainingLoss>('GET', `/api/v1/training/${encodeURIComponent(jobId)}/loss${query({ afterStep })}`);
+  }
+  trainingLogs(jobId: string, afterId = 0) {
+    return this.request<TrainingLogs>('GET', `/api/v1/training/${encodeURIComponent(jobId)}/logs${query({ afterId })}`);
   }
   cancelTraining(jobId: string) {
     return this.request<{ jobId: string; status: string }>('POST', `/api/v1/training/cancel/${encodeURIComponent(jobId)}`);

@@ -12,7 +12,7 @@ import { createGpuStore, ttlLeft } from '../../../renderer/src/features/gpu/stor
 import { createLimiterStore } from '../../../renderer/src/features/limiter/store.js';
 import { createLogsStore } from '../../../renderer/src/features/logs/store.js';
 import { createModelsStore, validateModelUri } from '../../../renderer/src/features/models/store.js';
-import { createTrainingStore, validateTrainingForm } from '../../../renderer/src/features/training/store.js';
+import { createTrainingStore, mergeLoss, validateTrainingForm } from '../../../renderer/src/features/training/store.js';
 import { alertsFor } from '../../../renderer/src/features/overview/alerts.js';
 import { fakeFetch, snapshot, sseResponse } from './fakes.js';
 
@@ -218,6 +218,36 @@ describe('chat store', () => {
     expect(st.stats?.tokens).toBe(3);
     expect(f.calls.at(-1)?.body).toMatchObject({ model: 'tiny', messages: [{ role: 'system' }, { role: 'user', content: 'hello' }] });
   });
+  it('Stop aborts a running stream; what arrived stays, no error is shown', async () => {
+    const enc = new TextEncoder();
+    let aborted = false;
+    const f = fakeFetch({});
+    const fetchImpl = async (url: string, init?: RequestInit) => {
+      if (!url.endsWith('/v1/chat/completions')) return f(url, init);
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(enc.encode(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'partial' } }] })}\n\n`));
+          init?.signal?.addEventListener('abort', () => {
+            aborted = true;
+            controller.error(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+          });
+        },
+      });
+      return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+    };
+    const chat = createChatStore(new ConsoleClient({ baseUrl: '', fetch: fetchImpl }));
+    chat.getState().setModel('tiny');
+    const p = chat.getState().send('go on forever');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(chat.getState().messages.at(-1)?.content).toBe('partial');
+    chat.getState().stop();
+    await p;
+    expect(aborted).toBe(true);
+    expect(chat.getState().streaming).toBe(false);
+    expect(chat.getState().error).toBeNull();
+    expect(chat.getState().messages.at(-1)?.content).toBe('partial');
+  });
+
   it('validates parameters before sending', () => {
     expect(validateParams({ temperature: 3, max_tokens: 10, top_p: 1 })).toMatch(/temperature/);
     expect(validateParams({ temperature: 1, max_tokens: 0, top_p: 1 })).toMatch(/max tokens/);
@@ -226,6 +256,12 @@ describe('chat store', () => {
 });
 
 describe('training, models, logs, session, router, overview', () => {
+  it('merges training loss points and validation losses by step', () => {
+    const a = mergeLoss([], [{ step: 1, loss: 3 }, { step: 2, loss: 2.5 }], []);
+    const b = mergeLoss(a, [{ step: 2, loss: 2.4 }, { step: 3, loss: 2 }], [{ step: 3, valLoss: 2.2 }]);
+    expect(b).toEqual([{ step: 1, loss: 3 }, { step: 2, loss: 2.4 }, { step: 3, loss: 2, validationLoss: 2.2 }]);
+  });
+
   it('validates the training form and maps server field errors', async () => {
     expect(validateTrainingForm({ baseModel: '', datasetPath: 'd', outputDir: 'o', epochs: '1.5', learningRate: '-1', batchSize: '4', loraRank: '' })).toEqual({
       baseModel: expect.any(String),

@@ -88,12 +88,14 @@ export default function TrainingPage() {
                 {num(s.progress?.loss, 4)} · elapsed {duration(s.elapsedTimeSeconds)} · ETA {duration(s.estimatedTimeRemainingSeconds)}
               </p>
               {s.error ? <p className="bad">{s.error}</p> : null}
+              <div data-testid="loss-chart" data-points={st.loss.length}>
               <StepChart label="Loss" rows={st.loss} lines={[{ key: 'loss', name: 'training loss', color: 'var(--chart-1)' }, { key: 'validationLoss', name: 'validation loss', color: 'var(--chart-2)' }]} />
+              </div>
               <div className="row">
                 {!TERMINAL.has(s.status) ? <button type="button" className="danger" onClick={() => void training.getState().cancel(s.jobId)}>Cancel job</button> : null}
-                {s.status === 'completed' && s.outputModelId ? <button type="button" className="primary" onClick={() => openInChat(s.outputModelId as string)}>Open result in Chat</button> : null}
+                {s.status === 'completed' && s.result ? <button type="button" className="primary" onClick={() => openInChat((s.result as { modelId: string }).modelId)}>Open result in Chat</button> : null}
               </div>
-              {s.logs?.length ? <pre className="log" tabIndex={0} aria-label="Job log">{s.logs.slice(-200).join('\n')}</pre> : null}
+              {st.logs.length ? <pre className="log" tabIndex={0} aria-label="Job log">{st.logs.slice(-200).join('\n')}</pre> : null}
             </>
           )}
         </section>

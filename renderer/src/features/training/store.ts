@@ -23,6 +23,8 @@ export interface TrainingState {
   selected: string | null;
   status: TrainingStatus | null;
   loss: LossPoint[];
+  /** The selected job's log lines (incremental). */
+  logs: string[];
   form: TrainingForm;
   fieldErrors: Record<string, string>;
   refresh(): Promise<void>;
@@ -70,7 +72,23 @@ const FIELD_MAP: Record<string, keyof TrainingForm> = {
   'hyperParams.loraRank': 'loraRank',
 };
 
+/** Adds new loss points (by step) and attaches validation losses to their steps; keeps the last 5000. */
+export function mergeLoss(
+  current: LossPoint[],
+  points: Array<{ step: number; loss: number }>,
+  validation: Array<{ step: number; valLoss: number }>,
+): LossPoint[] {
+  const byStep = new Map<number, LossPoint>(current.map((p) => [p.step, p]));
+  for (const p of points) byStep.set(p.step, { ...(byStep.get(p.step) ?? {}), step: p.step, loss: p.loss });
+  for (const v of validation) {
+    const existing = byStep.get(v.step);
+    if (existing) byStep.set(v.step, { ...existing, validationLoss: v.valLoss });
+  }
+  return [...byStep.values()].sort((a, b) => a.step - b.step).slice(-5000);
+}
+
 export function createTrainingStore(client: ConsoleClient) {
+  let lastLogId = 0;
   return createStore<TrainingState>()((set, get) => ({
     availability: 'unknown',
     error: null,
@@ -78,6 +96,7 @@ export function createTrainingStore(client: ConsoleClient) {
     selected: null,
     status: null,
     loss: [],
+    logs: [],
     form: { baseModel: '', datasetPath: '', outputDir: '', epochs: '3', learningRate: '0.0002', batchSize: '4', loraRank: '' },
     fieldErrors: {},
     async refresh() {
@@ -91,21 +110,29 @@ export function createTrainingStore(client: ConsoleClient) {
       const id = get().selected;
       if (!id) return;
       try {
-        const status = await client.trainingStatus(id);
+        const prev = get();
+        const afterStep = prev.loss.length ? (prev.loss[prev.loss.length - 1] as LossPoint).step : -1;
+        const [status, lossR, logsR] = await Promise.all([
+          client.trainingStatus(id),
+          client.trainingLoss(id, afterStep).catch(() => null),
+          client.trainingLogs(id, lastLogId).catch(() => null),
+        ]);
         if (get().selected !== id) return;
-        let loss = get().loss;
-        if (status.lossHistory) loss = status.lossHistory;
-        else if (status.progress?.loss !== undefined && status.progress.currentStep !== undefined) {
-          const step = status.progress.currentStep;
-          if (!loss.length || (loss[loss.length - 1] as LossPoint).step !== step) loss = [...loss, { step, loss: status.progress.loss, validationLoss: status.progress.validationLoss ?? null }].slice(-5000);
+        let loss = prev.loss;
+        if (lossR) loss = mergeLoss(loss, lossR.points, lossR.validation);
+        let logs = get().logs;
+        if (logsR && logsR.lines.length) {
+          lastLogId = logsR.lines[logsR.lines.length - 1]?.id ?? lastLogId;
+          logs = [...logs, ...logsR.lines.map((l) => `${l.at} ${l.level.toUpperCase()} ${l.message}`)].slice(-1000);
         }
-        set({ status, loss });
+        set({ status, loss, logs });
       } catch (err) {
         set({ error: errorText(err) });
       }
     },
     async select(jobId) {
-      set({ selected: jobId, status: null, loss: [] });
+      lastLogId = 0;
+      set({ selected: jobId, status: null, loss: [], logs: [] });
       if (jobId) await get().refresh();
     },
     setField(key, value) {
