@@ -40,7 +40,7 @@ describe('Chat page streams from the tiny local model', () => {
     await page.getByTestId('chat-stats').getByText(/TTFT \d+ ms/).waitFor({ timeout: 60_000 });
     expect((await reply.innerText()).replace('assistant:', '').trim().length).toBeGreaterThan(0);
     expect(await page.getByTestId('chat-stats').innerText()).toMatch(/tokens\/s · \d+ tokens/);
-    await page.screenshot({ path: join(SCREENSHOTS, 'chat.png'), fullPage: true });
+    await page.screenshot({ path: join(SCREENSHOTS, 'chat-reply.png'), fullPage: true });
     expect(await axeViolations(page)).toEqual([]);
   });
 });

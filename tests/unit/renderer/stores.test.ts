@@ -263,7 +263,7 @@ describe('training, models, logs, session, router, overview', () => {
   });
 
   it('validates the training form and maps server field errors', async () => {
-    expect(validateTrainingForm({ baseModel: '', datasetPath: 'd', outputDir: 'o', epochs: '1.5', learningRate: '-1', batchSize: '4', loraRank: '' })).toEqual({
+    expect(validateTrainingForm({ baseModel: '', datasetPath: 'd', outputDir: 'o', epochs: '1.5', learningRate: '-1', batchSize: '4', loraRank: '', maxSeqLength: '' })).toEqual({
       baseModel: expect.any(String),
       epochs: expect.stringMatching(/whole/),
       learningRate: expect.any(String),

@@ -14,6 +14,7 @@ const FIELDS: Array<{ key: keyof TrainingForm; label: string; placeholder?: stri
   { key: 'learningRate', label: 'Learning rate' },
   { key: 'batchSize', label: 'Batch size' },
   { key: 'loraRank', label: 'LoRA rank (optional)' },
+  { key: 'maxSeqLength', label: 'Max sequence length (optional)' },
 ];
 
 export default function TrainingPage() {

@@ -12,6 +12,7 @@ export interface TrainingForm {
   learningRate: string;
   batchSize: string;
   loraRank: string;
+  maxSeqLength: string;
 }
 
 export type LossPoint = { step: number; loss: number; validationLoss?: number | null } & Record<string, number | null | undefined>;
@@ -53,6 +54,7 @@ export function validateTrainingForm(f: TrainingForm): Record<string, string> {
   positive('learningRate', 'Learning rate', false);
   positive('batchSize', 'Batch size', true);
   positive('loraRank', 'LoRA rank', true);
+  positive('maxSeqLength', 'Max sequence length', true);
   return errors;
 }
 
@@ -62,6 +64,7 @@ export function formToRequest(f: TrainingForm): TrainingStartRequest {
   if (f.learningRate.trim()) hyper.learningRate = Number(f.learningRate);
   if (f.batchSize.trim()) hyper.batchSize = Number(f.batchSize);
   if (f.loraRank.trim()) hyper.loraRank = Number(f.loraRank);
+  if (f.maxSeqLength.trim()) hyper.maxSeqLength = Number(f.maxSeqLength);
   return { baseModel: f.baseModel.trim(), datasetPath: f.datasetPath.trim(), outputDir: f.outputDir.trim(), ...(Object.keys(hyper).length ? { hyperParams: hyper } : {}) };
 }
 
@@ -70,6 +73,7 @@ const FIELD_MAP: Record<string, keyof TrainingForm> = {
   'hyperParams.learningRate': 'learningRate',
   'hyperParams.batchSize': 'batchSize',
   'hyperParams.loraRank': 'loraRank',
+  'hyperParams.maxSeqLength': 'maxSeqLength',
 };
 
 /** Adds new loss points (by step) and attaches validation losses to their steps; keeps the last 5000. */
@@ -97,7 +101,7 @@ export function createTrainingStore(client: ConsoleClient) {
     status: null,
     loss: [],
     logs: [],
-    form: { baseModel: '', datasetPath: '', outputDir: '', epochs: '3', learningRate: '0.0002', batchSize: '4', loraRank: '' },
+    form: { baseModel: '', datasetPath: '', outputDir: '', epochs: '3', learningRate: '0.0002', batchSize: '4', loraRank: '', maxSeqLength: '' },
     fieldErrors: {},
     async refresh() {
       try {

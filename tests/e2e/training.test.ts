@@ -1,0 +1,62 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { installTinyModel } from '../helpers/tinyModel.js';
+import { TEST_TRAINER_DIR, writeCatDataset } from '../helpers/training.js';
+import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS } from './support.js';
+
+describe('Training page with the native trainer on the tiny model', () => {
+  let c: TestConsole;
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    await ensureDashboardBuilt();
+    const dataDir = mkdtempSync(join(tmpdir(), 'train-e2e-'));
+    installTinyModel(dataDir, 'tiny');
+    writeCatDataset(dataDir);
+    c = await startConsole({ dataDir, config: { engine: { gpu: 'false', threads: 1, detectOnStart: false }, training: { trainerDir: TEST_TRAINER_DIR, threads: 1, gpu: 'cpu' } } });
+    browser = await launchChromium();
+    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    await page.goto(c.console.loginUrl() ?? c.url);
+    await page.getByText('Admin signed in').waitFor({ timeout: 20_000 });
+  }, 240_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await c?.close();
+  });
+
+  it('shows validation messages and starts nothing for an incomplete form', async () => {
+    await page.goto(`${c.url}/training`);
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.getByText('Base model is required').waitFor();
+    await page.getByLabel('Epochs').fill('1.5');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.getByText('Epochs must be a positive whole number').waitFor();
+    const list = (await (await fetch(`${c.url}/api/v1/training/list`)).json()) as { total: number };
+    expect(list.total).toBe(0);
+  });
+
+  it('draws the live loss chart, then opens the trained model in Chat', { timeout: 240_000 }, async () => {
+    await page.getByLabel('Base model').fill('tiny');
+    await page.getByLabel('Dataset path').fill('datasets/cat.txt');
+    await page.getByLabel('Output directory').fill('e2e-run');
+    await page.getByLabel('Epochs').fill('2');
+    await page.getByLabel('Learning rate').fill('0.001');
+    await page.getByLabel('Max sequence length (optional)').fill('128');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]')?.getAttribute('data-points')) >= 3, undefined, { timeout: 180_000 });
+    expect(await page.locator('[data-testid="loss-chart"] path.recharts-curve').count()).toBeGreaterThan(0);
+    await page.screenshot({ path: join(SCREENSHOTS, 'training-loss.png'), fullPage: true });
+    expect(await axeViolations(page)).toEqual([]);
+    const open = page.getByRole('button', { name: 'Open result in Chat' });
+    await open.waitFor({ timeout: 180_000 });
+    await open.click();
+    await page.getByRole('heading', { level: 2, name: 'Chat' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/chat');
+  });
+});
