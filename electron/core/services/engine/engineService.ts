@@ -1,24 +1,23 @@
 import { availableParallelism } from 'node:os';
-import {
-  GgufInsights,
-  LlamaChat,
-  LlamaCompletion,
-  LlamaLogLevel,
-  getLlama,
-  readGgufFileInfo,
-  resolveChatWrapper,
-  type ChatHistoryItem,
-  type ChatWrapper,
-  type ChatModelFunctions,
-  type GbnfJsonSchema,
-  type Llama,
-  type LlamaContext,
-  type LlamaContextSequence,
-  type LlamaEmbeddingContext,
-  type LlamaGrammar,
-  type LlamaModel,
-  type Token,
+import type {
+  ChatHistoryItem,
+  ChatWrapper,
+  ChatModelFunctions,
+  GbnfJsonSchema,
+  Llama,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaEmbeddingContext,
+  LlamaGrammar,
+  LlamaModel,
+  Token,
 } from 'node-llama-cpp';
+
+/** node-llama-cpp is loaded on first use (its import costs ~0.7 s and ~25 MB at start-up). */
+const llamaCpp = () => import('node-llama-cpp');
+
+/** How long after start-up the backend is detected (when `engine.detectOnStart`). */
+const DETECT_DELAY_MS = 1500;
 import type { Logger } from 'pino';
 import type { ChatMessage, ChatTool, ModelDetails, ModelStatus, ModelSummary, ResponseFormat } from '../../../../shared/contracts/engine.js';
 import type { EngineConfig } from '../../../../shared/contracts/config/engine.js';
@@ -217,8 +216,10 @@ export class EngineService extends BaseService {
     this.stopping = false;
     this.disposables.defer(this.options.models.onChange(() => void this.reconcile().catch((err: unknown) => this.log.warn({ err }, 'model library reconcile failed'))));
     if (this.cfg().detectOnStart) {
-      // In the background: start-up never waits for backend detection; failures show in health.
-      void this.backend().catch(() => undefined);
+      // In the background, a moment after start-up: loading node-llama-cpp and its native backend
+      // blocks the event loop for a while, so it must not delay the listeners. Failures show in health.
+      const timer = this.options.clock.setTimeout(() => void this.backend().catch(() => undefined), DETECT_DELAY_MS);
+      this.disposables.defer(() => timer.cancel());
     }
   }
 
@@ -247,6 +248,7 @@ export class EngineService extends BaseService {
     const gpu = cfg.gpu === 'false' ? false : cfg.gpu;
     const log = this.log;
     const detect = async (): Promise<Llama> => {
+      const { getLlama, LlamaLogLevel } = await llamaCpp();
       const llama = await getLlama({
         gpu,
         build: 'never',
@@ -515,11 +517,11 @@ export class EngineService extends BaseService {
     let estimateBytes = file.sizeBytes;
     let contextSize: number;
     try {
-      const info = await readGgufFileInfo(file.path, { logWarnings: false });
+      const info = await (await llamaCpp()).readGgufFileInfo(file.path, { logWarnings: false });
       const trained = info.architectureMetadata?.context_length ?? file.contextLength ?? 4096;
       contextSize = cfg.contextSize > 0 ? cfg.contextSize : Math.min(Number(trained) || 4096, 4096);
       // The whole footprint (weights + KV cache of every sequence), wherever the layers end up.
-      const insights = await GgufInsights.from(info, llama);
+      const insights = await (await llamaCpp()).GgufInsights.from(info, llama);
       const modelReq = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
       const ctxReq = await insights.estimateContextResourceRequirementsV2({ contextSize, modelGpuLayers: 0, sequences: cfg.parallel });
       estimateBytes = modelReq.cpuRam + modelReq.gpuVram + ctxReq.cpuRam + ctxReq.gpuVram;
@@ -552,7 +554,7 @@ export class EngineService extends BaseService {
         embedding: null,
         embeddingLock: Promise.resolve(),
         avgRequestMs: DEFAULT_ETA_MS,
-        chatWrapper: resolveChatWrapper(model),
+        chatWrapper: (await llamaCpp()).resolveChatWrapper(model),
         stale: false,
       };
       this.loaded.set(file.id, loaded);
@@ -766,6 +768,7 @@ export class EngineService extends BaseService {
     if (promptTokens >= m.contextSize) throw this.tooLong('prompt', promptTokens, m.contextSize);
     const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
     const result = await this.withSequence(m, opts, async (sequence, track) => {
+      const { LlamaCompletion } = await llamaCpp();
       const completion = new LlamaCompletion({ contextSequence: sequence });
       const tokens: Token[] = [];
       try {
@@ -829,6 +832,7 @@ export class EngineService extends BaseService {
     if (promptTokens >= m.contextSize) throw this.tooLong('messages', promptTokens, m.contextSize);
     const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
     const result = await this.withSequence(m, opts, async (sequence, track) => {
+      const { LlamaChat } = await llamaCpp();
       const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: m.chatWrapper });
       try {
         const tokens: Token[] = [];

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { readGgufFileInfo } from 'node-llama-cpp';
+
 
 /** What the library learns from a GGUF header. */
 export interface GgufSummary {
@@ -63,6 +63,8 @@ export async function inspectGguf(path: string): Promise<GgufSummary> {
   }
   if (size < 24) return { error: `not a GGUF file: only ${size} bytes` };
   try {
+    // Loaded on first use: node-llama-cpp's import is heavy and most starts never need it.
+    const { readGgufFileInfo } = await import('node-llama-cpp');
     const info = await readGgufFileInfo(path, { sourceType: 'filesystem', logWarnings: false, spliceSplitFiles: false });
     const general = info.metadata.general as { architecture?: unknown; name?: unknown } | undefined;
     const architecture = typeof general?.architecture === 'string' ? general.architecture : undefined;
