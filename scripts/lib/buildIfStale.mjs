@@ -24,7 +24,9 @@ function stamp(file) {
 
 function run(cmd, args, what) {
   process.stderr.write(`console: building ${what}...\n`);
-  const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'], shell: process.platform === 'win32' });
+  // Always a production build (a NODE_ENV=test/development from the caller would bundle React's dev build).
+  const env = { ...process.env, NODE_ENV: 'production' };
+  const r = spawnSync(cmd, args, { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'], shell: process.platform === 'win32' });
   if (r.status !== 0) {
     process.stderr.write(`console: build of ${what} failed (exit ${r.status}); see the errors above\n`);
     process.exit(1);

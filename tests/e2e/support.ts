@@ -30,8 +30,9 @@ export async function ensureDashboardBuilt(): Promise<void> {
     }
   }
   try {
+    // vitest sets NODE_ENV=test, which would make vite bundle React's development build.
     if (!dashboardStale()) return;
-    const r = spawnSync(process.execPath, [join(root, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'error'], { cwd: root, stdio: 'pipe', encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(root, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'error'], { cwd: root, stdio: 'pipe', encoding: 'utf8', env: { ...process.env, NODE_ENV: 'production' } });
     if (r.status !== 0) throw new Error(`vite build failed:\n${r.stdout}\n${r.stderr}`);
   } finally {
     rmdirSync(lock);
