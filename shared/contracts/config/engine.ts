@@ -28,6 +28,8 @@ export const EngineConfig = Type.Object(
     ),
     /** Detect the backend (getLlama) when the console starts, so /api/v1/health/details reports it; otherwise on the first load. */
     detectOnStart: Type.Boolean({ default: true }),
+    /** Before using a GPU backend, generate a few tokens on it in a child process (a broken GPU build aborts that child, not the console). */
+    gpuSelfTest: Type.Boolean({ default: true }),
     /** Context sequences per loaded model: how many requests one model serves at once. */
     parallel: Type.Integer({ default: 4, minimum: 1, maximum: 64 }),
     /** Tokens of context per sequence; 0 = the model's trained context, capped at 4096. */

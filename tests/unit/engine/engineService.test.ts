@@ -8,7 +8,7 @@ import { ConfigStore, loadSettings, type Layer } from '../../../electron/core/ba
 import { AppError } from '../../../electron/core/base/errors.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import type { LocalModelFile, ModelFilesPort } from '../../../electron/core/base/ports.js';
-import { EngineService, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
+import { EngineService, type EngineServiceOptions, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
 import { tinyModelPath } from '../../helpers/tinyModel.js';
 
 /** A small ModelFilesPort over a folder: every `<id>.gguf` is a model. */
@@ -45,7 +45,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function harness(engineConfig: Layer): Promise<Harness> {
+async function harness(engineConfig: Layer, extra: Pick<EngineServiceOptions, 'selfTest'> = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'engine-unit-'));
   const modelsDir = join(dir, 'models');
   mkdirSync(modelsDir);
@@ -53,7 +53,7 @@ async function harness(engineConfig: Layer): Promise<Harness> {
   const config = new ConfigStore(loadSettings({ env: {}, dataDir: dir, overrides: { engine: { gpu: 'false', detectOnStart: false, ...engineConfig } } }));
   const clock = new FakeClock();
   const files = new DirModelFiles(modelsDir);
-  const engine = new EngineService({ config, clock, logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), models: files });
+  const engine = new EngineService({ config, clock, logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), models: files, ...extra });
   await engine.start();
   return {
     engine,
@@ -269,6 +269,45 @@ describe('EngineService: a forced backend that is missing', () => {
       expect(health.details).toMatchObject({ backend: null, requestedBackend: missing, error: expect.stringContaining(missing) });
       expect((await h.engine.listModels()).map((m) => m.id)).toEqual(['tiny']);
       expect(h.engine.snapshot().activeSequences).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('EngineService: GPU self-test', () => {
+  it('a forced GPU backend whose self-test crashes is refused with the native reason; the console process lives on', async () => {
+    const tested: unknown[] = [];
+    const h = await harness(
+      { gpu: 'cuda', threads: 1 },
+      {
+        selfTest: async (b) => {
+          tested.push(b);
+          return { backend: 'cuda', ok: false, reason: 'CUDA error: the provided PTX was compiled with an unsupported toolchain. (probe killed by SIGABRT)', ms: 5 };
+        },
+      },
+    );
+    try {
+      const err = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+      expect((err as AppError).code).toBe('INSUFFICIENT_RESOURCES');
+      expect((err as AppError).message).toContain('the cuda backend failed its self-test: CUDA error: the provided PTX');
+      const health = await h.engine.health();
+      expect(health.status).toBe('DOWN');
+      expect(health.details).toMatchObject({ backend: null, requestedBackend: 'cuda', selfTests: [{ backend: 'cuda', ok: false }] });
+      expect(tested).toEqual(['cuda']);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('gpuSelfTest false skips the probe (auto goes straight to node-llama-cpp)', async () => {
+    let calls = 0;
+    const h = await harness({ gpu: 'auto', threads: 1, gpuSelfTest: false }, { selfTest: async () => ({ backend: 'cuda', ok: false, ms: 0, reason: `${++calls}` }) });
+    try {
+      const r = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts());
+      expect(r.text.length).toBeGreaterThan(0);
+      expect(calls).toBe(0);
+      expect((await h.engine.health()).details).not.toHaveProperty('selfTests');
     } finally {
       await h.close();
     }

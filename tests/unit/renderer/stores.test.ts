@@ -349,5 +349,17 @@ describe('training, models, logs, session, router, overview', () => {
     expect(alerts.join('\n')).toMatch(/RETREAT/);
     expect(alerts.join('\n')).toMatch(/engine: snapshot failed/);
     expect(alerts.join('\n')).toMatch(/engine is DOWN/);
+
+    // What the console reported on an H200 whose driver could not run the prebuilt CUDA kernels.
+    const fallback = alertsFor(snapshot(2), {
+      components: {
+        engine: {
+          status: 'UP',
+          details: { backend: 'cpu', selfTests: [{ backend: 'cuda', ok: false, reason: 'CUDA error: the provided PTX was compiled with an unsupported toolchain. (probe killed by SIGABRT)', hint: 'Update the driver.', ms: 3169 }] },
+        },
+      },
+    });
+    expect(fallback).toEqual(['GPU backend cuda failed its self-test (CUDA error: the provided PTX was compiled with an unsupported toolchain. (probe killed by SIGABRT)); inference runs on the CPU. Update the driver.']);
+    expect(alertsFor(snapshot(3), { components: { engine: { status: 'UP', details: { backend: 'cuda', selfTests: [{ backend: 'cuda', ok: true, ms: 900 }] } } } })).toEqual([]);
   });
 });

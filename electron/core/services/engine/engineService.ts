@@ -29,6 +29,7 @@ import type { ComponentHealth } from '../../base/health.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { LocalModelFile, ModelFilesPort } from '../../base/ports.js';
+import { chooseBackend, selfTestBackend, type BackendChoice, type SelfTestResult } from './backendSelfTest.js';
 import { toChatHistory, toFunctions } from './chatHistory.js';
 import { EngineMetrics, type EngineRoute, type RequestOutcome } from './engineMetrics.js';
 import { WaitQueue, type QueuePosition, type WaitingRequest } from './waitQueue.js';
@@ -43,6 +44,8 @@ export interface EngineServiceOptions {
   metrics: MetricsRegistry;
   /** The model library (models service). */
   models: ModelFilesPort;
+  /** Runs one backend's self-test (default: a probe child process, backendSelfTest.ts). */
+  selfTest?: (backend: BackendChoice) => Promise<SelfTestResult>;
 }
 
 /** Sampling settings of one generation, already validated by the adapter. */
@@ -176,6 +179,8 @@ export class EngineService extends BaseService {
   private llamaPromise: Promise<Llama> | null = null;
   private llama: Llama | null = null;
   private backendError: string | null = null;
+  /** The GPU self-tests run when the backend was chosen (health shows them). */
+  private selfTests: SelfTestResult[] = [];
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   /** Why a model file failed to load, remembered for that version of the file (size + mtime). */
@@ -248,9 +253,10 @@ export class EngineService extends BaseService {
     const gpu = cfg.gpu === 'false' ? false : cfg.gpu;
     const log = this.log;
     const detect = async (): Promise<Llama> => {
-      const { getLlama, LlamaLogLevel } = await llamaCpp();
+      const { getLlama, getLlamaGpuTypes, LlamaLogLevel } = await llamaCpp();
+      const chosen = await this.selfTestedBackend(gpu, () => getLlamaGpuTypes('supported'));
       const llama = await getLlama({
-        gpu,
+        gpu: chosen,
         build: 'never',
         progressLogs: false,
         skipDownload: true,
@@ -292,6 +298,29 @@ export class EngineService extends BaseService {
     return this.llamaPromise;
   }
 
+  /**
+   * With `engine.gpuSelfTest`, a GPU backend is used only after a child process generated a few
+   * tokens on it: `auto` takes the first GPU backend that passes (else the CPU), a forced backend
+   * that fails is an error. Without it, node-llama-cpp's own choice stands.
+   */
+  private async selfTestedBackend(gpu: 'auto' | BackendChoice, supported: () => Promise<readonly BackendChoice[]>): Promise<'auto' | BackendChoice> {
+    this.selfTests = [];
+    if (gpu === false || !this.cfg().gpuSelfTest) return gpu;
+    const test = this.options.selfTest ?? ((b: BackendChoice) => selfTestBackend(b));
+    if (gpu !== 'auto') {
+      const r = await test(gpu);
+      this.selfTests = [r];
+      if (!r.ok) throw new Error(`the ${gpu} backend failed its self-test: ${r.reason ?? 'unknown reason'}${r.hint ? `. ${r.hint}` : ''}`);
+      return gpu;
+    }
+    const { choice, tests } = await chooseBackend(await supported(), test);
+    this.selfTests = tests;
+    for (const t of tests) {
+      if (!t.ok) this.log.warn({ backend: t.backend, reason: t.reason, hint: t.hint }, `GPU backend ${t.backend} failed its self-test; not using it`);
+    }
+    return choice;
+  }
+
   /** Threads used for contexts: config, or the physical cores node-llama-cpp finds useful for math. */
   private threads(llama: Llama): number {
     const t = this.cfg().threads;
@@ -314,6 +343,7 @@ export class EngineService extends BaseService {
         backend: this.backendName(),
         requestedBackend: cfg.gpu,
         ...(this.backendError ? { error: this.backendError } : {}),
+        ...(this.selfTests.length > 0 ? { selfTests: this.selfTests } : {}),
         threads: this.llama ? this.threads(this.llama) : cfg.threads,
         models: { total, loaded: this.loaded.size, ready: this.loaded.size },
         parallel: cfg.parallel,

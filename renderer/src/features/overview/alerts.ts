@@ -14,6 +14,18 @@ export function alertsFor(s: ConsoleSnapshot, health: HealthDetails | null): str
   if (Array.isArray(issues)) for (const i of issues) out.push(String(i));
   for (const [name, err] of Object.entries(s.errors ?? {})) out.push(`${name}: snapshot failed (${err})`);
   for (const [name, c] of Object.entries(health?.components ?? {})) if (c.status !== 'UP') out.push(`${name} is ${c.status}.`);
+  // A GPU backend that failed the engine's self-test (e.g. a driver too old for the prebuilt CUDA kernels).
+  const engine = health?.components?.engine;
+  const tests = path(engine, ['details', 'selfTests']);
+  const backend = path(engine, ['details', 'backend']);
+  if (Array.isArray(tests)) {
+    for (const t of tests) {
+      if (path(t, ['ok']) !== false) continue;
+      const hint = path(t, ['hint']);
+      const runsOn = typeof backend === 'string' ? `inference runs on ${backend === 'cpu' ? 'the CPU' : backend}` : 'inference is unavailable';
+      out.push(`GPU backend ${String(path(t, ['backend']))} failed its self-test (${String(path(t, ['reason']))}); ${runsOn}.${typeof hint === 'string' ? ` ${hint}` : ''}`);
+    }
+  }
   return out;
 }
 

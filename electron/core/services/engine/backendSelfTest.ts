@@ -1,0 +1,151 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { writeTinyModel } from './tinyGguf.js';
+
+/** A backend node-llama-cpp can be asked for; `false` is the CPU. */
+export type BackendChoice = 'cuda' | 'vulkan' | 'metal' | false;
+
+export interface SelfTestResult {
+  backend: 'cuda' | 'vulkan' | 'metal' | 'cpu';
+  ok: boolean;
+  /** Why it failed: the native error line when there is one (e.g. a CUDA error), else how the probe ended. */
+  reason?: string;
+  /** Device names the backend reported. */
+  devices?: string[];
+  /** What the operator can do about a known failure. */
+  hint?: string;
+  ms: number;
+}
+
+/**
+ * Known failures and their remedies. The first was met on an H200 with driver 580 (CUDA 13.0):
+ * node-llama-cpp 3.22.1's prebuilt CUDA backend is built with CUDA 13.1 and carries no SASS for
+ * sm_90, so the driver must JIT its PTX, and refuses.
+ */
+export function remedyFor(backend: SelfTestResult['backend'], reason: string): string | undefined {
+  if (backend === 'cuda' && /PTX|unsupported toolchain|no kernel image/i.test(reason)) {
+    return 'The NVIDIA driver cannot run the prebuilt CUDA kernels for this GPU (the driver is older than the CUDA toolkit they were built with). Update the driver, or build llama.cpp for this GPU with `npx --no node-llama-cpp source download --gpu cuda` (needs the CUDA toolkit), then restart the console.';
+  }
+  return undefined;
+}
+
+export interface SelfTestOptions {
+  /** Default 90 s: a first CUDA run may JIT-compile kernels. */
+  timeoutMs?: number;
+  /** node-llama-cpp's module URL (default: resolved from this module). */
+  moduleUrl?: string;
+}
+
+const backendName = (b: BackendChoice): SelfTestResult['backend'] => (b === false ? 'cpu' : b);
+
+/**
+ * The probe, run in a child process: load the backend, put a tiny model fully on it and generate a
+ * few tokens. A broken GPU build (e.g. a prebuilt CUDA binary whose PTX the installed driver cannot
+ * JIT) aborts the process inside llama.cpp; in a child that costs nothing, in the console it would
+ * take the whole process down.
+ */
+const PROBE = `
+const [url, backend, modelPath] = process.argv.slice(2);
+const { getLlama, LlamaCompletion, LlamaLogLevel } = await import(url);
+const gpu = backend === 'cpu' ? false : backend;
+const llama = await getLlama({ gpu, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+if (llama.gpu !== gpu) {
+  process.stdout.write(JSON.stringify({ ok: false, reason: 'node-llama-cpp started ' + (llama.gpu || 'cpu') + ' instead' }) + '\\n');
+  process.exit(0);
+}
+const devices = gpu === false ? [] : await llama.getGpuDeviceNames();
+const model = await llama.loadModel({ modelPath, gpuLayers: 'max' });
+const context = await model.createContext({ contextSize: 128, threads: 1 });
+const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+const text = await completion.generateCompletion('the cat sat', { maxTokens: 4, temperature: 0 });
+process.stdout.write(JSON.stringify({ ok: text.length > 0, devices, reason: text.length > 0 ? undefined : 'generated nothing' }) + '\\n');
+process.exit(0);
+`;
+
+/** The most telling line of a crashed probe's stderr: the native error, not the backtrace. */
+export function probeFailureReason(stderr: string, code: number | null, signal: NodeJS.Signals | null): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.replace(/^\[node-llama-cpp\]\s*/, '').trim())
+    .filter((l) => l !== '');
+  const notFrame = (l: string) => !/^at /.test(l);
+  const error =
+    lines.find((l) => notFrame(l) && /\berror:\s*\S/i.test(l)) ?? // "CUDA error: the provided PTX was compiled with ..."
+    lines.find((l) => notFrame(l) && /\b(CUDA|Vulkan|Metal|ggml)\b.*\berror\b/i.test(l)) ??
+    lines.find((l) => notFrame(l) && /Error\b/.test(l));
+  const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+  return error ? `${error} (probe ${how})` : `probe ${how}`;
+}
+
+/** Runs the probe for one backend in a child process (Electron's binary runs it as Node). */
+export async function selfTestBackend(backend: BackendChoice, options: SelfTestOptions = {}): Promise<SelfTestResult> {
+  const started = performance.now();
+  const dir = mkdtempSync(join(tmpdir(), 'console-selftest-'));
+  const result = (r: Omit<SelfTestResult, 'backend' | 'ms'>): SelfTestResult => ({ backend: backendName(backend), ...r, ms: Math.round(performance.now() - started) });
+  try {
+    const modelPath = writeTinyModel(join(dir, 'probe.gguf'), { seed: 1 });
+    const url = options.moduleUrl ?? pathToFileURL(createRequire(import.meta.url).resolve('node-llama-cpp')).href;
+    // A file, not \`-e\`: node-llama-cpp forks its own binary test with this process's execArgv.
+    const probePath = join(dir, 'probe.mjs');
+    writeFileSync(probePath, PROBE);
+    const child = spawn(process.execPath, [probePath, url, backendName(backend), modelPath], {
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+    const timeoutMs = options.timeoutMs ?? 90_000;
+    const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean; error?: Error }>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve({ code: null, signal: 'SIGKILL', timedOut: true });
+      }, timeoutMs);
+      child.once('error', (error) => {
+        clearTimeout(timer);
+        resolve({ code: null, signal: null, timedOut: false, error });
+      });
+      child.once('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, timedOut: false });
+      });
+    });
+    if (ended.error) return result({ ok: false, reason: `could not start the probe: ${ended.error.message}` });
+    if (ended.timedOut) return result({ ok: false, reason: `probe did not finish within ${timeoutMs} ms` });
+    const line = stdout.trim().split('\n').pop() ?? '';
+    if (ended.code === 0 && line.startsWith('{')) {
+      const parsed = JSON.parse(line) as { ok: boolean; reason?: string; devices?: string[] };
+      return result({ ok: parsed.ok, ...(parsed.reason ? { reason: parsed.reason } : {}), ...(parsed.devices ? { devices: parsed.devices } : {}) });
+    }
+    const reason = probeFailureReason(stderr, ended.code, ended.signal);
+    const hint = remedyFor(backendName(backend), reason);
+    return result({ ok: false, reason, ...(hint ? { hint } : {}) });
+  } catch (err) {
+    return result({ ok: false, reason: (err as Error).message });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `auto`: the first of the machine's GPU backends (node-llama-cpp's order: CUDA, Vulkan, Metal)
+ * whose self-test passes, else the CPU. Returns the choice and every test run, for health.
+ */
+export async function chooseBackend(
+  candidates: readonly BackendChoice[],
+  test: (backend: BackendChoice) => Promise<SelfTestResult>,
+): Promise<{ choice: BackendChoice; tests: SelfTestResult[] }> {
+  const tests: SelfTestResult[] = [];
+  for (const c of candidates) {
+    if (c === false) continue;
+    const r = await test(c);
+    tests.push(r);
+    if (r.ok) return { choice: c, tests };
+  }
+  return { choice: false, tests };
+}
