@@ -48,6 +48,24 @@ describe('nvidia-smi parser', () => {
     expect(gpus[1]).toMatchObject({ index: 1, name: 'NVIDIA GeForce RTX 3060', powerDrawW: null, powerLimitW: 170 });
   });
 
+  it('parses a real capture (NVIDIA H200, driver 580, during the engine benchmark)', () => {
+    const [gpu, ...rest] = parseNvidiaSmi(readFileSync(join(fixtures, 'query-gpu-h200.csv'), 'utf8'));
+    expect(rest).toEqual([]);
+    expect(gpu).toEqual({
+      index: 0,
+      uuid: 'GPU-b94dbc67-f5d4-ec9c-f6a3-d0e8a28e86a2',
+      name: 'NVIDIA H200',
+      utilizationGpu: 78,
+      utilizationMemory: 25,
+      memoryTotalMiB: 143771,
+      memoryUsedMiB: 6233,
+      memoryFreeMiB: 136924,
+      temperatureC: 42,
+      powerDrawW: 315.65,
+      powerLimitW: 700,
+    });
+  });
+
   it('accepts CRLF and blank lines, rejects lines it would misread', () => {
     expect(parseNvidiaSmi(`${recorded.replace(/\n/g, '\r\n')}\r\n\r\n`)).toHaveLength(2);
     expect(parseNvidiaSmi('')).toEqual([]);
