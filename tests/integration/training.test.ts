@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../electron/core/base/store.js';
 import type { CancelTrainingResponse, ListTrainingResponse, LogsResponse, LossResponse, StartTrainingResponse, TrainingJobStatus } from '../../shared/contracts/training.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { MODEL_SHAPES, writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
 import { installTinyModel } from '../helpers/tinyModel.js';
 import { TEST_TRAINER_DIR, processesMentioning, waitFor, writeCatDataset } from '../helpers/training.js';
 
@@ -184,6 +185,16 @@ describe('training API on a real console (llama backend, CPU)', () => {
     const done = await waitForStatus(c, start.body.jobId, (s) => ['completed', 'failed', 'cancelled'].includes(s.status), 60_000);
     expect(done.status).toBe('failed');
     expect(done.error).toMatch(/^dataset too small: \d+ tokens; with maxSeqLength 256 at least \d+ are needed/);
+  }, 90_000);
+
+  it('fails a model too deep for llama.cpp\'s training graph with the native assertion and what to do, not a backtrace', async () => {
+    // 8 layers: past what the llama.cpp in node-llama-cpp 3.22.1 can build a training graph for.
+    writeTinyModel(join(c.dataDir, 'models', 'deep.gguf'), { shape: { ...MODEL_SHAPES.tiny, layers: 8 } });
+    const start = await post<StartTrainingResponse>(c, '/api/v1/training/start', { baseModel: 'deep', datasetPath: 'datasets/cat.txt', outputDir: 'deep-run', hyperParams: { epochs: 1, maxSeqLength: 128 } });
+    expect(start.status).toBe(200);
+    const done = await waitForStatus(c, start.body.jobId, (s) => ['completed', 'failed', 'cancelled'].includes(s.status), 60_000);
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatch(/^the trainer was killed by SIGABRT: .*GGML_ASSERT\(.*n_nodes.*\) failed\. This model is too deep for the llama\.cpp training graph/);
   }, 90_000);
 
   it('rejects bad input with 400 listing every bad field', async () => {

@@ -69,6 +69,8 @@ interface ActiveRun {
   unsubscribe: Array<() => void>;
   lastError: string | undefined;
   stderrTail: string[];
+  /** The first native assertion or error line the trainer printed (a backtrace follows it). */
+  nativeError: string | undefined;
   doneOutput: string | undefined;
   logLines: number;
   lastProgressSave: number;
@@ -78,6 +80,19 @@ interface ActiveRun {
 }
 
 const MAX_LOG_LINES_PER_JOB = 5000;
+
+/**
+ * Known native failures of the llama trainer, in words an operator can act on. The llama.cpp in
+ * node-llama-cpp 3.22.1 sizes its compute graph for inference (max(1024, 8 × tensors) nodes); the
+ * training graph of a model with 8 or more layers does not fit and llama.cpp aborts (measured: 2–6
+ * layers train, 8 and 16 abort, on CPU and CUDA alike).
+ */
+export function explainTrainerCrash(nativeError: string | undefined): string | undefined {
+  if (nativeError && /hash_set\.size >= graph->n_nodes|cgraph->n_nodes < cgraph->size/.test(nativeError)) {
+    return 'This model is too deep for the llama.cpp training graph in this node-llama-cpp release (it is sized for inference; models of 8 or more layers do not fit). Train a smaller model with this backend, or use training.backend "command" with an external trainer';
+  }
+  return undefined;
+}
 const SNAPSHOT_JOBS = 20;
 
 /** ISO-8601 UTC with `Z`, whole seconds (contract §1.5). */
@@ -428,6 +443,7 @@ export class TrainingService extends BaseService {
       unsubscribe: [],
       lastError: undefined,
       stderrTail: [],
+      nativeError: undefined,
       doneOutput: undefined,
       logLines: 0,
       lastProgressSave: 0,
@@ -582,6 +598,7 @@ export class TrainingService extends BaseService {
     if (line.trim() === '') return;
     run.stderrTail.push(line);
     if (run.stderrTail.length > 20) run.stderrTail.shift();
+    if (run.nativeError === undefined && /GGML_ASSERT|\berror:/i.test(line)) run.nativeError = line.trim();
     this.logRun(run, 'warn', line);
   }
 
@@ -722,8 +739,10 @@ export class TrainingService extends BaseService {
       status = 'failed';
       const how = signal ? `was killed by ${signal}` : code === null ? 'could not be started' : `exited with code ${code}`;
       const reason = run.lastError ?? (code === 0 ? 'the trainer exited without reporting a result' : `the trainer ${how}`);
-      const tail = run.lastError ? '' : run.stderrTail.slice(-3).join(' | ');
+      const tail = run.lastError ? '' : (run.nativeError ?? run.stderrTail.slice(-3).join(' | '));
       error = tail ? `${reason}: ${tail}` : reason;
+      const explained = run.lastError ? undefined : explainTrainerCrash(run.nativeError);
+      if (explained) error = `${error}. ${explained}`;
     }
     if (run.lease && this.options.gpuLocks) {
       await this.options.gpuLocks.release(run.lease.gpuId, run.lease.holder, run.lease.fencingToken).catch((err: unknown) => {
