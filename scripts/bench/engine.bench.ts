@@ -1,18 +1,21 @@
 // `npm run bench -- engine`: the tiny model (scripts/make-tiny-model.ts), same prompt, seed and
 // token count, measured side by side in one run: direct node-llama-cpp (this process) vs the
 // console (a child process running the headless core) over HTTP streaming with the official
-// openai client (and with plain fetch, to separate the client's own cost) vs over gRPC StreamPredict; then 4 concurrent HTTP streams vs 1. CPU only
-// (engine.gpu false), explicit threads (--threads N, default 1). Prints one JSON line.
+// openai client (and with plain fetch, to separate the client's own cost) vs over gRPC StreamPredict; then 4 concurrent HTTP streams vs 1.
+// CPU by default (engine.gpu false) with explicit threads (--threads N, default 1). On a GPU machine:
+// `--gpu auto|cuda|vulkan|metal` (direct and console use the same backend; the console's health
+// must report it) and `--shape 1b --type f16` (a 1B-sized random-weight model generated on the
+// spot) or `--model PATH` (any GGUF). Prints one JSON line.
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getLlama, LlamaCompletion } from 'node-llama-cpp';
 import OpenAI from 'openai';
-import { writeTinyModel } from '../make-tiny-model.js';
+import { MODEL_SHAPES, writeTinyModel, type ModelShapeName } from '../make-tiny-model.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const log = (msg: string) => process.stderr.write(`engine bench: ${msg}\n`);
@@ -20,7 +23,18 @@ const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : Number(process.env[`BENCH_${name.toUpperCase()}`] ?? fallback);
 };
+const sarg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? String(process.argv[i + 1]) : (process.env[`BENCH_${name.toUpperCase()}`] ?? fallback);
+};
 const THREADS = arg('threads', 1);
+const GPU = sarg('gpu', 'false');
+const SHAPE = sarg('shape', 'tiny');
+const TYPE = sarg('type', 'f32');
+const MODEL = sarg('model', '');
+if (!['false', 'auto', 'cuda', 'vulkan', 'metal'].includes(GPU)) throw new Error('--gpu must be false, auto, cuda, vulkan or metal');
+if (!(SHAPE in MODEL_SHAPES)) throw new Error(`--shape must be one of ${Object.keys(MODEL_SHAPES).join(', ')}`);
+if (TYPE !== 'f32' && TYPE !== 'f16') throw new Error('--type must be f32 or f16');
 const TOKENS = arg('tokens', 256);
 const RUNS = arg('runs', 7);
 const PROMPT = 'the cat sat on the mat';
@@ -36,18 +50,34 @@ function rssMb(pid: number): number {
 interface Run {
   ttftMs: number;
   tokensPerSecond: number;
+  tokens: number;
   text: string;
 }
 /** Tokens per second over the whole request (request start → last token), and time to first token. */
 function timing(start: number, first: number | null, end: number, tokens: number, text: string): Run {
-  return { ttftMs: (first ?? end) - start, tokensPerSecond: tokens / ((end - start) / 1000), text };
+  return { ttftMs: (first ?? end) - start, tokensPerSecond: tokens / ((end - start) / 1000), tokens, text };
 }
 
 // ------------------------------------------------------------------ setup
 const dir = mkdtempSync(join(tmpdir(), 'bench-engine-'));
 mkdirSync(join(dir, 'models'));
-const modelPath = writeTinyModel(join(dir, 'models', 'tiny.gguf'), { seed: 1 });
-writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: { gpu: 'false', threads: THREADS, parallel: 4, streamChunkSize: 1, idleTtlSeconds: 0 }, ops: { logLevel: 'WARNING' } }));
+const MODEL_ID = 'bench';
+const modelPath = join(dir, 'models', `${MODEL_ID}.gguf`);
+// The library refuses symlinks that leave the models dir: a hard link (same file system) or a copy.
+if (MODEL) {
+  try {
+    linkSync(MODEL, modelPath);
+  } catch {
+    copyFileSync(MODEL, modelPath);
+  }
+}
+else writeTinyModel(modelPath, { seed: 1, shape: SHAPE as ModelShapeName, type: TYPE });
+const modelDescription = MODEL
+  ? `${MODEL} (${Math.round(statSync(MODEL).size / 1e6)} MB)`
+  : SHAPE === 'tiny' && TYPE === 'f32'
+    ? 'tiny random llama (make-tiny-model seed 1, F32, 120k params)'
+    : `random-weight llama, shape ${SHAPE} (${JSON.stringify(MODEL_SHAPES[SHAPE as ModelShapeName])}), ${TYPE.toUpperCase()}, ${Math.round(statSync(modelPath).size / 1e6)} MB`;
+writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: { gpu: GPU, threads: THREADS, parallel: 4, streamChunkSize: 1, idleTtlSeconds: 0 }, ops: { logLevel: 'WARNING' } }));
 
 function startConsole(): Promise<{ child: ChildProcess; url: string; grpc: string }> {
   // `--import tsx` keeps the core in this one child process (the tsx CLI would add a wrapper process), so its RSS is the console's.
@@ -70,7 +100,10 @@ function startConsole(): Promise<{ child: ChildProcess; url: string; grpc: strin
 
 // ------------------------------------------------------------------ direct
 log(`direct node-llama-cpp (threads ${THREADS}, ${TOKENS} tokens, ${RUNS} runs)`);
-const llama = await getLlama({ gpu: false, build: 'never' });
+const llama = await getLlama({ gpu: GPU === 'false' ? false : (GPU as 'auto' | 'cuda' | 'vulkan' | 'metal'), build: 'never' });
+const directBackend = llama.gpu === false ? 'cpu' : llama.gpu;
+const gpuDevices = llama.gpu === false ? [] : await llama.getGpuDeviceNames();
+log(`direct backend: ${directBackend} ${gpuDevices.join(', ')}`);
 const model = await llama.loadModel({ modelPath });
 const context = await model.createContext({ contextSize: 512, sequences: 4, threads: THREADS });
 async function direct(): Promise<Run> {
@@ -93,6 +126,17 @@ async function direct(): Promise<Run> {
   return timing(start, first, end, n, text);
 }
 
+/** The engine's `backend` as the console's /api/v1/health/details reports it. */
+function findBackend(health: unknown): string | null {
+  if (health === null || typeof health !== 'object') return null;
+  if ('backend' in health && 'requestedBackend' in health) return (health as { backend: string | null }).backend;
+  for (const v of Object.values(health)) {
+    const found = findBackend(v);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
 // ------------------------------------------------------------------ console
 log('starting the console (child process)');
 const consoleProc = await startConsole();
@@ -102,7 +146,7 @@ async function viaHttp(): Promise<Run> {
   let first: number | null = null;
   let text = '';
   let n = 0;
-  const stream = await openai.completions.create({ model: 'tiny', prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await openai.completions.create({ model: MODEL_ID, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } });
   for await (const chunk of stream) {
     const t = chunk.choices[0]?.text ?? '';
     if (t !== '') first ??= performance.now();
@@ -121,7 +165,7 @@ async function viaRawHttp(): Promise<Run> {
   const res = await fetch(`${consoleProc.url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tiny', prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true }),
+    body: JSON.stringify({ model: MODEL_ID, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true }),
   });
   const decoder = new TextDecoder();
   let buffer = '';
@@ -154,7 +198,7 @@ function viaGrpc(): Promise<Run> {
     let first: number | null = null;
     let text = '';
     let chunks = 0;
-    const call = grpcClient.StreamPredict({ model_id: 'tiny', prompt: PROMPT, generation: { max_new_tokens: TOKENS, temperature: 0 } });
+    const call = grpcClient.StreamPredict({ model_id: MODEL_ID, prompt: PROMPT, generation: { max_new_tokens: TOKENS, temperature: 0 } });
     call.on('data', (m: { chunk: string; end_of_stream: boolean }) => {
       if (m.chunk !== '') {
         first ??= performance.now();
@@ -188,7 +232,7 @@ async function aggregate(n: number): Promise<number> {
   const start = performance.now();
   const results = await Promise.all(Array.from({ length: n }, () => viaHttp()));
   const seconds = (performance.now() - start) / 1000;
-  return results.reduce((a, r) => a + r.text.length, 0) / seconds; // 1 char = 1 token with this vocab
+  return results.reduce((a, r) => a + r.tokens, 0) / seconds;
 }
 const single: number[] = [];
 const four: number[] = [];
@@ -197,6 +241,8 @@ for (let i = 0; i < 5; i++) {
   four.push(await aggregate(4));
 }
 
+const consoleHealth = (await (await fetch(`${consoleProc.url}/api/v1/health/details`)).json()) as unknown;
+const consoleBackend = findBackend(consoleHealth);
 const directRss = rssMb(process.pid);
 const consoleRss = rssMb(consoleProc.child.pid ?? 0);
 grpcClient.close();
@@ -215,7 +261,7 @@ const g = summary(runs.grpc);
 const raw = summary(runs.raw);
 const result = {
   bench: 'engine',
-  setup: { model: 'tiny random llama (make-tiny-model seed 1, F32, 120k params)', backend: 'cpu', gpu: 'none on this machine', threads: THREADS, tokens: TOKENS, runs: RUNS, identical_text: identical },
+  setup: { model: modelDescription, requested_backend: GPU, backend: directBackend, console_backend: consoleBackend, gpu: gpuDevices.length > 0 ? gpuDevices.join(', ') : 'none used', threads: THREADS, tokens: TOKENS, runs: RUNS, identical_text: identical },
   direct: { ...d, rss_mb: directRss },
   http_openai_stream: { ...h, rss_mb: consoleRss },
   http_fetch_stream: { ...raw, rss_mb: consoleRss },

@@ -12,7 +12,10 @@ const available = readdirSync(dir)
   .map((f) => f.slice(0, -'.bench.ts'.length))
   .sort();
 const args = process.argv.slice(2);
-const names = args.filter((a) => !a.startsWith('-'));
+// `npm run bench -- [names...] [--option value ...]`: names first, everything from the first option on goes to each bench.
+const firstOption = args.findIndex((a) => a.startsWith('-'));
+const names = firstOption < 0 ? args : args.slice(0, firstOption);
+const passThrough = firstOption < 0 ? [] : args.slice(firstOption);
 const unknown = names.filter((n) => !available.includes(n));
 if (unknown.length > 0) {
   process.stderr.write(`unknown benchmark(s): ${unknown.join(', ')}; available: ${available.join(', ')}\n`);
@@ -22,7 +25,7 @@ let failed = false;
 for (const name of names.length > 0 ? names : available) {
   process.stderr.write(`bench: ${name}...\n`);
   const tsx = join(dir, '../../node_modules/tsx/dist/cli.mjs');
-  const r = spawnSync(process.execPath, [tsx, join(dir, `${name}.bench.ts`), ...args.filter((a) => a.startsWith('-'))], {
+  const r = spawnSync(process.execPath, [tsx, join(dir, `${name}.bench.ts`), ...passThrough], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   if (r.status !== 0) {

@@ -2,6 +2,7 @@
 // one run: (1) the trainer binary run directly, (2) the same job through a real console
 // (HTTP start → completed, with the queue, SQLite loss points and model publishing). Prints one JSON
 // line: seconds per epoch, trained tokens per second, and the console's wall-time overhead ratio.
+// Options: --gpu cpu|cuda, --shape tiny|small, --threads N, --epochs N (default 3).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,9 +12,21 @@ import { createConsole } from '../../electron/core/console.js';
 import { ensureTrainer } from '../../electron/core/services/training/trainerBuild.js';
 import { buildTinyModel } from '../make-tiny-model.js';
 
-const EPOCHS = 3;
-const THREADS = 1;
+const opt = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? String(process.argv[i + 1]) : fallback;
+};
+const EPOCHS = Number(opt('epochs', '3'));
+const THREADS = Number(opt('threads', '1'));
 const N_CTX = 256;
+/** `cpu` (default) or `cuda` (all layers on the GPU; needs @node-llama-cpp/linux-x64-cuda and a driver). */
+const GPU = opt('gpu', 'cpu');
+/** `tiny` (default) or `small` (~60M F32 parameters, 8 layers: llama.cpp 3.22.1's trainer aborts on it, README "Known limit"). */
+const SHAPE = opt('shape', 'tiny');
+if (GPU !== 'cpu' && GPU !== 'cuda') throw new Error('--gpu must be cpu or cuda');
+if (SHAPE !== 'tiny' && SHAPE !== 'small') throw new Error('--shape must be tiny or small');
+if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error('--threads must be a positive integer');
+if (!Number.isInteger(EPOCHS) || EPOCHS < 1) throw new Error('--epochs must be a positive integer');
 const DATASET = 'the cat sat on the mat. the dog ate the bone. '.repeat(100);
 
 interface EpochLine {
@@ -27,11 +40,11 @@ interface EpochLine {
 const work = mkdtempSync(join(tmpdir(), 'training-bench-'));
 const silent = new Writable({ write: (_c, _e, cb) => cb() });
 try {
-  const binary = await ensureTrainer({ cacheDir: resolve('.tmp/trainer'), gpu: 'cpu' });
+  const binary = await ensureTrainer({ cacheDir: resolve('.tmp/trainer'), gpu: GPU });
   const dataDir = join(work, 'data');
   mkdirSync(join(dataDir, 'models'), { recursive: true });
   const modelPath = join(dataDir, 'models', 'tiny.gguf');
-  writeFileSync(modelPath, buildTinyModel({ seed: 1 }));
+  writeFileSync(modelPath, buildTinyModel({ seed: 1, shape: SHAPE }));
   const datasetPath = join(dataDir, 'dataset.txt');
   writeFileSync(datasetPath, DATASET);
 
@@ -39,7 +52,7 @@ try {
   const configPath = join(work, 'direct.json');
   writeFileSync(
     configPath,
-    JSON.stringify({ backendDir: binary.backendDir, modelPath, datasetPath, outputPath: join(work, 'direct.gguf'), epochs: EPOCHS, learningRate: 3e-4, nCtx: N_CTX, threads: THREADS, validationSplit: 0.1 }),
+    JSON.stringify({ backendDir: binary.backendDir, modelPath, datasetPath, outputPath: join(work, 'direct.gguf'), epochs: EPOCHS, learningRate: 3e-4, nCtx: N_CTX, threads: THREADS, validationSplit: 0.1, gpuLayers: binary.variant === 'cuda' ? -1 : 0 }),
   );
   const epochs: EpochLine[] = [];
   let tokens = 0;
@@ -66,7 +79,7 @@ try {
     env: {},
     dataDir,
     logDestination: silent,
-    overrides: { server: { httpPort: 0, grpcPort: 0 }, engine: { gpu: 'false' }, training: { threads: THREADS, gpu: 'cpu', trainerDir: resolve('.tmp/trainer'), validationSplit: 0.1 } },
+    overrides: { server: { httpPort: 0, grpcPort: 0 }, engine: { gpu: 'false' }, training: { threads: THREADS, gpu: GPU, trainerDir: resolve('.tmp/trainer'), validationSplit: 0.1 } },
   });
   const { httpUrl } = await consoleInstance.start();
   const t1 = performance.now();
@@ -93,7 +106,7 @@ try {
   process.stdout.write(
     `${JSON.stringify({
       bench: 'training',
-      model: 'tiny llama GGUF (2 layers, 64 dims, 120k F32 params)',
+      model: SHAPE === 'tiny' ? 'tiny llama GGUF (2 layers, 64 dims, 120k F32 params)' : 'small random llama GGUF (8 layers, 512 dims, 32k vocab, ~60M F32 params)',
       variant: binary.variant,
       threads: THREADS,
       nCtx: N_CTX,
