@@ -44,6 +44,28 @@
 #include <unistd.h>
 #include <vector>
 
+#include <dlfcn.h>
+
+// ---------------------------------------------------------------- training-sized compute graphs
+// llama.cpp sizes a context's graphs for inference: llama_context::graph_max_nodes() returns
+// max(1024, 8 x model tensors). The training graph (forward + backward + optimizer) of a llama with
+// 8 or more layers does not fit, and llama.cpp aborts (GGML_ASSERT(... n_nodes ...)). libllama calls
+// that member through its PLT, so this executable's definition (exported: the build links with
+// -rdynamic) takes its place and returns the library's own value times TRAIN_GRAPH_FACTOR. Only the
+// member's name and signature matter here; the context's layout is never touched.
+static constexpr uint32_t TRAIN_GRAPH_FACTOR = 8;
+
+struct llama_context {
+    uint32_t graph_max_nodes(uint32_t n_tokens) const;
+};
+
+uint32_t llama_context::graph_max_nodes(uint32_t n_tokens) const {
+    using original_fn = uint32_t (*)(const llama_context *, uint32_t);
+    static const original_fn original = reinterpret_cast<original_fn>(dlsym(RTLD_NEXT, "_ZNK13llama_context15graph_max_nodesEj"));
+    const uint32_t base = original != nullptr ? original(this, n_tokens) : 1024;
+    return base * TRAIN_GRAPH_FACTOR;
+}
+
 namespace {
 
 // --- a small JSON reader/writer (config, JSONL datasets, protocol lines) --------------------------

@@ -187,15 +187,14 @@ describe('training API on a real console (llama backend, CPU)', () => {
     expect(done.error).toMatch(/^dataset too small: \d+ tokens; with maxSeqLength 256 at least \d+ are needed/);
   }, 90_000);
 
-  it('fails a model too deep for llama.cpp\'s training graph with the native assertion and what to do, not a backtrace', async () => {
-    // 8 layers: past what the llama.cpp in node-llama-cpp 3.22.1 can build a training graph for.
-    writeTinyModel(join(c.dataDir, 'models', 'deep.gguf'), { shape: { ...MODEL_SHAPES.tiny, layers: 8 } });
+  it('trains a 16-layer model (past the inference-sized graph of the bundled llama.cpp, see trainer.cpp)', async () => {
+    writeTinyModel(join(c.dataDir, 'models', 'deep.gguf'), { shape: { ...MODEL_SHAPES.tiny, layers: 16 } });
     const start = await post<StartTrainingResponse>(c, '/api/v1/training/start', { baseModel: 'deep', datasetPath: 'datasets/cat.txt', outputDir: 'deep-run', hyperParams: { epochs: 1, maxSeqLength: 128 } });
     expect(start.status).toBe(200);
-    const done = await waitForStatus(c, start.body.jobId, (s) => ['completed', 'failed', 'cancelled'].includes(s.status), 60_000);
-    expect(done.status).toBe('failed');
-    expect(done.error).toMatch(/^the trainer was killed by SIGABRT: .*GGML_ASSERT\(.*n_nodes.*\) failed\. This model is too deep for the llama\.cpp training graph/);
-  }, 90_000);
+    const done = await waitForStatus(c, start.body.jobId, (s) => ['completed', 'failed', 'cancelled'].includes(s.status), 120_000);
+    expect(done.error ?? null).toBeNull();
+    expect(done.status).toBe('completed');
+  }, 150_000);
 
   it('rejects bad input with 400 listing every bad field', async () => {
     const res = await post<EngineError>(c, '/api/v1/training/start', {

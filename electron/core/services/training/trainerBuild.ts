@@ -207,6 +207,9 @@ export async function ensureTrainer(options: TrainerBuildOptions): Promise<Train
     '-l:libggml-base.so',
     '-l:libllama-common.so',
     `-Wl,-rpath,${libs.binsDir}`,
+    // Exports the trainer's llama_context::graph_max_nodes so it replaces libllama's (trainer.cpp).
+    '-rdynamic',
+    '-ldl',
   ];
   try {
     await run(compiler, args);

@@ -84,12 +84,16 @@ const MAX_LOG_LINES_PER_JOB = 5000;
 /**
  * Known native failures of the llama trainer, in words an operator can act on. The llama.cpp in
  * node-llama-cpp 3.22.1 sizes its compute graph for inference (max(1024, 8 × tensors) nodes); the
- * training graph of a model with 8 or more layers does not fit and llama.cpp aborts (measured: 2–6
- * layers train, 8 and 16 abort, on CPU and CUDA alike).
+ * trainer enlarges that budget 8× (trainer.cpp), which was measured to fit models of 2–32 layers;
+ * a model whose training graph still does not fit ends with this assertion.
  */
 export function explainTrainerCrash(nativeError: string | undefined): string | undefined {
   if (nativeError && /hash_set\.size >= graph->n_nodes|cgraph->n_nodes < cgraph->size/.test(nativeError)) {
-    return 'This model is too deep for the llama.cpp training graph in this node-llama-cpp release (it is sized for inference; models of 8 or more layers do not fit). Train a smaller model with this backend, or use training.backend "command" with an external trainer';
+    return "This model's training graph is larger than the trainer's graph budget (8x llama.cpp's inference budget, TRAIN_GRAPH_FACTOR in resources/trainer/trainer.cpp). Raise that factor, or use training.backend \"command\" with an external trainer";
+  }
+  // Seen on an H200 with driver 580: node-llama-cpp 3.22.1's prebuilt CUDA kernels need a newer driver.
+  if (nativeError && /PTX|unsupported toolchain|no kernel image/i.test(nativeError)) {
+    return 'The NVIDIA driver cannot run the prebuilt CUDA kernels for this GPU (it is older than the CUDA toolkit they were built with). Set training.gpu to "cpu", update the driver, or build llama.cpp for this GPU with `npx --no node-llama-cpp source download --gpu cuda`';
   }
   return undefined;
 }
