@@ -21,7 +21,7 @@ const THREADS = Number(opt('threads', '1'));
 const N_CTX = 256;
 /** `cpu` (default) or `cuda` (all layers on the GPU; needs @node-llama-cpp/linux-x64-cuda and a driver). */
 const GPU = opt('gpu', 'cpu');
-/** `tiny` (default) or `small` (~60M F32 parameters, 8 layers: llama.cpp 3.22.1's trainer aborts on it, README "Known limit"). */
+/** `tiny` (default) or `small` (~60M F32 parameters, 8 layers: enough work per step for a GPU to show). */
 const SHAPE = opt('shape', 'tiny');
 if (GPU !== 'cpu' && GPU !== 'cuda') throw new Error('--gpu must be cpu or cuda');
 if (SHAPE !== 'tiny' && SHAPE !== 'small') throw new Error('--shape must be tiny or small');

@@ -123,10 +123,10 @@ train)
   cp /root/llsrc/build/bin/libggml-cuda.so $CUDA_BIN/libggml-cuda.so
   ( while sleep 1; do nvidia-smi --query-gpu=$Q --format=csv,noheader,nounits; done ) > "$OUT/query-gpu-train.csv" 2>/dev/null &
   smi=$!
-  for run in "cuda tiny 4 3" "cuda small 4 3" "cpu small 16 1"; do
+  for run in "cuda small 4 3" "cpu small 16 1" "cuda tiny 4 3"; do
     set -- $run
     step "training bench: --gpu $1 --shape $2 --threads $3 --epochs $4"
-    timeout 150 node --import tsx scripts/bench/training.bench.ts --gpu "$1" --shape "$2" --threads "$3" --epochs "$4" > "$OUT/training-$1-$2.json" 2> "$LOGS/training-$1-$2.log"
+    timeout 100 node --import tsx scripts/bench/training.bench.ts --gpu "$1" --shape "$2" --threads "$3" --epochs "$4" > "$OUT/training-$1-$2.json" 2> "$LOGS/training-$1-$2.log"
     echo "rc $?"; tail -c 1200 "$OUT/training-$1-$2.json"; tail -3 "$LOGS/training-$1-$2.log"
   done
   kill $smi 2>/dev/null

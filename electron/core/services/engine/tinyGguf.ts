@@ -18,8 +18,8 @@ export interface ModelShape {
 }
 
 /**
- * `tiny` (the default, ~490 KB, what tests use), `small` (~60M parameters, 8 layers: too deep
- * for the llama trainer of node-llama-cpp 3.22.1, see README) and `1b`, a Llama-3.2-1B-sized body (2048 wide,
+ * `tiny` (the default, ~490 KB, what tests use), `small` (~60M parameters, 8 layers: a training
+ * benchmark with real work per step) and `1b`, a Llama-3.2-1B-sized body (2048 wide,
  * 16 layers, GQA 32/8) with a 32k vocabulary, ~2.4 GB in F16: random weights, so its text is noise,
  * but its memory traffic and compute per token are those of a real 1B model (GPU benchmarks).
  */
