@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { cudaDriverRemedy } from '../../base/gpuErrors.js';
 import { writeTinyModel } from './tinyGguf.js';
 
 /** A backend node-llama-cpp can be asked for; `false` is the CPU. */
@@ -21,17 +22,6 @@ export interface SelfTestResult {
   ms: number;
 }
 
-/**
- * Known failures and their remedies. The first was met on an H200 with driver 580 (CUDA 13.0):
- * node-llama-cpp 3.22.1's prebuilt CUDA backend is built with CUDA 13.1 and carries no SASS for
- * sm_90, so the driver must JIT its PTX, and refuses.
- */
-export function remedyFor(backend: SelfTestResult['backend'], reason: string): string | undefined {
-  if (backend === 'cuda' && /PTX|unsupported toolchain|no kernel image/i.test(reason)) {
-    return 'The NVIDIA driver cannot run the prebuilt CUDA kernels for this GPU (the driver is older than the CUDA toolkit they were built with). Update the driver, or build llama.cpp for this GPU with `npx --no node-llama-cpp source download --gpu cuda` (needs the CUDA toolkit), then restart the console.';
-  }
-  return undefined;
-}
 
 export interface SelfTestOptions {
   /** Default 90 s: a first CUDA run may JIT-compile kernels. */
@@ -123,7 +113,7 @@ export async function selfTestBackend(backend: BackendChoice, options: SelfTestO
       return result({ ok: parsed.ok, ...(parsed.reason ? { reason: parsed.reason } : {}), ...(parsed.devices ? { devices: parsed.devices } : {}) });
     }
     const reason = probeFailureReason(stderr, ended.code, ended.signal);
-    const hint = remedyFor(backendName(backend), reason);
+    const hint = backend === 'cuda' ? cudaDriverRemedy(reason) : undefined;
     return result({ ok: false, reason, ...(hint ? { hint } : {}) });
   } catch (err) {
     return result({ ok: false, reason: (err as Error).message });

@@ -30,6 +30,7 @@ import {
   type TrainingSnapshot,
 } from '../../../../shared/contracts/training.js';
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
+import { cudaDriverRemedy } from '../../base/gpuErrors.js';
 import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
 import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
@@ -91,12 +92,9 @@ export function explainTrainerCrash(nativeError: string | undefined): string | u
   if (nativeError && /hash_set\.size >= graph->n_nodes|cgraph->n_nodes < cgraph->size/.test(nativeError)) {
     return "This model's training graph is larger than the trainer's graph budget (8x llama.cpp's inference budget, TRAIN_GRAPH_FACTOR in resources/trainer/trainer.cpp). Raise that factor, or use training.backend \"command\" with an external trainer";
   }
-  // Seen on an H200 with driver 580: node-llama-cpp 3.22.1's prebuilt CUDA kernels need a newer driver.
-  if (nativeError && /PTX|unsupported toolchain|no kernel image/i.test(nativeError)) {
-    return 'The NVIDIA driver cannot run the prebuilt CUDA kernels for this GPU (it is older than the CUDA toolkit they were built with). Set training.gpu to "cpu", update the driver, or build llama.cpp for this GPU with `npx --no node-llama-cpp source download --gpu cuda`';
-  }
-  return undefined;
+  return nativeError ? cudaDriverRemedy(nativeError, 'set training.gpu to "cpu"') : undefined;
 }
+
 const SNAPSHOT_JOBS = 20;
 
 /** ISO-8601 UTC with `Z`, whole seconds (contract §1.5). */
