@@ -295,6 +295,10 @@ describe('EngineService: GPU self-test', () => {
       expect(health.status).toBe('DOWN');
       expect(health.details).toMatchObject({ backend: null, requestedBackend: 'cuda', selfTests: [{ backend: 'cuda', ok: false }] });
       expect(tested).toEqual(['cuda']);
+      // The next request tries the backend again, but does not probe it again.
+      const again = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+      expect((again as AppError).message).toContain('the cuda backend failed its self-test');
+      expect(tested).toEqual(['cuda']);
     } finally {
       await h.close();
     }

@@ -181,6 +181,11 @@ export class EngineService extends BaseService {
   private backendError: string | null = null;
   /** The GPU self-tests run when the backend was chosen (health shows them). */
   private selfTests: SelfTestResult[] = [];
+  /**
+   * One probe per backend per start: a failed detection is retried on the next request, and must
+   * not spawn another probe each time (a driver update needs a restart anyway).
+   */
+  private readonly selfTestRuns = new Map<BackendChoice, Promise<SelfTestResult>>();
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   /** Why a model file failed to load, remembered for that version of the file (size + mtime). */
@@ -219,6 +224,7 @@ export class EngineService extends BaseService {
 
   protected async onStart(): Promise<void> {
     this.stopping = false;
+    this.selfTestRuns.clear();
     this.disposables.defer(this.options.models.onChange(() => void this.reconcile().catch((err: unknown) => this.log.warn({ err }, 'model library reconcile failed'))));
     if (this.cfg().detectOnStart) {
       // In the background, a moment after start-up: loading node-llama-cpp and its native backend
@@ -306,7 +312,12 @@ export class EngineService extends BaseService {
   private async selfTestedBackend(gpu: 'auto' | BackendChoice, supported: () => Promise<readonly BackendChoice[]>): Promise<'auto' | BackendChoice> {
     this.selfTests = [];
     if (gpu === false || !this.cfg().gpuSelfTest) return gpu;
-    const test = this.options.selfTest ?? ((b: BackendChoice) => selfTestBackend(b));
+    const probe = this.options.selfTest ?? ((b: BackendChoice) => selfTestBackend(b));
+    const test = (b: BackendChoice): Promise<SelfTestResult> => {
+      let run = this.selfTestRuns.get(b);
+      if (!run) this.selfTestRuns.set(b, (run = probe(b)));
+      return run;
+    };
     if (gpu !== 'auto') {
       const r = await test(gpu);
       this.selfTests = [r];
