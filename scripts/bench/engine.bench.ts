@@ -19,14 +19,11 @@ import { MODEL_SHAPES, writeTinyModel, type ModelShapeName } from '../make-tiny-
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const log = (msg: string) => process.stderr.write(`engine bench: ${msg}\n`);
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : Number(process.env[`BENCH_${name.toUpperCase()}`] ?? fallback);
-};
 const sarg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? String(process.argv[i + 1]) : (process.env[`BENCH_${name.toUpperCase()}`] ?? fallback);
 };
+const arg = (name: string, fallback: number) => Number(sarg(name, String(fallback)));
 const THREADS = arg('threads', 1);
 const GPU = sarg('gpu', 'false');
 const SHAPE = sarg('shape', 'tiny');
@@ -70,8 +67,7 @@ if (MODEL) {
   } catch {
     copyFileSync(MODEL, modelPath);
   }
-}
-else writeTinyModel(modelPath, { seed: 1, shape: SHAPE as ModelShapeName, type: TYPE });
+} else writeTinyModel(modelPath, { seed: 1, shape: SHAPE as ModelShapeName, type: TYPE });
 const modelDescription = MODEL
   ? `${MODEL} (${Math.round(statSync(MODEL).size / 1e6)} MB)`
   : SHAPE === 'tiny' && TYPE === 'f32'
@@ -124,17 +120,6 @@ async function direct(): Promise<Run> {
   completion.dispose();
   sequence.dispose();
   return timing(start, first, end, n, text);
-}
-
-/** The engine's `backend` as the console's /api/v1/health/details reports it. */
-function findBackend(health: unknown): string | null {
-  if (health === null || typeof health !== 'object') return null;
-  if ('backend' in health && 'requestedBackend' in health) return (health as { backend: string | null }).backend;
-  for (const v of Object.values(health)) {
-    const found = findBackend(v);
-    if (found !== null) return found;
-  }
-  return null;
 }
 
 // ------------------------------------------------------------------ console
@@ -241,8 +226,8 @@ for (let i = 0; i < 5; i++) {
   four.push(await aggregate(4));
 }
 
-const consoleHealth = (await (await fetch(`${consoleProc.url}/api/v1/health/details`)).json()) as unknown;
-const consoleBackend = findBackend(consoleHealth);
+const consoleHealth = (await (await fetch(`${consoleProc.url}/api/v1/health/details`)).json()) as { components: { engine?: { details?: { backend?: string | null } } } };
+const consoleBackend = consoleHealth.components.engine?.details?.backend ?? null;
 const directRss = rssMb(process.pid);
 const consoleRss = rssMb(consoleProc.child.pid ?? 0);
 grpcClient.close();

@@ -1,7 +1,6 @@
-// A random-weight llama GGUF (F32 or F16,
-// byte-level vocab, a ChatML chat template) that node-llama-cpp loads and generates from. The same
-// seed always gives the same bytes, so tests can compare token streams across HTTP, gRPC and
-// direct node-llama-cpp. Layout per docs/notes "A tiny GGUF that node-llama-cpp loads".
+// A random-weight llama GGUF (F32 or F16 weights, byte-level vocab, a ChatML chat template) that
+// node-llama-cpp loads and generates from. The same seed always gives the same bytes, so tests can
+// compare token streams across HTTP, gRPC and direct node-llama-cpp. Layout per docs/notes "A tiny GGUF that node-llama-cpp loads".
 import { closeSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
