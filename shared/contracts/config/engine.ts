@@ -44,6 +44,8 @@ export const EngineConfig = Type.Object(
     idleTtlSeconds: Type.Integer({ default: 600, minimum: 0 }),
     /** Requests that may wait for a sequence (all models, all priorities); beyond it → 429 with Retry-After. */
     queueMaxSize: Type.Integer({ default: 64, minimum: 0, maximum: 100_000 }),
+    /** Seconds a request may wait for room to load its model (the loaded ones busy) before 503 with Retry-After. */
+    loadWaitSeconds: Type.Integer({ default: 120, minimum: 0, maximum: 86_400 }),
     /** Tokens per chunk on /api/v1/inference/stream* and gRPC StreamPredict (contract §3.2 `stream_chunk_size`). */
     streamChunkSize: Type.Integer({ default: 4, minimum: 1, maximum: 256 }),
     /** Model used when a request names `default` or none; empty = the first model in the library. */

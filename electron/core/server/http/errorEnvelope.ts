@@ -1,5 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ErrorCode, describeDetails, type ErrorDetail } from '../../base/errors.js';
+import type { Logger } from 'pino';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The console's `http` logger (Fastify's own request logger is off). */
+    consoleLog?: Logger;
+  }
+}
 
 /** Which envelope a route family uses (contract §1.3). */
 export type ErrorFamily = 'engine' | 'openai' | 'detail' | 'ops-json' | 'ops-text';
@@ -120,6 +128,16 @@ export function toAppError(error: unknown): AppError {
     return new AppError(ErrorCode.INVALID_REQUEST, e.message ?? 'Bad request', { status: e.statusCode });
   }
   return new AppError(ErrorCode.INTERNAL_ERROR, 'Internal error', { cause: error });
+}
+
+/**
+ * Logs a 5xx once, with the request id and its cause (an unknown error converted to INTERNAL_ERROR
+ * keeps the original as `cause`). 4xx are the client's business and are not logged as errors.
+ */
+export function logServerError(request: FastifyRequest, err: AppError, original: unknown = err): void {
+  if (err.status < 500) return;
+  const cause = err.cause ?? (original === err ? undefined : original);
+  (request.server.consoleLog ?? request.log).error({ err: cause ?? err, reqId: request.id, url: request.url, status: err.status, code: err.code }, `request failed: ${err.message}`);
 }
 
 /** Sends `err` in the envelope of the request's route family. */

@@ -17,7 +17,7 @@ import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import { isAllowedHost, isAllowedOrigin } from './hostOrigin.js';
-import { sendError } from './errorEnvelope.js';
+import { logServerError, sendError, toAppError } from './errorEnvelope.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -75,12 +75,15 @@ export class HttpServer {
       routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
     };
     this.app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>() as unknown as FastifyInstance;
+    // Fastify's own per-request logger is off (it costs /health throughput); errors reach the
+    // console's log through this decoration (see logServerError).
+    this.app.decorate('consoleLog', options.logger);
     this.installEdgeRules();
   }
 
   private installEdgeRules(): void {
     const app = this.app;
-    const { config, metrics, logger } = this.options;
+    const { config, metrics } = this.options;
 
     // Only JSON (and multipart on routes that opt in): browser form posts that skip CORS
     // preflight (text/plain, urlencoded) get 415.
@@ -147,11 +150,9 @@ export class HttpServer {
     });
 
     app.setErrorHandler((error, request, reply) => {
-      const status = (error as { statusCode?: number }).statusCode;
-      if (!(error instanceof AppError) && (status === undefined || status >= 500)) {
-        logger.error({ err: error, url: request.url, reqId: request.id }, 'request failed');
-      }
-      return sendError(request, reply, error);
+      const err = toAppError(error);
+      logServerError(request, err, error);
+      return sendError(request, reply, err);
     });
 
     app.setNotFoundHandler((request, reply) => {

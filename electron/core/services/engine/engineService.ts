@@ -160,9 +160,25 @@ interface LoadedModel {
   avgRequestMs: number;
   /** The file changed on disk: unload as soon as the model is idle. */
   stale: boolean;
+  /**
+   * Sequences no request is using, kept for the next one. A sequence is reused, never disposed and
+   * recreated: node-llama-cpp reclaims a disposed sequence's id only later, so a fresh
+   * `getSequence()` right after `dispose()` fails with "No sequences left". Reuse also keeps the KV
+   * cache of the previous prompt, which node-llama-cpp shares with the next request's common prefix.
+   */
+  freeSequences: LlamaContextSequence[];
+  /** Requests between `ensureLoaded` and the end of their generation (see `ensureLoaded`'s `pin`). */
+  pins: number;
 }
 
 const DEFAULT_ETA_MS = 2000;
+
+/** Who waits when a model cannot be loaded yet (the request's priority, id and queue-place callback). */
+type LoadWaiter = Pick<RunOptions, 'priority' | 'requestId' | 'onQueued'>;
+
+/** Queue key of the requests waiting for room to load model `id` (model ids never contain ':'). */
+const loadKey = (id: string): string => `load:${id}`;
+const isLoadKey = (key: string): boolean => key.startsWith('load:');
 const RATE_WINDOW_MS = 10_000;
 
 function cpuCount(): number {
@@ -188,6 +204,8 @@ export class EngineService extends BaseService {
   private readonly selfTestRuns = new Map<BackendChoice, Promise<SelfTestResult>>();
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
+  /** Loads that have passed `makeRoom` (id → estimated bytes): they count against the budget and model count. */
+  private readonly reserved = new Map<string, number>();
   /** Why a model file failed to load, remembered for that version of the file (size + mtime). */
   private readonly loadErrors = new Map<string, { message: string; sizeBytes: number; modifiedAt: number }>();
   private readonly generations = new Set<Promise<unknown>>();
@@ -205,6 +223,7 @@ export class EngineService extends BaseService {
     this.queue = new WaitQueue({
       maxSize: () => this.cfg().queueMaxSize,
       estimate: (key, position) => {
+        if (isLoadKey(key)) return position * DEFAULT_ETA_MS;
         const m = this.loaded.get(key);
         const parallel = m?.parallel ?? this.cfg().parallel;
         return Math.ceil(position / parallel) * (m?.avgRequestMs ?? DEFAULT_ETA_MS);
@@ -399,7 +418,7 @@ export class EngineService extends BaseService {
       const f = files.get(m.id);
       if (f && f.sizeBytes === m.file.sizeBytes && f.modifiedAt === m.file.modifiedAt) continue;
       m.stale = true;
-      if (m.active === 0 && this.queue.sizeFor(m.id) === 0) {
+      if (!this.inUse(m)) {
         this.log.info({ model: m.id }, 'model file changed or removed; unloading');
         await this.unloadNow(m.id);
       }
@@ -486,7 +505,7 @@ export class EngineService extends BaseService {
   async unload(id: string): Promise<ModelDetails> {
     await this.fileFor(id);
     const m = this.loaded.get(id);
-    if (m && (m.active > 0 || this.queue.sizeFor(id) > 0)) {
+    if (m && this.inUse(m)) {
       throw new AppError(ErrorCode.CONFLICT, `Model '${id}' is in use (${m.active} generating, ${this.queue.sizeFor(id)} waiting); try again when idle`);
     }
     const pending = this.loading.get(id);
@@ -509,10 +528,17 @@ export class EngineService extends BaseService {
     this.log.info({ model: id }, 'model unloaded');
   }
 
+  /** A model is in use while a request holds or waits for one of its sequences, or is about to (pinned). */
+  private inUse(m: LoadedModel): boolean {
+    return m.active > 0 || m.pins > 0 || this.queue.sizeFor(m.id) > 0;
+  }
+
   private scheduleIdle(m: LoadedModel): void {
     m.idleTimer?.cancel();
     m.idleTimer = null;
-    if (m.active > 0 || this.queue.sizeFor(m.id) > 0 || this.stopping) return;
+    if (this.inUse(m) || this.stopping) return;
+    // An idle model can be evicted: a request waiting for room to load another one looks again.
+    this.queue.grantWhere(isLoadKey);
     if (m.stale) {
       void this.unloadNow(m.id).catch((err: unknown) => this.log.error({ err, model: m.id }, 'unload of a changed model failed'));
       return;
@@ -520,31 +546,50 @@ export class EngineService extends BaseService {
     if (m.ttlSeconds <= 0) return;
     m.idleTimer = this.options.clock.setTimeout(() => {
       m.idleTimer = null;
-      if (this.loaded.get(m.id) !== m || m.active > 0 || this.queue.sizeFor(m.id) > 0) return;
+      if (this.loaded.get(m.id) !== m || this.inUse(m)) return;
       this.log.info({ model: m.id, idleSeconds: m.ttlSeconds }, 'unloading idle model');
       void this.unloadNow(m.id).catch((err: unknown) => this.log.error({ err, model: m.id }, 'idle unload failed'));
     }, m.ttlSeconds * 1000);
   }
 
-  private async ensureLoaded(id: string, ttlSeconds?: number): Promise<LoadedModel> {
-    if (this.stopping || !this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The engine is not running');
-    const existing = this.loaded.get(id);
-    if (existing) {
-      if (ttlSeconds !== undefined) existing.ttlSeconds = ttlSeconds;
-      return existing;
+  /**
+   * The loaded model `id`, loading it when needed; concurrent callers share one load. With `pin`, the
+   * model is returned pinned (see `unpin`), so it cannot be evicted before the caller's generation.
+   */
+  private async ensureLoaded(id: string, ttlSeconds?: number, waiter?: LoadWaiter, pin = false): Promise<LoadedModel> {
+    for (;;) {
+      if (this.stopping || !this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The engine is not running');
+      let m = this.loaded.get(id);
+      if (!m) {
+        const file = await this.fileFor(id);
+        let pending = this.loading.get(id);
+        if (!pending) {
+          pending = this.loadFile(file, ttlSeconds, waiter).finally(() => {
+            this.loading.delete(id);
+            this.reserved.delete(id);
+            // A finished or failed load may leave room (or a model to evict) for a waiting one.
+            this.queue.grantWhere(isLoadKey);
+          });
+          this.loading.set(id, pending);
+        }
+        m = await pending;
+        // Evicted for another load before this request could pin it: load it again.
+        if (this.loaded.get(id) !== m) continue;
+      }
+      if (ttlSeconds !== undefined) m.ttlSeconds = ttlSeconds;
+      if (pin) m.pins++;
+      return m;
     }
-    const file = await this.fileFor(id);
-    let pending = this.loading.get(id);
-    if (!pending) {
-      pending = this.loadFile(file, ttlSeconds).finally(() => this.loading.delete(id));
-      this.loading.set(id, pending);
-    }
-    const m = await pending;
-    if (ttlSeconds !== undefined) m.ttlSeconds = ttlSeconds;
-    return m;
   }
 
-  private async loadFile(file: LocalModelFile, ttlSeconds: number | undefined): Promise<LoadedModel> {
+  /** Ends a pin of `ensureLoaded(..., pin = true)`; the model may then go idle. */
+  private unpin(m: LoadedModel): void {
+    m.pins--;
+    this.scheduleIdle(m);
+  }
+
+
+  private async loadFile(file: LocalModelFile, ttlSeconds: number | undefined, waiter: LoadWaiter | undefined): Promise<LoadedModel> {
     const cfg = this.cfg();
     const name = file.path.split(/[\\/]/).pop() ?? file.id;
     if (file.error) {
@@ -574,7 +619,7 @@ export class EngineService extends BaseService {
         cause: err,
       });
     }
-    await this.makeRoom(file, estimateBytes);
+    await this.makeRoom(file, estimateBytes, waiter);
     let model: LlamaModel | null = null;
     try {
       model = await llama.loadModel({ modelPath: file.path, gpuLayers: cfg.gpuLayers === 'auto' ? 'auto' : cfg.gpuLayers });
@@ -595,6 +640,8 @@ export class EngineService extends BaseService {
         embedding: null,
         embeddingLock: Promise.resolve(),
         avgRequestMs: DEFAULT_ETA_MS,
+        freeSequences: [],
+        pins: 0,
         chatWrapper: (await llamaCpp()).resolveChatWrapper(model),
         stale: false,
       };
@@ -614,8 +661,12 @@ export class EngineService extends BaseService {
     }
   }
 
-  /** Unloads idle models (least recently used first) until `bytes` more fit the budget and the model count. */
-  private async makeRoom(file: LocalModelFile, bytes: number): Promise<void> {
+  /**
+   * Unloads idle models (least recently used first) until `bytes` more fit the budget and the model
+   * count. When every loaded model is busy, a request waits by priority (in the engine queue, under
+   * `load:<id>`) until one goes idle, as Ollama's scheduler does, for at most `engine.loadWaitSeconds`.
+   */
+  private async makeRoom(file: LocalModelFile, bytes: number, waiter: LoadWaiter | undefined): Promise<void> {
     const cfg = this.cfg();
     const budget = cfg.memoryBudgetMb * 1024 * 1024;
     const name = file.path.split(/[\\/]/).pop() ?? file.id;
@@ -627,18 +678,32 @@ export class EngineService extends BaseService {
         details: [{ type: 'model_too_big', field: 'modelId', description: `${name} ${reason}` }],
       });
     }
-    const used = () => [...this.loaded.values()].reduce((a, m) => a + m.estimateBytes, 0);
-    const fits = () => (budget === 0 || used() + bytes <= budget) && this.loaded.size + this.loading.size <= cfg.maxLoadedModels;
+    const used = () => [...this.loaded.values()].reduce((a, m) => a + m.estimateBytes, 0) + [...this.reserved.values()].reduce((a, b) => a + b, 0);
+    const fits = () => (budget === 0 || used() + bytes <= budget) && this.loaded.size + this.reserved.size + 1 <= cfg.maxLoadedModels;
+    const deadline = this.options.clock.monotonic() + cfg.loadWaitSeconds * 1000;
     while (!fits()) {
-      const idle = [...this.loaded.values()].filter((m) => m.active === 0 && this.queue.sizeFor(m.id) === 0).sort((a, b) => a.lastUsedMono - b.lastUsedMono)[0];
-      if (!idle) {
-        throw new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: the loaded models are busy and no room is left (about ${mib(used())} MiB used of ${budget > 0 ? `${cfg.memoryBudgetMb} MiB` : 'no budget'}, ${this.loaded.size} of ${cfg.maxLoadedModels} models)`, {
+      const idle = [...this.loaded.values()].filter((m) => !this.inUse(m)).sort((a, b) => a.lastUsedMono - b.lastUsedMono)[0];
+      if (idle) {
+        this.log.info({ model: idle.id, for: file.id }, 'unloading least recently used model to make room');
+        await this.unloadNow(idle.id);
+        continue;
+      }
+      const busy = () =>
+        new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: the loaded models stayed busy for ${cfg.loadWaitSeconds}s and no room is left (about ${mib(used())} MiB used of ${budget > 0 ? `${cfg.memoryBudgetMb} MiB` : 'no budget'}, ${this.loaded.size} of ${cfg.maxLoadedModels} models)`, {
           headers: { 'retry-after': '5' },
         });
+      const left = deadline - this.options.clock.monotonic();
+      if (!waiter || left <= 0 || this.stopping) throw busy();
+      // Wait until a model goes idle or a load ends (scheduleIdle / the load's finally grant us), then look again.
+      const timeout = new AbortController();
+      const timer = this.options.clock.setTimeout(() => timeout.abort(busy()), left);
+      try {
+        await this.queue.wait(`${waiter.requestId}`, loadKey(file.id), waiter.priority, timeout.signal, waiter.onQueued);
+      } finally {
+        timer.cancel();
       }
-      this.log.info({ model: idle.id, for: file.id }, 'unloading least recently used model to make room');
-      await this.unloadNow(idle.id);
     }
+    this.reserved.set(file.id, bytes);
   }
 
   // ------------------------------------------------------------------ sequences
@@ -657,18 +722,28 @@ export class EngineService extends BaseService {
       m.active++;
     }
     try {
-      return m.context.getSequence();
+      return m.freeSequences.pop() ?? m.context.getSequence();
     } catch (err) {
       this.releaseSlot(m);
       throw err;
     }
   }
 
-  private release(m: LoadedModel, sequence: LlamaContextSequence, sequenceMs: number): void {
-    if (!sequence.disposed) sequence.dispose();
+  /**
+   * Returns the sequence to the model's free list (cleared when its request failed or was aborted,
+   * since its state is then unknown), then hands the slot to the next waiter.
+   */
+  private async release(m: LoadedModel, sequence: LlamaContextSequence, sequenceMs: number, clean: boolean): Promise<void> {
     m.avgRequestMs = m.avgRequestMs * 0.8 + sequenceMs * 0.2;
     m.lastUsedMono = this.options.clock.monotonic();
     m.lastUsedAt = this.options.clock.now();
+    try {
+      if (!clean && !sequence.disposed) await sequence.clearHistory();
+      if (!sequence.disposed && this.loaded.get(m.id) === m) m.freeSequences.push(sequence);
+    } catch (err) {
+      this.options.logger.warn({ err, modelId: m.id }, 'a context sequence could not be cleared; it is dropped');
+      if (!sequence.disposed) sequence.dispose();
+    }
     this.releaseSlot(m);
   }
 
@@ -740,6 +815,7 @@ export class EngineService extends BaseService {
       this.metrics.queueWait.observe({ priority: opts.priority }, (tStart - tQueue) / 1000);
       let tFirst: number | null = null;
       let generated = 0;
+      let clean = false;
       try {
         opts.onStart?.();
         const work = body(sequence, {
@@ -752,6 +828,7 @@ export class EngineService extends BaseService {
         });
         this.generations.add(work);
         const result = await work.finally(() => this.generations.delete(work));
+        clean = !result.aborted;
         const tEnd = clock.monotonic();
         const first = tFirst ?? tEnd;
         this.metrics.tokens.inc({ ...labels, direction: 'in' }, result.promptTokens);
@@ -760,7 +837,7 @@ export class EngineService extends BaseService {
         if (generated > 1 && tEnd > first) this.metrics.tokensPerSecond.observe(labels, (generated - 1) / ((tEnd - first) / 1000));
         return { ...result, queueMs: tStart - tQueue, ttftMs: first - tStart, durationMs: tEnd - tStart };
       } finally {
-        this.release(m, sequence, clock.monotonic() - tStart);
+        await this.release(m, sequence, clock.monotonic() - tStart, clean);
       }
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
@@ -804,34 +881,38 @@ export class EngineService extends BaseService {
         { type: 'adapter_not_found', field: 'adapter', description: `'${input.adapter}' is not one of the model's loraAdapters` },
       ]);
     }
-    const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
-    const promptTokens = m.model.tokenize(input.prompt).length + (m.model.tokens.bos !== null ? 1 : 0);
-    if (promptTokens >= m.contextSize) throw this.tooLong('prompt', promptTokens, m.contextSize);
-    const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
-    const result = await this.withSequence(m, opts, async (sequence, track) => {
-      const { LlamaCompletion } = await llamaCpp();
-      const completion = new LlamaCompletion({ contextSequence: sequence });
-      const tokens: Token[] = [];
-      try {
-        const out = await completion.generateCompletionWithMeta(input.prompt, {
-          ...this.samplingOptions(input.params),
-          maxTokens,
-          signal: track.signal,
-          stopOnAbortSignal: true,
-          customStopTriggers: this.stopTriggers(input.params),
-          onToken: (t) => {
-            tokens.push(...t);
-            track.onTokens(t.length);
-          },
-          onTextChunk: (chunk) => opts.onText?.(chunk, 1),
-        });
-        const finishReason: FinishReason = out.metadata.stopReason === 'maxTokens' ? 'length' : 'stop';
-        return { text: out.response, finishReason, promptTokens, completionTokens: tokens.length, tokens, aborted: out.metadata.stopReason === 'abort' || track.signal.aborted };
-      } finally {
-        completion.dispose();
-      }
-    });
-    return { modelId, ...result };
+    const m = await this.ensureLoaded(modelId, opts.ttlSeconds, opts, true);
+    try {
+      const promptTokens = m.model.tokenize(input.prompt).length + (m.model.tokens.bos !== null ? 1 : 0);
+      if (promptTokens >= m.contextSize) throw this.tooLong('prompt', promptTokens, m.contextSize);
+      const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
+      const result = await this.withSequence(m, opts, async (sequence, track) => {
+        const { LlamaCompletion } = await llamaCpp();
+        const completion = new LlamaCompletion({ contextSequence: sequence });
+        const tokens: Token[] = [];
+        try {
+          const out = await completion.generateCompletionWithMeta(input.prompt, {
+            ...this.samplingOptions(input.params),
+            maxTokens,
+            signal: track.signal,
+            stopOnAbortSignal: true,
+            customStopTriggers: this.stopTriggers(input.params),
+            onToken: (t) => {
+              tokens.push(...t);
+              track.onTokens(t.length);
+            },
+            onTextChunk: (chunk) => opts.onText?.(chunk, 1),
+          });
+          const finishReason: FinishReason = out.metadata.stopReason === 'maxTokens' ? 'length' : 'stop';
+          return { text: out.response, finishReason, promptTokens, completionTokens: tokens.length, tokens, aborted: out.metadata.stopReason === 'abort' || track.signal.aborted };
+        } finally {
+          completion.dispose();
+        }
+      });
+      return { modelId, ...result };
+    } finally {
+      this.unpin(m);
+    }
   }
 
   /** Chat completion (`/v1/chat/completions`) with the model's chat template, grammars and tools. */
@@ -842,73 +923,77 @@ export class EngineService extends BaseService {
   private async runChat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
     const history: ChatHistoryItem[] = toChatHistory(input.messages);
     const modelId = await this.resolveModelId(input.modelId);
-    const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
-    const llama = await this.backend();
-    let grammar: LlamaGrammar | undefined;
-    if (input.responseFormat?.type === 'json_object') grammar = await llama.getGrammarFor('json');
-    else if (input.responseFormat?.type === 'json_schema') {
-      try {
-        grammar = await llama.createGrammarForJsonSchema(input.responseFormat.json_schema.schema as GbnfJsonSchema as never);
-      } catch (err) {
-        throw invalidRequest(`response_format.json_schema.schema cannot be used: ${(err as Error).message}`, [
-          { type: 'unsupported_schema', field: 'response_format.json_schema.schema', description: (err as Error).message },
+    const m = await this.ensureLoaded(modelId, opts.ttlSeconds, opts, true);
+    try {
+      const llama = await this.backend();
+      let grammar: LlamaGrammar | undefined;
+      if (input.responseFormat?.type === 'json_object') grammar = await llama.getGrammarFor('json');
+      else if (input.responseFormat?.type === 'json_schema') {
+        try {
+          grammar = await llama.createGrammarForJsonSchema(input.responseFormat.json_schema.schema as GbnfJsonSchema as never);
+        } catch (err) {
+          throw invalidRequest(`response_format.json_schema.schema cannot be used: ${(err as Error).message}`, [
+            { type: 'unsupported_schema', field: 'response_format.json_schema.schema', description: (err as Error).message },
+          ]);
+        }
+      }
+      const useTools = input.tools !== undefined && input.tools.length > 0 && input.toolChoice !== 'none';
+      if (useTools && grammar) {
+        throw invalidRequest('tools and response_format json cannot be combined', [{ type: 'unsupported', field: 'response_format', description: 'not supported together with tools' }]);
+      }
+      if (useTools && (input.toolChoice === 'required' || typeof input.toolChoice === 'object')) {
+        // node-llama-cpp lets the model decide when to call a function; it cannot force one.
+        throw invalidRequest("tool_choice can be 'auto' or 'none' with local models (a call cannot be forced)", [
+          { type: 'unsupported', field: 'tool_choice', description: "only 'auto' and 'none' are supported by the local engine" },
         ]);
       }
+      const functions: ChatModelFunctions | undefined = useTools ? toFunctions(input.tools!) : undefined;
+      // Prompt length with the model's chat template (tools are documented in the system prompt),
+      // checked before the request takes a sequence.
+      const state = m.chatWrapper.generateContextState({ chatHistory: history, ...(functions ? { availableFunctions: functions } : {}) });
+      const promptTokens = state.contextText.tokenize(m.model.tokenizer).length;
+      if (promptTokens >= m.contextSize) throw this.tooLong('messages', promptTokens, m.contextSize);
+      const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
+      const result = await this.withSequence(m, opts, async (sequence, track) => {
+        const { LlamaChat } = await llamaCpp();
+        const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: m.chatWrapper });
+        try {
+          const tokens: Token[] = [];
+          const common = {
+            ...this.samplingOptions(input.params),
+            maxTokens,
+            signal: track.signal,
+            stopOnAbortSignal: true,
+            customStopTriggers: this.stopTriggers(input.params),
+            onToken: (t: Token[]) => {
+              tokens.push(...t);
+              track.onTokens(t.length);
+            },
+            onTextChunk: (chunk: string) => opts.onText?.(chunk, 1),
+          };
+          const out = functions
+            ? await chat.generateResponse(history, { ...common, functions, maxParallelFunctionCalls: 1 })
+            : await chat.generateResponse(history, { ...common, ...(grammar ? { grammar } : {}) });
+          const calls = (out.functionCalls ?? []).map((c) => ({ id: `call_${(++this.toolCallCounter).toString(36)}${Math.random().toString(36).slice(2, 10)}`, name: c.functionName, arguments: JSON.stringify(c.params ?? {}) }));
+          const reason = out.metadata.stopReason;
+          const finishReason: FinishReason = calls.length > 0 ? 'tool_calls' : reason === 'maxTokens' ? 'length' : 'stop';
+          return {
+            text: out.response,
+            finishReason,
+            promptTokens,
+            completionTokens: tokens.length,
+            tokens,
+            ...(calls.length > 0 ? { toolCalls: calls } : {}),
+            aborted: reason === 'abort' || track.signal.aborted,
+          };
+        } finally {
+          chat.dispose();
+        }
+      });
+      return { modelId, ...result };
+    } finally {
+      this.unpin(m);
     }
-    const useTools = input.tools !== undefined && input.tools.length > 0 && input.toolChoice !== 'none';
-    if (useTools && grammar) {
-      throw invalidRequest('tools and response_format json cannot be combined', [{ type: 'unsupported', field: 'response_format', description: 'not supported together with tools' }]);
-    }
-    if (useTools && (input.toolChoice === 'required' || typeof input.toolChoice === 'object')) {
-      // node-llama-cpp lets the model decide when to call a function; it cannot force one.
-      throw invalidRequest("tool_choice can be 'auto' or 'none' with local models (a call cannot be forced)", [
-        { type: 'unsupported', field: 'tool_choice', description: "only 'auto' and 'none' are supported by the local engine" },
-      ]);
-    }
-    const functions: ChatModelFunctions | undefined = useTools ? toFunctions(input.tools!) : undefined;
-    // Prompt length with the model's chat template (tools are documented in the system prompt),
-    // checked before the request takes a sequence.
-    const state = m.chatWrapper.generateContextState({ chatHistory: history, ...(functions ? { availableFunctions: functions } : {}) });
-    const promptTokens = state.contextText.tokenize(m.model.tokenizer).length;
-    if (promptTokens >= m.contextSize) throw this.tooLong('messages', promptTokens, m.contextSize);
-    const maxTokens = Math.min(input.params.maxTokens, m.contextSize - promptTokens);
-    const result = await this.withSequence(m, opts, async (sequence, track) => {
-      const { LlamaChat } = await llamaCpp();
-      const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: m.chatWrapper });
-      try {
-        const tokens: Token[] = [];
-        const common = {
-          ...this.samplingOptions(input.params),
-          maxTokens,
-          signal: track.signal,
-          stopOnAbortSignal: true,
-          customStopTriggers: this.stopTriggers(input.params),
-          onToken: (t: Token[]) => {
-            tokens.push(...t);
-            track.onTokens(t.length);
-          },
-          onTextChunk: (chunk: string) => opts.onText?.(chunk, 1),
-        };
-        const out = functions
-          ? await chat.generateResponse(history, { ...common, functions, maxParallelFunctionCalls: 1 })
-          : await chat.generateResponse(history, { ...common, ...(grammar ? { grammar } : {}) });
-        const calls = (out.functionCalls ?? []).map((c) => ({ id: `call_${(++this.toolCallCounter).toString(36)}${Math.random().toString(36).slice(2, 10)}`, name: c.functionName, arguments: JSON.stringify(c.params ?? {}) }));
-        const reason = out.metadata.stopReason;
-        const finishReason: FinishReason = calls.length > 0 ? 'tool_calls' : reason === 'maxTokens' ? 'length' : 'stop';
-        return {
-          text: out.response,
-          finishReason,
-          promptTokens,
-          completionTokens: tokens.length,
-          tokens,
-          ...(calls.length > 0 ? { toolCalls: calls } : {}),
-          aborted: reason === 'abort' || track.signal.aborted,
-        };
-      } finally {
-        chat.dispose();
-      }
-    });
-    return { modelId, ...result };
   }
 
   /** Embeddings (`/v1/embeddings`): one vector per input, from an embedding context of the model. */
@@ -918,34 +1003,38 @@ export class EngineService extends BaseService {
 
   private async runEmbedding(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
     const modelId = await this.resolveModelId(modelIdRequested);
-    const m = await this.ensureLoaded(modelId, opts.ttlSeconds);
-    const llama = await this.backend();
-    for (const [i, text] of inputs.entries()) {
-      const n = m.model.tokenize(text).length + 1;
-      if (n >= m.contextSize) throw this.tooLong(inputs.length > 1 ? `input.${i}` : 'input', n, m.contextSize);
-    }
-    if (!m.embedding) {
-      m.embedding = m.model.createEmbeddingContext({ contextSize: m.contextSize, threads: this.threads(llama) });
-      m.embedding.catch(() => (m.embedding = null));
-    }
-    const ctx = await m.embedding;
-    const run = m.embeddingLock.then(async () => {
-      const vectors: number[][] = [];
-      let tokens = 0;
-      for (const text of inputs) {
-        if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-        const e = await ctx.getEmbeddingFor(text);
-        vectors.push([...e.vector]);
-        tokens += m.model.tokenize(text).length;
+    const m = await this.ensureLoaded(modelId, opts.ttlSeconds, opts, true);
+    try {
+      const llama = await this.backend();
+      for (const [i, text] of inputs.entries()) {
+        const n = m.model.tokenize(text).length + 1;
+        if (n >= m.contextSize) throw this.tooLong(inputs.length > 1 ? `input.${i}` : 'input', n, m.contextSize);
       }
-      return { vectors, tokens };
-    });
-    m.embeddingLock = run.catch(() => undefined);
-    const { vectors, tokens } = await run;
-    m.lastUsedMono = this.options.clock.monotonic();
-    this.scheduleIdle(m);
-    this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);
-    return { modelId, vectors, promptTokens: tokens };
+      if (!m.embedding) {
+        m.embedding = m.model.createEmbeddingContext({ contextSize: m.contextSize, threads: this.threads(llama) });
+        m.embedding.catch(() => (m.embedding = null));
+      }
+      const ctx = await m.embedding;
+      const run = m.embeddingLock.then(async () => {
+        const vectors: number[][] = [];
+        let tokens = 0;
+        for (const text of inputs) {
+          if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+          const e = await ctx.getEmbeddingFor(text);
+          vectors.push([...e.vector]);
+          tokens += m.model.tokenize(text).length;
+        }
+        return { vectors, tokens };
+      });
+      m.embeddingLock = run.catch(() => undefined);
+      const { vectors, tokens } = await run;
+      m.lastUsedMono = this.options.clock.monotonic();
+      this.scheduleIdle(m);
+      this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);
+      return { modelId, vectors, promptTokens: tokens };
+    } finally {
+      this.unpin(m);
+    }
   }
 
   // ------------------------------------------------------------------ status

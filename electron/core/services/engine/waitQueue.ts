@@ -119,12 +119,17 @@ export class WaitQueue {
 
   /** Hands a freed slot of `key` to the first waiter for it; false when nobody waits. */
   grant(key: string): boolean {
-    const i = this.waiters.findIndex((w) => w.key === key);
+    return this.grantWhere((k) => k === key);
+  }
+
+  /** Wakes the first waiter (by priority, then arrival) whose key matches; false when none does. */
+  grantWhere(match: (key: string) => boolean): boolean {
+    const i = this.waiters.findIndex((w) => match(w.key));
     if (i < 0) return false;
     const [w] = this.waiters.splice(i, 1);
     w!.cleanup();
     w!.resolve();
-    this.notify(key);
+    this.notify(w!.key);
     return true;
   }
 
@@ -143,7 +148,7 @@ export class WaitQueue {
     return this.waiters.map((w) => {
       const position = (positions.get(w.key) ?? 0) + 1;
       positions.set(w.key, position);
-      return { id: w.id, modelId: w.key, priority: w.priority, position, etaMs: Math.round(this.options.estimate(w.key, position)), waitedMs: Math.round(now - w.enqueuedAt) };
+      return { id: w.id, modelId: w.key.replace(/^load:/, ''), priority: w.priority, position, etaMs: Math.round(this.options.estimate(w.key, position)), waitedMs: Math.round(now - w.enqueuedAt) };
     });
   }
 

@@ -19,7 +19,7 @@ import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../../
 import type { EngineRoute, EngineService, GenerationResult, QueuePosition, RunOptions, SamplingParams } from '../../../services/engine/engineService.js';
 import { TokenChunker } from '../../../services/engine/tokenChunker.js';
 import type { Auth } from '../../auth.js';
-import { errorBody, toAppError } from '../errorEnvelope.js';
+import { errorBody, logServerError, toAppError } from '../errorEnvelope.js';
 import type { OpenAiHandlers, OpenAiModel } from './openaiRouter.js';
 
 export interface EnginePluginOptions extends Record<string, unknown> {
@@ -246,6 +246,13 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
     return e;
   };
 
+  /** An error after the SSE stream started: logged (5xx) and sent as the stream's last event. */
+  const failedMidStream = (request: FastifyRequest, err: unknown) => {
+    const e = toAppError(err);
+    logServerError(request, e, err);
+    return e;
+  };
+
   /** Non-streaming responses carry the queue place the request first had (0 = served at once). */
   const queueHeaders = () => {
     let first: QueuePosition = { position: 0, etaMs: 0 };
@@ -325,7 +332,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
         sse.end();
       } catch (err) {
         if (!sse.isStarted) throw rejected(route, err);
-        sse.data(errorBody(toAppError(err), 'openai').body);
+        sse.data(errorBody(failedMidStream(request, err), 'openai').body);
         sse.data('[DONE]');
         sse.end();
       }
@@ -373,7 +380,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
         sse.end();
       } catch (err) {
         if (!sse.isStarted) throw rejected(route, err);
-        sse.data(errorBody(toAppError(err), 'openai').body);
+        sse.data(errorBody(failedMidStream(request, err), 'openai').body);
         sse.data('[DONE]');
         sse.end();
       }
@@ -461,7 +468,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
           sse.end();
         } catch (err) {
           if (!sse.isStarted) throw rejected('api_stream', err);
-          sse.data(errorBody(toAppError(err), 'engine').body);
+          sse.data(errorBody(failedMidStream(request, err), 'engine').body);
           sse.data('[DONE]');
           sse.end();
         }

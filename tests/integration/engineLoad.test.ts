@@ -1,0 +1,75 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { installTinyModel } from '../helpers/tinyModel.js';
+
+/**
+ * Many more concurrent requests than context sequences: every one must be queued by priority and
+ * answered (node-llama-cpp frees a disposed sequence id asynchronously, so a slot handed straight
+ * to the next waiter once made all but `parallel` requests fail with "No sequences left").
+ */
+const PARALLEL = 4;
+const ENGINE = { gpu: 'false', threads: 1, detectOnStart: false, contextSize: 1024, parallel: PARALLEL, queueMaxSize: 200, maxLoadedModels: 2 };
+const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
+
+interface Finished {
+  status: number;
+  priority: string;
+  doneAt: number;
+  queueHeader: string | null;
+  body: string;
+}
+
+describe('engine under load (tiny model, CPU)', () => {
+  let c: TestConsole;
+  beforeAll(async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'engine-load-'));
+    for (const id of ['tiny', 'tiny-b', 'tiny-c']) installTinyModel(dataDir, id);
+    c = await startConsole({ dataDir, config: { engine: ENGINE } });
+  });
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  const chat = async (model: string, priority: string, stream = false): Promise<Finished> => {
+    const res = await fetch(`${c.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-priority': priority },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello there' }], max_tokens: 24, temperature: 0, stream }),
+    });
+    const body = await res.text();
+    return { status: res.status, priority, doneAt: performance.now(), queueHeader: res.headers.get('x-queue-position'), body };
+  };
+
+  it('answers 40 concurrent chat requests on 4 sequences, urgent ones first', async () => {
+    // Load the model and fill its sequences first, so the rest really wait in the queue.
+    const warm = await chat('tiny', 'normal');
+    expect(warm.status).toBe(200);
+    const requests: Array<Promise<Finished>> = [];
+    for (let i = 0; i < 40; i++) requests.push(chat('tiny', PRIORITIES[i % 4]!, i % 5 === 0));
+    const results = await Promise.all(requests);
+    const failed = results.filter((r) => r.status !== 200);
+    expect(failed.map((r) => `${r.status} ${r.body.slice(0, 200)}`)).toEqual([]);
+    const order = [...results].sort((a, b) => a.doneAt - b.doneAt);
+    const medianIndex = (p: string) => {
+      const idx = order.map((r, i) => (r.priority === p ? i : -1)).filter((i) => i >= 0);
+      return idx[Math.floor(idx.length / 2)]!;
+    };
+    expect(medianIndex('urgent')).toBeLessThan(medianIndex('low'));
+    // Requests that waited learned their place: in headers (non-stream) or a `: queued` comment (stream).
+    const told = results.filter((r) => r.queueHeader !== null || r.body.includes(': queued'));
+    expect(told.length).toBeGreaterThan(0);
+    const status = (await (await fetch(`${c.url}/api/v1/engine/status`)).json()) as { activeSequences: number };
+    expect(status.activeSequences).toBe(0);
+  }, 180_000);
+
+  it('queues requests for a model that cannot be loaded yet instead of refusing them', async () => {
+    const requests: Array<Promise<Finished>> = [];
+    for (let i = 0; i < 18; i++) requests.push(chat(['tiny', 'tiny-b', 'tiny-c'][i % 3]!, PRIORITIES[i % 4]!));
+    const results = await Promise.all(requests);
+    const errors = c.logs.filter((l) => l.includes('"level":50'));
+    expect(results.filter((r) => r.status !== 200).map((r) => `${r.status} ${r.body.slice(0, 200)}`), errors.join('\n').slice(0, 3000)).toEqual([]);
+  }, 180_000);
+});
