@@ -6,6 +6,9 @@ import { Type, type Static } from '@sinclair/typebox';
  * uses the same types for its forms and charts.
  */
 
+export const TrainingMethod = Type.Union([Type.Literal('lora'), Type.Literal('full')]);
+export type TrainingMethod = Static<typeof TrainingMethod>;
+
 /** `hyperParams` of §4.1 with the seed's defaults. */
 export const TrainingHyperParams = Type.Object(
   {
@@ -18,6 +21,17 @@ export const TrainingHyperParams = Type.Object(
     loraDropout: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.05 }),
     saveSteps: Type.Integer({ minimum: 1, default: 100 }),
     evalSteps: Type.Integer({ minimum: 1, default: 100 }),
+    /**
+     * `lora` trains an adapter on a frozen base of any type; `full` updates the base's F32 tensors.
+     * Absent: `lora` when `loraConfig` is given or the base's weights are not F32, else `full`.
+     */
+    method: Type.Optional(TrainingMethod),
+    /** Learning-rate schedule after the warm-up: constant, or linear / cosine decay to 0 at the last step. */
+    lrScheduler: Type.Union([Type.Literal('constant'), Type.Literal('linear'), Type.Literal('cosine')], { default: 'linear' }),
+    /** Optimizer steps of linear warm-up from 0 to `learningRate`. */
+    warmupSteps: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 0 }),
+    /** AdamW decoupled weight decay. */
+    weightDecay: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -99,6 +113,27 @@ export type TrainingProgress = Static<typeof TrainingProgress>;
 export const TrainingBackendName = Type.Union([Type.Literal('llama'), Type.Literal('command')]);
 export type TrainingBackendName = Static<typeof TrainingBackendName>;
 
+/** Where a finished job's model went, and where it came from. */
+export const TrainingResult = Type.Object({
+  modelId: Type.String(),
+  modelPath: Type.String(),
+  adapter: Type.Optional(Type.String()),
+  lineage: Type.Optional(
+    Type.Object({
+      baseModel: Type.String(),
+      baseSha256: Type.String(),
+      datasetSha256: Type.String(),
+      method: TrainingMethod,
+      trainableParams: Type.Integer(),
+      hyperParams: Type.Record(Type.String(), Type.Unknown()),
+      finalLoss: Type.Optional(Type.Number()),
+      finalValLoss: Type.Optional(Type.Number()),
+      completedAt: Type.String(),
+    }),
+  ),
+});
+export type TrainingResult = Static<typeof TrainingResult>;
+
 /** `GET /api/v1/training/status/{jobId}` (§4.2) plus extensions (`baseModel`, `outputDir`, `backend`, `result`). */
 export const TrainingJobStatus = Type.Object({
   jobId: Type.String(),
@@ -113,8 +148,14 @@ export const TrainingJobStatus = Type.Object({
   baseModel: Type.String(),
   outputDir: Type.String(),
   backend: TrainingBackendName,
-  /** The trained model, once completed: `modelId` is listed by `GET /api/v1/models` and usable in chat. */
-  result: Type.Optional(Type.Object({ modelId: Type.String(), modelPath: Type.String() })),
+  /** What the job trains (llama backend): the method and how many parameters the optimizer updates. */
+  method: Type.Optional(TrainingMethod),
+  trainableParams: Type.Optional(Type.Integer()),
+  /**
+   * The trained model, once completed: `modelId` is listed by `GET /api/v1/models` and usable in chat.
+   * A LoRA job's `modelId` is `<base>+<adapter>` (the base with the adapter applied); `adapter` names it.
+   */
+  result: Type.Optional(TrainingResult),
 });
 export type TrainingJobStatus = Static<typeof TrainingJobStatus>;
 

@@ -1,11 +1,11 @@
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { getLlama, LlamaCompletion } from 'node-llama-cpp';
+import { getLlama, LlamaCompletion, readGgufFileInfo } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../electron/core/base/store.js';
 import type { CancelTrainingResponse, ListTrainingResponse, LogsResponse, LossResponse, StartTrainingResponse, TrainingJobStatus } from '../../shared/contracts/training.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
-import { MODEL_SHAPES, writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
+import { MODEL_SHAPES, TINY_CHAT_TEMPLATE, writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
 import { installTinyModel } from '../helpers/tinyModel.js';
 import { TEST_TRAINER_DIR, processesMentioning, waitFor, writeCatDataset } from '../helpers/training.js';
 
@@ -97,10 +97,13 @@ describe('training API on a real console (llama backend, CPU)', () => {
     const modelPath = join(c.dataDir, 'models', 'cat-run.gguf');
     expect(existsSync(modelPath)).toBe(true);
     expect(existsSync(join(c.dataDir, 'training', 'outputs', 'cat-run', 'model.gguf'))).toBe(true);
-    // saveSteps 5: a checkpoint at the end of epoch 1 (checkpoints are written at epoch ends)
-    const stepsPerEpoch = done.progress.totalSteps / 2;
-    expect(existsSync(join(c.dataDir, 'training', 'outputs', 'cat-run', `checkpoint-step-${stepsPerEpoch}.gguf`))).toBe(true);
+    // saveSteps 5: checkpoints inside the epochs too
+    for (const step of [5, 10, 15]) expect(existsSync(join(c.dataDir, 'training', 'outputs', 'cat-run', `checkpoint-step-${step}.gguf`))).toBe(true);
     expect(statSync(modelPath).size).toBeGreaterThan(400_000);
+    expect(done).toMatchObject({ method: 'full', trainableParams: expect.any(Number) });
+    // the fine-tuned GGUF keeps the base's tokenizer metadata, chat template included
+    const meta = (await readGgufFileInfo(modelPath)).metadata as { tokenizer?: { chat_template?: string } };
+    expect(meta.tokenizer?.chat_template).toBe(TINY_CHAT_TEMPLATE);
     const models = await get<{ models: Array<{ id: string }> }>(c, '/api/v1/models');
     expect(models.body.models.map((m) => m.id)).toContain('cat-run');
 
@@ -212,7 +215,7 @@ describe('training API on a real console (llama backend, CPU)', () => {
     }
   });
 
-  it('checks paths and the backend: outside the data dir, missing files, LoRA on the llama backend', async () => {
+  it('checks paths: outside the data dir, missing files', async () => {
     const res = await post<EngineError>(c, '/api/v1/training/start', {
       baseModel: '/etc/hostname.gguf',
       datasetPath: '/etc/passwd',
@@ -221,12 +224,10 @@ describe('training API on a real console (llama backend, CPU)', () => {
     });
     expect(res.status).toBe(400);
     const byField = Object.fromEntries(res.body.error.details!.map((d) => [d.field, d.description]));
-    expect(Object.keys(byField).sort()).toEqual(['baseModel', 'datasetPath', 'loraConfig', 'outputDir']);
+    expect(Object.keys(byField).sort()).toEqual(['baseModel', 'datasetPath', 'outputDir']);
     expect(byField.datasetPath).toMatch(/inside the data dir/);
     expect(byField.outputDir).toMatch(/no "\.\."/);
-    expect(byField.loraConfig).toMatch(/cannot train them/);
 
-    // hyperParams' LoRA defaults are fine; only an explicit loraConfig is refused
     const missing = await post<EngineError>(c, '/api/v1/training/start', { baseModel: 'no-such-model', datasetPath: 'datasets/cat.txt', outputDir: 'x', hyperParams: { loraRank: 8 } });
     expect(missing.status).toBe(404);
     expect(missing.body.error.code).toBe('MODEL_NOT_FOUND');
@@ -237,14 +238,27 @@ describe('training API on a real console (llama backend, CPU)', () => {
     expect(noFile.body.error.details?.[0]?.field).toBe('datasetPath');
   });
 
-  it('describes the backend for forms: llama, no LoRA, the §4.1 defaults', async () => {
+  it('describes the backend for forms: llama, LoRA, the §4.1 defaults', async () => {
     const info = await get<Record<string, unknown>>(c, '/api/v1/training/info');
     expect(info.body).toEqual({
       backend: 'llama',
-      supportsLora: false,
+      supportsLora: true,
       gpuId: 0,
       validationSplit: 0.1,
-      defaults: { batchSize: 4, learningRate: 2e-4, epochs: 3, maxSeqLength: 2048, loraRank: 64, loraAlpha: 16, loraDropout: 0.05, saveSteps: 100, evalSteps: 100 },
+      defaults: {
+        batchSize: 4,
+        learningRate: 2e-4,
+        epochs: 3,
+        maxSeqLength: 2048,
+        loraRank: 64,
+        loraAlpha: 16,
+        loraDropout: 0.05,
+        saveSteps: 100,
+        evalSteps: 100,
+        lrScheduler: 'linear',
+        warmupSteps: 0,
+        weightDecay: 0,
+      },
     });
   });
 

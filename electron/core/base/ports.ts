@@ -75,6 +75,18 @@ export interface LocalModelFile {
   error?: string;
 }
 
+/** A LoRA adapter of the models dir: served on its base as the model id `<base>+<name>`. */
+export interface LocalAdapterFile {
+  name: string;
+  /** Model id of the base it was trained on. */
+  base: string;
+  path: string;
+  sizeBytes: number;
+  modifiedAt: number;
+  /** The training lineage from the sidecar (base and dataset sha256, parameters, final losses). */
+  lineage: Record<string, unknown>;
+}
+
 /**
  * Read side of the model library. `get` takes an untrusted id: an id that is not a plain
  * file name (`../x`, `%2e%2e`, absolute, backslashes, a symlink out of the dir) rejects with
@@ -83,6 +95,8 @@ export interface LocalModelFile {
 export interface ModelFilesPort {
   list(): Promise<LocalModelFile[]>;
   get(id: string): Promise<LocalModelFile | undefined>;
+  /** LoRA adapters published into the models dir (`adapters/<name>.gguf` + `<name>.json`); optional for test doubles. */
+  adapters?(): Promise<LocalAdapterFile[]>;
   /** Called after a model file is added or removed (download finished, import, deletion). */
   onChange(listener: () => void): () => void;
 }

@@ -126,7 +126,7 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     expect(service.status(b.jobId).status).toBe('queued');
     const sa = await settle(a.jobId);
     expect(sa.status).toBe('completed');
-    expect(sa.result).toEqual({ modelId: 'a', modelPath: join(dataDir, 'models', 'a.gguf') });
+    expect(sa.result).toMatchObject({ modelId: 'a', modelPath: join(dataDir, 'models', 'a.gguf'), lineage: { baseModel: expect.any(String) } });
     expect(readFileSync(join(dataDir, 'models', 'a.gguf'), 'utf8')).toBe('GGUF-fake');
     const sb = await settle(b.jobId);
     expect(sb.status).toBe('completed');

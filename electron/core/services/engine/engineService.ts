@@ -28,7 +28,8 @@ import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
 import type { ComponentHealth } from '../../base/health.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
-import type { LocalModelFile, ModelFilesPort } from '../../base/ports.js';
+import type { LocalAdapterFile, LocalModelFile, ModelFilesPort } from '../../base/ports.js';
+import { ADAPTER_SEPARATOR } from '../../base/adapters.js';
 import { chooseBackend, selfTestBackend, type BackendChoice, type SelfTestResult } from './backendSelfTest.js';
 import { toChatHistory, toFunctions } from './chatHistory.js';
 import { EngineMetrics, type EngineRoute, type RequestOutcome } from './engineMetrics.js';
@@ -172,6 +173,9 @@ interface LoadedModel {
 }
 
 const DEFAULT_ETA_MS = 2000;
+
+/** A model the engine serves: a library file, or a LoRA adapter applied to its base file. */
+type ServedFile = LocalModelFile & { adapter?: LocalAdapterFile };
 
 /** Who waits when a model cannot be loaded yet (the request's priority, id and queue-place callback). */
 type LoadWaiter = Pick<RunOptions, 'priority' | 'requestId' | 'onQueued'>;
@@ -413,7 +417,7 @@ export class EngineService extends BaseService {
    * different is unloaded once idle, so the next request loads the new file.
    */
   private async reconcile(): Promise<void> {
-    const files = new Map((await this.options.models.list()).map((f) => [f.id, f]));
+    const files = new Map((await this.servedFiles()).map((f) => [f.id, f]));
     for (const m of [...this.loaded.values()]) {
       const f = files.get(m.id);
       if (f && f.sizeBytes === m.file.sizeBytes && f.modifiedAt === m.file.modifiedAt) continue;
@@ -440,18 +444,74 @@ export class EngineService extends BaseService {
   }
 
   async listModels(): Promise<ModelSummary[]> {
-    const files = await this.options.models.list();
-    return files.map((f) => this.summary(f));
+    const files = await this.servedFiles();
+    const adapters = new Map<string, string[]>();
+    for (const f of files) if (f.adapter) adapters.set(f.adapter.base, [...(adapters.get(f.adapter.base) ?? []), f.adapter.name]);
+    return files.map((f) => {
+      const names = adapters.get(f.id);
+      return { ...this.summary(f), ...(names ? { loraAdapters: names } : {}) };
+    });
   }
 
-  /** 404 MODEL_NOT_FOUND (listing the ids there are) for an unknown id. */
-  private async fileFor(id: string): Promise<LocalModelFile> {
-    const file = await this.options.models.get(id);
-    if (file) return file;
-    const ids = (await this.options.models.list()).map((f) => f.id);
+  /** LoRA adapters whose base is in the library (none when the library does not publish adapters). */
+  private async adapterFiles(): Promise<LocalAdapterFile[]> {
+    return (await this.options.models.adapters?.()) ?? [];
+  }
+
+  /** `<base>+<adapter>` as a servable file: the base's GGUF with the adapter applied to its context. */
+  private served(base: LocalModelFile, adapter: LocalAdapterFile): ServedFile {
+    return {
+      ...base,
+      id: `${base.id}${ADAPTER_SEPARATOR}${adapter.name}`,
+      displayName: `${base.displayName ?? base.id} + ${adapter.name}`,
+      modifiedAt: Math.max(base.modifiedAt, adapter.modifiedAt),
+      sizeBytes: base.sizeBytes + adapter.sizeBytes,
+      adapter,
+    };
+  }
+
+  /** Every model the engine can serve: the library's files, then each adapter on its base. */
+  private async servedFiles(): Promise<ServedFile[]> {
+    const files: ServedFile[] = await this.options.models.list();
+    const byId = new Map(files.map((f) => [f.id, f]));
+    const out = [...files];
+    for (const a of await this.adapterFiles()) {
+      const base = byId.get(a.base);
+      if (base) out.push(this.served(base, a));
+    }
+    return out;
+  }
+
+  /** 404 MODEL_NOT_FOUND (listing the ids there are) for an unknown id; `<base>+<adapter>` names an adapter on its base. */
+  private async fileFor(id: string): Promise<ServedFile> {
+    const sep = id.indexOf(ADAPTER_SEPARATOR);
+    if (sep < 0) {
+      const file = await this.options.models.get(id);
+      if (file) return file;
+    } else {
+      const base = await this.options.models.get(id.slice(0, sep));
+      const adapter = (await this.adapterFiles()).find((a) => a.base === base?.id && a.name === id.slice(sep + 1));
+      if (base && adapter) return this.served(base, adapter);
+    }
+    const ids = (await this.servedFiles()).map((f) => f.id);
     throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Model '${id}' not found; available: ${ids.length > 0 ? ids.join(', ') : '(none: put a .gguf file in the models folder)'}`, {
       details: [{ type: 'model_not_found', field: 'modelId', description: `Model '${id}' is not in the model library` }],
     });
+  }
+
+  /**
+   * The model a request runs on: `modelId`, or with the §3.1 `adapter` field `<modelId>+<adapter>`
+   * (400 when the model has no such adapter).
+   */
+  private async withAdapter(modelId: string, adapter: string | null | undefined): Promise<string> {
+    if (!adapter) return modelId;
+    const names = (await this.adapterFiles()).filter((a) => a.base === modelId).map((a) => a.name);
+    if (!names.includes(adapter)) {
+      throw invalidRequest(`Model '${modelId}' has no LoRA adapter '${adapter}' (loraAdapters: ${names.length > 0 ? names.join(', ') : 'none'})`, [
+        { type: 'adapter_not_found', field: 'adapter', description: `'${adapter}' is not one of the model's loraAdapters` },
+      ]);
+    }
+    return `${modelId}${ADAPTER_SEPARATOR}${adapter}`;
   }
 
   async getModel(id: string): Promise<ModelDetails> {
@@ -589,7 +649,7 @@ export class EngineService extends BaseService {
   }
 
 
-  private async loadFile(file: LocalModelFile, ttlSeconds: number | undefined, waiter: LoadWaiter | undefined): Promise<LoadedModel> {
+  private async loadFile(file: ServedFile, ttlSeconds: number | undefined, waiter: LoadWaiter | undefined): Promise<LoadedModel> {
     const cfg = this.cfg();
     const name = file.path.split(/[\\/]/).pop() ?? file.id;
     if (file.error) {
@@ -623,7 +683,9 @@ export class EngineService extends BaseService {
     let model: LlamaModel | null = null;
     try {
       model = await llama.loadModel({ modelPath: file.path, gpuLayers: cfg.gpuLayers === 'auto' ? 'auto' : cfg.gpuLayers });
-      const context = await model.createContext({ contextSize, sequences: cfg.parallel, threads: this.threads(llama) });
+      // An adapter model shares the base's file (memory-mapped, so its pages are shared with a loaded base on the CPU).
+      const lora = file.adapter ? { lora: { adapters: [{ filePath: file.adapter.path }] } } : {};
+      const context = await model.createContext({ contextSize, sequences: cfg.parallel, threads: this.threads(llama), ...lora });
       const loaded: LoadedModel = {
         id: file.id,
         file,
@@ -875,12 +937,7 @@ export class EngineService extends BaseService {
   }
 
   private async runCompletion(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
-    const modelId = await this.resolveModelId(input.modelId);
-    if (input.adapter) {
-      throw invalidRequest(`Model '${modelId}' has no LoRA adapters (loraAdapters is empty), so adapter '${input.adapter}' cannot be applied`, [
-        { type: 'adapter_not_found', field: 'adapter', description: `'${input.adapter}' is not one of the model's loraAdapters` },
-      ]);
-    }
+    const modelId = await this.withAdapter(await this.resolveModelId(input.modelId), input.adapter);
     const m = await this.ensureLoaded(modelId, opts.ttlSeconds, opts, true);
     try {
       const promptTokens = m.model.tokenize(input.prompt).length + (m.model.tokens.bos !== null ? 1 : 0);

@@ -1,4 +1,4 @@
-// A random-weight llama GGUF (F32 or F16 weights, byte-level vocab, a ChatML chat template) that
+// A random-weight llama GGUF (F32, F16, Q8_0 or Q4_0 weights, byte-level vocab, a ChatML chat template) that
 // node-llama-cpp loads and generates from. The same seed always gives the same bytes, so tests can
 // compare token streams across HTTP, gRPC and direct node-llama-cpp. Layout per docs/notes "A tiny GGUF that node-llama-cpp loads".
 import { closeSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
@@ -36,9 +36,21 @@ export interface TinyModelOptions {
   name?: string;
   /** Dimensions (default `tiny`). */
   shape?: ModelShapeName | ModelShape;
-  /** Storage type of the 2-D weights (default `f32`; norms stay F32). */
-  type?: 'f32' | 'f16';
+  /** Storage type of the 2-D weights (default `f32`; norms stay F32). `q8_0`/`q4_0` quantize them as llama.cpp does. */
+  type?: TinyModelType;
 }
+
+export type TinyModelType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
+export const TINY_MODEL_TYPES: readonly TinyModelType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
+
+/** ggml tensor type ids, `general.file_type` values and bytes per 32-value block. */
+const GGML_TYPES = {
+  f32: { id: 0, fileType: 0, blockBytes: 128 },
+  f16: { id: 1, fileType: 1, blockBytes: 64 },
+  q4_0: { id: 2, fileType: 2, blockBytes: 18 },
+  q8_0: { id: 8, fileType: 7, blockBytes: 34 },
+} as const;
+type GgmlTypeId = (typeof GGML_TYPES)[TinyModelType]['id'];
 
 const ALIGNMENT = 32;
 /** `<unk>`, `<s>`, `</s>` and the 256 byte tokens come first. */
@@ -153,7 +165,7 @@ function toHalf(value: number): number {
 
 interface Plan {
   header: Buffer;
-  tensors: Array<{ name: string; dims: number[]; init: 'norm' | 'rand'; type: 0 | 1; bytes: number }>;
+  tensors: Array<{ name: string; dims: number[]; init: 'norm' | 'rand'; type: GgmlTypeId; bytes: number }>;
   shape: ModelShape;
   seed: number;
 }
@@ -161,7 +173,7 @@ interface Plan {
 function plan(options: TinyModelOptions): Plan {
   const seed = options.seed ?? 1;
   const shape: ModelShape = typeof options.shape === 'object' ? options.shape : MODEL_SHAPES[options.shape ?? 'tiny'];
-  const f16 = options.type === 'f16';
+  const weightType = GGML_TYPES[options.type ?? 'f32'];
   const { embed, layers, ffn, heads, kvHeads, context } = shape;
   const { tokens, scores, types } = vocabulary(shape.vocab);
   const vocab = tokens.length;
@@ -170,7 +182,7 @@ function plan(options: TinyModelOptions): Plan {
   const meta: Array<[string, MetaValue]> = [
     ['general.architecture', { t: 'str', v: 'llama' }],
     ['general.name', { t: 'str', v: options.name ?? 'tiny-llama' }],
-    ['general.file_type', { t: 'u32', v: f16 ? 1 : 0 }],
+    ['general.file_type', { t: 'u32', v: weightType.fileType }],
     ['general.alignment', { t: 'u32', v: ALIGNMENT }],
     ['llama.context_length', { t: 'u32', v: context }],
     ['llama.embedding_length', { t: 'u32', v: embed }],
@@ -213,8 +225,8 @@ function plan(options: TinyModelOptions): Plan {
     );
   }
   const tensors = list.map(([name, dims, init]) => {
-    const type: 0 | 1 = f16 && dims.length > 1 ? 1 : 0; // GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1
-    return { name, dims, init, type, bytes: dims.reduce((a, b) => a * b, 1) * (type === 1 ? 2 : 4) };
+    const t = dims.length > 1 ? weightType : GGML_TYPES.f32;
+    return { name, dims, init, type: t.id, bytes: (dims.reduce((a, b) => a * b, 1) / 32) * t.blockBytes };
   });
 
   const w = new ByteWriter();
@@ -287,7 +299,7 @@ function* tensorData(p: Plan): Generator<Buffer> {
   let halves: Uint16Array | null = null;
   const { embed } = p.shape;
   for (const t of p.tensors) {
-    const n = t.bytes / (t.type === 1 ? 2 : 4);
+    const n = t.dims.reduce((a, b) => a * b, 1);
     const data = Buffer.alloc(Math.ceil(t.bytes / ALIGNMENT) * ALIGNMENT);
     // Output rows of control and byte tokens are zero (the draw is still made, so the other
     // weights do not depend on this choice): greedy decoding then yields plain text and never
@@ -298,6 +310,11 @@ function* tensorData(p: Plan): Generator<Buffer> {
         const value = t.init === 'norm' ? 1 : gaussian() * 0.02;
         data.writeFloatLE(i < zeroBelow ? 0 : value, i * 4);
       }
+    } else if (t.type === 2 || t.type === 8) {
+      const values = new Float32Array(n);
+      for (let i = 0; i < n; i++) values[i] = i < zeroBelow ? (gaussian(), 0) : gaussian() * 0.02;
+      if (t.type === 8) quantizeQ8_0(values, data);
+      else quantizeQ4_0(values, data);
     } else {
       halves ??= Uint16Array.from({ length: 65536 }, () => toHalf(gaussian() * 0.02));
       const out = new Uint16Array(data.buffer, data.byteOffset, n);
@@ -309,6 +326,43 @@ function* tensorData(p: Plan): Generator<Buffer> {
       out.fill(0, 0, Math.min(zeroBelow, n));
     }
     yield data;
+  }
+}
+
+/** llama.cpp's reference Q8_0: blocks of 32 values as an F16 scale (max |x| / 127) and 32 int8. */
+function quantizeQ8_0(values: Float32Array, out: Buffer): void {
+  for (let b = 0; b < values.length / 32; b++) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(values[b * 32 + j]!));
+    const d = amax / 127;
+    const id = d ? 1 / d : 0;
+    const o = b * 34;
+    out.writeUInt16LE(toHalf(d), o);
+    for (let j = 0; j < 32; j++) out.writeInt8(Math.round(values[b * 32 + j]! * id), o + 2 + j);
+  }
+}
+
+/** llama.cpp's reference Q4_0: an F16 scale (the signed max / -8) and 32 nibbles, x[j] low and x[j+16] high. */
+function quantizeQ4_0(values: Float32Array, out: Buffer): void {
+  for (let b = 0; b < values.length / 32; b++) {
+    let amax = 0;
+    let max = 0;
+    for (let j = 0; j < 32; j++) {
+      const v = values[b * 32 + j]!;
+      if (Math.abs(v) > amax) {
+        amax = Math.abs(v);
+        max = v;
+      }
+    }
+    const d = max / -8;
+    const id = d ? 1 / d : 0;
+    const o = b * 18;
+    out.writeUInt16LE(toHalf(d), o);
+    for (let j = 0; j < 16; j++) {
+      const q0 = Math.min(15, Math.trunc(values[b * 32 + j]! * id + 8.5));
+      const q1 = Math.min(15, Math.trunc(values[b * 32 + j + 16]! * id + 8.5));
+      out[o + 2 + j] = q0 | (q1 << 4);
+    }
   }
 }
 

@@ -10,10 +10,11 @@ import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import { BaseService } from '../../base/lifecycle.js';
+import { ADAPTERS_DIR, type AdapterSidecar } from '../../base/adapters.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import { packageRoot, packageVersion } from '../../base/packageInfo.js';
 import type { Store } from '../../base/store.js';
-import type { LocalModelFile, ModelFilesPort } from '../../base/ports.js';
+import type { LocalAdapterFile, LocalModelFile, ModelFilesPort } from '../../base/ports.js';
 import { ModelDownloads } from './downloads.js';
 import { inspectGguf, type GgufSummary } from './gguf.js';
 import { GGUF_EXT, assertSafeId, idProblem, isInside, modelPathFor, resolveModelPath } from './paths.js';
@@ -122,6 +123,32 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
   }
 
   // --- ModelFilesPort ---
+
+  /** LoRA adapters published by training (`adapters/<name>.gguf` with a `<name>.json` sidecar naming the base). */
+  async adapters(): Promise<LocalAdapterFile[]> {
+    const dir = join(this.dir, ADAPTERS_DIR);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return [];
+    }
+    const out: LocalAdapterFile[] = [];
+    for (const file of names) {
+      if (!file.endsWith(GGUF_EXT)) continue;
+      const name = file.slice(0, -GGUF_EXT.length);
+      if (idProblem(name) !== undefined) continue;
+      try {
+        const sidecar = JSON.parse(await readFile(join(dir, `${name}.json`), 'utf8')) as AdapterSidecar;
+        if (typeof sidecar.base !== 'string' || idProblem(sidecar.base) !== undefined) continue;
+        const info = await stat(join(dir, file));
+        out.push({ name, base: sidecar.base, path: join(dir, file), sizeBytes: info.size, modifiedAt: info.mtimeMs, lineage: { ...sidecar } });
+      } catch (err) {
+        this.options.logger.debug({ err, file }, 'skipping an adapter without a readable sidecar');
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
 
   async list(): Promise<LocalModelFile[]> {
     const dir = this.dir;

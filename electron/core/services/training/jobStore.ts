@@ -3,9 +3,12 @@ import type {
   LossPoint,
   StartTrainingRequest,
   TrainingBackendName,
+  TrainingMethod,
+  TrainingResult,
   TrainingStatusValue,
   ValidationPoint,
 } from '../../../../shared/contracts/training.js';
+import type { LoraTarget } from './loraPlan.js';
 
 /** What the runner needs to start a job (resolved paths, decided numbers). */
 export interface TrainingPlan {
@@ -14,8 +17,21 @@ export interface TrainingPlan {
   modelPath: string;
   datasetPath: string;
   outputDir: string;
-  /** Model id the result is published under in the models dir. */
+  /** Model id the result is published under in the models dir (a LoRA job: the adapter's name). */
   outputModelId: string;
+  /** llama backend: what is trained (absent on jobs queued before LoRA existed: full). */
+  method?: TrainingMethod;
+  trainableParams?: number;
+  /** `general.architecture` of the base (written into a LoRA adapter). */
+  architecture?: string;
+  /** LoRA: the base weights that get an adapter, with their shapes. */
+  loraTargets?: LoraTarget[];
+  /** The dataset file the trainer reads (a prepared copy of chat/prompt rows), and whether it holds special tokens. */
+  trainerDatasetPath?: string;
+  parseSpecial?: boolean;
+  /** Lineage, hashed when the job was queued. */
+  baseSha256?: string;
+  datasetSha256?: string;
 }
 
 /** Last known progress of a job. */
@@ -43,7 +59,7 @@ export interface JobRow {
   completedAt: number | null;
   error: string | null;
   progress: JobProgress | null;
-  result: { modelId: string; modelPath: string } | null;
+  result: TrainingResult | null;
 }
 
 interface RawJob {
@@ -78,7 +94,7 @@ function toJob(r: RawJob): JobRow {
     completedAt: r.completed_at,
     error: r.error,
     progress: r.progress === null ? null : (JSON.parse(r.progress) as JobProgress),
-    result: r.result === null ? null : (JSON.parse(r.result) as { modelId: string; modelPath: string }),
+    result: r.result === null ? null : (JSON.parse(r.result) as TrainingResult),
   };
 }
 

@@ -9,7 +9,7 @@ import { packageRoot } from '../../base/packageInfo.js';
 /**
  * Builds the native trainer (`resources/trainer/trainer.cpp`) against the llama.cpp that ships
  * inside node-llama-cpp: headers from its git bundle (`llama/gitRelease.bundle`, only `include/`,
- * `ggml/include/`, `common/` are checked out), the prebuilt shared libraries from
+ * `ggml/include/`, `common/` and `src/` (for the internal LoRA adapter struct) are checked out), the prebuilt shared libraries from
  * `@node-llama-cpp/<platform>[-cuda]/bins`. One g++ call, no cmake build of llama.cpp.
  * The binary's name carries a hash of everything it depends on, so a changed source or library
  * set is rebuilt and an unchanged one is reused.
@@ -139,15 +139,17 @@ export function locateLlamaLibs(gpu: 'auto' | 'cuda' | 'cpu' = 'auto'): LlamaLib
 /** Checks out the headers of the bundled llama.cpp into `<cacheDir>/llama.cpp-<tag>` (once). */
 async function ensureHeaders(cacheDir: string, libs: LlamaLibs): Promise<string> {
   const target = join(cacheDir, `llama.cpp-${libs.tag}`);
-  if (existsSync(join(target, 'include', 'llama.h')) && existsSync(join(target, 'common', 'common.h'))) return target;
+  if (existsSync(join(target, 'include', 'llama.h')) && existsSync(join(target, 'common', 'common.h')) && existsSync(join(target, 'src', 'llama-adapter.h'))) return target;
   const tmp = join(cacheDir, `.src-${randomBytes(4).toString('hex')}`);
   try {
     await run('git', ['clone', '--quiet', '--no-checkout', join(libs.llamaDir, 'gitRelease.bundle'), tmp]);
-    await run('git', ['checkout', '--quiet', 'HEAD', '--', 'include', 'ggml/include', 'common'], tmp);
+    await run('git', ['checkout', '--quiet', 'HEAD', '--', 'include', 'ggml/include', 'common', 'src'], tmp);
     await rm(join(tmp, '.git'), { recursive: true, force: true });
+    // An older cache without src/ is replaced.
+    if (existsSync(target) && !existsSync(join(target, 'src', 'llama-adapter.h'))) await rm(target, { recursive: true, force: true });
     await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
       // Another process finished first: use its copy.
-      if (existsSync(join(target, 'include', 'llama.h'))) return;
+      if (existsSync(join(target, 'src', 'llama-adapter.h'))) return;
       throw err;
     });
   } catch (err) {
@@ -197,6 +199,8 @@ export async function ensureTrainer(options: TrainerBuildOptions): Promise<Train
     join(src, 'ggml', 'include'),
     '-I',
     join(src, 'common'),
+    '-I',
+    join(src, 'src'),
     sourceFile,
     '-o',
     tmp,

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, link, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import type { Clock, TimerHandle } from '../../base/clock.js';
@@ -27,6 +27,8 @@ import {
   type TrainingEvent,
   type TrainingInfo,
   type TrainingJobStatus,
+  type TrainingMethod,
+  type TrainingResult,
   type TrainingSnapshot,
 } from '../../../../shared/contracts/training.js';
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
@@ -34,6 +36,16 @@ import { cudaDriverRemedy } from '../../base/gpuErrors.js';
 import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
 import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
+import { ADAPTERS_DIR, type AdapterSidecar } from '../../base/adapters.js';
+import { fullTrainableParams, planLora, readBaseModel, sha256File, type BaseModelInfo, type BaseTensor } from './loraPlan.js';
+
+const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 8: 'Q8_0', 10: 'Q2_K', 11: 'Q3_K', 12: 'Q4_K', 13: 'Q5_K', 14: 'Q6_K', 30: 'BF16' };
+
+/** The storage types of a model's weight matrices, e.g. "Q4_K and Q6_K". */
+function describeTypes(tensors: readonly BaseTensor[]): string {
+  const types = [...new Set(tensors.filter((t) => t.dims.length === 2).map((t) => GGML_TYPE_NAMES[t.type] ?? `ggml type ${t.type}`))];
+  return types.join(' and ');
+}
 
 export interface TrainingServiceOptions {
   config: ConfigStore;
@@ -96,6 +108,22 @@ export function explainTrainerCrash(nativeError: string | undefined): string | u
 }
 
 const SNAPSHOT_JOBS = 20;
+
+/** Values of a request the llama backend cannot honour, each with the reason (logged in the job). */
+function ignoredParams(request: StartTrainingRequest, method: TrainingMethod): string[] {
+  const hp = request.hyperParams;
+  const notes: string[] = [];
+  if (hp.batchSize > 1) {
+    notes.push(
+      `batchSize ${hp.batchSize} is ignored: llama.cpp's optimizer API takes one step per ${hp.maxSeqLength}-token window (its ubatches are accumulated) and offers no accumulation across windows; raise maxSeqLength for larger steps`,
+    );
+  }
+  const dropout = request.loraConfig?.loraDropout ?? hp.loraDropout;
+  if (method === 'lora' && dropout > 0) {
+    notes.push(`loraDropout ${dropout} is ignored: llama.cpp's training graph has no dropout op (the adapter trains without dropout)`);
+  }
+  return notes;
+}
 
 /** ISO-8601 UTC with `Z`, whole seconds (contract §1.5). */
 function iso(ms: number): string {
@@ -263,7 +291,7 @@ export class TrainingService extends BaseService {
     const cfg = this.cfg;
     return {
       backend: cfg.backend,
-      supportsLora: cfg.backend === 'command',
+      supportsLora: true,
       gpuId: cfg.gpuId,
       validationSplit: cfg.validationSplit,
       defaults: Value.Default(TrainingHyperParams, {}) as TrainingInfo['defaults'],
@@ -298,14 +326,6 @@ export class TrainingService extends BaseService {
     const backend = cfg.backend;
     const details: ErrorDetail[] = [];
     const roots = await resolveRoots([this.options.dataDir, ...cfg.allowedRoots]);
-    if (backend === 'llama' && request.loraConfig !== undefined) {
-      details.push({
-        type: 'unsupported',
-        field: 'loraConfig',
-        description:
-          'the llama training backend does full fine-tuning only: the llama.cpp inside node-llama-cpp can apply LoRA adapters but cannot train them. Omit loraConfig, or set training.backend to "command" with a LoRA-capable trainer (e.g. PEFT)',
-      });
-    }
     if (backend === 'command' && cfg.command.executable === '') {
       throw new AppError(ErrorCode.UNAVAILABLE, 'training.backend is "command" but training.command.executable is not configured');
     }
@@ -327,13 +347,66 @@ export class TrainingService extends BaseService {
       });
     }
     const fallback = `trained-${randomBytes(3).toString('hex')}`;
-    return {
+    const base: TrainingPlan = {
       backend,
       modelPath: model.path,
       datasetPath: dataset.path,
       outputDir: output.path,
       outputModelId: modelIdFrom(basename(output.path), fallback),
     };
+    return backend === 'llama' ? { ...base, ...(await this.planMethod(request, model.path, dataset.path)) } : base;
+  }
+
+  /**
+   * What the llama backend will train: LoRA (targets mapped to the base's tensors) or full
+   * fine-tuning (only where the base has F32 weights). A request that would train nothing, or that
+   * asks for what llama.cpp cannot do, is refused here, before it is queued.
+   */
+  private async planMethod(request: StartTrainingRequest, modelPath: string, datasetPath: string): Promise<Partial<TrainingPlan>> {
+    let info: BaseModelInfo;
+    try {
+      info = await readBaseModel(modelPath);
+    } catch (err) {
+      throw invalidRequest('Invalid training request', [{ type: 'invalid_model', field: 'baseModel', description: `not a readable GGUF file: ${(err as Error).message}` }]);
+    }
+    const hp = request.hyperParams;
+    const details: ErrorDetail[] = [];
+    const full = fullTrainableParams(info.tensors);
+    const method = hp.method ?? (request.loraConfig !== undefined || full.matrices === 0 ? 'lora' : 'full');
+    let extra: Partial<TrainingPlan> = {};
+    if (method === 'full') {
+      if (request.loraConfig !== undefined) {
+        details.push({ type: 'conflict', field: 'loraConfig', description: 'hyperParams.method is "full"; LoRA values apply to method "lora" only' });
+      }
+      if (full.matrices === 0) {
+        details.push({
+          type: 'nothing_to_train',
+          field: 'hyperParams.method',
+          description: `full fine-tuning would train nothing on this base: llama.cpp's optimizer updates F32 tensors only, and its weight matrices are ${describeTypes(info.tensors)}. Use method "lora" (the default for such models)`,
+        });
+      }
+      extra = { method, trainableParams: full.params, architecture: info.architecture };
+    } else {
+      const lc = request.loraConfig;
+      const rank = lc?.r ?? hp.loraRank;
+      if (lc?.bias !== undefined && lc.bias !== 'none') {
+        details.push({ type: 'unsupported', field: 'loraConfig.bias', description: `"${lc.bias}": the llama backend trains LoRA A/B matrices only (llama.cpp adapters carry no biases); use "none"` });
+      }
+      const targetModules = lc?.targetModules ?? ['q_proj', 'v_proj'];
+      const lora = planLora(info.tensors, targetModules, rank);
+      if (!lora.ok) {
+        details.push({
+          type: 'unknown_target_module',
+          field: 'loraConfig.targetModules',
+          description: `${lora.unknown.map((m) => `'${m}'`).join(', ')} match no weight of this model; its weights are ${lora.available.join(', ')} (Hugging Face names q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, all-linear and output are mapped to these)`,
+        });
+      } else {
+        extra = { method, trainableParams: lora.trainableParams, architecture: info.architecture, loraTargets: lora.targets };
+      }
+    }
+    if (details.length > 0) throw invalidRequest('Invalid training request', details);
+    const [baseSha256, datasetSha256] = await Promise.all([sha256File(modelPath), sha256File(datasetPath)]);
+    return { ...extra, baseSha256, datasetSha256 };
   }
 
   private async resolveBaseModel(
@@ -560,12 +633,40 @@ export class TrainingService extends BaseService {
       return { file: cfg.command.executable, args: [...cfg.command.args, configPath], env: { TRAINING_CONFIG: configPath, TRAINING_JOB_ID: job.id } };
     }
     const binary = await this.trainerBinary(job.id);
-    this.log(
-      job.id,
-      'info',
-      `llama backend (${binary.variant}): full fine-tuning, one optimizer step per ${hp.maxSeqLength}-token window; batchSize, evalSteps and the LoRA values are not used (validation runs at each epoch end)`,
+    const plan = job.plan;
+    const method = plan.method ?? 'full';
+    const rank = job.request.loraConfig?.r ?? hp.loraRank;
+    const alpha = job.request.loraConfig?.loraAlpha ?? hp.loraAlpha;
+    const what =
+      method === 'lora'
+        ? `LoRA rank ${rank}, alpha ${alpha} on ${plan.loraTargets?.length ?? 0} weights (${(plan.trainableParams ?? 0).toLocaleString('en')} trainable parameters; the base stays frozen)`
+        : `full fine-tuning of the F32 tensors (${(plan.trainableParams ?? 0).toLocaleString('en')} parameters)`;
+    this.log(job.id, 'info', `llama backend (${binary.variant}): ${what}; one optimizer step per ${hp.maxSeqLength}-token window, ${hp.lrScheduler} learning rate${hp.warmupSteps > 0 ? ` after ${hp.warmupSteps} warm-up steps` : ''}, validation every ${hp.evalSteps} steps, checkpoint every ${hp.saveSteps} steps`);
+    for (const note of ignoredParams(job.request, method)) this.log(job.id, 'warn', note);
+    const outputPath = join(job.plan.outputDir, method === 'lora' ? 'adapter.gguf' : 'model.gguf');
+    await writeFile(
+      configPath,
+      JSON.stringify(
+        {
+          ...common,
+          datasetPath: plan.trainerDatasetPath ?? plan.datasetPath,
+          parseSpecial: plan.parseSpecial ?? false,
+          outputPath,
+          backendDir: binary.backendDir,
+          gpuLayers: binary.variant === 'cuda' ? -1 : 0,
+          method,
+          architecture: plan.architecture ?? 'llama',
+          loraTargets: plan.loraTargets ?? [],
+          loraRank: rank,
+          loraAlpha: alpha,
+          lrSchedule: hp.lrScheduler,
+          warmupSteps: hp.warmupSteps,
+          weightDecay: hp.weightDecay,
+        },
+        null,
+        2,
+      ),
     );
-    await writeFile(configPath, JSON.stringify({ ...common, backendDir: binary.backendDir, gpuLayers: binary.variant === 'cuda' ? -1 : 0 }, null, 2));
     return { file: binary.path, args: [configPath], env: {} };
   }
 
@@ -761,23 +862,54 @@ export class TrainingService extends BaseService {
     this.pump();
   }
 
-  /** Publishes the trained GGUF into the models dir (hard link, else copy) so the engine lists it. */
-  private async publish(run: ActiveRun, output: string): Promise<{ modelId: string; modelPath: string }> {
+  /**
+   * Publishes the result so the engine lists it: a full fine-tune's GGUF into the models dir (hard
+   * link, else copy); a LoRA adapter into `<models>/adapters/<name>.gguf` with its lineage beside it
+   * (`<name>.json`), served as the model `<base>+<name>`.
+   */
+  private async publish(run: ActiveRun, output: string): Promise<TrainingResult> {
     await stat(output);
     if (!output.endsWith('.gguf')) return { modelId: '', modelPath: output };
-    const dir = this.options.modelsDir();
-    let modelId = run.job.plan.outputModelId;
-    if (existsSync(join(dir, `${modelId}.gguf`))) modelId = `${modelId}-${run.job.id}`;
-    const target = join(dir, `${modelId}.gguf`);
-    const tmp = join(dir, `.${modelId}.publishing`);
+    const { job } = run;
+    const modelsDir = this.options.modelsDir();
+    const lora = job.plan.method === 'lora';
+    const dir = lora ? join(modelsDir, ADAPTERS_DIR) : modelsDir;
+    await mkdir(dir, { recursive: true });
+    let name = job.plan.outputModelId;
+    if (existsSync(join(dir, `${name}.gguf`))) name = `${name}-${job.id}`;
+    const target = join(dir, `${name}.gguf`);
+    const tmp = join(dir, `.${name}.publishing`);
     await rm(tmp, { force: true });
     try {
       await link(output, tmp);
     } catch {
       await copyFile(output, tmp);
     }
+    const lineage = {
+      baseModel: job.baseModel,
+      baseSha256: job.plan.baseSha256 ?? '',
+      datasetSha256: job.plan.datasetSha256 ?? '',
+      method: job.plan.method ?? 'full',
+      trainableParams: job.plan.trainableParams ?? 0,
+      hyperParams: { ...job.request.hyperParams, ...(job.request.loraConfig ? { loraConfig: job.request.loraConfig } : {}) },
+      ...(run.progress.loss !== undefined ? { finalLoss: run.progress.loss } : {}),
+      ...(run.progress.valLoss !== undefined ? { finalValLoss: run.progress.valLoss } : {}),
+      completedAt: iso(this.options.clock.now()),
+    };
+    if (!lora) {
+      await rename(tmp, target);
+      return { modelId: name, modelPath: target, lineage };
+    }
+    // The engine serves an adapter on its base by model id, so the base must be a model of the models dir.
+    const baseId = isInside(modelsDir, job.plan.modelPath) && dirname(job.plan.modelPath) === modelsDir ? basename(job.plan.modelPath, '.gguf') : undefined;
+    const sidecar: AdapterSidecar = { base: baseId ?? null, basePath: job.plan.modelPath, jobId: job.id, ...lineage };
+    await writeFile(join(dir, `${name}.json`), JSON.stringify(sidecar, null, 2));
     await rename(tmp, target);
-    return { modelId, modelPath: target };
+    if (!baseId) {
+      this.logRun(run, 'warn', `the base ${job.plan.modelPath} is not in the models dir, so the engine cannot serve the adapter by id; import the base into the models dir as well`);
+      return { modelId: '', modelPath: target, adapter: name, lineage };
+    }
+    return { modelId: `${baseId}+${name}`, modelPath: target, adapter: name, lineage };
   }
 
   private finish(id: string, status: 'completed' | 'failed' | 'cancelled', error: string | null, result: JobRow['result']): void {
@@ -824,6 +956,8 @@ export class TrainingService extends BaseService {
       baseModel: job.baseModel,
       outputDir: job.outputDir,
       backend: job.backend,
+      ...(job.plan.method ? { method: job.plan.method } : {}),
+      ...(job.plan.trainableParams !== undefined ? { trainableParams: job.plan.trainableParams } : {}),
       ...(job.result && job.result.modelId !== '' ? { result: job.result } : {}),
     };
   }
