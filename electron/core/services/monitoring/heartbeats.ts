@@ -82,7 +82,7 @@ export class HeartbeatService implements HeartbeatPort {
       const lock = this.o.locks.current(task.gpuId);
       const token = task.fencingToken ?? (lock && lock.taskId === task.taskId ? lock.token : undefined);
       if (!lock || token === undefined || lock.token !== token) {
-        throw new AppError(ErrorCode.CONFLICT, `${lockKeyOf(task.gpuId)} is ${lock ? `held by ${lock.holder} with fencing token ${lock.token}` : 'not held'}; acquire it first and pass its fencing_token`, {
+        throw new AppError(ErrorCode.CONFLICT, `${lockKeyOf(task.gpuId)} is ${lock ? `held by ${lock.holder}, not with the fencing_token given` : 'not held'}; acquire it first and pass its fencing_token`, {
           details: [{ type: 'lock_not_held', field: 'fencing_token', description: 'the task must hold the GPU lock it names' }],
         });
       }
@@ -140,10 +140,10 @@ export class HeartbeatService implements HeartbeatPort {
     if (task.gpuId !== null) {
       const lock = this.o.locks.current(task.gpuId);
       if (input.fencingToken !== undefined && input.fencingToken !== task.fencingToken) {
-        throw new AppError(ErrorCode.CONFLICT, `Stale fencing token ${input.fencingToken} for task ${taskId}: it registered with ${task.fencingToken}`, { details: [{ type: 'stale_token', field: 'fencing_token', description: `expected ${task.fencingToken}` }] });
+        throw new AppError(ErrorCode.CONFLICT, `Stale fencing token ${input.fencingToken} for task ${taskId}: it is not the token the task registered with`, { details: [{ type: 'stale_token', field: 'fencing_token', description: 'not the token the task registered with' }] });
       }
       if (!lock || lock.token !== task.fencingToken) {
-        throw new AppError(ErrorCode.CONFLICT, `Task ${taskId} no longer holds ${lockKeyOf(task.gpuId)}${lock ? ` (now held by ${lock.holder}, token ${lock.token})` : ''}: stop using the GPU`, {
+        throw new AppError(ErrorCode.CONFLICT, `Task ${taskId} no longer holds ${lockKeyOf(task.gpuId)}${lock ? ` (now held by ${lock.holder})` : ''}: stop using the GPU`, {
           details: [{ type: 'lock_lost', field: 'fencing_token', description: lock ? `held by ${lock.holder}` : 'not held' }],
         });
       }

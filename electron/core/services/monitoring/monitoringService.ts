@@ -48,14 +48,38 @@ export interface LockView {
   lockAgeSeconds: number | null;
 }
 
-/** Everything the dashboard's live stream shows; cheap and synchronous. */
+/**
+ * A lock as readers see it: who holds it, for what, since when and for how long, never its fencing
+ * token (the token is the holder's proof for renew and release; only acquire returns it).
+ */
+export interface LockSummary {
+  lockKey: string;
+  gpuId: number;
+  isLocked: boolean;
+  holder: string | null;
+  purpose: string | null;
+  taskId: string | null;
+  /** Unix ms when the lock was taken. */
+  acquiredWall: number | null;
+  /** TTL the lock was taken (or last renewed) with. */
+  ttlSeconds: number | null;
+  ttlRemainingSeconds: number | null;
+  lockAgeSeconds: number | null;
+}
+
+/** A heartbeat task as readers see it (without the fencing token of its lock). */
+export type TaskSummary = Omit<TaskRecord, 'fencingToken'>;
+
+/** Everything the dashboard's live stream shows; cheap and synchronous; carries no fencing token. */
 export interface MonitoringSnapshot {
   at: number;
   monitor: MonitorState;
-  locks: LockView[];
-  heartbeats: { active: TaskRecord[]; dead: TaskRecord[]; orphaned: OrphanInfo[] };
+  locks: LockSummary[];
+  heartbeats: { active: TaskSummary[]; dead: TaskSummary[]; orphaned: OrphanInfo[] };
   telemetry: { nvidiaAvailable: boolean; reason: string | null; latest: TelemetrySample | null };
 }
+
+const taskSummary = ({ fencingToken: _token, ...rest }: TaskRecord): TaskSummary => rest;
 
 /**
  * Monitoring (seed 004): GPU locks, task heartbeats, the timeout manager, the monitor loop and GPU
@@ -189,6 +213,24 @@ export class MonitoringService extends BaseService {
     };
   }
 
+  /** The reader's view of a lock (no fencing token). */
+  lockSummary(gpuId: number): LockSummary {
+    const v = this.lockView(gpuId);
+    return {
+      lockKey: v.lockKey,
+      gpuId,
+      isLocked: v.lock !== null,
+      holder: v.lock?.holder ?? null,
+      purpose: v.lock?.purpose ?? null,
+      taskId: v.lock?.taskId ?? null,
+      acquiredWall: v.lock?.acquiredWall ?? null,
+      ttlSeconds: v.lock ? v.lock.ttlMs / 1000 : null,
+      ttlRemainingSeconds: v.ttlRemainingSeconds,
+      lockAgeSeconds: v.lockAgeSeconds,
+    };
+  }
+
+  /** Internal view of a lock, token included (for the service and its tests; never sent to readers). */
   lockView(gpuId: number): LockView {
     const lock = this.locks.current(gpuId);
     const now = this.pclock.basis();
@@ -282,8 +324,8 @@ export class MonitoringService extends BaseService {
     return {
       at: this.o.clock.now(),
       monitor: this.monitorState(),
-      locks: this.locks.gpuIds().map((id) => this.lockView(id)),
-      heartbeats: { active: hb.active, dead: hb.dead, orphaned: hb.orphaned },
+      locks: this.locks.gpuIds().map((id) => this.lockSummary(id)),
+      heartbeats: { active: hb.active.map(taskSummary), dead: hb.dead.map(taskSummary), orphaned: hb.orphaned },
       telemetry: { nvidiaAvailable: t.nvidia.available, reason: t.nvidia.reason, latest: t.latest },
     };
   }
