@@ -148,13 +148,18 @@ describe('monitoring API (§7) on a real console', () => {
     expect(threads.threads.map((t) => t.name)).toContain('monitoring-telemetry');
     const st = await get('/monitor/status');
     expect(st.body).toMatchObject({ monitor_status: { running: true }, config: { check_interval: 30, gpu_timeout: 300, heartbeat_timeout: 120, enabled: true }, is_running: true });
-    expect((await post('/monitor/stop')).body).toEqual({ message: '监控器已停止', success: true });
-    expect((await post('/monitor/stop')).body).toEqual({ message: '监控器已停止', success: true });
+    // start/stop are admin writes: an API-key reader (or nobody) cannot stop timeout handling
+    expect((await post('/monitor/stop')).status).toBe(401);
+    expect((await post('/monitor/stop', undefined, { authorization: 'Bearer nope' })).status).toBe(403);
+    expect((await post('/monitor/start')).status).toBe(401);
+    expect((await get('/monitor/status')).body.is_running).toBe(true);
+    expect((await post('/monitor/stop', undefined, c.admin)).body).toEqual({ message: '监控器已停止', success: true });
+    expect((await post('/monitor/stop', undefined, c.admin)).body).toEqual({ message: '监控器已停止', success: true });
     expect((await get('/health')).body).toMatchObject({ status: 'critical' });
     expect((await get('/monitor/status')).body.is_running).toBe(false);
     const ready = (await (await fetch(`${c.url}/health/ready`)).json()) as Record<string, unknown>;
     expect(ready.monitor_running).toBe(false);
-    expect((await post('/monitor/start')).body).toEqual({ message: '监控器已启动', success: true });
+    expect((await post('/monitor/start', undefined, c.admin)).body).toEqual({ message: '监控器已启动', success: true });
     expect((await get('/health')).body).toMatchObject({ status: 'healthy', components: { monitor: { metrics: { check_frequency: '30s' } }, heartbeat: { failure_rate: 0 } } });
     const mh = await get('/monitor/health');
     expect(mh.body).toMatchObject({ status: 'healthy', metrics: { check_frequency: '30s', gpu_lock_coverage: '100%' } });

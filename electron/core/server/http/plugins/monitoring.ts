@@ -170,11 +170,12 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
     };
   });
   app.get(`${P}/monitor/health`, read, async () => monitorHealth());
-  app.post(`${P}/monitor/start`, read, async () => {
+  // Starting/stopping the monitor changes whether timeouts are handled: an admin write (§1.2).
+  app.post(`${P}/monitor/start`, { preHandler: auth.admin }, async () => {
     m.startMonitor();
     return { message: '监控器已启动', success: true };
   });
-  app.post(`${P}/monitor/stop`, read, async () => {
+  app.post(`${P}/monitor/stop`, { preHandler: auth.admin }, async () => {
     m.stopMonitor();
     return { message: '监控器已停止', success: true };
   });
