@@ -208,7 +208,7 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
       dead_tasks: o.dead.map((t) => ({ task_id: t.taskId, task_name: t.owner, status: t.status, last_update: t.lastUpdateWall / 1000, reason: t.endReason })),
       orphaned_tasks: o.orphaned.map((x) => ({ task_id: x.taskId, last_update: sec(x.lastUpdateWall), timeout: x.timeout, reason: x.reason, lock_key: x.lockKey })),
       statistics: {
-        total_tasks: o.active.length + o.dead.length + o.orphaned.filter((x) => x.reason !== 'lock_without_task').length,
+        total_tasks: o.total,
         active_count: o.active.length,
         dead_count: o.dead.length,
         orphaned_count: o.orphaned.length,
