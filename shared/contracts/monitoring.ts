@@ -145,6 +145,9 @@ export type HeartbeatAllResponse = Static<typeof HeartbeatAllResponse>;
 /** GET /snapshot: what the dashboard's live view shows (no fencing tokens). */
 export const MonitoringSnapshotResponse = Type.Object({
   timestamp: Type.Number(),
+  /** Monitoring health and its issues (as GET /health), what the Overview's alerts show. */
+  status: HealthStatus,
+  issues: Type.Array(Type.String()),
   monitor: Type.Object({ running: Type.Boolean(), last_check: Nullable(Type.Number()), checks_performed: Type.Integer(), uptime: Type.Number() }),
   locks: Type.Array(
     Type.Object({

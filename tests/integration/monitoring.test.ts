@@ -189,6 +189,7 @@ describe('monitoring API (§7) on a real console', () => {
     const snap = await get('/snapshot');
     expect((snap.body.locks as Array<{ lock_key: string; is_locked: boolean; lock_holder: string | null }>).find((l) => l.lock_key === 'gpu_lock:0')).toMatchObject({ is_locked: true, lock_holder: 'snap' });
     expect(c.console.monitoring.snapshot().locks[0]).toMatchObject({ holder: 'snap', isLocked: true, ttlSeconds: 100 });
+    expect(snap.body).toMatchObject({ status: 'healthy', issues: [] });
     // neither the HTTP snapshot, the dashboard stream's provider nor the heartbeat detail carries the token
     expect(JSON.stringify(snap.body)).not.toMatch(/token/i);
     expect(JSON.stringify(c.console.monitoring.snapshot())).not.toMatch(/token/i);

@@ -330,6 +330,8 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
     const s = m.snapshot();
     return {
       timestamp: s.at / 1000,
+      status: s.status,
+      issues: s.issues,
       monitor: { running: s.monitor.running, last_check: sec(s.monitor.lastCheckWall), checks_performed: s.monitor.checksPerformed, uptime: round3(s.monitor.uptimeSeconds) },
       locks: s.locks.map((v) => ({
         lock_key: v.lockKey,
