@@ -117,7 +117,7 @@ const commitStats = async (): Promise<{ commits: number; operations: number }> =
 };
 const httpCycle = async (w: number) => {
   const a = await call('/gpu-lock/acquire', { lock_key: `gpu_lock:${w}`, task_name: `bench-${w}`, ttl_seconds: 60 });
-  if (a) await call('/gpu-lock/release', { lock_key: `gpu_lock:${w}`, fencing_token: a.fencing_token });
+  if (a) await call('/gpu-lock/release', { lock_key: `gpu_lock:${w}`, fencing_token: a.fencing_token, task_name: `bench-${w}` });
 };
 const httpBeat = async (w: number) => {
   await call(`/heartbeat/task/bench-${w}`, { progress: 0.5 });

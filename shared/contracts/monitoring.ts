@@ -40,13 +40,18 @@ export const AcquireResponse = Type.Object({
 });
 export type AcquireResponse = Static<typeof AcquireResponse>;
 
+/**
+ * POST /gpu-lock/renew. Only the holder may renew: it proves it with the fencing token its own
+ * acquire returned plus the `task_name` it acquired with (both must match). Readers never see the token.
+ */
 export const RenewBody = Type.Object(
-  { lock_key: LockKey, fencing_token: FencingToken, ttl_seconds: Type.Optional(TtlSeconds), task_name: Type.Optional(TaskName) },
+  { lock_key: LockKey, fencing_token: FencingToken, task_name: TaskName, ttl_seconds: Type.Optional(TtlSeconds) },
   { additionalProperties: false },
 );
 export type RenewBody = Static<typeof RenewBody>;
 
-export const ReleaseBody = Type.Object({ lock_key: LockKey, fencing_token: FencingToken, task_name: Type.Optional(TaskName) }, { additionalProperties: false });
+/** POST /gpu-lock/release: the holder's release (token and `task_name` must match, as for renew). */
+export const ReleaseBody = Type.Object({ lock_key: LockKey, fencing_token: FencingToken, task_name: TaskName }, { additionalProperties: false });
 export type ReleaseBody = Static<typeof ReleaseBody>;
 
 export const ReleaseResponse = Type.Object({ released: Type.Boolean(), lock_key: Type.String(), fencing_token: Type.Integer() });
@@ -111,10 +116,11 @@ export const LockStatusResponse = Type.Object({
   recent_history: Type.Array(Type.Object({ action: Type.String(), task_name: Type.Union([Type.String(), Type.Null()]), timestamp: Type.Number(), success: Type.Boolean() })),
   lock_type: Type.Literal('GPU_LOCK'),
   lock_age: Nullable(Type.Number()),
-  /** Extension: the current holder's fencing token and purpose. */
-  fencing_token: Nullable(Type.Integer()),
+  /** Extension: the holder's purpose and task, when the lock was taken (Unix s) and its TTL (s). Never the fencing token. */
   purpose: Type.Union([Type.String(), Type.Null()]),
   task_id: Type.Union([Type.String(), Type.Null()]),
+  acquired_at: Nullable(Type.Number()),
+  lock_ttl: Nullable(Type.Number()),
 });
 export type LockStatusResponse = Static<typeof LockStatusResponse>;
 
@@ -136,9 +142,12 @@ export const HeartbeatAllResponse = Type.Object({
 });
 export type HeartbeatAllResponse = Static<typeof HeartbeatAllResponse>;
 
-/** GET /snapshot: what the dashboard's live view shows. */
+/** GET /snapshot: what the dashboard's live view shows (no fencing tokens). */
 export const MonitoringSnapshotResponse = Type.Object({
   timestamp: Type.Number(),
+  /** Monitoring health and its issues (as GET /health), what the Overview's alerts show. */
+  status: HealthStatus,
+  issues: Type.Array(Type.String()),
   monitor: Type.Object({ running: Type.Boolean(), last_check: Nullable(Type.Number()), checks_performed: Type.Integer(), uptime: Type.Number() }),
   locks: Type.Array(
     Type.Object({
@@ -147,7 +156,6 @@ export const MonitoringSnapshotResponse = Type.Object({
       lock_holder: Type.Union([Type.String(), Type.Null()]),
       purpose: Type.Union([Type.String(), Type.Null()]),
       task_id: Type.Union([Type.String(), Type.Null()]),
-      fencing_token: Nullable(Type.Integer()),
       ttl_seconds: Nullable(Type.Number()),
       lock_age: Nullable(Type.Number()),
     }),

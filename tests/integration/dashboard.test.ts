@@ -125,6 +125,35 @@ describe('dashboard serving and the console live stream', () => {
     offB();
   });
 
+  it('the monitoring section shows lock holders and the monitoring issues, never a lock\'s fencing token', async () => {
+    const acquired = await fetch(`${c.url}/api/v1/monitoring/gpu-lock/acquire`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ lock_key: 'gpu_lock:0', task_name: 'stream-holder', ttl_seconds: 600 }),
+    });
+    const { fencing_token: token } = (await acquired.json()) as { fencing_token: number };
+    c.console.monitoring.stopMonitor();
+    try {
+      const v = viewer(`${c.url.replace('http', 'ws')}/api/console/stream`);
+      await v.opened;
+      const first = (await v.next((x) => x.type === 'snapshot')) as { data: ConsoleSnapshot };
+      await clock.advanceAsync(1000);
+      const m = (await v.next((x) => x.type === 'snapshot' && x.data.seq > first.data.seq)) as { data: ConsoleSnapshot };
+      const mon = m.data.services.monitoring as { issues: string[]; locks: Array<{ lockKey: string; holder: string | null }> };
+      expect(mon.locks.find((l) => l.lockKey === 'gpu_lock:0')).toMatchObject({ holder: 'stream-holder' });
+      expect(mon.issues).toEqual(expect.arrayContaining([expect.stringContaining('monitor is stopped')]));
+      expect(JSON.stringify(mon)).not.toMatch(/token/i);
+      v.close();
+    } finally {
+      c.console.monitoring.startMonitor();
+      await fetch(`${c.url}/api/v1/monitoring/gpu-lock/release`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ lock_key: 'gpu_lock:0', task_name: 'stream-holder', fencing_token: token }),
+      });
+    }
+  });
+
   it('sends admin-only sections only to admin viewers, and wires the services that are in the build', async () => {
     const off = c.console.snapshots.register('secretive', () => ({ lines: ['password=hunter2'] }), { adminOnly: true });
     const base = c.url.replace('http', 'ws');

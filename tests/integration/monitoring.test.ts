@@ -37,7 +37,11 @@ describe('monitoring API (§7) on a real console', () => {
     expect(b.body.error?.message).toContain('faster_whisper.transcribe_audio');
 
     const status = await get('/gpu-lock/status?lock_key=gpu_lock:1');
-    expect(status.body).toMatchObject({ lock_key: 'gpu_lock:1', is_locked: true, lock_holder: 'faster_whisper.transcribe_audio', lock_type: 'GPU_LOCK', fencing_token: token });
+    expect(status.body).toMatchObject({ lock_key: 'gpu_lock:1', is_locked: true, lock_holder: 'faster_whisper.transcribe_audio', lock_type: 'GPU_LOCK', lock_ttl: 3000 });
+    // readers see holder, age and TTL, never the token (it is the holder's proof)
+    expect(status.body).not.toHaveProperty('fencing_token');
+    expect(JSON.stringify(status.body)).not.toMatch(/token/);
+    expect(b.body.error?.message).not.toMatch(/token/);
     expect(status.body.ttl_seconds).toBeGreaterThan(2990);
     expect((status.body.recent_history as Array<{ action: string; success: boolean }>).slice(0, 2)).toEqual([
       expect.objectContaining({ action: 'acquire', success: false }),
@@ -48,16 +52,24 @@ describe('monitoring API (§7) on a real console', () => {
     const notHolder = await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: token, task_name: 'intruder' });
     expect(notHolder.status).toBe(409);
     expect(notHolder.body.error?.details).toContainEqual(expect.objectContaining({ field: 'lock_holder', description: 'faster_whisper.transcribe_audio' }));
-    const stale = await post('/gpu-lock/renew', { lock_key: 'gpu_lock:1', fencing_token: token + 100 });
+    const stale = await post('/gpu-lock/renew', { lock_key: 'gpu_lock:1', fencing_token: token + 100, task_name: 'faster_whisper.transcribe_audio' });
     expect(stale.status).toBe(409);
     expect(stale.body.error?.message).toContain('Stale fencing token');
+    // the token alone is not enough: renew and release need the holder's name too
+    for (const path of ['/gpu-lock/renew', '/gpu-lock/release']) {
+      const tokenOnly = await post(path, { lock_key: 'gpu_lock:1', fencing_token: token });
+      expect(tokenOnly.status).toBe(400);
+      expect(tokenOnly.body.error?.details?.map((d) => d.field)).toEqual(['task_name']);
+    }
+    expect((await get('/gpu-lock/status?lock_key=gpu_lock:1')).body.is_locked).toBe(true);
 
-    expect((await post('/gpu-lock/renew', { lock_key: 'gpu_lock:1', fencing_token: token, ttl_seconds: 60 })).body).toMatchObject({ fencing_token: token, expires_in: 60 });
-    expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: token })).body).toEqual({ released: true, lock_key: 'gpu_lock:1', fencing_token: token });
-    expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: token })).status).toBe(409);
+    const holder = 'faster_whisper.transcribe_audio';
+    expect((await post('/gpu-lock/renew', { lock_key: 'gpu_lock:1', fencing_token: token, task_name: holder, ttl_seconds: 60 })).body).toMatchObject({ fencing_token: token, expires_in: 60 });
+    expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: token, task_name: holder })).body).toEqual({ released: true, lock_key: 'gpu_lock:1', fencing_token: token });
+    expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: token, task_name: holder })).status).toBe(409);
     const again = await post('/gpu-lock/acquire', { lock_key: 'gpu_lock:1', task_name: 'next' });
     expect(again.body.fencing_token).toBe(token + 1);
-    await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: token + 1 });
+    await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: token + 1, task_name: 'next' });
   });
 
   it('bad input: every bad field listed (400), unknown GPU and task (404)', async () => {
@@ -77,7 +89,7 @@ describe('monitoring API (§7) on a real console', () => {
     expect((await get('/heartbeat/task/never-seen')).status).toBe(404);
     const badBeat = await post('/heartbeat/task/x', { progress: 2, status: 'dancing' });
     expect(badBeat.body.error?.details?.map((d) => d.field).sort()).toEqual(['progress', 'status']);
-    expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:0', fencing_token: -1 })).status).toBe(400);
+    expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:0', fencing_token: -1, task_name: 'x' })).status).toBe(400);
     await post('/heartbeat/task/big/start');
     const big = await post('/heartbeat/task/big', { detail: { log: 'x'.repeat(20_000) } });
     expect(big.status).toBe(400);
@@ -125,7 +137,7 @@ describe('monitoring API (§7) on a real console', () => {
     const again = await post('/lock/release', { lock_key: 'gpu_lock:0' }, c.admin);
     expect(again).toMatchObject({ status: 200, body: { success: false, message: '释放锁 gpu_lock:0 失败' } });
     // the old holder's token is now stale
-    expect((await post('/gpu-lock/renew', { lock_key: 'gpu_lock:0', fencing_token: a.body.fencing_token })).status).toBe(409);
+    expect((await post('/gpu-lock/renew', { lock_key: 'gpu_lock:0', fencing_token: a.body.fencing_token, task_name: 'stuck-job' })).status).toBe(409);
     const audit = (await (await fetch(`${c.url}/api/console/audit`, { headers: c.admin })).json()) as { entries: Array<{ action: string; target: string; detail: { reason: string } }> };
     expect(audit.entries.find((e) => e.action === 'monitoring.lock.force_release' && e.detail.reason === 'job hung')).toMatchObject({ target: 'gpu_lock:0' });
   });
@@ -136,13 +148,18 @@ describe('monitoring API (§7) on a real console', () => {
     expect(threads.threads.map((t) => t.name)).toContain('monitoring-telemetry');
     const st = await get('/monitor/status');
     expect(st.body).toMatchObject({ monitor_status: { running: true }, config: { check_interval: 30, gpu_timeout: 300, heartbeat_timeout: 120, enabled: true }, is_running: true });
-    expect((await post('/monitor/stop')).body).toEqual({ message: '监控器已停止', success: true });
-    expect((await post('/monitor/stop')).body).toEqual({ message: '监控器已停止', success: true });
+    // start/stop are admin writes: an API-key reader (or nobody) cannot stop timeout handling
+    expect((await post('/monitor/stop')).status).toBe(401);
+    expect((await post('/monitor/stop', undefined, { authorization: 'Bearer nope' })).status).toBe(403);
+    expect((await post('/monitor/start')).status).toBe(401);
+    expect((await get('/monitor/status')).body.is_running).toBe(true);
+    expect((await post('/monitor/stop', undefined, c.admin)).body).toEqual({ message: '监控器已停止', success: true });
+    expect((await post('/monitor/stop', undefined, c.admin)).body).toEqual({ message: '监控器已停止', success: true });
     expect((await get('/health')).body).toMatchObject({ status: 'critical' });
     expect((await get('/monitor/status')).body.is_running).toBe(false);
     const ready = (await (await fetch(`${c.url}/health/ready`)).json()) as Record<string, unknown>;
     expect(ready.monitor_running).toBe(false);
-    expect((await post('/monitor/start')).body).toEqual({ message: '监控器已启动', success: true });
+    expect((await post('/monitor/start', undefined, c.admin)).body).toEqual({ message: '监控器已启动', success: true });
     expect((await get('/health')).body).toMatchObject({ status: 'healthy', components: { monitor: { metrics: { check_frequency: '30s' } }, heartbeat: { failure_rate: 0 } } });
     const mh = await get('/monitor/health');
     expect(mh.body).toMatchObject({ status: 'healthy', metrics: { check_frequency: '30s', gpu_lock_coverage: '100%' } });
@@ -168,10 +185,17 @@ describe('monitoring API (§7) on a real console', () => {
     expect(t.body).toMatchObject({ gpu_available: false, nvidia: { available: false } });
     expect(t.body.message).toMatch(/No NVIDIA GPU telemetry/);
     const a = await post('/gpu-lock/acquire', { lock_key: 'gpu_lock:0', task_name: 'snap', ttl_seconds: 100 });
+    await post('/heartbeat/task/snap-task/start', { task_name: 'snap', gpu_lock: 'gpu_lock:0', fencing_token: a.body.fencing_token });
     const snap = await get('/snapshot');
     expect((snap.body.locks as Array<{ lock_key: string; is_locked: boolean; lock_holder: string | null }>).find((l) => l.lock_key === 'gpu_lock:0')).toMatchObject({ is_locked: true, lock_holder: 'snap' });
-    expect(c.console.monitoring.snapshot().locks[0]?.lock?.holder).toBe('snap');
-    await post('/gpu-lock/release', { lock_key: 'gpu_lock:0', fencing_token: a.body.fencing_token });
+    expect(c.console.monitoring.snapshot().locks[0]).toMatchObject({ holder: 'snap', isLocked: true, ttlSeconds: 100 });
+    expect(snap.body).toMatchObject({ status: 'healthy', issues: [] });
+    // neither the HTTP snapshot, the dashboard stream's provider nor the heartbeat detail carries the token
+    expect(JSON.stringify(snap.body)).not.toMatch(/token/i);
+    expect(JSON.stringify(c.console.monitoring.snapshot())).not.toMatch(/token/i);
+    expect(JSON.stringify((await get('/heartbeat/task/snap-task')).body)).not.toMatch(/token/i);
+    await post('/heartbeat/task/snap-task', { status: 'completed' });
+    await post('/gpu-lock/release', { lock_key: 'gpu_lock:0', fencing_token: a.body.fencing_token, task_name: 'snap' });
   });
 
   it('concurrency truth: of many concurrent acquires of one GPU exactly one wins, every round', async () => {
@@ -183,8 +207,8 @@ describe('monitoring API (§7) on a real console', () => {
       expect(winners).toHaveLength(1);
       expect(results.filter((r) => r.status === 409)).toHaveLength(39);
       const w = winners[0]!.body;
-      expect((await get('/gpu-lock/status?lock_key=gpu_lock:1')).body).toMatchObject({ lock_holder: w.lock_holder, fencing_token: w.fencing_token });
-      expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: w.fencing_token })).status).toBe(200);
+      expect((await get('/gpu-lock/status?lock_key=gpu_lock:1')).body).toMatchObject({ lock_holder: w.lock_holder });
+      expect((await post('/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: w.fencing_token, task_name: w.lock_holder })).status).toBe(200);
     }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -8,8 +8,8 @@ import { spawnServe, type ServeProcess } from '../helpers/spawnServe.js';
 const json = { 'content-type': 'application/json' };
 type Reply = { status: number; body: Record<string, unknown> };
 
-async function post(url: string, path: string, body: unknown): Promise<Reply> {
-  const res = await fetch(`${url}/api/v1/monitoring${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  const res = await fetch(`${url}/api/v1/monitoring${path}`, { method: 'POST', headers: { ...json, ...headers }, body: JSON.stringify(body) });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 async function status(url: string, key: string): Promise<Record<string, unknown>> {
@@ -55,7 +55,7 @@ describe('kill -9 of the console mid-operation, then restart', () => {
           lastAckedToken = a.body.fencing_token as number;
           lastAckedWasAcquire = true;
           await post(url, '/heartbeat/task/job-1', { progress: 0.5 });
-          const r = await post(url, '/gpu-lock/release', { lock_key: 'gpu_lock:2', fencing_token: lastAckedToken });
+          const r = await post(url, '/gpu-lock/release', { lock_key: 'gpu_lock:2', fencing_token: lastAckedToken, task_name: 'storm' });
           if (r.status === 200) lastAckedWasAcquire = false;
         } catch {
           return; // connection dropped by the kill
@@ -75,24 +75,30 @@ describe('kill -9 of the console mid-operation, then restart', () => {
     proc = spawnServe(['--port', '0', '--grpc-port', '0'], env());
     ({ url } = await proc.ready);
 
-    expect(await status(url, 'gpu_lock:0')).toMatchObject({ is_locked: true, lock_holder: 'training.job-1', fencing_token: kept.body.fencing_token, task_id: 'job-1' });
+    expect(await status(url, 'gpu_lock:0')).toMatchObject({ is_locked: true, lock_holder: 'training.job-1', task_id: 'job-1' });
+    // still the same lease: its holder can renew it with the token it got before the crash
+    expect((await post(url, '/gpu-lock/renew', { lock_key: 'gpu_lock:0', fencing_token: kept.body.fencing_token, task_name: 'training.job-1' })).status).toBe(200);
     expect(await status(url, 'gpu_lock:1')).toMatchObject({ is_locked: false });
     const task = (await (await fetch(`${url}/api/v1/monitoring/heartbeat/task/job-1`)).json()) as Record<string, unknown>;
     expect(task).toMatchObject({ is_running: true, status: 'running' });
 
     const storm2 = await status(url, 'gpu_lock:2');
-    if (lastAckedWasAcquire) {
-      // the last acknowledged operation was an acquire: it may have been released after (unacknowledged), never lost otherwise
-      if (storm2.is_locked) expect(storm2.fencing_token).toBe(lastAckedToken);
-    } else if (storm2.is_locked) {
-      // only an acquire in flight at the kill can hold it, with a newer token
-      expect(storm2.fencing_token as number).toBeGreaterThan(lastAckedToken);
+    expect(storm2).not.toHaveProperty('fencing_token');
+    if (storm2.is_locked) {
+      // readers never see the token; the admin's forced release reports the one it freed
+      const admin = { authorization: `Bearer ${readFileSync(join(dir, 'admin-token'), 'utf8').trim()}` };
+      const freed = await post(url, '/lock/release', { lock_key: 'gpu_lock:2', reason: 'crash test' }, admin);
+      expect(freed.body.success).toBe(true);
+      // the last acknowledged operation was an acquire: it may have been released after (unacknowledged), never lost otherwise;
+      // else only an acquire in flight at the kill can hold it, with a newer token
+      if (lastAckedWasAcquire) expect(freed.body.fencing_token).toBe(lastAckedToken);
+      else expect(freed.body.fencing_token as number).toBeGreaterThan(lastAckedToken);
     }
     // tokens never go back: a new acquire on the expired GPU gets a newer token than before the crash
     const next = await post(url, '/gpu-lock/acquire', { lock_key: 'gpu_lock:1', task_name: 'after' });
     expect(next.body.fencing_token as number).toBeGreaterThan(short.body.fencing_token as number);
     // the stale holder of gpu_lock:1 is refused
-    expect((await post(url, '/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: short.body.fencing_token })).status).toBe(409);
+    expect((await post(url, '/gpu-lock/release', { lock_key: 'gpu_lock:1', fencing_token: short.body.fencing_token, task_name: 'short' })).status).toBe(409);
 
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);

@@ -109,6 +109,27 @@ describe('ops common API (contract §2)', () => {
     });
   });
 
+  describe('read-only ops follow the X-API-Key rule once API keys are configured (§1.2)', () => {
+    it('GET /loglevel, /metrics, /periodic-threads* : 401 without a key, 403 with a wrong one, 200 with a key or the admin token', async () => {
+      const reads = ['/loglevel', '/loglevel?logger_name=http', '/metrics', '/periodic-threads', '/periodic-threads/metrics-uptime', '/periodic-threads-health'];
+      for (const path of reads) expect((await fetch(`${c.url}${path}`)).status, path).toBe(200);
+      expect(c.console.config.update({ auth: { apiKeys: ['ops-test-key-1'] } }).ok).toBe(true);
+      try {
+        for (const path of reads) {
+          expect((await fetch(`${c.url}${path}`)).status, path).toBe(401);
+          expect((await fetch(`${c.url}${path}`, { headers: { 'x-api-key': 'wrong-key-123' } })).status, path).toBe(403);
+          expect((await fetch(`${c.url}${path}`, { headers: { 'x-api-key': 'ops-test-key-1' } })).status, path).toBe(200);
+          expect((await fetch(`${c.url}${path}`, { headers: c.admin })).status, path).toBe(200);
+        }
+        // a level write still needs the admin token, whatever the API key
+        expect((await fetch(`${c.url}/loglevel?logger_name=http&level=INFO`, { headers: { 'x-api-key': 'ops-test-key-1' } })).status).toBe(401);
+        expect((await fetch(`${c.url}/loglevel?logger_name=http&level=INFO`, { headers: c.admin })).status).toBe(200);
+      } finally {
+        expect(c.console.config.update({ auth: { apiKeys: [] } }).ok).toBe(true);
+      }
+    });
+  });
+
   describe('periodic threads', () => {
     it('lists the core periodic tasks with a summary', async () => {
       const res = await fetch(`${c.url}/periodic-threads`);

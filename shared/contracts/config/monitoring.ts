@@ -42,6 +42,11 @@ export const MonitoringConfig = Type.Object(
         intervalSeconds: Type.Number({ default: 15, exclusiveMinimum: 0, maximum: 3600 }),
         /** A beat for an unknown task registers it (instead of 404). */
         autoRegister: Type.Boolean({ default: false }),
+        /**
+         * Ended tasks (completed, failed, cancelled, timed out) are listed as dead for this long, then
+         * forgotten by the monitor loop (POST /heartbeat/cleanup forgets them at once).
+         */
+        endedRetentionSeconds: Type.Number({ default: 3600, exclusiveMinimum: 0, maximum: 30 * 86400 }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -38,6 +38,38 @@ describe('GPU locks', () => {
     expect(h.service.locks.history(0).map((e) => e.action)).toEqual(['acquire', 'release', 'acquire', 'acquire']);
   });
 
+  it('only the holder renews or releases: token and holder name must both match; errors and the snapshot never show the token', async () => {
+    h = await createHarness();
+    const { locks, heartbeats } = h.service;
+    const a = await locks.acquire({ gpuId: 0, holder: 'train-a', purpose: 'fine-tune', ttlSeconds: 60 });
+    await heartbeats.register({ taskId: 'job-a', owner: 'train-a', gpuId: 0, fencingToken: a.fencingToken });
+    // what a reader sees: holder, age, TTL; no token anywhere
+    const snapshot = h.service.snapshot();
+    expect(snapshot.locks[0]).toMatchObject({ lockKey: 'gpu_lock:0', isLocked: true, holder: 'train-a', ttlSeconds: 60, lockAgeSeconds: 0 });
+    expect(JSON.stringify(snapshot)).not.toMatch(/token/i);
+    const conflict = await rejection(locks.acquire({ gpuId: 0, holder: 'app-b', purpose: 'x' }));
+    expect(`${conflict.message} ${JSON.stringify(conflict.details)}`).not.toMatch(/token/i);
+    // the token without the holder's name (or with another name) is refused
+    const noName = await rejection(locks.release(0, '', a.fencingToken));
+    expect(noName.status).toBe(400);
+    expect(noName.details?.map((d) => d.field)).toEqual(['task_name']);
+    for (const op of [() => locks.renew(0, 'app-b', a.fencingToken, 600), () => locks.release(0, 'app-b', a.fencingToken)]) {
+      const err = await rejection(op());
+      expect(err.status).toBe(409);
+      expect(err.message).not.toMatch(/token \d/);
+    }
+    // the holder's name without its token is refused too, and not told the right one
+    const guess = await rejection(locks.release(0, 'train-a', a.fencingToken + 1));
+    expect(guess.status).toBe(409);
+    expect(guess.message).not.toContain(String(a.fencingToken));
+    const beat = await rejection(heartbeats.beatTask('job-a', { fencingToken: a.fencingToken + 1 }));
+    expect(`${beat.message} ${JSON.stringify(beat.details)}`).not.toMatch(/registered with \d|expected \d/);
+    expect(locks.current(0)).toMatchObject({ holder: 'train-a', token: a.fencingToken, ttlMs: 60_000 });
+    await locks.renew(0, 'train-a', a.fencingToken, 600);
+    await locks.release(0, 'train-a', a.fencingToken);
+    expect(locks.current(0)).toBeNull();
+  });
+
   it('a holder paused past its TTL cannot renew, release or beat with its stale token', async () => {
     h = await createHarness();
     const { locks, heartbeats } = h.service;

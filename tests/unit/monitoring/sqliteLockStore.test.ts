@@ -34,7 +34,7 @@ describe('SqliteLockStore', () => {
     const a = locks.acquire(req('a'), now(0));
     const r = locks.release({ gpuId: 0, token: 1, holder: 'a' }, now(1));
     const b = locks.acquire(req('b'), now(2));
-    const stale = locks.renew({ gpuId: 0, token: 1 }, 5_000, now(3));
+    const stale = locks.renew({ gpuId: 0, token: 1, holder: 'a' }, 5_000, now(3));
     expect(await a).toMatchObject({ ok: true, lock: { token: 1 } });
     expect(await r).toMatchObject({ ok: true });
     expect(await b).toMatchObject({ ok: true, lock: { token: 2, holder: 'b' } });
@@ -49,7 +49,7 @@ describe('SqliteLockStore', () => {
   it('expired locks are taken over with the next token; an expired lock cannot be renewed', async () => {
     const locks = new SqliteLockStore(store);
     await locks.acquire(req('a'), now(0));
-    expect(await locks.renew({ gpuId: 0, token: 1 }, 10_000, now(10_000))).toMatchObject({ ok: false, reason: 'expired' });
+    expect(await locks.renew({ gpuId: 0, token: 1, holder: 'a' }, 10_000, now(10_000))).toMatchObject({ ok: false, reason: 'expired' });
     const b = await locks.acquire(req('b'), now(10_000));
     expect(b).toMatchObject({ ok: true, lock: { token: 2 }, expired: { holder: 'a', token: 1 } });
     expect(await locks.forceRelease(0, now(10_001), 1)).toBeNull();

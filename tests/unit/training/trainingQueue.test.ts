@@ -143,6 +143,9 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     expect(service.loss(a.jobId).validation).toMatchObject([{ step: 4, valLoss: 1.5 }]);
     const logs = service.logs(a.jobId).lines.map((l) => l.message);
     expect(logs.some((m) => m.startsWith('unparsed trainer output'))).toBe(true);
+    // job logs are readable with an API key: they name the lock, never its fencing token
+    expect(logs).toContain('started; holding gpu_lock:0');
+    expect(logs.join('\n')).not.toMatch(/fencing token/);
     const config = JSON.parse(readFileSync(join(dataDir, 'training', 'jobs', `${a.jobId}.json`), 'utf8')) as { modelPath: string; learningRate: number };
     expect(config).toMatchObject({ modelPath: 'org/remote-model', learningRate: 0.01 });
   });

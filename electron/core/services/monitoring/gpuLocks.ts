@@ -140,10 +140,15 @@ export class GpuLockService implements GpuLockPort {
     }
   }
 
-  async renew(gpuId: number, holder: string | undefined, fencingToken: number, ttlSeconds?: number): Promise<GpuLease> {
+  /**
+   * Extends the caller's lock. Only the holder may: it proves it with the fencing token its acquire
+   * returned and its holder name (both must match; readers see the holder, never the token).
+   */
+  async renew(gpuId: number, holder: string, fencingToken: number, ttlSeconds?: number): Promise<GpuLease> {
     this.ensureOpen();
     const details: ErrorDetail[] = [];
     const ttlMs = this.ttlMs(ttlSeconds, details);
+    this.checkHolder(holder, details);
     this.checkToken(fencingToken, details);
     if (details.length > 0) throw new AppError(ErrorCode.INVALID_REQUEST, 'Invalid renew request', { details });
     this.requireKnown(gpuId);
@@ -157,9 +162,11 @@ export class GpuLockService implements GpuLockPort {
     return this.lease(outcome.lock);
   }
 
-  async release(gpuId: number, holder: string | undefined, fencingToken: number): Promise<void> {
+  /** Frees the caller's lock; like renew, only the holder may (token and holder name must match). */
+  async release(gpuId: number, holder: string, fencingToken: number): Promise<void> {
     this.ensureOpen();
     const details: ErrorDetail[] = [];
+    this.checkHolder(holder, details);
     this.checkToken(fencingToken, details);
     if (details.length > 0) throw new AppError(ErrorCode.INVALID_REQUEST, 'Invalid release request', { details });
     this.requireKnown(gpuId);
@@ -364,6 +371,12 @@ export class GpuLockService implements GpuLockPort {
     return Math.max(1, Math.round(ttlSeconds * 1000));
   }
 
+  private checkHolder(holder: string, details: ErrorDetail[]): void {
+    if (typeof holder !== 'string' || holder.trim() === '' || holder.length > 200) {
+      details.push({ type: 'validation', field: 'task_name', description: 'the holder name the lock was acquired with is required' });
+    }
+  }
+
   private checkToken(token: number, details: ErrorDetail[]): void {
     if (!Number.isSafeInteger(token) || token < 1) details.push({ type: 'validation', field: 'fencing_token', description: 'must be a positive integer' });
   }
@@ -379,7 +392,8 @@ export class GpuLockService implements GpuLockPort {
   private conflict(gpuId: number, reason: LockRefusal | 'held', current: LockRecord | null): AppError {
     const key = lockKeyOf(gpuId);
     const remaining = current ? Math.max(0, (current.expiresAt - this.o.pclock.basis()) / 1000) : 0;
-    const holderText = current ? `held by ${current.holder} (fencing token ${current.token}, expires in ${remaining.toFixed(1)} s)` : 'not held';
+    // Never the token: it is the holder's proof, and this message goes to any caller.
+    const holderText = current ? `held by ${current.holder} (expires in ${remaining.toFixed(1)} s)` : 'not held';
     const message: Record<LockRefusal | 'held', string> = {
       held: `${key} is ${holderText}`,
       not_held: `${key} is not held (it was released or expired)`,

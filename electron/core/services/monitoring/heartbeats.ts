@@ -3,7 +3,7 @@ import type { Clock } from '../../base/clock.js';
 import { AppError, ErrorCode, type ErrorDetail } from '../../base/errors.js';
 import type { HeartbeatPort, TaskRegistration } from '../../base/ports.js';
 import type { GpuLockService } from './gpuLocks.js';
-import { lockKeyOf, type LockStore, type TaskRecord, type TaskStatus } from './lockStore.js';
+import { lockKeyOf, type LockRecord, type LockStore, type TaskRecord, type TaskStatus } from './lockStore.js';
 import type { PersistentClock } from './persistentClock.js';
 
 export interface HeartbeatServiceOptions {
@@ -12,7 +12,13 @@ export interface HeartbeatServiceOptions {
   pclock: PersistentClock;
   logger: Logger;
   locks: GpuLockService;
-  settings: () => { timeoutSeconds: number; autoRegister: boolean; maxTimeoutSeconds: number };
+  settings: () => {
+    timeoutSeconds: number;
+    autoRegister: boolean;
+    maxTimeoutSeconds: number;
+    /** After a start, a running task gets at least this long to beat before it can time out (the beat interval). */
+    startGraceSeconds: number;
+  };
 }
 
 /** A beat: progress 0–1 and/or free-form detail, the fencing token when the task holds a lock. */
@@ -39,6 +45,12 @@ export interface HeartbeatOverview {
   active: TaskRecord[];
   dead: TaskRecord[];
   orphaned: OrphanInfo[];
+  /**
+   * Tasks watched, each counted once: active, dead, orphaned tasks, plus locks whose task is not
+   * known at all (a lock orphan whose task is already counted as dead adds nothing). `orphaned.length`
+   * never exceeds it, so orphaned / total is a rate in [0, 1].
+   */
+  total: number;
   /** Mean seconds between beats over tasks with at least two beats (0 if none). */
   averageInterval: number;
 }
@@ -61,7 +73,15 @@ export class HeartbeatService implements HeartbeatPort {
 
   async init(): Promise<void> {
     this.tasks.clear();
-    for (const t of await this.o.store.loadTasks()) this.tasks.set(t.taskId, t);
+    // A console down for longer than a task's timeout must not time the task out before it could
+    // beat again: a running task gets one beat interval after the start (kept in memory only; the
+    // stored last beat, and last_update, stay what the task last sent).
+    const now = this.o.pclock.basis();
+    const graceMs = this.o.settings().startGraceSeconds * 1000;
+    for (const t of await this.o.store.loadTasks()) {
+      if (t.status === 'running') t.lastBeat = Math.max(t.lastBeat, now - t.timeoutMs + Math.min(graceMs, t.timeoutMs));
+      this.tasks.set(t.taskId, t);
+    }
   }
 
   async register(task: TaskRegistration): Promise<void> {
@@ -82,7 +102,7 @@ export class HeartbeatService implements HeartbeatPort {
       const lock = this.o.locks.current(task.gpuId);
       const token = task.fencingToken ?? (lock && lock.taskId === task.taskId ? lock.token : undefined);
       if (!lock || token === undefined || lock.token !== token) {
-        throw new AppError(ErrorCode.CONFLICT, `${lockKeyOf(task.gpuId)} is ${lock ? `held by ${lock.holder} with fencing token ${lock.token}` : 'not held'}; acquire it first and pass its fencing_token`, {
+        throw new AppError(ErrorCode.CONFLICT, `${lockKeyOf(task.gpuId)} is ${lock ? `held by ${lock.holder}, not with the fencing_token given` : 'not held'}; acquire it first and pass its fencing_token`, {
           details: [{ type: 'lock_not_held', field: 'fencing_token', description: 'the task must hold the GPU lock it names' }],
         });
       }
@@ -140,10 +160,10 @@ export class HeartbeatService implements HeartbeatPort {
     if (task.gpuId !== null) {
       const lock = this.o.locks.current(task.gpuId);
       if (input.fencingToken !== undefined && input.fencingToken !== task.fencingToken) {
-        throw new AppError(ErrorCode.CONFLICT, `Stale fencing token ${input.fencingToken} for task ${taskId}: it registered with ${task.fencingToken}`, { details: [{ type: 'stale_token', field: 'fencing_token', description: `expected ${task.fencingToken}` }] });
+        throw new AppError(ErrorCode.CONFLICT, `Stale fencing token ${input.fencingToken} for task ${taskId}: it is not the token the task registered with`, { details: [{ type: 'stale_token', field: 'fencing_token', description: 'not the token the task registered with' }] });
       }
       if (!lock || lock.token !== task.fencingToken) {
-        throw new AppError(ErrorCode.CONFLICT, `Task ${taskId} no longer holds ${lockKeyOf(task.gpuId)}${lock ? ` (now held by ${lock.holder}, token ${lock.token})` : ''}: stop using the GPU`, {
+        throw new AppError(ErrorCode.CONFLICT, `Task ${taskId} no longer holds ${lockKeyOf(task.gpuId)}${lock ? ` (now held by ${lock.holder})` : ''}: stop using the GPU`, {
           details: [{ type: 'lock_lost', field: 'fencing_token', description: lock ? `held by ${lock.holder}` : 'not held' }],
         });
       }
@@ -227,6 +247,27 @@ export class HeartbeatService implements HeartbeatPort {
     return this.all().filter((t) => t.status === 'running' && now - t.lastBeat > t.timeoutMs);
   }
 
+  /** A running task that beat within its timeout. */
+  isLive(task: TaskRecord | undefined): boolean {
+    return task?.status === 'running' && this.o.pclock.basis() - task.lastBeat <= task.timeoutMs;
+  }
+
+  /**
+   * The task a lock was taken for: by the lock's `task_id`, else the task registered with this
+   * lock's fencing token (training takes its lock without a task id, then registers its heartbeat
+   * with the token). Undefined when no task is linked.
+   */
+  taskOfLock(lock: LockRecord): TaskRecord | undefined {
+    if (lock.taskId !== null) return this.tasks.get(lock.taskId);
+    let found: TaskRecord | undefined;
+    for (const t of this.tasks.values()) {
+      if (t.gpuId !== lock.gpuId || t.fencingToken !== lock.token) continue;
+      if (t.status === 'running') return t;
+      found ??= t;
+    }
+    return found;
+  }
+
   overview(): HeartbeatOverview {
     const now = this.o.pclock.basis();
     const active: TaskRecord[] = [];
@@ -264,7 +305,23 @@ export class HeartbeatService implements HeartbeatPort {
         orphaned.push({ taskId: linked, lockKey: lockKeyOf(gpuId), lastUpdateWall: t?.lastUpdateWall ?? null, reason: 'lock_without_task', timeout: false });
       }
     }
-    return { active, dead, orphaned, averageInterval: intervalCount === 0 ? 0 : intervalSum / intervalCount };
+    const deadIds = new Set(dead.map((t) => t.taskId));
+    const lockOnly = orphaned.filter((x) => x.reason === 'lock_without_task' && (x.taskId === null || !deadIds.has(x.taskId))).length;
+    const total = active.length + dead.length + orphaned.filter((x) => x.reason !== 'lock_without_task').length + lockOnly;
+    return { active, dead, orphaned, total, averageInterval: intervalCount === 0 ? 0 : intervalSum / intervalCount };
+  }
+
+  /** Forgets tasks that ended more than `retentionMs` ago (wall clock); returns their ids. */
+  async expireEnded(retentionMs: number): Promise<string[]> {
+    const cutoff = this.o.clock.now() - retentionMs;
+    const expired = this.all().filter((t) => t.status !== 'running' && (t.endedWall ?? t.lastUpdateWall) <= cutoff).map((t) => t.taskId);
+    if (expired.length === 0) return [];
+    await this.o.store.deleteTasks(expired);
+    for (const id of expired) {
+      this.tasks.delete(id);
+      this.timeoutHandlers.delete(id);
+    }
+    return expired;
   }
 
   /** Forgets ended tasks; returns their ids. */

@@ -52,11 +52,14 @@ export type AcquireOutcome =
 export type LockRefusal = 'not_held' | 'stale_token' | 'wrong_holder' | 'expired';
 export type TokenOutcome = { ok: true; lock: LockRecord } | { ok: false; reason: LockRefusal; current: LockRecord | null };
 
-/** A lock operation that must present the fencing token (and, when given, the holder's name). */
+/**
+ * A lock operation by the holder: it must present the fencing token its acquire returned and its
+ * holder name; both must match the current lock.
+ */
 export interface TokenRequest {
   gpuId: number;
   token: number;
-  holder?: string;
+  holder: string;
 }
 
 export type TaskStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'timed_out';
@@ -104,9 +107,9 @@ export interface LockStore {
   loadLocks(): Promise<LockRow[]>;
   /** Takes the GPU if it is free or its lock expired at `now.basis`; the token is last+1. Atomic. */
   acquire(request: AcquireRequest, now: TimeStamp): Promise<AcquireOutcome>;
-  /** Extends the lock to `now + ttlMs` if `token` (and holder) match and it has not expired. Atomic. */
+  /** Extends the lock to `now + ttlMs` if `token` and holder match and it has not expired. Atomic. */
   renew(request: TokenRequest, ttlMs: number, now: TimeStamp): Promise<TokenOutcome>;
-  /** Frees the lock if `token` (and holder) match. An expired lock may still be released by its holder. Atomic. */
+  /** Frees the lock if `token` and holder match. An expired lock may still be released by its holder. Atomic. */
   release(request: TokenRequest, now: TimeStamp): Promise<TokenOutcome>;
   /** Frees the lock whatever its holder (only if its token is `onlyToken`, when given); returns what was freed. */
   forceRelease(gpuId: number, now: TimeStamp, onlyToken?: number): Promise<LockRecord | null>;

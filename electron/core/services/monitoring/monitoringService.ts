@@ -48,14 +48,41 @@ export interface LockView {
   lockAgeSeconds: number | null;
 }
 
-/** Everything the dashboard's live stream shows; cheap and synchronous. */
+/**
+ * A lock as readers see it: who holds it, for what, since when and for how long, never its fencing
+ * token (the token is the holder's proof for renew and release; only acquire returns it).
+ */
+export interface LockSummary {
+  lockKey: string;
+  gpuId: number;
+  isLocked: boolean;
+  holder: string | null;
+  purpose: string | null;
+  taskId: string | null;
+  /** Unix ms when the lock was taken. */
+  acquiredWall: number | null;
+  /** TTL the lock was taken (or last renewed) with. */
+  ttlSeconds: number | null;
+  ttlRemainingSeconds: number | null;
+  lockAgeSeconds: number | null;
+}
+
+/** A heartbeat task as readers see it (without the fencing token of its lock). */
+export type TaskSummary = Omit<TaskRecord, 'fencingToken'>;
+
+/** Everything the dashboard's live stream shows; cheap and synchronous; carries no fencing token. */
 export interface MonitoringSnapshot {
   at: number;
+  /** Monitoring health and its issues (contract §7.7), what the Overview's alerts show. */
+  status: HealthStatus;
+  issues: string[];
   monitor: MonitorState;
-  locks: LockView[];
-  heartbeats: { active: TaskRecord[]; dead: TaskRecord[]; orphaned: OrphanInfo[] };
+  locks: LockSummary[];
+  heartbeats: { active: TaskSummary[]; dead: TaskSummary[]; orphaned: OrphanInfo[] };
   telemetry: { nvidiaAvailable: boolean; reason: string | null; latest: TelemetrySample | null };
 }
+
+const taskSummary = ({ fencingToken: _token, ...rest }: TaskRecord): TaskSummary => rest;
 
 /**
  * Monitoring (seed 004): GPU locks, task heartbeats, the timeout manager, the monitor loop and GPU
@@ -96,7 +123,12 @@ export class MonitoringService extends BaseService {
       pclock: this.pclock,
       logger: log.child({ part: 'heartbeat' }),
       locks: this.locks,
-      settings: () => ({ timeoutSeconds: cfg().heartbeat.timeoutSeconds, autoRegister: cfg().heartbeat.autoRegister, maxTimeoutSeconds: cfg().locks.maxTtlSeconds }),
+      settings: () => ({
+        timeoutSeconds: cfg().heartbeat.timeoutSeconds,
+        autoRegister: cfg().heartbeat.autoRegister,
+        maxTimeoutSeconds: cfg().locks.maxTtlSeconds,
+        startGraceSeconds: cfg().heartbeat.intervalSeconds,
+      }),
     });
     this.timeouts = new TimeoutManager({
       locks: this.locks,
@@ -106,7 +138,7 @@ export class MonitoringService extends BaseService {
       pclock: this.pclock,
       logger: log.child({ part: 'timeout' }),
       metrics: o.metrics,
-      settings: () => ({ ...cfg().timeout, gpuTimeoutSeconds: cfg().locks.gpuTimeoutSeconds, heartbeatTimeoutSeconds: cfg().heartbeat.timeoutSeconds }),
+      settings: () => ({ ...cfg().timeout, gpuTimeoutSeconds: cfg().locks.gpuTimeoutSeconds }),
     });
     this.monitorTask = o.periodic.register({ name: 'monitoring-monitor', level: 'high', intervalSeconds: cfg().monitor.checkIntervalSeconds, run: () => this.check().then(() => undefined) });
     this.registerMetrics();
@@ -156,7 +188,7 @@ export class MonitoringService extends BaseService {
     this.monitorTask.stop();
   }
 
-  /** One monitor check: store the clock basis, handle timeouts, measure occupancy. */
+  /** One monitor check: store the clock basis, handle timeouts, forget long-ended tasks, measure occupancy. */
   check(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
     const run = this.checkChain.then(() => this.checkNow(gpuIds));
     this.checkChain = run.catch(() => undefined);
@@ -167,6 +199,7 @@ export class MonitoringService extends BaseService {
     const t0 = this.o.clock.monotonic();
     await this.o.lockStore.saveClock(this.pclock.stamp());
     const result = await this.timeouts.check(gpuIds);
+    await this.heartbeats.expireEnded(this.o.config.get().monitoring.heartbeat.endedRetentionSeconds * 1000);
     for (const id of this.locks.gpuIds()) this.occupancy.set(id, this.locks.takeOccupancy(id));
     this.monitor.checks++;
     this.monitor.issues += result.timeoutsDetected;
@@ -189,6 +222,24 @@ export class MonitoringService extends BaseService {
     };
   }
 
+  /** The reader's view of a lock (no fencing token). */
+  lockSummary(gpuId: number): LockSummary {
+    const v = this.lockView(gpuId);
+    return {
+      lockKey: v.lockKey,
+      gpuId,
+      isLocked: v.lock !== null,
+      holder: v.lock?.holder ?? null,
+      purpose: v.lock?.purpose ?? null,
+      taskId: v.lock?.taskId ?? null,
+      acquiredWall: v.lock?.acquiredWall ?? null,
+      ttlSeconds: v.lock ? v.lock.ttlMs / 1000 : null,
+      ttlRemainingSeconds: v.ttlRemainingSeconds,
+      lockAgeSeconds: v.lockAgeSeconds,
+    };
+  }
+
+  /** Internal view of a lock, token included (for the service and its tests; never sent to readers). */
   lockView(gpuId: number): LockView {
     const lock = this.locks.current(gpuId);
     const now = this.pclock.basis();
@@ -208,12 +259,9 @@ export class MonitoringService extends BaseService {
     const issues: string[] = [];
     let status: HealthStatus = 'healthy';
     const cfg = this.o.config.get().monitoring;
-    const task = view.lock?.taskId ? this.heartbeats.get(view.lock.taskId) : undefined;
-    const timedOut =
-      view.lock !== null &&
-      view.lock.taskId !== null &&
-      (view.lockAgeSeconds ?? 0) > cfg.locks.gpuTimeoutSeconds &&
-      !(task?.status === 'running' && (this.pclock.basis() - task.lastBeat) / 1000 <= cfg.heartbeat.timeoutSeconds);
+    // The same rule as the timeout manager's: a lock past gpu_timeout whose task (by task id or by
+    // fencing token) has no live heartbeat.
+    const timedOut = view.lock !== null && (view.lockAgeSeconds ?? 0) > cfg.locks.gpuTimeoutSeconds && !this.heartbeats.isLive(this.heartbeats.taskOfLock(view.lock));
     if (timedOut) {
       status = 'critical';
       issues.push(`${view.lockKey} held ${view.lockAgeSeconds!.toFixed(0)} s by ${view.lock!.holder} without a live heartbeat`);
@@ -226,10 +274,10 @@ export class MonitoringService extends BaseService {
     return { status, issues, stats, occupancy };
   }
 
-  /** Heartbeat health numbers (contract §7.7). */
+  /** Heartbeat health numbers (contract §7.7); `failureRate` = orphaned / total, in [0, 1]. */
   heartbeatHealth(overview: HeartbeatOverview = this.heartbeats.overview()): { total: number; active: number; failureRate: number } {
-    const total = overview.active.length + overview.dead.length + overview.orphaned.filter((x) => x.reason !== 'lock_without_task').length;
-    return { total, active: overview.active.length, failureRate: total === 0 ? 0 : overview.orphaned.length / total };
+    const total = overview.total;
+    return { total, active: overview.active.length, failureRate: total === 0 ? 0 : Math.min(1, overview.orphaned.length / total) };
   }
 
   /** Monitoring health (contract §7.7): critical when the monitor is stopped. */
@@ -279,11 +327,14 @@ export class MonitoringService extends BaseService {
   snapshot(): MonitoringSnapshot {
     const hb = this.heartbeats.overview();
     const t = this.telemetry.status();
+    const health = this.overallHealth();
     return {
       at: this.o.clock.now(),
+      status: health.status,
+      issues: health.issues,
       monitor: this.monitorState(),
-      locks: this.locks.gpuIds().map((id) => this.lockView(id)),
-      heartbeats: { active: hb.active, dead: hb.dead, orphaned: hb.orphaned },
+      locks: this.locks.gpuIds().map((id) => this.lockSummary(id)),
+      heartbeats: { active: hb.active.map(taskSummary), dead: hb.dead.map(taskSummary), orphaned: hb.orphaned },
       telemetry: { nvidiaAvailable: t.nvidia.available, reason: t.nvidia.reason, latest: t.latest },
     };
   }

@@ -165,7 +165,7 @@ export class SqliteLockStore implements LockStore {
     const check = (current: LockRecord | null, request: TokenRequest): TokenOutcome | null => {
       if (!current) return { ok: false, reason: 'not_held', current: null };
       if (current.token !== request.token) return { ok: false, reason: 'stale_token', current };
-      if (request.holder !== undefined && request.holder !== current.holder) return { ok: false, reason: 'wrong_holder', current };
+      if (request.holder !== current.holder) return { ok: false, reason: 'wrong_holder', current };
       return null;
     };
 

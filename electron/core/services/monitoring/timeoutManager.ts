@@ -54,7 +54,8 @@ export interface TimeoutManagerOptions {
   pclock: PersistentClock;
   logger: Logger;
   metrics: MetricsRegistry;
-  settings: () => { autoRecovery: boolean; recovery: TimeoutRecovery; maxRetryAttempts: number; gpuTimeoutSeconds: number; heartbeatTimeoutSeconds: number };
+  /** A task's heartbeat is live within its own registered timeout (the configured heartbeat timeout by default). */
+  settings: () => { autoRecovery: boolean; recovery: TimeoutRecovery; maxRetryAttempts: number; gpuTimeoutSeconds: number };
 }
 
 const ACTIONS_SHOWN = 50;
@@ -63,7 +64,8 @@ const ACTIONS_SHOWN = 50;
  * Finds missed heartbeats and timed-out locks, and recovers: mark the task timed out, release its
  * lock (fencing-checked: only the lock the task holds), log, then the configured recovery
  * (`cancel`: the owner's onTimeout handlers; `retry`: a fresh heartbeat window, up to
- * max_retry_attempts, then cancel; `notify`: an event only). Every action is logged, counted in
+ * max_retry_attempts, with the task keeping its lock so its next beat is accepted; then cancel;
+ * `notify`: an event only). Every action is logged, counted in
  * `console_monitoring_timeout_actions_total{action}` and kept in the action history.
  */
 export class TimeoutManager {
@@ -119,15 +121,16 @@ export class TimeoutManager {
       taken.push(...(await this.recoverTask(task, settings)));
     }
 
-    // 3. Task locks older than gpu_timeout whose task has no live heartbeat.
+    // 3. Locks older than gpu_timeout whose task has no live heartbeat: the task named by the lock's
+    // task_id, or (locks taken without one, like training's) the task registered with the lock's token.
     const nowBasis = this.o.pclock.basis();
     for (const gpuId of gpuIds) {
       const lock = this.o.locks.current(gpuId);
-      if (!lock || lock.taskId === null) continue;
+      if (!lock) continue;
       if (nowBasis - lock.acquiredAt <= settings.gpuTimeoutSeconds * 1000) continue;
-      const task = this.o.heartbeats.get(lock.taskId);
-      const fresh = task?.status === 'running' && nowBasis - task.lastBeat <= settings.heartbeatTimeoutSeconds * 1000;
-      if (fresh) continue;
+      const task = this.o.heartbeats.taskOfLock(lock);
+      if (this.o.heartbeats.isLive(task)) continue;
+      const taskId = lock.taskId ?? task?.taskId ?? null;
       detected++;
       if (!settings.autoRecovery) {
         this.stats.currentTimeouts++;
@@ -135,8 +138,8 @@ export class TimeoutManager {
       }
       const freed = await this.o.locks.forceRelease(gpuId, { actor: 'timeout-manager', reason: 'lock older than gpu_timeout without a live heartbeat', cause: 'timed_out', onlyToken: lock.token });
       if (freed) this.stats.resourcesReleased++;
-      taken.push(this.act('force_release_gpu_lock', { taskId: lock.taskId, lockKey: lockKeyOf(gpuId), result: freed ? 'success' : 'skipped', detail: `lock age over ${settings.gpuTimeoutSeconds} s, no live heartbeat` }));
-      this.emit({ kind: 'lock', taskId: lock.taskId, lockKey: lockKeyOf(gpuId), recovery: 'none', reason: 'gpu_timeout' });
+      taken.push(this.act('force_release_gpu_lock', { taskId, lockKey: lockKeyOf(gpuId), result: freed ? 'success' : 'skipped', detail: `lock age over ${settings.gpuTimeoutSeconds} s, no live heartbeat (holder ${lock.holder})` }));
+      this.emit({ kind: 'lock', taskId, lockKey: lockKeyOf(gpuId), recovery: 'none', reason: 'gpu_timeout' });
     }
 
     this.stats.totalTimeoutsDetected += detected;
@@ -150,8 +153,10 @@ export class TimeoutManager {
     const reason = `no heartbeat for ${silentFor.toFixed(1)} s (timeout ${task.timeoutMs / 1000} s)`;
     const retry = settings.recovery === 'retry' && task.retries < settings.maxRetryAttempts;
 
-    // Release the GPU first: whatever happens next, the task must not keep it.
-    if (task.gpuId !== null && task.fencingToken !== null) {
+    // Release the GPU first, unless the task gets another heartbeat window: a retried task keeps its
+    // lock (its next beat must be accepted, and it would lose the GPU to a waiter otherwise); the lock
+    // goes when the retries run out, or earlier if its TTL ends.
+    if (!retry && task.gpuId !== null && task.fencingToken !== null) {
       try {
         const freed = await this.o.locks.forceRelease(task.gpuId, { actor: 'timeout-manager', reason, cause: 'timed_out', onlyToken: task.fencingToken });
         if (freed) this.stats.resourcesReleased++;

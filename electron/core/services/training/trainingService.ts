@@ -528,7 +528,9 @@ export class TrainingService extends BaseService {
     };
     this.active = run;
     this.jobs.markRunning(job.id, clock.now());
-    this.log(job.id, 'info', lease ? `started; holding gpu_lock:${lease.gpuId} (fencing token ${lease.fencingToken})` : 'started');
+    // Never the fencing token: job logs are readable with an API key, and the token (with the
+    // job id, which is the lock's public holder name) is what renews or releases the lock.
+    this.log(job.id, 'info', lease ? `started; holding gpu_lock:${lease.gpuId}` : 'started');
     this.emitStatus(job.id);
     this.lossGauge.reset();
     this.valLossGauge.reset();

@@ -13,9 +13,9 @@ import {
   RenewBody,
   TaskIdParams,
   TelemetryQuery,
+  LockStatusResponse,
+  MonitoringSnapshotResponse,
   type HeartbeatAllResponse,
-  type LockStatusResponse,
-  type MonitoringSnapshotResponse,
 } from '../../../../../shared/contracts/monitoring.js';
 import type { Clock } from '../../../base/clock.js';
 import type { ConfigStore } from '../../../base/config.js';
@@ -76,14 +76,15 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
   };
 
   // --- §7.1 / 7.2 locks ---
-  app.get(`${P}/gpu-lock/status`, { ...read, schema: { querystring: LockKeyQuery } }, async (request): Promise<LockStatusResponse> => {
+  // Readers see holder, age and TTL, never the fencing token (the holder's proof for renew/release).
+  app.get(`${P}/gpu-lock/status`, { ...read, schema: { querystring: LockKeyQuery, response: { 200: LockStatusResponse } } }, async (request): Promise<LockStatusResponse> => {
     const gpuId = gpuOf(request.query.lock_key);
-    const v = m.lockView(gpuId);
+    const v = m.lockSummary(gpuId);
     const h = m.lockHealth(gpuId);
     return {
       lock_key: v.lockKey,
-      is_locked: v.lock !== null,
-      lock_holder: v.lock?.holder ?? null,
+      is_locked: v.isLocked,
+      lock_holder: v.holder,
       ttl_seconds: v.ttlRemainingSeconds === null ? null : round3(v.ttlRemainingSeconds),
       timestamp: now(),
       health: { status: h.status, last_check: sec(m.monitorState().lastCheckWall), issues: h.issues },
@@ -97,9 +98,10 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
       recent_history: m.locks.history(gpuId).map((e) => ({ action: e.action, task_name: e.holder, timestamp: e.atWall / 1000, success: e.success })),
       lock_type: 'GPU_LOCK',
       lock_age: v.lockAgeSeconds === null ? null : round3(v.lockAgeSeconds),
-      fencing_token: v.lock?.token ?? null,
-      purpose: v.lock?.purpose ?? null,
-      task_id: v.lock?.taskId ?? null,
+      purpose: v.purpose,
+      task_id: v.taskId,
+      acquired_at: sec(v.acquiredWall),
+      lock_ttl: v.ttlSeconds,
     };
   });
 
@@ -168,11 +170,12 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
     };
   });
   app.get(`${P}/monitor/health`, read, async () => monitorHealth());
-  app.post(`${P}/monitor/start`, read, async () => {
+  // Starting/stopping the monitor changes whether timeouts are handled: an admin write (§1.2).
+  app.post(`${P}/monitor/start`, { preHandler: auth.admin }, async () => {
     m.startMonitor();
     return { message: '监控器已启动', success: true };
   });
-  app.post(`${P}/monitor/stop`, read, async () => {
+  app.post(`${P}/monitor/stop`, { preHandler: auth.admin }, async () => {
     m.stopMonitor();
     return { message: '监控器已停止', success: true };
   });
@@ -188,7 +191,7 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
       is_registered: running,
       status: t.status,
       heartbeat_data: running
-        ? { task_name: t.owner, start_time: t.startWall / 1000, last_update: t.lastUpdateWall / 1000, gpu_lock: t.gpuId === null ? null : lockKeyOf(t.gpuId), progress: t.progress, fencing_token: t.fencingToken, beats: t.beats, detail: t.progressDetail }
+        ? { task_name: t.owner, start_time: t.startWall / 1000, last_update: t.lastUpdateWall / 1000, gpu_lock: t.gpuId === null ? null : lockKeyOf(t.gpuId), progress: t.progress, beats: t.beats, detail: t.progressDetail }
         : null,
       last_update: running ? t.lastUpdateWall / 1000 : null,
       is_running: running,
@@ -205,7 +208,7 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
       dead_tasks: o.dead.map((t) => ({ task_id: t.taskId, task_name: t.owner, status: t.status, last_update: t.lastUpdateWall / 1000, reason: t.endReason })),
       orphaned_tasks: o.orphaned.map((x) => ({ task_id: x.taskId, last_update: sec(x.lastUpdateWall), timeout: x.timeout, reason: x.reason, lock_key: x.lockKey })),
       statistics: {
-        total_tasks: o.active.length + o.dead.length + o.orphaned.filter((x) => x.reason !== 'lock_without_task').length,
+        total_tasks: o.total,
         active_count: o.active.length,
         dead_count: o.dead.length,
         orphaned_count: o.orphaned.length,
@@ -323,18 +326,19 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
       timestamp: now(),
     };
   });
-  app.get(`${P}/snapshot`, read, async (): Promise<MonitoringSnapshotResponse> => {
+  app.get(`${P}/snapshot`, { ...read, schema: { response: { 200: MonitoringSnapshotResponse } } }, async (): Promise<MonitoringSnapshotResponse> => {
     const s = m.snapshot();
     return {
       timestamp: s.at / 1000,
+      status: s.status,
+      issues: s.issues,
       monitor: { running: s.monitor.running, last_check: sec(s.monitor.lastCheckWall), checks_performed: s.monitor.checksPerformed, uptime: round3(s.monitor.uptimeSeconds) },
       locks: s.locks.map((v) => ({
         lock_key: v.lockKey,
-        is_locked: v.lock !== null,
-        lock_holder: v.lock?.holder ?? null,
-        purpose: v.lock?.purpose ?? null,
-        task_id: v.lock?.taskId ?? null,
-        fencing_token: v.lock?.token ?? null,
+        is_locked: v.isLocked,
+        lock_holder: v.holder,
+        purpose: v.purpose,
+        task_id: v.taskId,
         ttl_seconds: v.ttlRemainingSeconds === null ? null : round3(v.ttlRemainingSeconds),
         lock_age: v.lockAgeSeconds === null ? null : round3(v.lockAgeSeconds),
       })),

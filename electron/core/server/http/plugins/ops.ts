@@ -22,7 +22,10 @@ export const opsPlugin: FastifyPluginAsync<OpsPluginOptions> = async (fastify, {
 
   app.get('/env', { preHandler: auth.admin }, async () => ops.env());
 
-  app.get('/loglevel', { schema: { querystring: LogLevelQuery } }, async (request, reply) => {
+  // Read-only ops follow the API-key rule of every other read (contract §1.2); writes need the admin token.
+  const read = auth.apiKey;
+
+  app.get('/loglevel', { preHandler: read, schema: { querystring: LogLevelQuery } }, async (request, reply) => {
     const { logger_name: name, level } = request.query;
     reply.type('text/plain; charset=utf-8');
     if (level !== undefined) {
@@ -41,7 +44,7 @@ export const opsPlugin: FastifyPluginAsync<OpsPluginOptions> = async (fastify, {
     return ['=== Loggers and Levels ===', ...logs.list().map((l) => `${l.name}: ${toContractLevel(l.level)}`)].join('\n');
   });
 
-  app.get('/metrics', { config: { skipMetrics: true } }, async (_request, reply) => {
+  app.get('/metrics', { preHandler: read, config: { skipMetrics: true } }, async (_request, reply) => {
     const text = await metrics.text();
     return reply.type(metrics.contentType).send(text);
   });
@@ -55,7 +58,7 @@ export const opsPlugin: FastifyPluginAsync<OpsPluginOptions> = async (fastify, {
     return reply.type('text/plain; charset=utf-8').send(ops.threads({ name: request.query.name, threadId: request.query.thread_id }));
   });
 
-  app.get('/periodic-threads', { schema: { querystring: PeriodicThreadsQuery } }, async (request, reply) => {
+  app.get('/periodic-threads', { preHandler: read, schema: { querystring: PeriodicThreadsQuery } }, async (request, reply) => {
     const { level, running_only: runningOnly, active_only: activeOnly } = request.query;
     if (level !== undefined && !PERIODIC_LEVELS.includes(level as PeriodicLevel)) {
       return reply.code(400).send({ error: `Invalid level: ${level}. Valid values: ${PERIODIC_LEVELS.join(', ')}` });
@@ -81,13 +84,13 @@ export const opsPlugin: FastifyPluginAsync<OpsPluginOptions> = async (fastify, {
     return body;
   });
 
-  app.get<{ Params: { thread_name: string } }>('/periodic-threads/:thread_name', async (request, reply) => {
+  app.get<{ Params: { thread_name: string } }>('/periodic-threads/:thread_name', { preHandler: read }, async (request, reply) => {
     const info = periodic.get(request.params.thread_name);
     if (!info) return reply.code(404).send({ error: `Thread not found: ${request.params.thread_name}` });
     return info;
   });
 
-  app.get('/periodic-threads-health', async () => {
+  app.get('/periodic-threads-health', { preHandler: read }, async () => {
     const unhealthy = periodic.list().filter((t) => (t.level === 'critical' || t.level === 'high') && !t.is_active);
     return {
       healthy: unhealthy.length === 0,
