@@ -20,7 +20,7 @@ import type { LearnedRateStore } from './learnedRateStore.js';
 import { LimiterMetrics, PRIORITY_LABEL } from './limiterMetrics.js';
 import { fullPolicy, ProviderLimiter, type Outcome } from './providerLimiter.js';
 import type { RetreatTransition } from './retreatController.js';
-import { forwardableHeaders, UpstreamClient, type UpstreamResponse } from './upstreamClient.js';
+import { forwardableHeaders, mapUpstreamError, readUpstreamBody, UpstreamClient, type UpstreamResponse } from './upstreamClient.js';
 
 export interface LimiterServiceOptions {
   config: ConfigStore;
@@ -205,10 +205,7 @@ export class LimiterService extends BaseService {
           timeoutMs: limiter.limits.request_timeout * 1000,
         });
       } catch (err) {
-        if (err instanceof AppError && (err.status === 502 || err.status === 504)) {
-          limiter.recordTransportError();
-          this.metrics.upstreamErrors.inc({ provider, status_code: 'transport' });
-        }
+        this.transportFailed(entry, err, 'request');
         throw err;
       }
       const t2 = this.options.clock.monotonic();
@@ -232,6 +229,8 @@ export class LimiterService extends BaseService {
           'request_completed',
         );
       res.body.once('close', finished);
+      // A failure after the headers (reset mid-stream, body timeout) is a transport error too.
+      res.body.once('error', (err) => this.transportFailed(entry, mapUpstreamError(err, limiter.limits.request_timeout * 1000), 'body', call.requestId));
       return res;
     } catch (err) {
       if (err instanceof AppError && err.code === ErrorCode.RATE_LIMITED) outcome = 'ratelimited';
@@ -245,15 +244,35 @@ export class LimiterService extends BaseService {
   /** Passes a GET of the model list through the limiter (contract §3.4 `provider=` query). */
   async listModels(provider: string, signal: AbortSignal, requestId: string): Promise<unknown> {
     const res = await this.proxy({ provider, method: 'GET', path: '/models', headers: { accept: 'application/json' }, priority: 'normal', priorityInvalid: false, signal, requestId });
-    const chunks: Buffer[] = [];
-    for await (const c of res.body) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
+    const text = (await this.readBody(provider, res)).toString('utf8');
     if (res.status >= 400) throw new AppError(ErrorCode.UPSTREAM_ERROR, `Bad Gateway — 上游返回错误状态 ${res.status}`, { type: 'HTTPStatusError' });
     try {
       return JSON.parse(text) as unknown;
     } catch {
       throw new AppError(ErrorCode.UPSTREAM_ERROR, 'Bad Gateway — upstream model list is not JSON', { type: 'HTTPStatusError' });
     }
+  }
+
+  /** Reads a whole (small) proxied body; a failure mid-body is the §6.9 502/504 (already counted). */
+  readBody(provider: string, res: UpstreamResponse): Promise<Buffer> {
+    const timeoutS = this.entries.get(provider)?.limiter.limits.request_timeout ?? 60;
+    return readUpstreamBody(res.body, timeoutS * 1000);
+  }
+
+  /**
+   * Counts a transport failure (contract §6.9): `upstream_errors`, `sidecar_upstream_errors_total{status_code="transport"}`,
+   * `sidecar_health_status` 0 until the next upstream response, and a fresh readiness probe. A client
+   * that went away is not an upstream failure.
+   */
+  private transportFailed(entry: ProviderEntry, err: unknown, stage: 'request' | 'body', requestId?: string): void {
+    const mapped = mapUpstreamError(err, entry.limiter.limits.request_timeout * 1000);
+    if (mapped.type === 'ClientDisconnected') return;
+    const provider = entry.resolved.name;
+    entry.limiter.recordTransportError();
+    entry.probe.at = Number.NEGATIVE_INFINITY;
+    this.metrics.upstreamErrors.inc({ provider, status_code: 'transport' });
+    this.cached = null;
+    this.options.logger.warn({ provider, request_id: requestId, stage, status: mapped.status, error: mapped.message }, 'upstream_transport_error');
   }
 
   /** Subscribes to transitions (the dashboard stream pushes them at once). */
