@@ -9,9 +9,11 @@ const json = { 'content-type': 'application/json' };
  * A misbehaving upstream on 127.0.0.1: the model name picks the failure (after the alias prefix is
  * removed, `faulty/org/<what>` arrives as `org/<what>`).
  */
-function startFaultyUpstream(): Promise<{ server: Server; port: number }> {
+function startFaultyUpstream(): Promise<{ server: Server; port: number; probes: () => number }> {
+  let probes = 0;
   const server = createServer((req, res) => {
     if (req.url?.endsWith('/models')) {
+      probes++;
       res.writeHead(200, json).end('{"data":[]}');
       return;
     }
@@ -35,11 +37,11 @@ function startFaultyUpstream(): Promise<{ server: Server; port: number }> {
       }
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as AddressInfo).port })));
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as AddressInfo).port, probes: () => probes })));
 }
 
 describe('limiter transport failures (contract §6.9)', () => {
-  let up: { server: Server; port: number };
+  let up: Awaited<ReturnType<typeof startFaultyUpstream>>;
   let c: TestConsole;
   const post = (model: string) =>
     fetch(`${c.url}/v1/chat/completions`, { method: 'POST', headers: json, body: JSON.stringify({ model, messages: [] }) });
@@ -117,5 +119,70 @@ describe('limiter transport failures (contract §6.9)', () => {
     while ((await status('faulty')).errors.upstream_errors === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect((await status('faulty')).errors.upstream_errors).toBe(before + 1);
     expect(await metric(/sidecar_upstream_errors_total\{provider="faulty",status_code="transport"\} (\d+)/)).toBe(before + 1);
+  });
+});
+
+describe('limiter readiness (contract §6.7, §9)', () => {
+  let up: Awaited<ReturnType<typeof startFaultyUpstream>>;
+  const consoles: TestConsole[] = [];
+  const start = async (limiter: Record<string, unknown>) => {
+    const c = await startConsole({ config: { limiter: { upstream_url: `http://127.0.0.1:${up.port}/v1`, rate_rpm: 6000, bucket_capacity: 100, ...limiter } } });
+    consoles.push(c);
+    return c;
+  };
+  const ready = async (c: TestConsole) => {
+    const res = await fetch(`${c.url}/health/ready`);
+    return { status: res.status, body: (await res.json()) as Record<string, boolean> };
+  };
+  const post = (c: TestConsole, model: string) =>
+    fetch(`${c.url}/v1/chat/completions`, { method: 'POST', headers: json, body: JSON.stringify({ model, messages: [] }) }).then(async (r) => {
+      await r.arrayBuffer().catch(() => undefined);
+      return r.status;
+    });
+
+  beforeAll(async () => {
+    up = await startFaultyUpstream();
+  });
+  afterAll(async () => {
+    for (const c of consoles) await c.close();
+    await new Promise((r) => up?.server.close(r));
+  });
+
+  it('an empty token bucket makes the console not ready (token_bucket_healthy counts)', async () => {
+    const c = await start({ bucket_capacity: 2, rate_rpm: 1 });
+    expect((await ready(c)).status).toBe(200);
+    expect(await post(c, 'nvidia/org/ok')).toBe(200);
+    expect(await post(c, 'nvidia/org/ok')).toBe(200);
+    const r = await ready(c);
+    expect(r.body).toMatchObject({ ready: false, token_bucket_healthy: false, queue_healthy: true });
+    expect(r.status).toBe(503);
+  });
+
+  it('every probed provider must be reachable, not just one', async () => {
+    const c = await start({ probe_upstream: true, providers: [{ name: 'down', aliases: ['down'], upstream_url: 'http://127.0.0.1:9/v1', probe: true, connect_timeout: 2 }] });
+    const r = await ready(c);
+    expect(r.body).toMatchObject({ ready: false, upstream_reachable: false, upstream_probed: true });
+    expect(r.status).toBe(503);
+  });
+
+  it('without a probe, upstream_reachable is true until traffic shows otherwise, and does not block readiness', async () => {
+    const c = await start({ providers: [{ name: 'down', aliases: ['down'], upstream_url: 'http://127.0.0.1:9/v1', connect_timeout: 2 }] });
+    const before = await ready(c);
+    expect(before.body).toMatchObject({ ready: true, upstream_reachable: true, upstream_probed: false });
+    expect(await post(c, 'down/org/ok')).toBe(502);
+    const after = await ready(c);
+    expect(after.body).toMatchObject({ ready: true, upstream_reachable: false });
+    expect(after.status).toBe(200);
+  });
+
+  it('a transport error on a probed provider makes readiness probe again at once', async () => {
+    const c = await start({ probe_upstream: true });
+    expect((await ready(c)).body).toMatchObject({ ready: true, upstream_reachable: true });
+    const probes = up.probes();
+    expect((await ready(c)).body.ready).toBe(true);
+    expect(up.probes()).toBe(probes); // cached for 10 s
+    expect(await post(c, 'nvidia/org/reset-body')).toBe(502);
+    expect((await ready(c)).body).toMatchObject({ ready: true, upstream_reachable: true });
+    expect(up.probes()).toBe(probes + 1);
   });
 });

@@ -383,17 +383,29 @@ export class LimiterService extends BaseService {
     return this.providerStatus(main).retreat;
   }
 
-  /** Readiness part (contract §9, issue 5): at least one provider configured and reachable or not probed. */
+  /**
+   * Readiness part (contract §6.7/§9): `upstream_reachable`, `queue_healthy` and
+   * `token_bucket_healthy` over every provider, and `ready` only when all three hold. A provider with
+   * a key (or `probe: true`) is probed (`GET {upstream_url}/models`, 5 s, reachable if < 500; cached
+   * 10 s, re-probed after a transport error). A provider without a key is not probed (the console
+   * works offline): its reachability is what its own traffic showed (false after a transport error
+   * until the next upstream response), it is reported but does not block readiness.
+   */
   async readiness(): Promise<ReadinessPart> {
     const entries = [...this.entries.values()];
-    const probed = entries.filter((e) => e.resolved.probe);
-    const results = await Promise.all(probed.map((e) => this.probe(e)));
-    const usable = entries.filter((e) => !e.resolved.probe || results[probed.indexOf(e)] === true);
+    const reachable = await Promise.all(entries.map((e) => (e.resolved.probe ? this.probe(e) : Promise.resolve(e.limiter.healthy))));
+    const upstreamReachable = reachable.every(Boolean);
+    const probedReachable = entries.every((e, i) => !e.resolved.probe || reachable[i] === true);
     const queueHealthy = entries.every((e) => e.limiter.queueSize < 0.9 * e.limiter.limits.queue_max_size);
     const bucketHealthy = entries.every((e) => e.limiter.bucket.tokens() > 0.05 * e.limiter.bucket.capacity);
     return {
-      ready: this.running && usable.length > 0 && queueHealthy,
-      fields: { upstream_reachable: results.length > 0 && results.every(Boolean), upstream_probed: probed.length > 0, queue_healthy: queueHealthy, token_bucket_healthy: bucketHealthy },
+      ready: this.running && entries.length > 0 && probedReachable && queueHealthy && bucketHealthy,
+      fields: {
+        upstream_reachable: upstreamReachable,
+        upstream_probed: entries.some((e) => e.resolved.probe),
+        queue_healthy: queueHealthy,
+        token_bucket_healthy: bucketHealthy,
+      },
     };
   }
 
@@ -569,6 +581,8 @@ export class LimiterService extends BaseService {
     if (e.probe.pending) return e.probe.pending;
     e.probe.pending = e.client.probe(5000).then((ok) => {
       e.probe = { at: this.options.clock.monotonic(), ok, pending: null };
+      // A probe that gets an answer is as good as a response: the transport error is over.
+      if (ok) e.limiter.healthy = true;
       return ok;
     });
     return e.probe.pending;
