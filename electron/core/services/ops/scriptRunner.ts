@@ -11,8 +11,10 @@ export interface ScriptLimits {
 }
 
 export interface ScriptRunResult {
-  /** `String(result)` when the script set one. */
+  /** The result the script set: JSON for an object or array (`resultIsJson`), else `String(result)`. */
   result: string | undefined;
+  /** True when `result` is the JSON text of an object or array. */
+  resultIsJson: boolean;
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -30,7 +32,21 @@ const [scriptPath, resultPath] = process.argv.slice(2);
 const mod = await import(pathToFileURL(scriptPath).href);
 const value = mod.result !== undefined ? mod.result : globalThis.result;
 const settled = value instanceof Promise ? await value : value;
-if (settled !== undefined) writeFileSync(resultPath, String(settled));
+if (settled !== undefined) {
+  // Objects and arrays as JSON (String() would give "[object Object]"); anything else as String(result).
+  let json = false;
+  let text;
+  if (settled !== null && typeof settled === 'object') {
+    try {
+      text = JSON.stringify(settled, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+      json = text !== undefined;
+    } catch {
+      json = false;
+    }
+  }
+  if (!json) text = String(settled);
+  writeFileSync(resultPath, JSON.stringify({ json, text }));
+}
 `;
 
 const OUTPUT_CAP = 64 * 1024;
@@ -112,12 +128,15 @@ export class ScriptRunner {
       });
       if (code !== 0 && /heap out of memory|Allocation failed/i.test(stderr)) memoryExceeded = true;
       let result: string | undefined;
+      let resultIsJson = false;
       try {
-        result = await readFile(resultPath, 'utf8');
+        const saved = JSON.parse(await readFile(resultPath, 'utf8')) as { json: boolean; text: string };
+        result = saved.text;
+        resultIsJson = saved.json;
       } catch {
         result = undefined;
       }
-      return { result, exitCode: code, signal, stdout, stderr, timedOut, memoryExceeded, durationMs: performance.now() - started, sha256 };
+      return { result, resultIsJson, exitCode: code, signal, stdout, stderr, timedOut, memoryExceeded, durationMs: performance.now() - started, sha256 };
     } finally {
       clearTimeout(timer);
       if (watchdog) clearInterval(watchdog);
