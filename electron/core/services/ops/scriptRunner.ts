@@ -67,7 +67,7 @@ function readRssKb(pid: number): Promise<number | null> {
  * a resident-set watchdog on Linux). The whole process group is killed at a limit.
  */
 export class ScriptRunner {
-  private readonly running = new Set<{ kill: () => void }>();
+  private readonly running = new Set<{ kill: () => void; pid: number | undefined; startedAt: number }>();
 
   async run(source: Buffer, env: Record<string, string>, limits: ScriptLimits): Promise<ScriptRunResult> {
     const sha256 = createHash('sha256').update(source).digest('hex');
@@ -102,7 +102,7 @@ export class ScriptRunner {
         // already gone
       }
     };
-    const handle = { kill: killGroup };
+    const handle = { kill: killGroup, pid: child.pid, startedAt: Date.now() };
     this.running.add(handle);
     const timer = setTimeout(() => {
       timedOut = true;
@@ -143,6 +143,11 @@ export class ScriptRunner {
       this.running.delete(handle);
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /** The script processes running now (for /threads). */
+  active(): Array<{ pid: number; startedAt: number }> {
+    return [...this.running].filter((r): r is typeof r & { pid: number } => r.pid !== undefined).map((r) => ({ pid: r.pid, startedAt: r.startedAt }));
   }
 
   /** Kills every script still running (console stop). */
