@@ -136,6 +136,8 @@ describe('ops common API (contract §2)', () => {
       const names = body.threads.map((t) => t.name);
       expect(names).toContain('metrics-uptime');
       expect(names).toContain('store-checkpoint');
+      // Contract §2.6 names for the loops that exist: the monitor loop (GPU locks and heartbeat sweep).
+      expect(body.threads.find((t) => t.name === 'gpu-monitor')).toMatchObject({ level: 'high', interval: 30, is_running: true });
       expect(body.summary.total_count).toBe(body.threads.length);
       const uptime = body.threads.find((t) => t.name === 'metrics-uptime');
       expect(uptime).toMatchObject({ level: 'low', interval: 15, is_running: true });
