@@ -262,11 +262,11 @@ export class LimiterService extends BaseService {
   /**
    * Counts a transport failure (contract §6.9): `upstream_errors`, `sidecar_upstream_errors_total{status_code="transport"}`,
    * `sidecar_health_status` 0 until the next upstream response, and a fresh readiness probe. A client
-   * that went away is not an upstream failure.
+   * that went away is not an upstream failure, and neither is a 500 (an error of ours).
    */
   private transportFailed(entry: ProviderEntry, err: unknown, stage: 'request' | 'body', requestId?: string): void {
     const mapped = mapUpstreamError(err, entry.limiter.limits.request_timeout * 1000);
-    if (mapped.type === 'ClientDisconnected') return;
+    if (mapped.status !== 502 && mapped.status !== 504) return;
     const provider = entry.resolved.name;
     entry.limiter.recordTransportError();
     entry.probe.at = Number.NEGATIVE_INFINITY;
