@@ -141,7 +141,25 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const loginLink = new LoginLink();
 
   // --- services (created here only; started in this order, stopped in reverse) ---
-  const ops = new OpsService({ config, metrics, logger: logs.get('ops'), env, baseUrl, addTemporaryKey: (k) => auth.addTemporaryKey(k) });
+  const ops = new OpsService({
+    config,
+    metrics,
+    logger: logs.get('ops'),
+    env,
+    baseUrl,
+    addTemporaryKey: (k) => auth.addTemporaryKey(k),
+    // /threads lists the child processes the runtime supervises (called per request, after construction).
+    extraThreads: () =>
+      runtime
+        .list()
+        .filter((p) => p.pid !== null)
+        .map((p) => ({
+          id: p.pid,
+          name: `runtime ${p.name}`,
+          kind: 'child-process' as const,
+          detail: [`pid: ${p.pid}`, `state: ${p.state}`, `uptime s: ${p.uptime_seconds ?? '-'}`, `restarts: ${p.restarts}`],
+        })),
+  });
   const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });

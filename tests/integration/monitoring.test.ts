@@ -144,7 +144,7 @@ describe('monitoring API (§7) on a real console', () => {
 
   it('monitor start/stop/status/health; a registered periodic task; timeout endpoints; statistics; metrics', async () => {
     const threads = (await (await fetch(`${c.url}/periodic-threads`)).json()) as { threads: Array<{ name: string; is_running: boolean }> };
-    expect(threads.threads.find((t) => t.name === 'monitoring-monitor')).toMatchObject({ is_running: true });
+    expect(threads.threads.find((t) => t.name === 'gpu-monitor')).toMatchObject({ is_running: true });
     expect(threads.threads.map((t) => t.name)).toContain('monitoring-telemetry');
     const st = await get('/monitor/status');
     expect(st.body).toMatchObject({ monitor_status: { running: true }, config: { check_interval: 30, gpu_timeout: 300, heartbeat_timeout: 120, enabled: true }, is_running: true });

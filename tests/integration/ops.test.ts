@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { libuvPoolSize } from '../../electron/core/services/ops/opsService.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 
 describe('ops common API (contract §2)', () => {
@@ -102,6 +103,24 @@ describe('ops common API (contract §2)', () => {
       expect(text).toMatch(/summary/i);
     });
 
+    it('reports only what exists: the main thread (id 0) and the libuv pool with its real size, no made-up ids', async () => {
+      const text = await (await fetch(`${c.url}/threads`, { headers: c.admin })).text();
+      expect(text).toContain('Thread 0: main [main]');
+      expect(text).toContain(`Thread -: libuv-threadpool [libuv-pool]`);
+      expect(text).toContain(`size: ${libuvPoolSize(process.env.UV_THREADPOOL_SIZE)} (`);
+      expect(text).toMatch(/matching: 2 of 2/); // no child processes in this console
+      const one = await (await fetch(`${c.url}/threads?thread_id=1`, { headers: c.admin })).text();
+      expect(one).toMatch(/matching: 0 of 2/);
+    });
+
+    it('libuv pool size follows UV_THREADPOOL_SIZE as libuv reads it (default 4, at most 1024)', () => {
+      expect(libuvPoolSize(undefined)).toBe(4);
+      expect(libuvPoolSize('8')).toBe(8);
+      expect(libuvPoolSize('0')).toBe(4);
+      expect(libuvPoolSize('lots')).toBe(4);
+      expect(libuvPoolSize('5000')).toBe(1024);
+    });
+
     it('filters by name and validates thread_id', async () => {
       const res = await fetch(`${c.url}/threads?name=MAIN`, { headers: c.admin });
       expect(res.status).toBe(200);
@@ -138,6 +157,8 @@ describe('ops common API (contract §2)', () => {
       const names = body.threads.map((t) => t.name);
       expect(names).toContain('metrics-uptime');
       expect(names).toContain('store-checkpoint');
+      // Contract §2.6 names for the loops that exist: the monitor loop (GPU locks and heartbeat sweep).
+      expect(body.threads.find((t) => t.name === 'gpu-monitor')).toMatchObject({ level: 'high', interval: 30, is_running: true });
       expect(body.summary.total_count).toBe(body.threads.length);
       const uptime = body.threads.find((t) => t.name === 'metrics-uptime');
       expect(uptime).toMatchObject({ level: 'low', interval: 15, is_running: true });

@@ -22,6 +22,17 @@ describe('POST /run_script when enabled', () => {
     expect(r).toEqual({ status: 200, text: '2,4,6' });
   });
 
+  it('returns an object or array result as JSON, not [object Object]', async () => {
+    const form = new FormData();
+    form.append('script', new Blob(['export const result = { ok: true, items: [1, 2], big: 10n };'], { type: 'text/javascript' }), 'script.mjs');
+    const res = await fetch(`${c.url}/run_script`, { method: 'POST', body: form, headers: c.admin });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('application/json');
+    expect(await res.json()).toEqual({ ok: true, items: [1, 2], big: '10' });
+    expect(await runScript(c, 'globalThis.result = Promise.resolve([{ a: 1 }]);')).toEqual({ status: 200, text: '[{"a":1}]' });
+    expect(await runScript(c, 'export const result = 42;')).toEqual({ status: 200, text: '42' });
+  });
+
   it('says so when the script sets no result', async () => {
     expect(await runScript(c, 'const x = 1 + 1;')).toEqual({ status: 200, text: 'Script executed successfully' });
   });

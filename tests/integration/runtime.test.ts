@@ -172,6 +172,10 @@ describe('runtime supervisor over HTTP (§8)', () => {
       runtime: { gateway_running: true, gateway_port: port, gateway_pid: started.pid, gateway_process_status: 'running', has_runtime_manager: true },
     });
     expect((await get('/health')).body.gateway).toEqual({ running: true, port, pid: started.pid, process_status: 'running', returncode: null });
+    // /threads lists the supervised child by its pid
+    const threads = await (await fetch(`${c.url}/threads?thread_id=${started.pid}`, { headers: c.admin })).text();
+    expect(threads).toContain(`Process ${started.pid}: runtime gateway [child-process]`);
+    expect(threads).toContain('state: running');
     const details = (await get<{ components: Record<string, unknown> }>('/api/v1/health/details')).body;
     expect(details.components.runtime).toEqual({ status: 'UP', details: { gateway_running: true, gateway_pid: started.pid } });
     expect((await get('/api/runtime/snapshot')).status).toBe(401);

@@ -129,6 +129,38 @@ describe('ProviderLimiter: queue and bucket', () => {
     expect(limiter.counters.passthrough).toBe(1);
   });
 
+  it('queue-full passthroughs never overtake a queued request of higher priority', async () => {
+    const { clock, limiter } = make({ bucket_capacity: 1, rate_rpm: 60, queue_max_size: 2, queue_full_policy: 'passthrough', request_timeout: 300, low_priority_timeout: 300 });
+    await limiter.acquire('normal'); // empties the bucket
+    const order: string[] = [];
+    const go = (p: Priority, tag: string) => void limiter.acquire(p).then(() => order.push(tag));
+    go('urgent', 'urgent');
+    go('normal', 'normal');
+    // The queue is full now: these overflow.
+    go('low', 'low-over');
+    go('high', 'high-over');
+    for (let i = 0; i < 4; i++) await clock.advanceAsync(1000);
+    // An overflow goes before queued requests of its level or lower, never before a higher one.
+    expect(order).toEqual(['urgent', 'high-over', 'normal', 'low-over']);
+    expect(limiter.counters.passthrough).toBe(2);
+  });
+
+  it('the passthrough overflow list is bounded: beyond queue_max_size more, 503 QueueFullError', async () => {
+    const { limiter } = make({ bucket_capacity: 1, rate_rpm: 60, queue_max_size: 2, queue_full_policy: 'passthrough', request_timeout: 300 });
+    await limiter.acquire('normal');
+    const all = Array.from({ length: 5 }, () => track(limiter.acquire('normal')));
+    await flush();
+    expect(all.slice(0, 4).every((r) => !r.settled)).toBe(true); // 2 queued + 2 passing through
+    expect(all[4]!.error).toBeInstanceOf(AppError);
+    expect(all[4]!.error!.status).toBe(503);
+    expect(all[4]!.error!.type).toBe('QueueFullError');
+    expect(all[4]!.error!.message).toContain('队列已满');
+    expect(limiter.counters).toMatchObject({ passthrough: 2, queueFullRejects: 1 });
+    expect(limiter.waiting).toBe(4);
+    limiter.stop();
+    await flush();
+  });
+
   it('an aborted request leaves the queue at once and frees its slot', async () => {
     const { limiter } = make({ bucket_capacity: 1, queue_max_size: 1, fallback_enabled_passthrough: false });
     await limiter.acquire('normal');

@@ -92,6 +92,30 @@ describe('RetreatController (contract §6.6)', () => {
     expect(c.rpm).toBeCloseTo(32 * 0.75);
   });
 
+  it('a base below retreat_min_rpm: a cut never raises the rate above the base, and it recovers to NORMAL', () => {
+    const clock = new FakeClock();
+    const c = new RetreatController({ ...seed, baseRpm: 3, ceilingRpm: 3 }, clock);
+    const [t] = feed(c, clock, 1, true);
+    expect(t).toMatchObject({ from: 'normal', to: 'retreat', previousRpm: 3, rpm: 3 });
+    expect(c.rpm).toBe(3); // the seed jumped to the 5 RPM floor here, above the base
+    feed(c, clock, 20, true, 1000);
+    expect(c.rpm).toBe(3);
+    // 120 s+ of clean responses: back to the base and NORMAL (it used to stay in RETREAT forever).
+    clock.advance(120_000);
+    feed(c, clock, 200, false, 1000);
+    expect(c.state).toBe('normal');
+    expect(c.rpm).toBe(3);
+  });
+
+  it('probe mode with a base below retreat_min_rpm stays at the base and NORMAL', () => {
+    const clock = new FakeClock();
+    const c = new RetreatController({ ...seed, baseRpm: 3, ceilingRpm: 3, recoverMode: 'probe' }, clock);
+    feed(c, clock, 5, true, 1000);
+    feed(c, clock, 200, false, 1000);
+    expect(c.state).toBe('normal');
+    expect(c.rpm).toBe(3);
+  });
+
   it('reset returns to base and NORMAL with an empty window', () => {
     const clock = new FakeClock();
     const c = new RetreatController(seed, clock);

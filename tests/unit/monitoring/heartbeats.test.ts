@@ -74,7 +74,7 @@ describe('heartbeats and the timeout manager', () => {
     const metrics = await h.metrics.text();
     expect(metrics).toMatch(/console_monitoring_timeout_actions_total\{action="force_release_gpu_lock"\} 1/);
     expect(h.logs.some((l) => l.includes('task heartbeat timed out'))).toBe(true);
-    expect(h.periodic.get('monitoring-monitor')?.run_count).toBeGreaterThanOrEqual(5);
+    expect(h.periodic.get('gpu-monitor')?.run_count).toBeGreaterThanOrEqual(5);
     // the task's late beat is refused: it must not keep using the GPU
     expect((await rejection(heartbeats.beat('job-1'))).status).toBe(409);
   });

@@ -148,6 +148,25 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(svc.apiStatus().status).toBe('degraded');
   });
 
+  it('/api/status: a clean exit (code 0) after a successful start is operational, a crash is degraded', async () => {
+    for (const [code, expected] of [
+      ['0', 'operational'],
+      ['3', 'degraded'],
+    ] as const) {
+      const { svc, clock } = build({
+        processes: [
+          { name: 'gateway', command: node, args: [join(fixtures, 'crash.mjs')], env: { ...gatewayEnv, EXIT_CODE: code, CRASH_AFTER_MS: '600', FILLER_LINES: '0' }, startupWatchSeconds: 0.2 },
+        ],
+      });
+      await svc.start();
+      await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }));
+      expect(svc.apiStatus().status).toBe('operational');
+      await waitFor(() => svc.gatewayStatus().process_status === 'exited');
+      expect(svc.apiStatus()).toMatchObject({ status: expected, runtime: { gateway_running: false } });
+      await svc.stop();
+    }
+  });
+
   it('kills a process that ignores SIGTERM only after the grace period (SIGKILL to the group)', async () => {
     const { svc, clock } = build({
       processes: [{ name: 'stubborn', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 0.5, stopGraceSeconds: 10 }],

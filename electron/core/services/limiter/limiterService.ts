@@ -20,7 +20,7 @@ import type { LearnedRateStore } from './learnedRateStore.js';
 import { LimiterMetrics, PRIORITY_LABEL } from './limiterMetrics.js';
 import { fullPolicy, ProviderLimiter, type Outcome } from './providerLimiter.js';
 import type { RetreatTransition } from './retreatController.js';
-import { forwardableHeaders, UpstreamClient, type UpstreamResponse } from './upstreamClient.js';
+import { forwardableHeaders, mapUpstreamError, readUpstreamBody, UpstreamClient, type UpstreamResponse } from './upstreamClient.js';
 
 export interface LimiterServiceOptions {
   config: ConfigStore;
@@ -205,10 +205,7 @@ export class LimiterService extends BaseService {
           timeoutMs: limiter.limits.request_timeout * 1000,
         });
       } catch (err) {
-        if (err instanceof AppError && (err.status === 502 || err.status === 504)) {
-          limiter.recordTransportError();
-          this.metrics.upstreamErrors.inc({ provider, status_code: 'transport' });
-        }
+        this.transportFailed(entry, err, 'request');
         throw err;
       }
       const t2 = this.options.clock.monotonic();
@@ -232,6 +229,8 @@ export class LimiterService extends BaseService {
           'request_completed',
         );
       res.body.once('close', finished);
+      // A failure after the headers (reset mid-stream, body timeout) is a transport error too.
+      res.body.once('error', (err) => this.transportFailed(entry, mapUpstreamError(err, limiter.limits.request_timeout * 1000), 'body', call.requestId));
       return res;
     } catch (err) {
       if (err instanceof AppError && err.code === ErrorCode.RATE_LIMITED) outcome = 'ratelimited';
@@ -245,15 +244,35 @@ export class LimiterService extends BaseService {
   /** Passes a GET of the model list through the limiter (contract §3.4 `provider=` query). */
   async listModels(provider: string, signal: AbortSignal, requestId: string): Promise<unknown> {
     const res = await this.proxy({ provider, method: 'GET', path: '/models', headers: { accept: 'application/json' }, priority: 'normal', priorityInvalid: false, signal, requestId });
-    const chunks: Buffer[] = [];
-    for await (const c of res.body) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
+    const text = (await this.readBody(provider, res)).toString('utf8');
     if (res.status >= 400) throw new AppError(ErrorCode.UPSTREAM_ERROR, `Bad Gateway — 上游返回错误状态 ${res.status}`, { type: 'HTTPStatusError' });
     try {
       return JSON.parse(text) as unknown;
     } catch {
       throw new AppError(ErrorCode.UPSTREAM_ERROR, 'Bad Gateway — upstream model list is not JSON', { type: 'HTTPStatusError' });
     }
+  }
+
+  /** Reads a whole (small) proxied body; a failure mid-body is the §6.9 502/504 (already counted). */
+  readBody(provider: string, res: UpstreamResponse): Promise<Buffer> {
+    const timeoutS = this.entries.get(provider)?.limiter.limits.request_timeout ?? 60;
+    return readUpstreamBody(res.body, timeoutS * 1000);
+  }
+
+  /**
+   * Counts a transport failure (contract §6.9): `upstream_errors`, `sidecar_upstream_errors_total{status_code="transport"}`,
+   * `sidecar_health_status` 0 until the next upstream response, and a fresh readiness probe. A client
+   * that went away is not an upstream failure, and neither is a 500 (an error of ours).
+   */
+  private transportFailed(entry: ProviderEntry, err: unknown, stage: 'request' | 'body', requestId?: string): void {
+    const mapped = mapUpstreamError(err, entry.limiter.limits.request_timeout * 1000);
+    if (mapped.status !== 502 && mapped.status !== 504) return;
+    const provider = entry.resolved.name;
+    entry.limiter.recordTransportError();
+    entry.probe.at = Number.NEGATIVE_INFINITY;
+    this.metrics.upstreamErrors.inc({ provider, status_code: 'transport' });
+    this.cached = null;
+    this.options.logger.warn({ provider, request_id: requestId, stage, status: mapped.status, error: mapped.message }, 'upstream_transport_error');
   }
 
   /** Subscribes to transitions (the dashboard stream pushes them at once). */
@@ -364,17 +383,29 @@ export class LimiterService extends BaseService {
     return this.providerStatus(main).retreat;
   }
 
-  /** Readiness part (contract §9, issue 5): at least one provider configured and reachable or not probed. */
+  /**
+   * Readiness part (contract §6.7/§9): `upstream_reachable`, `queue_healthy` and
+   * `token_bucket_healthy` over every provider, and `ready` only when all three hold. A provider with
+   * a key (or `probe: true`) is probed (`GET {upstream_url}/models`, 5 s, reachable if < 500; cached
+   * 10 s, re-probed after a transport error). A provider without a key is not probed (the console
+   * works offline): its reachability is what its own traffic showed (false after a transport error
+   * until the next upstream response), it is reported but does not block readiness.
+   */
   async readiness(): Promise<ReadinessPart> {
     const entries = [...this.entries.values()];
-    const probed = entries.filter((e) => e.resolved.probe);
-    const results = await Promise.all(probed.map((e) => this.probe(e)));
-    const usable = entries.filter((e) => !e.resolved.probe || results[probed.indexOf(e)] === true);
+    const reachable = await Promise.all(entries.map((e) => (e.resolved.probe ? this.probe(e) : Promise.resolve(e.limiter.healthy))));
+    const upstreamReachable = reachable.every(Boolean);
+    const probedReachable = entries.every((e, i) => !e.resolved.probe || reachable[i] === true);
     const queueHealthy = entries.every((e) => e.limiter.queueSize < 0.9 * e.limiter.limits.queue_max_size);
     const bucketHealthy = entries.every((e) => e.limiter.bucket.tokens() > 0.05 * e.limiter.bucket.capacity);
     return {
-      ready: this.running && usable.length > 0 && queueHealthy,
-      fields: { upstream_reachable: results.length > 0 && results.every(Boolean), upstream_probed: probed.length > 0, queue_healthy: queueHealthy, token_bucket_healthy: bucketHealthy },
+      ready: this.running && entries.length > 0 && probedReachable && queueHealthy && bucketHealthy,
+      fields: {
+        upstream_reachable: upstreamReachable,
+        upstream_probed: entries.some((e) => e.resolved.probe),
+        queue_healthy: queueHealthy,
+        token_bucket_healthy: bucketHealthy,
+      },
     };
   }
 
@@ -550,6 +581,8 @@ export class LimiterService extends BaseService {
     if (e.probe.pending) return e.probe.pending;
     e.probe.pending = e.client.probe(5000).then((ok) => {
       e.probe = { at: this.options.clock.monotonic(), ok, pending: null };
+      // A probe that gets an answer is as good as a response: the transport error is over.
+      if (ok) e.limiter.healthy = true;
       return ok;
     });
     return e.probe.pending;

@@ -41,14 +41,20 @@ export class PriorityQueue<T extends QueueItem> {
     for (const p of PRIORITIES) {
       const head = this.levels[p][0];
       if (!head) continue;
-      // Aging lifts a request at most to HIGH: URGENT is never overtaken.
-      const rank = p === 'urgent' ? 1 : Math.max(2, PRIORITY_RANK[p] - Math.floor((now - head.enqueuedAt) / this.agingMs));
+      const rank = this.rank(head, now);
       if (rank < bestRank || (rank === bestRank && best && head.enqueuedAt < best.enqueuedAt)) {
         best = head;
         bestRank = rank;
       }
     }
     return best;
+  }
+
+  /** Effective rank of `item` at `now` (1 = URGENT ... 4 = LOW), after aging. */
+  rank(item: T, now: number): number {
+    // Aging lifts a request at most to HIGH: URGENT is never overtaken.
+    const p = item.priority;
+    return p === 'urgent' ? 1 : Math.max(2, PRIORITY_RANK[p] - Math.floor((now - item.enqueuedAt) / this.agingMs));
   }
 
   /** Removes a specific item (served, timed out, cancelled or dropped). */

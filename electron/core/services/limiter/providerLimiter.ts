@@ -1,4 +1,4 @@
-import { PRIORITIES, type Priority } from '../../../../shared/contracts/priority.js';
+import { PRIORITIES, PRIORITY_RANK, type Priority } from '../../../../shared/contracts/priority.js';
 import type { LimitSettings } from '../../../../shared/contracts/config/limiter.js';
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
@@ -104,7 +104,11 @@ export class ProviderLimiter {
     totalDropped: 0,
   };
   private readonly queue: PriorityQueue<Ticket>;
-  /** Queue-full passthroughs: they skip the queue but still need a token (served first). */
+  /**
+   * Queue-full passthroughs: they skip the queue but still need a token. They go before queued
+   * requests of the same or a lower (aged) priority, never before a higher one, and there are at most
+   * `queue_max_size` of them; beyond that the request gets the 503 `QueueFullError`.
+   */
   private readonly bypass: Ticket[] = [];
   private wake: TimerHandle | null = null;
   private wakeAt = Infinity;
@@ -179,6 +183,17 @@ export class ProviderLimiter {
           this.hooks.onRejected?.(victim.priority, 'dropped');
         }
       } else {
+        if (this.bypass.length >= this.settings.queue_max_size) {
+          this.counters.queueFullRejects++;
+          this.hooks.onRejected?.(priority, 'queue_full');
+          return Promise.reject(
+            new AppError(
+              ErrorCode.UNAVAILABLE,
+              `Service Unavailable — 队列已满,当前策略: passthrough (provider ${this.name}: ${this.settings.queue_max_size} queued and ${this.bypass.length} passing through)`,
+              { type: 'QueueFullError' },
+            ),
+          );
+        }
         passthrough = true;
         this.counters.passthrough++;
       }
@@ -314,7 +329,7 @@ export class ProviderLimiter {
         this.pumpAgain = false;
         for (;;) {
           const now = this.clock.monotonic();
-          const next = this.bypass[0] ?? this.queue.peek(now);
+          const next = this.next(now);
           if (!next) break;
           if (!this.bucket.tryTake()) {
             this.scheduleWake(this.bucket.msUntilToken());
@@ -328,6 +343,21 @@ export class ProviderLimiter {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * The request the next token goes to: the best passthrough (highest priority, then oldest) unless
+   * the queue's next request has a strictly higher (aged) priority, so overflow never overtakes it.
+   */
+  private next(now: number): Ticket | undefined {
+    const queued = this.queue.peek(now);
+    let bypassed: Ticket | undefined;
+    for (const t of this.bypass) {
+      if (!bypassed || PRIORITY_RANK[t.priority] < PRIORITY_RANK[bypassed.priority]) bypassed = t;
+    }
+    if (!bypassed) return queued;
+    if (!queued) return bypassed;
+    return this.queue.rank(queued, now) < PRIORITY_RANK[bypassed.priority] ? queued : bypassed;
   }
 
   private scheduleWake(ms: number): void {

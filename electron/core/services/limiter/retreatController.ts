@@ -81,7 +81,7 @@ export class RetreatController {
     this.rate = params.baseRpm;
     this.tChange = clock.monotonic();
     if (initial && initial.rpm > 0) {
-      this.rate = Math.min(Math.max(initial.rpm, params.retreatMinRpm), this.ceiling());
+      this.rate = Math.min(Math.max(initial.rpm, this.floor()), this.ceiling());
       this.current = initial.state;
     }
   }
@@ -97,6 +97,14 @@ export class RetreatController {
   }
   ceiling(): number {
     return Math.max(this.params.ceilingRpm, this.params.baseRpm);
+  }
+  /**
+   * The lowest rate a cut may reach: `retreatMinRpm`, but never above the base. With a base below
+   * the configured floor the seed raised the rate *to* the floor on the first cut (above the base,
+   * which then could never be recovered from); here the rate holds at the base instead.
+   */
+  floor(): number {
+    return Math.min(this.params.retreatMinRpm, this.params.baseRpm);
   }
 
   /** 429 ratio inside the retreat window (`recover` = the recover window); 0 when empty. */
@@ -134,26 +142,27 @@ export class RetreatController {
       if (to === from && this.rate === before) return null;
       return { from, to, previousRpm: before, rpm: this.rate, ratio: retreatRatio, reason, at: this.clock.now() };
     };
+    const floor = this.floor();
     const cut = () => {
       this.lastBadRpm = this.rate;
       this.lastCutAt = now;
-      this.rate = Math.max(p.retreatMinRpm, this.rate * p.retreatFactor);
+      this.rate = Math.max(floor, this.rate * p.retreatFactor);
     };
     const canRaise = this.rate < this.ceiling() && (saturated || this.rate < p.baseRpm);
 
     // Probe mode reacts to the first 429 (at most one cut per probe interval), not to a window ratio.
     if (p.recoverMode === 'probe' && is429) {
-      if (now - this.lastCutAt < p.probeIntervalSeconds * 1000 || this.rate <= p.retreatMinRpm) return null;
+      if (now - this.lastCutAt < p.probeIntervalSeconds * 1000 || this.rate <= floor) return null;
       // Successes inside the retreat window estimate what the provider allows per window.
       const w = this.retreatWin;
       const okPerMinute = ((w.total - w.n429) * 60) / p.retreatWindowSeconds;
-      this.lastBadRpm = Math.min(this.rate, Math.max(okPerMinute, p.retreatMinRpm));
+      this.lastBadRpm = Math.min(this.rate, Math.max(okPerMinute, floor));
       // A cut soon after the hold ended means the probe above the bound failed: trust the bound longer.
       const base = p.recoverWindowSeconds * 1000;
       const failedProbe = now - this.lastCutAt < this.holdMs + 6 * p.probeIntervalSeconds * 1000;
       this.holdMs = failedProbe ? Math.min(4 * base, Math.max(base, this.holdMs * 2)) : base;
       this.lastCutAt = now;
-      this.rate = Math.max(p.retreatMinRpm, Math.min(this.rate * p.retreatFactor, this.lastBadRpm * 0.95));
+      this.rate = Math.max(floor, Math.min(this.rate * p.retreatFactor, this.lastBadRpm * 0.95));
       this.enter('retreat', now);
       return make('retreat', from === 'retreat' ? 'retreat_again' : 'retreat');
     }
@@ -181,11 +190,18 @@ export class RetreatController {
         return null;
       case 'retreat':
         if (retreatRatio >= p.retreat429Threshold * 2) {
-          if (is429 && this.rate > p.retreatMinRpm) {
+          if (is429 && this.rate > floor) {
             cut();
             return make('retreat', 'retreat_again');
           }
           return null;
+        }
+        // Nothing to climb (a cut held at a base below the floor, or a ceiling lowered meanwhile):
+        // once the recovery conditions hold, back to NORMAL instead of staying in RETREAT forever.
+        if (this.rate >= this.ceiling() && this.quietFor(now, recoverRatio, since)) {
+          this.rate = this.ceiling();
+          this.enter('normal', now);
+          return make('normal', 'recovered');
         }
         if (p.recoverMode === 'probe') {
           const target = canRaise ? this.probeTarget(now) : null;
@@ -222,6 +238,16 @@ export class RetreatController {
         this.raise();
         return make('recover', 'recover_step');
     }
+  }
+
+  /** The recovery conditions: step mode §6.6 (recover-window ratio and time), probe mode one quiet probe interval. */
+  private quietFor(now: number, recoverRatio: number, since: number): boolean {
+    const p = this.params;
+    if (p.recoverMode === 'probe') {
+      const intervalMs = p.probeIntervalSeconds * 1000;
+      return now - this.last429 >= intervalMs && now - this.tChange >= intervalMs;
+    }
+    return recoverRatio < p.recover429Threshold && since >= p.recoverWindowSeconds;
   }
 
   /** Step mode (the seed): +increment up to the ceiling. */

@@ -131,28 +131,72 @@ export class UpstreamClient {
   }
 }
 
-/** Contract §6.9 error matrix for transport failures. */
+/** Socket, DNS and TLS failures: the upstream could not be reached or dropped the connection (502). */
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENETRESET',
+  'EPIPE',
+  'EPROTO',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+/** Timeouts, the connect timeout included (the seed's httpx.ConnectTimeout is a TimeoutException: 504). */
+const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/** OpenSSL/Node TLS error codes (certificate and handshake failures). */
+const TLS_CODE = /^(?:ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_(?:GET|VERIFY|DECRYPT)_|HOSTNAME_MISMATCH)/;
+
+/** The first error code along the `cause` chain (undici and fetch wrap the socket's error). */
+function errorCodes(err: unknown): string[] {
+  const out: string[] = [];
+  let e = err as { code?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    if (typeof e.code === 'string') out.push(e.code);
+    e = e.cause as typeof e;
+  }
+  return out;
+}
+
+/**
+ * Contract §6.9 error matrix for transport failures, before or after the response headers:
+ * timeouts (connect, headers, body, `ETIMEDOUT`) 504 `TimeoutException`; refused, reset, unreachable,
+ * broken pipe, DNS and TLS failures 502 `ConnectError`; anything else 500 with the exception name.
+ */
 export function mapUpstreamError(err: unknown, timeoutMs: number): AppError {
   if (err instanceof AppError) return err;
-  const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } };
-  const code = e.code ?? e.cause?.code ?? '';
+  const e = err as { code?: string; name?: string; message?: string };
   if (e.name === 'AbortError' || err instanceof undiciErrors.RequestAbortedError) {
     return new AppError(ErrorCode.UNAVAILABLE, 'Client disconnected; upstream request cancelled', { type: 'ClientDisconnected', cause: err });
   }
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new AppError(ErrorCode.TIMEOUT, `Gateway Timeout — 上游超时 (no response within ${timeoutMs / 1000}s)`, { type: 'TimeoutException', cause: err });
+  const codes = errorCodes(err);
+  const detail = (code: string) => `${code}${e.message ? `: ${e.message}` : ''}`;
+  const timeout = codes.find((c) => TIMEOUT_CODES.has(c));
+  if (timeout) {
+    const what = timeout === 'UND_ERR_CONNECT_TIMEOUT' ? 'no connection' : timeout === 'UND_ERR_BODY_TIMEOUT' ? 'the body stalled' : 'no response';
+    return new AppError(ErrorCode.TIMEOUT, `Gateway Timeout — 上游超时 (${what} within ${timeoutMs / 1000}s; ${detail(timeout)})`, { type: 'TimeoutException', cause: err });
   }
-  if (
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    code === 'ECONNREFUSED' ||
-    code === 'ENOTFOUND' ||
-    code === 'EAI_AGAIN' ||
-    code === 'ECONNRESET' ||
-    code === 'EHOSTUNREACH' ||
-    code === 'UND_ERR_SOCKET' ||
-    code === 'UND_ERR_CLOSED'
-  ) {
-    return new AppError(ErrorCode.UPSTREAM_ERROR, `Bad Gateway — 上游连接失败 (${code}${e.message ? `: ${e.message}` : ''})`, { type: 'ConnectError', cause: err });
+  const connect = codes.find((c) => CONNECT_CODES.has(c) || TLS_CODE.test(c));
+  if (connect) {
+    return new AppError(ErrorCode.UPSTREAM_ERROR, `Bad Gateway — 上游连接失败 (${detail(connect)})`, { type: 'ConnectError', cause: err });
   }
   return new AppError(ErrorCode.INTERNAL_ERROR, `Internal Server Error — ${e.name ?? 'Error'}`, { cause: err });
+}
+
+/** Reads a whole (small) upstream body; a failure mid-body becomes the §6.9 error. */
+export async function readUpstreamBody(body: Readable, timeoutMs: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const c of body) chunks.push(c as Buffer);
+  } catch (err) {
+    throw mapUpstreamError(err, timeoutMs);
+  }
+  return Buffer.concat(chunks);
 }

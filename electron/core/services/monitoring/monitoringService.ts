@@ -140,7 +140,7 @@ export class MonitoringService extends BaseService {
       metrics: o.metrics,
       settings: () => ({ ...cfg().timeout, gpuTimeoutSeconds: cfg().locks.gpuTimeoutSeconds }),
     });
-    this.monitorTask = o.periodic.register({ name: 'monitoring-monitor', level: 'high', intervalSeconds: cfg().monitor.checkIntervalSeconds, run: () => this.check().then(() => undefined) });
+    this.monitorTask = o.periodic.register({ name: 'gpu-monitor', level: 'high', intervalSeconds: cfg().monitor.checkIntervalSeconds, run: () => this.check().then(() => undefined) });
     this.registerMetrics();
     o.health.addComponent('monitor', () => ({ status: this.monitor.running ? 'UP' : 'DOWN', details: { running: this.monitor.running, status: this.overallHealth().status } }));
     o.health.addReadiness('monitor', () => ({ fields: { monitor_running: this.monitor.running }, ready: true }));

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { threadId } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { maskSecret, isSecretKey } from '../../../../shared/mask.js';
 import type { ConfigStore } from '../../base/config.js';
@@ -18,13 +19,20 @@ export interface OpsServiceOptions {
   baseUrl: () => string;
   /** Registers a run-scoped API key; returns its revoker. */
   addTemporaryKey: (key: string) => () => void;
-  /** Extra thread-like things other services report (worker threads, child processes). */
+  /** Child processes other services run (the runtime's supervised processes), for /threads. */
   extraThreads?: () => ThreadInfo[];
+}
+
+/** libuv's pool size as libuv reads it: `UV_THREADPOOL_SIZE` when a positive integer (at most 1024), else 4. */
+export function libuvPoolSize(value: string | undefined): number {
+  const n = Number.parseInt(value ?? '', 10);
+  return Number.isFinite(n) && n > 0 ? Math.min(n, 1024) : 4;
 }
 
 /** A "thread" in the Node sense: the main thread, the libuv pool, workers, child processes. */
 export interface ThreadInfo {
-  id: number;
+  /** The thread id (main: 0), or a child's pid; null for the libuv pool, which has no single id. */
+  id: number | null;
   name: string;
   kind: 'main' | 'libuv-pool' | 'worker' | 'child-process';
   detail: string[];
@@ -60,11 +68,19 @@ export class OpsService extends BaseService {
     const counts = new Map<string, number>();
     for (const r of resources) counts.set(r, (counts.get(r) ?? 0) + 1);
     const stack = (new Error('stack').stack ?? '').split('\n').slice(1, 12).map((l) => `    ${l.trim()}`);
-    const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    // The pool of this process: libuv reads the real environment, not the one injected for /env.
+    const poolSize = libuvPoolSize(process.env.UV_THREADPOOL_SIZE);
+    const now = Date.now();
+    const scripts: ThreadInfo[] = this.scripts.active().map((s) => ({
+      id: s.pid,
+      name: `run_script pid ${s.pid}`,
+      kind: 'child-process',
+      detail: [`pid: ${s.pid}`, `running for s: ${((now - s.startedAt) / 1000).toFixed(1)}`],
+    }));
     const mem = process.memoryUsage();
     const all: ThreadInfo[] = [
       {
-        id: 0,
+        id: threadId,
         name: 'main',
         kind: 'main',
         detail: [
@@ -76,18 +92,29 @@ export class OpsService extends BaseService {
         ],
       },
       {
-        id: 1,
+        id: null,
         name: 'libuv-threadpool',
         kind: 'libuv-pool',
-        detail: [`size: ${poolSize} (UV_THREADPOOL_SIZE)`, `CPU cores: ${availableParallelism()}`, 'runs fs, dns, crypto and native addon work; no JS stacks'],
+        detail: [
+          `size: ${poolSize} (${process.env.UV_THREADPOOL_SIZE === undefined ? 'UV_THREADPOOL_SIZE unset: default 4' : `UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE}`})`,
+          `CPU cores: ${availableParallelism()}`,
+          'runs fs, dns, crypto and native addon work; no JS stacks',
+        ],
       },
       ...(this.options.extraThreads?.() ?? []),
+      ...scripts,
     ];
     const nameFilter = filter.name?.toLowerCase();
     const matching = all.filter((t) => (nameFilter === undefined || t.name.toLowerCase().includes(nameFilter)) && (filter.threadId === undefined || t.id === filter.threadId));
-    const lines = ['=== Threads (Node.js) ===', 'Node.js runs JavaScript on one main thread (the event loop); this lists what Node has in place of Python threads.', ''];
+    const lines = [
+      '=== Threads (Node.js) ===',
+      'Node.js runs JavaScript on one main thread (the event loop); this lists what Node has in place of Python threads.',
+      'Worker threads: none (the console starts no worker_threads). Child processes: the runtime supervisor\'s and run_script\'s;',
+      'training jobs run in their own processes too and are listed by /api/v1/training/list, not here.',
+      '',
+    ];
     for (const t of matching) {
-      lines.push(`Thread ${t.id}: ${t.name} [${t.kind}]`, ...t.detail.map((d) => (d.startsWith('    ') ? d : `  ${d}`)), '');
+      lines.push(`${t.kind === 'child-process' ? 'Process' : 'Thread'} ${t.id ?? '-'}: ${t.name} [${t.kind}]`, ...t.detail.map((d) => (d.startsWith('    ') ? d : `  ${d}`)), '');
     }
     lines.push('=== Summary ===', `matching: ${matching.length} of ${all.length}`, `event-loop lag p99 ms: ${lag.p99}`);
     return lines.join('\n');

@@ -11,8 +11,10 @@ export interface ScriptLimits {
 }
 
 export interface ScriptRunResult {
-  /** `String(result)` when the script set one. */
+  /** The result the script set: JSON for an object or array (`resultIsJson`), else `String(result)`. */
   result: string | undefined;
+  /** True when `result` is the JSON text of an object or array. */
+  resultIsJson: boolean;
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -30,7 +32,21 @@ const [scriptPath, resultPath] = process.argv.slice(2);
 const mod = await import(pathToFileURL(scriptPath).href);
 const value = mod.result !== undefined ? mod.result : globalThis.result;
 const settled = value instanceof Promise ? await value : value;
-if (settled !== undefined) writeFileSync(resultPath, String(settled));
+if (settled !== undefined) {
+  // Objects and arrays as JSON (String() would give "[object Object]"); anything else as String(result).
+  let json = false;
+  let text;
+  if (settled !== null && typeof settled === 'object') {
+    try {
+      text = JSON.stringify(settled, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+      json = text !== undefined;
+    } catch {
+      json = false;
+    }
+  }
+  if (!json) text = String(settled);
+  writeFileSync(resultPath, JSON.stringify({ json, text }));
+}
 `;
 
 const OUTPUT_CAP = 64 * 1024;
@@ -51,7 +67,7 @@ function readRssKb(pid: number): Promise<number | null> {
  * a resident-set watchdog on Linux). The whole process group is killed at a limit.
  */
 export class ScriptRunner {
-  private readonly running = new Set<{ kill: () => void }>();
+  private readonly running = new Set<{ kill: () => void; pid: number | undefined; startedAt: number }>();
 
   async run(source: Buffer, env: Record<string, string>, limits: ScriptLimits): Promise<ScriptRunResult> {
     const sha256 = createHash('sha256').update(source).digest('hex');
@@ -86,7 +102,7 @@ export class ScriptRunner {
         // already gone
       }
     };
-    const handle = { kill: killGroup };
+    const handle = { kill: killGroup, pid: child.pid, startedAt: Date.now() };
     this.running.add(handle);
     const timer = setTimeout(() => {
       timedOut = true;
@@ -112,18 +128,26 @@ export class ScriptRunner {
       });
       if (code !== 0 && /heap out of memory|Allocation failed/i.test(stderr)) memoryExceeded = true;
       let result: string | undefined;
+      let resultIsJson = false;
       try {
-        result = await readFile(resultPath, 'utf8');
+        const saved = JSON.parse(await readFile(resultPath, 'utf8')) as { json: boolean; text: string };
+        result = saved.text;
+        resultIsJson = saved.json;
       } catch {
         result = undefined;
       }
-      return { result, exitCode: code, signal, stdout, stderr, timedOut, memoryExceeded, durationMs: performance.now() - started, sha256 };
+      return { result, resultIsJson, exitCode: code, signal, stdout, stderr, timedOut, memoryExceeded, durationMs: performance.now() - started, sha256 };
     } finally {
       clearTimeout(timer);
       if (watchdog) clearInterval(watchdog);
       this.running.delete(handle);
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /** The script processes running now (for /threads). */
+  active(): Array<{ pid: number; startedAt: number }> {
+    return [...this.running].filter((r): r is typeof r & { pid: number } => r.pid !== undefined).map((r) => ({ pid: r.pid, startedAt: r.startedAt }));
   }
 
   /** Kills every script still running (console stop). */

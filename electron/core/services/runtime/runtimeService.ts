@@ -213,7 +213,9 @@ export class RuntimeService extends BaseService {
   apiStatus(): RuntimeStatusResponse {
     const p = this.gatewayProcess();
     const state = p?.state ?? 'not_running';
-    const degraded = state === 'exited' || state === 'backoff' || state === 'failed' || this.orphans.has(this.cfg.gateway);
+    // A clean exit (code 0, no signal) is the process finishing its work, not a fault.
+    const cleanExit = state === 'exited' && p?.exitCode === 0 && p.exitSignal === null;
+    const degraded = (state === 'exited' && !cleanExit) || state === 'backoff' || state === 'failed' || this.orphans.has(this.cfg.gateway);
     return {
       status: degraded ? 'degraded' : 'operational',
       service: 'runtime-service',

@@ -68,9 +68,9 @@ export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpen
     // A plain JSON answer of known small size goes out in one write (headers and body together).
     const length = Number(res.headers['content-length']);
     if (Number.isFinite(length) && length <= 1024 * 1024) {
-      const chunks: Buffer[] = [];
-      for await (const c of res.body) chunks.push(c as Buffer);
-      return reply.send(Buffer.concat(chunks));
+      // Headers are not sent yet: a failure mid-body is still a clean 502/504 (contract §6.9).
+      const buffered = await limiter.readBody(route.provider, res);
+      return reply.send(buffered);
     }
     return reply.send(res.body);
   };
@@ -116,12 +116,11 @@ export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpen
         requestId: request.id,
         modelId: id,
       });
-      const chunks: Buffer[] = [];
-      for await (const c of res.body) chunks.push(c as Buffer);
+      const buffered = await limiter.readBody(route.provider, res);
       if (res.status === 404) return undefined;
       if (res.status >= 400) throw new AppError(ErrorCode.UPSTREAM_ERROR, `Bad Gateway — 上游返回错误状态 ${res.status}`, { type: 'HTTPStatusError' });
       try {
-        return toModel(route.provider, { ...(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>), id: upstreamModelId(id) });
+        return toModel(route.provider, { ...(JSON.parse(buffered.toString('utf8')) as Record<string, unknown>), id: upstreamModelId(id) });
       } catch {
         throw new AppError(ErrorCode.UPSTREAM_ERROR, 'Bad Gateway — upstream model is not JSON', { type: 'HTTPStatusError' });
       }

@@ -123,6 +123,7 @@ export const opsPlugin: FastifyPluginAsync<OpsPluginOptions> = async (fastify, {
       const firstLine = /Error[^\n]*/.exec(result.stderr)?.[0] ?? 'script failed';
       return reply.code(500).send(`Error executing script: ${firstLine}\nexit code: ${result.exitCode ?? result.signal}\n${result.stderr.slice(-2000)}`);
     }
+    if (result.result !== undefined && result.resultIsJson) return reply.type('application/json; charset=utf-8').send(result.result);
     return result.result ?? 'Script executed successfully';
   });
 };
