@@ -175,6 +175,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     models,
     gpuLocks: monitoring.locks,
     heartbeats: monitoring.heartbeats,
+    gpuTenant: engine,
   });
   const services: Service[] = [ops, monitoring, runtime, models, engine, training];
   grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth }));

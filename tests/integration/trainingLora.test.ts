@@ -169,6 +169,37 @@ describe('LoRA training and adapters served by the engine (tiny models, CPU)', (
     expect(fullOnQuantized.body.error.details?.[0]?.description).toMatch(/would train nothing.*Q8_0.*Use method "lora"/);
   });
 
+  it('the engine gives the GPU up while a job holds its lock (the CPU stands in for it) and takes it back after', async () => {
+    expect(await generate('tiny-f16')).not.toBe('');
+    const engineStatus = async () => (await call<{ loadedModels: Array<{ id: string }>; gpuLent: { holder: string; policy: string } | null }>(c, 'GET', '/api/v1/engine/status')).body;
+    expect((await engineStatus()).loadedModels.map((m) => m.id)).toContain('tiny-f16');
+    const start = await call<StartTrainingResponse>(c, 'POST', '/api/v1/training/start', {
+      baseModel: 'tiny-q8',
+      datasetPath: 'datasets/cat.txt',
+      outputDir: 'gpu-share',
+      hyperParams: { epochs: 2, maxSeqLength: 256 },
+      loraConfig: { r: 4, targetModules: ['all-linear'] },
+    });
+    expect(start.status).toBe(200);
+    const lent = await waitFor(async () => {
+      const s = await engineStatus();
+      return s.gpuLent ? s : undefined;
+    }, 60_000, 'the engine to lend the GPU', 50);
+    expect(lent.gpuLent).toMatchObject({ holder: start.body.jobId, policy: 'unload' });
+    expect(lent.loadedModels).toEqual([]);
+    // A request meanwhile waits for the job to end (queue place in a header), then is served.
+    const res = await fetch(`${c.url}/v1/completions`, { method: 'POST', headers: json, body: JSON.stringify({ model: 'tiny-f16', prompt: 'the cat', max_tokens: 4 }) });
+    const answeredAt = Date.now();
+    expect(res.status, await res.clone().text()).toBe(200);
+    expect(res.headers.get('x-queue-position')).not.toBeNull();
+    const job = (await call<TrainingJobStatus>(c, 'GET', `/api/v1/training/status/${start.body.jobId}`)).body;
+    expect(job.status).toBe('completed');
+    expect(Date.parse(job.completedAt!)).toBeLessThanOrEqual(answeredAt);
+    expect((await engineStatus()).gpuLent).toBeNull();
+    const logs = (await call<{ lines: Array<{ message: string }> }>(c, 'GET', `/api/v1/training/${start.body.jobId}/logs`)).body.lines.map((l) => l.message);
+    expect(logs.some((m) => m.includes('asking the engine to give up the GPU'))).toBe(true);
+  }, 300_000);
+
   it('answers 400 for an adapter the model does not have', async () => {
     const res = await call<EngineError>(c, 'POST', '/api/v1/inference', { modelId: 'tiny-f16', prompt: 'x', adapter: 'nope', generation: { maxNewTokens: 2 } });
     expect(res.status).toBe(400);

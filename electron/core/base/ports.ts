@@ -100,3 +100,15 @@ export interface ModelFilesPort {
   /** Called after a model file is added or removed (download finished, import, deletion). */
   onChange(listener: () => void): () => void;
 }
+
+/**
+ * The engine's side of sharing the GPU with training: a job that took the GPU lock asks the engine
+ * to give the GPU up (unload its models, or move them to the CPU, per `training.enginePolicy`)
+ * before the trainer starts, and hands it back when the job ends.
+ */
+export interface GpuTenantPort {
+  /** Resolves once the engine's models are off the GPU (in-flight generations are let finish). */
+  yieldGpu(claim: { gpuId: number; holder: string; purpose: string; policy: 'unload' | 'cpu' | 'keep' }): Promise<void>;
+  /** The job ended: models may use the GPU again. */
+  reclaimGpu(holder: string): void;
+}

@@ -23,6 +23,11 @@ export const TrainingConfig = Type.Object(
     gpu: Type.Union([Type.Literal('auto'), Type.Literal('cuda'), Type.Literal('cpu')], { default: 'auto' }),
     /** GPU whose lock (`gpu_lock:<id>`) a job holds. */
     gpuId: Type.Integer({ default: 0, minimum: 0, maximum: 64 }),
+    /**
+     * What the engine does with its models while a job holds the GPU: `unload` them (requests wait
+     * up to engine.loadWaitSeconds for the job to end), serve on the `cpu` meanwhile, or `keep` them.
+     */
+    enginePolicy: Type.Union([Type.Literal('unload'), Type.Literal('cpu'), Type.Literal('keep')], { default: 'unload' }),
     /** Share of the dataset's samples held out for validation loss (llama backend). */
     validationSplit: Type.Number({ default: 0.1, minimum: 0, maximum: 0.9 }),
     /** Where the native trainer is built (cache); empty = `DATA_DIR/trainer`. */

@@ -139,6 +139,17 @@ export interface EngineSnapshot {
   activeSequences: number;
   /** Generated tokens per second over the last 10 s (all models). */
   tokensPerSecond: number;
+  /** Set while a training job holds the GPU: who, since when, and what the engine does meanwhile. */
+  gpuLent: GpuLent | null;
+}
+
+/** The GPU is lent to a training job (see `GpuTenantPort`). */
+export interface GpuLent {
+  holder: string;
+  purpose: string;
+  gpuId: number;
+  policy: 'unload' | 'cpu' | 'keep';
+  since: number;
 }
 
 interface LoadedModel {
@@ -170,6 +181,8 @@ interface LoadedModel {
   freeSequences: LlamaContextSequence[];
   /** Requests between `ensureLoaded` and the end of their generation (see `ensureLoaded`'s `pin`). */
   pins: number;
+  /** Layers on the GPU (0 = the model runs on the CPU). */
+  gpuLayers: number;
 }
 
 const DEFAULT_ETA_MS = 2000;
@@ -210,6 +223,8 @@ export class EngineService extends BaseService {
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   /** Loads that have passed `makeRoom` (id → estimated bytes): they count against the budget and model count. */
   private readonly reserved = new Map<string, number>();
+  /** Set while a training job holds the GPU (see `yieldGpu`). */
+  private gpuLent: GpuLent | null = null;
   /** Why a model file failed to load, remembered for that version of the file (size + mtime). */
   private readonly loadErrors = new Map<string, { message: string; sizeBytes: number; modifiedAt: number }>();
   private readonly generations = new Set<Promise<unknown>>();
@@ -378,6 +393,7 @@ export class EngineService extends BaseService {
         requestedBackend: cfg.gpu,
         ...(this.backendError ? { error: this.backendError } : {}),
         ...(this.selfTests.length > 0 ? { selfTests: this.selfTests } : {}),
+        ...(this.gpuLent ? { gpuLentTo: this.gpuLent } : {}),
         threads: this.llama ? this.threads(this.llama) : cfg.threads,
         models: { total, loaded: this.loaded.size, ready: this.loaded.size },
         parallel: cfg.parallel,
@@ -679,10 +695,13 @@ export class EngineService extends BaseService {
         cause: err,
       });
     }
+    await this.waitForGpu(file, waiter);
     await this.makeRoom(file, estimateBytes, waiter);
     let model: LlamaModel | null = null;
     try {
-      model = await llama.loadModel({ modelPath: file.path, gpuLayers: cfg.gpuLayers === 'auto' ? 'auto' : cfg.gpuLayers });
+      const onCpu = this.gpuLent?.policy === 'cpu';
+      if (onCpu) this.log.info({ model: file.id, holder: this.gpuLent?.holder }, 'the GPU is lent to a training job: loading on the CPU');
+      model = await llama.loadModel({ modelPath: file.path, gpuLayers: onCpu ? 0 : cfg.gpuLayers === 'auto' ? 'auto' : cfg.gpuLayers });
       // An adapter model shares the base's file (memory-mapped, so its pages are shared with a loaded base on the CPU).
       const lora = file.adapter ? { lora: { adapters: [{ filePath: file.adapter.path }] } } : {};
       const context = await model.createContext({ contextSize, sequences: cfg.parallel, threads: this.threads(llama), ...lora });
@@ -704,6 +723,7 @@ export class EngineService extends BaseService {
         avgRequestMs: DEFAULT_ETA_MS,
         freeSequences: [],
         pins: 0,
+        gpuLayers: model.gpuLayers,
         chatWrapper: (await llamaCpp()).resolveChatWrapper(model),
         stale: false,
       };
@@ -720,6 +740,30 @@ export class EngineService extends BaseService {
         details: [{ type: 'model_load', field: 'modelId', description: `${name}: ${reason}` }],
         cause: err,
       });
+    }
+  }
+
+  /**
+   * While a training job holds the GPU under the `unload` policy, a load waits (by priority, in the
+   * engine queue) until the job ends, for at most `engine.loadWaitSeconds`; then 503 with the reason.
+   */
+  private async waitForGpu(file: LocalModelFile, waiter: LoadWaiter | undefined): Promise<void> {
+    const deadline = this.options.clock.monotonic() + this.cfg().loadWaitSeconds * 1000;
+    while (this.gpuLent?.policy === 'unload') {
+      const lent = this.gpuLent;
+      const busy = () =>
+        new AppError(ErrorCode.UNAVAILABLE, `Model '${file.id}' cannot be loaded: the GPU is lent to training job ${lent.holder} (training.enginePolicy "unload"); retry when it ends, or set training.enginePolicy to "cpu"`, {
+          headers: { 'retry-after': '30' },
+        });
+      const left = deadline - this.options.clock.monotonic();
+      if (!waiter || left <= 0 || this.stopping) throw busy();
+      const timeout = new AbortController();
+      const timer = this.options.clock.setTimeout(() => timeout.abort(busy()), left);
+      try {
+        await this.queue.wait(waiter.requestId, loadKey(file.id), waiter.priority, timeout.signal, waiter.onQueued);
+      } finally {
+        timer.cancel();
+      }
     }
   }
 
@@ -1124,6 +1168,45 @@ export class EngineService extends BaseService {
       queue: { depth: this.queue.depthByPriority(), total: this.queue.size, maxSize: this.cfg().queueMaxSize },
       activeSequences: this.activeSequences(),
       tokensPerSecond: Math.round((tokens / (RATE_WINDOW_MS / 1000)) * 10) / 10,
+      gpuLent: this.gpuLent,
     };
+  }
+
+  // ------------------------------------------------------------------ sharing the GPU with training
+
+  /**
+   * A training job holds the GPU: with `unload` every model leaves memory (a busy one as soon as its
+   * generations end) and new loads wait for `reclaimGpu`; with `cpu` models reload with no GPU
+   * layers; `keep` changes nothing. Resolves once no model is left on the GPU.
+   */
+  async yieldGpu(claim: { gpuId: number; holder: string; purpose: string; policy: 'unload' | 'cpu' | 'keep' }): Promise<void> {
+    if (claim.policy === 'keep') {
+      this.log.info({ holder: claim.holder }, 'a training job holds the GPU; engine.policy keep: models stay loaded');
+      return;
+    }
+    this.gpuLent = { ...claim, since: this.options.clock.now() };
+    this.log.info({ holder: claim.holder, policy: claim.policy }, 'a training job holds the GPU: engine models leave it');
+    // On a CPU-only backend the trainer runs on the same cores: `unload` frees them too.
+    const cpuOnly = this.backendName() === 'cpu';
+    const leaving = [...this.loaded.values()].filter((m) => m.gpuLayers !== 0 || (cpuOnly && claim.policy === 'unload'));
+    for (const m of leaving) {
+      m.stale = true; // unloaded as soon as it is idle (scheduleIdle)
+      if (!this.inUse(m)) await this.unloadNow(m.id);
+    }
+    const deadline = this.options.clock.monotonic() + this.cfg().loadWaitSeconds * 1000;
+    while ([...this.loaded.values()].some((m) => leaving.includes(m)) && this.options.clock.monotonic() < deadline) {
+      await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 50));
+    }
+  }
+
+  /** The job ended: models load on the GPU again; requests that waited for it go on. */
+  reclaimGpu(holder: string): void {
+    if (this.gpuLent?.holder !== holder) return;
+    const policy = this.gpuLent.policy;
+    this.gpuLent = null;
+    this.log.info({ holder }, 'the GPU is back: engine models may use it again');
+    // Models loaded on the CPU meanwhile go back to the GPU when idle.
+    if (policy === 'cpu') for (const m of this.loaded.values()) if (m.gpuLayers === 0 && this.cfg().gpuLayers !== 0) m.stale = true;
+    while (this.queue.grantWhere(isLoadKey));
   }
 }

@@ -11,7 +11,7 @@ import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../base/errors.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
-import type { GpuLease, GpuLockPort, HeartbeatPort, ModelFilesPort } from '../../base/ports.js';
+import type { GpuLease, GpuLockPort, GpuTenantPort, HeartbeatPort, ModelFilesPort } from '../../base/ports.js';
 import type { Store } from '../../base/store.js';
 import { Value } from '@sinclair/typebox/value';
 import {
@@ -66,6 +66,8 @@ export interface TrainingServiceOptions {
   gpuLocks?: GpuLockPort;
   /** Heartbeats (monitoring). Optional: without it a stuck trainer is only stopped by cancel. */
   heartbeats?: HeartbeatPort;
+  /** The engine, which gives the GPU up while a job holds its lock (training.enginePolicy). */
+  gpuTenant?: GpuTenantPort;
   /** Where the native trainer comes from (tests and benchmarks may pass a prebuilt one). */
   trainer?: () => Promise<TrainerBinary>;
 }
@@ -88,6 +90,8 @@ interface ActiveRun {
   logLines: number;
   lastProgressSave: number;
   lastStep: number;
+  /** The engine gave the GPU up for this run (handed back when it ends). */
+  gpuYielded: boolean;
   exited: Promise<void>;
   resolveExited: () => void;
 }
@@ -523,6 +527,7 @@ export class TrainingService extends BaseService {
       logLines: 0,
       lastProgressSave: 0,
       lastStep: 0,
+      gpuYielded: false,
       exited,
       resolveExited,
     };
@@ -570,6 +575,11 @@ export class TrainingService extends BaseService {
         );
       }
       const spec = await this.commandFor(run);
+      if (lease && this.options.gpuTenant && this.cfg.enginePolicy !== 'keep') {
+        this.log(job.id, 'info', `asking the engine to give up the GPU (training.enginePolicy "${this.cfg.enginePolicy}")`);
+        await this.options.gpuTenant.yieldGpu({ gpuId: lease.gpuId, holder: job.id, purpose: 'training', policy: this.cfg.enginePolicy });
+        run.gpuYielded = true;
+      }
       if (run.abort) {
         this.finalize(run, null, null);
         return;
@@ -854,6 +864,7 @@ export class TrainingService extends BaseService {
         this.options.logger.warn({ err, jobId: id }, 'releasing the GPU lock failed');
       });
     }
+    if (run.gpuYielded) this.options.gpuTenant?.reclaimGpu(id);
     if (this.options.heartbeats) {
       await this.options.heartbeats.complete(id, status).catch((err: unknown) => this.options.logger.warn({ err, jobId: id }, 'ending the heartbeat failed'));
     }
