@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LossResponse, StartTrainingResponse, TrainingJobStatus } from '../../shared/contracts/training.js';
 import { writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
+import { Store } from '../../electron/core/base/store.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { TEST_TRAINER_DIR, waitFor, writeCatDataset } from '../helpers/training.js';
 
@@ -198,6 +199,42 @@ describe('LoRA training and adapters served by the engine (tiny models, CPU)', (
     expect((await engineStatus()).gpuLent).toBeNull();
     const logs = (await call<{ lines: Array<{ message: string }> }>(c, 'GET', `/api/v1/training/${start.body.jobId}/logs`)).body.lines.map((l) => l.message);
     expect(logs.some((m) => m.includes('asking the engine to give up the GPU'))).toBe(true);
+  }, 300_000);
+
+  it('resumes an interrupted LoRA job from its last checkpoint after a restart', async () => {
+    const first = await startConsole({ keepDataDir: true, config: { engine: { gpu: 'false' }, training: { trainerDir: TEST_TRAINER_DIR, threads: 2, gpu: 'cpu' } } });
+    const dataDir = first.dataDir;
+    writeTinyModel(join(dataDir, 'models', 'tiny-q8.gguf'), { type: 'q8_0' });
+    writeCatDataset(dataDir, 'datasets/cat.txt', 300);
+    const start = await call<StartTrainingResponse>(first, 'POST', '/api/v1/training/start', {
+      baseModel: 'tiny-q8',
+      datasetPath: 'datasets/cat.txt',
+      outputDir: 'resume',
+      hyperParams: { epochs: 3, maxSeqLength: 256, saveSteps: 10 },
+      loraConfig: { r: 4 },
+    });
+    const jobId = start.body.jobId;
+    await waitFor(() => (existsSync(join(dataDir, 'training', 'outputs', 'resume', 'checkpoint-step-10.gguf')) ? true : undefined), 120_000, 'a checkpoint', 50);
+    await first.close();
+    // What a kill -9 leaves behind: the job still marked running.
+    const store = new Store({ path: join(dataDir, 'console.db') });
+    store.db.prepare("UPDATE training_jobs SET status = 'running', completed_at = NULL, error = NULL WHERE id = ?").run(jobId);
+    store.close();
+    const second = await startConsole({ dataDir, config: { engine: { gpu: 'false' }, training: { trainerDir: TEST_TRAINER_DIR, threads: 2, gpu: 'cpu' } } });
+    try {
+      const done = await waitFor(async () => {
+        const { body: s } = await call<TrainingJobStatus>(second, 'GET', `/api/v1/training/status/${jobId}`);
+        return ['completed', 'failed'].includes(s.status) ? s : undefined;
+      }, 240_000, 'the resumed job', 250);
+      expect(done.status, done.error).toBe('completed');
+      expect(done.progress.currentStep).toBe(done.progress.totalSteps);
+      const logs = (await call<{ lines: Array<{ message: string }> }>(second, 'GET', `/api/v1/training/${jobId}/logs`)).body.lines.map((l) => l.message);
+      expect(logs.some((m) => /resumes from its checkpoint at step \d+/.test(m))).toBe(true);
+      expect(done.result?.modelId).toBe('tiny-q8+resume');
+    } finally {
+      await second.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   }, 300_000);
 
   it('answers 400 for an adapter the model does not have', async () => {

@@ -29,6 +29,9 @@ export interface TrainingPlan {
   /** The dataset file the trainer reads (a prepared copy of chat/prompt rows), and whether it holds special tokens. */
   trainerDatasetPath?: string;
   parseSpecial?: boolean;
+  /** LoRA: resume from this adapter checkpoint, written after `resumeStep` optimizer steps. */
+  resumeFrom?: string;
+  resumeStep?: number;
   /** Lineage, hashed when the job was queued. */
   baseSha256?: string;
   datasetSha256?: string;
@@ -174,6 +177,16 @@ export class TrainingJobStore {
   }
 
   /** Jobs left `running` by a previous process (crash or kill): they cannot be resumed. */
+  /** Jobs that were running (or paused) when the console stopped. */
+  interrupted(): JobRow[] {
+    return (this.store.db.prepare("SELECT * FROM training_jobs WHERE status IN ('running','paused') ORDER BY created_at").all() as RawJob[]).map(toJob);
+  }
+
+  /** Puts an interrupted job back in the queue with a new plan (e.g. resuming from a checkpoint). */
+  requeue(id: string, plan: TrainingPlan): void {
+    this.store.db.prepare("UPDATE training_jobs SET status = 'queued', plan = ? WHERE id = ? AND status IN ('running','paused')").run(JSON.stringify(plan), id);
+  }
+
   failInterrupted(at: number, reason: string): string[] {
     return this.store.transaction(() => {
       const ids = (this.store.db.prepare("SELECT id FROM training_jobs WHERE status IN ('running','paused')").all() as Array<{ id: string }>).map((r) => r.id);

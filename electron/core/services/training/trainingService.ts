@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, link, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -113,6 +113,16 @@ export function explainTrainerCrash(nativeError: string | undefined): string | u
 
 const SNAPSHOT_JOBS = 20;
 
+/** The newest `checkpoint-step-N.gguf` in a job's output dir. */
+async function latestCheckpoint(dir: string): Promise<{ path: string; step: number } | undefined> {
+  let best: { path: string; step: number } | undefined;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = /^checkpoint-step-(\d+)\.gguf$/.exec(name);
+    if (m && (!best || Number(m[1]) > best.step)) best = { path: join(dir, name), step: Number(m[1]) };
+  }
+  return best;
+}
+
 /** Values of a request the llama backend cannot honour, each with the reason (logged in the job). */
 function ignoredParams(request: StartTrainingRequest, method: TrainingMethod): string[] {
   const hp = request.hyperParams;
@@ -184,7 +194,14 @@ export class TrainingService extends BaseService {
   }
 
   protected async onStart(): Promise<void> {
-    const failed = this.jobs.failInterrupted(this.options.clock.now(), 'The console stopped while this job was running; training cannot resume. Start the job again.');
+    // A LoRA job interrupted by a restart resumes from its last checkpoint; others cannot (say why).
+    for (const job of this.jobs.interrupted()) {
+      const checkpoint = job.plan.method === 'lora' ? await latestCheckpoint(job.plan.outputDir) : undefined;
+      if (!checkpoint) continue;
+      this.jobs.requeue(job.id, { ...job.plan, resumeFrom: checkpoint.path, resumeStep: checkpoint.step });
+      this.log(job.id, 'info', `the console stopped while this job was running; it resumes from its checkpoint at step ${checkpoint.step} (${checkpoint.path}); AdamW's moment estimates start afresh`);
+    }
+    const failed = this.jobs.failInterrupted(this.options.clock.now(), 'The console stopped while this job was running and it has no checkpoint to resume from (full fine-tuning, or a LoRA job stopped before its first saveSteps); start the job again.');
     for (const id of failed) this.log(id, 'error', 'marked failed: the console stopped while the job was running');
     if (failed.length > 0) this.options.logger.warn({ jobs: failed }, 'training jobs interrupted by a restart were marked failed');
     this.disposables.defer(() => {
@@ -672,6 +689,7 @@ export class TrainingService extends BaseService {
           loraRank: rank,
           loraAlpha: alpha,
           lrSchedule: hp.lrScheduler,
+          ...(plan.resumeFrom ? { resumeFrom: plan.resumeFrom, resumeStep: plan.resumeStep ?? 0 } : {}),
           warmupSteps: hp.warmupSteps,
           weightDecay: hp.weightDecay,
         },
