@@ -38,6 +38,8 @@ export interface TinyModelOptions {
   shape?: ModelShapeName | ModelShape;
   /** Storage type of the 2-D weights (default `f32`; norms stay F32). */
   type?: 'f32' | 'f16';
+  /** `tokenizer.chat_template` (default {@link TINY_CHAT_TEMPLATE}); `null` writes none. */
+  chatTemplate?: string | null;
 }
 
 const ALIGNMENT = 32;
@@ -190,8 +192,9 @@ function plan(options: TinyModelOptions): Plan {
     ['tokenizer.ggml.eos_token_id', { t: 'u32', v: 2 }],
     ['tokenizer.ggml.add_bos_token', { t: 'bool', v: true }],
     ['tokenizer.ggml.add_eos_token', { t: 'bool', v: false }],
-    ['tokenizer.chat_template', { t: 'str', v: TINY_CHAT_TEMPLATE }],
   ];
+  const chatTemplate = options.chatTemplate === undefined ? TINY_CHAT_TEMPLATE : options.chatTemplate;
+  if (chatTemplate !== null) meta.push(['tokenizer.chat_template', { t: 'str', v: chatTemplate }]);
 
   // [name, dims (ggml order, innermost first), init]
   const list: Array<[string, number[], 'norm' | 'rand']> = [
