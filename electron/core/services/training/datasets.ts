@@ -271,6 +271,17 @@ export async function requireValidDataset(path: string, field = 'datasetPath'): 
   return inspection;
 }
 
+/**
+ * The training request's dataset check (`TrainingService.plan`): the problems of the dataset at
+ * `path` as error details, none when it is valid. Only the `llama` backend's datasets are checked:
+ * the `command` backend's external trainer reads the file itself, in formats of its own.
+ */
+export async function datasetRequestProblems(path: string, backend: 'llama' | 'command', field = 'datasetPath'): Promise<ErrorDetail[]> {
+  if (backend !== 'llama') return [];
+  const inspection = await inspectDataset(path);
+  return inspection.ok ? [] : datasetIssueDetails(inspection, field);
+}
+
 // --- rendering ---
 
 export interface RenderDatasetOptions {
