@@ -378,6 +378,8 @@ function renderChat(template: ChatTemplate, messages: Array<{ role: ChatRole; co
     }
     out += itemText(item, template.specialTokens);
   }
+  // The template changed the sentinel (e.g. filtered the content): the turn's end is unknown.
+  if (endsWithAssistant) throw new Error('cannot find the end of the last assistant turn');
   return out;
 }
 

@@ -28,8 +28,12 @@ function DatasetPicker({ training }: { training: TrainingStore }) {
   }, [training]);
   const chosen = st.datasets.find((d) => uploadedDatasetPath(d.name) === st.form.datasetPath.trim());
   const preview = st.datasetPreview && chosen && st.datasetPreview.name === chosen.name ? st.datasetPreview : null;
+  // A path typed (or set) to an uploaded dataset loads its preview, once per name.
+  const previewRequested = useRef<string | null>(null);
   useEffect(() => {
-    if (chosen && st.datasetPreview?.name !== chosen.name) void training.getState().chooseDataset(chosen.name);
+    if (!chosen || st.datasetPreview?.name === chosen.name || previewRequested.current === chosen.name) return;
+    previewRequested.current = chosen.name;
+    void training.getState().chooseDataset(chosen.name);
   }, [chosen, st.datasetPreview, training]);
   const onFile = async (files: FileList | null) => {
     const file = files?.[0];
