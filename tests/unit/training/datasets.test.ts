@@ -156,6 +156,24 @@ describe('renderDataset', () => {
     expect(readRows(r.path)).toEqual(['[INST] Hi [/INST]Hello</s>[INST] Bye [/INST]Ciao</s>']);
   });
 
+  it.each([
+    [
+      'Llama 3',
+      "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+      '<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>',
+    ],
+    [
+      'Gemma',
+      "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}",
+      '<start_of_turn>system\nBe brief.<end_of_turn>\n<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n',
+    ],
+  ])('closes the last assistant turn of a %s-style template', async (name, template, expected) => {
+    const model = writeTinyModel(join(dir, `${name}.gguf`), { chatTemplate: template });
+    const r = await renderDataset({ datasetPath: file('t.jsonl', jsonl([chat])), modelPath: model, outputPath: join(dir, `${name}.jsonl`) });
+    expect(r.chatFormat).toBe('template');
+    expect(readRows(r.path)).toEqual([expected]);
+  });
+
   it('falls back to "role: content" lines, with a warning, when the model has no chat template', async () => {
     const model = writeTinyModel(join(dir, 'no-template.gguf'), { chatTemplate: null });
     const path = file('chat2.jsonl', jsonl([chat, { messages: [{ role: 'user', content: 'q' }, { role: 'tool', content: '{"ok":true}' }, { role: 'assistant', content: 'a' }] }]));
