@@ -26,6 +26,7 @@ import { monitoringPlugin } from './server/http/plugins/monitoring.js';
 import { opsPlugin } from './server/http/plugins/ops.js';
 import { runtimePlugin } from './server/http/plugins/runtime.js';
 import { trainingPlugin } from './server/http/plugins/training.js';
+import { trainingDatasetsPlugin } from './server/http/plugins/trainingDatasets.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
@@ -38,6 +39,7 @@ import { MonitoringService } from './services/monitoring/monitoringService.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { TrainingService } from './services/training/trainingService.js';
+import { DatasetLibrary } from './services/training/datasetLibrary.js';
 import { RuntimeService } from './services/runtime/runtimeService.js';
 
 export interface ConsoleOptions extends LoadSettingsOptions {
@@ -177,6 +179,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     heartbeats: monitoring.heartbeats,
     gpuTenant: engine,
   });
+  const datasets = new DatasetLibrary({ config, logger: logs.get('training'), dataDir: settings.dataDir });
   const services: Service[] = [ops, monitoring, runtime, models, engine, training];
   grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth }));
   const engineHttp = createEngineHttp({ engine, clock });
@@ -265,6 +268,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(engineHttp.plugin, { engine, auth, clock });
       if (limiter) await http.register(limiterPlugin, { limiter, auth, clock });
       await http.register(trainingPlugin, { training, auth, clock });
+      await http.register(trainingDatasetsPlugin, { datasets, auth });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
       await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });

@@ -22,6 +22,7 @@ import type {
   TrainingStatus,
 } from './apiTypes.js';
 import type { ConsoleLogRecord, LogFilter } from '../contracts/console.js';
+import type { DatasetDetails, DatasetListResponse } from '../contracts/datasets.js';
 
 /** One bad field reported by the server (any of the contract's envelopes). */
 export interface FieldError {
@@ -154,9 +155,11 @@ export class ConsoleClient {
   private async send(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    // A FormData body (uploads) is sent as multipart/form-data, with the boundary fetch chooses.
+    const form = typeof FormData !== 'undefined' && body instanceof FormData;
+    if (body !== undefined && !form) headers['content-type'] = 'application/json';
     try {
-      return await this.fetchImpl(`${this.baseUrl}${path}`, { ...init, method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      return await this.fetchImpl(`${this.baseUrl}${path}`, { ...init, method, headers, body: body === undefined ? undefined : form ? body : JSON.stringify(body) });
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
       throw new NetworkError(`cannot reach the console at ${this.baseUrl || 'this origin'}: ${(err as Error).message}`);
@@ -300,6 +303,20 @@ export class ConsoleClient {
   }
   trainingLogs(jobId: string, afterId = 0) {
     return this.request<TrainingLogs>('GET', `/api/v1/training/${encodeURIComponent(jobId)}/logs${query({ afterId })}`);
+  }
+  /** Uploaded training datasets (`DATA_DIR/datasets/`). */
+  trainingDatasets() {
+    return this.request<DatasetListResponse>('GET', '/api/v1/training/datasets');
+  }
+  /** One dataset's details with a preview of its first rows. */
+  trainingDataset(name: string) {
+    return this.request<DatasetDetails>('GET', `/api/v1/training/datasets/${encodeURIComponent(name)}`);
+  }
+  /** Uploads a dataset file (validated by the console: bad rows → ApiError 400 with one field error per row). */
+  uploadTrainingDataset(file: Blob, filename: string) {
+    const form = new FormData();
+    form.append('file', file, filename);
+    return this.request<DatasetDetails>('POST', '/api/v1/training/datasets', form);
   }
   cancelTraining(jobId: string) {
     return this.request<{ jobId: string; status: string }>('POST', `/api/v1/training/cancel/${encodeURIComponent(jobId)}`);

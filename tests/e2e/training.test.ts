@@ -41,6 +41,22 @@ describe('Training page with the native trainer on the tiny model', () => {
     expect(list.total).toBe(0);
   });
 
+  it('uploads datasets (a broken one shows its bad lines), picks one and previews it', async () => {
+    await page.getByLabel('Dataset file').setInputFiles({ name: 'broken.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from('{"text": "ok"}\n{"text": \n{"foo": 1}\n') });
+    const errors = page.getByLabel('Upload errors');
+    await errors.waitFor();
+    expect(await errors.textContent()).toMatch(/line 2: malformed JSON[\s\S]*line 3: no known row shape/);
+    const chat = [{ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }] }, { prompt: 'Q: ', completion: 'A' }];
+    await page.getByLabel('Dataset file').setInputFiles({ name: 'chat.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(chat.map((r) => JSON.stringify(r)).join('\n')) });
+    await page.getByTestId('dataset-preview').waitFor();
+    expect(await page.getByLabel('Dataset path').inputValue()).toBe('datasets/chat.jsonl');
+    expect(await page.getByTestId('dataset-preview').textContent()).toMatch(/2 rows · 1 chat, 1 prompt\/completion[\s\S]*user: Hi\nassistant: Hello/);
+    await page.getByLabel('Uploaded dataset').selectOption('cat.txt');
+    await page.getByText('cat.txt: 1 row · 1 text').waitFor();
+    expect(await page.getByLabel('Dataset path').inputValue()).toBe('datasets/cat.txt');
+    await page.screenshot({ path: join(SCREENSHOTS, 'training-datasets.png'), fullPage: true });
+  });
+
   it('draws the live loss chart, then opens the trained model in Chat', { timeout: 240_000 }, async () => {
     await page.getByLabel('Base model').fill('tiny');
     await page.getByLabel('Dataset path').fill('datasets/cat.txt');

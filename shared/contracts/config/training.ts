@@ -34,6 +34,8 @@ export const TrainingConfig = Type.Object(
     trainerDir: Type.String({ default: '' }),
     /** Extra absolute directories (besides the data dir) that datasetPath, outputDir and baseModel may name. */
     allowedRoots: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    /** Largest dataset file `POST /api/v1/training/datasets` accepts, in bytes (default 512 MiB). */
+    maxDatasetUploadBytes: Type.Integer({ default: 512 * 1024 * 1024, minimum: 1, maximum: 64 * 1024 * 1024 * 1024 }),
     /** Seconds between SIGTERM and SIGKILL when a job is cancelled. */
     cancelGraceSeconds: Type.Number({ default: 10, minimum: 0, maximum: 600 }),
     /** Seconds between heartbeats of a running job (contract §7.4: 15). */

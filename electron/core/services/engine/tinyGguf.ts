@@ -38,6 +38,8 @@ export interface TinyModelOptions {
   shape?: ModelShapeName | ModelShape;
   /** Storage type of the 2-D weights (default `f32`; norms stay F32). `q8_0`/`q4_0` quantize them as llama.cpp does. */
   type?: TinyModelType;
+  /** `tokenizer.chat_template` (default {@link TINY_CHAT_TEMPLATE}); `null` writes none. */
+  chatTemplate?: string | null;
 }
 
 export type TinyModelType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
@@ -202,8 +204,9 @@ function plan(options: TinyModelOptions): Plan {
     ['tokenizer.ggml.eos_token_id', { t: 'u32', v: 2 }],
     ['tokenizer.ggml.add_bos_token', { t: 'bool', v: true }],
     ['tokenizer.ggml.add_eos_token', { t: 'bool', v: false }],
-    ['tokenizer.chat_template', { t: 'str', v: TINY_CHAT_TEMPLATE }],
   ];
+  const chatTemplate = options.chatTemplate === undefined ? TINY_CHAT_TEMPLATE : options.chatTemplate;
+  if (chatTemplate !== null) meta.push(['tokenizer.chat_template', { t: 'str', v: chatTemplate }]);
 
   // [name, dims (ggml order, innermost first), init]
   const list: Array<[string, number[], 'norm' | 'rand']> = [

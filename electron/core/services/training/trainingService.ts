@@ -33,6 +33,7 @@ import {
 } from '../../../../shared/contracts/training.js';
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
 import { cudaDriverRemedy } from '../../base/gpuErrors.js';
+import { datasetRequestProblems } from './datasets.js';
 import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
 import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
@@ -352,6 +353,8 @@ export class TrainingService extends BaseService {
     }
     const dataset = await checkExistingFile(request.datasetPath, this.options.dataDir, roots);
     if (!dataset.ok) details.push({ type: 'invalid_path', field: 'datasetPath', description: dataset.description });
+    // Dataset contents (datasets.ts): every bad row is a 400 before the job is queued.
+    else details.push(...(await datasetRequestProblems(dataset.path, backend)));
     const outputBase = join(this.options.dataDir, 'training', 'outputs');
     const output = await checkOutputDir(request.outputDir, outputBase, roots);
     if (!output.ok) details.push({ type: 'invalid_path', field: 'outputDir', description: output.description });

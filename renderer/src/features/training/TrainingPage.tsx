@@ -1,14 +1,13 @@
-import { useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { useStore } from 'zustand';
 import { useApp, useEveryTick } from '../../app/context.js';
 import { Badge, Empty, ErrorText, NotAvailable } from '../../app/components.js';
 import { StepChart } from '../../lib/Chart.js';
 import { duration, num } from '../../lib/format.js';
-import { TERMINAL, type TrainingForm } from './store.js';
+import { TERMINAL, describeDataset, uploadedDatasetPath, type TrainingForm, type TrainingStore } from './store.js';
 
 const FIELDS: Array<{ key: keyof TrainingForm; label: string; placeholder?: string }> = [
   { key: 'baseModel', label: 'Base model', placeholder: 'local model id or path' },
-  { key: 'datasetPath', label: 'Dataset path', placeholder: '/path/to/data.jsonl' },
   { key: 'outputDir', label: 'Output directory', placeholder: '/path/to/output' },
   { key: 'epochs', label: 'Epochs' },
   { key: 'learningRate', label: 'Learning rate' },
@@ -16,6 +15,76 @@ const FIELDS: Array<{ key: keyof TrainingForm; label: string; placeholder?: stri
   { key: 'loraRank', label: 'LoRA rank (optional)' },
   { key: 'maxSeqLength', label: 'Max sequence length (optional)' },
 ];
+
+/**
+ * The dataset: a picker of uploaded datasets (rows, shapes), an upload button, a preview of the
+ * chosen one, and the path field, which also takes any other path the console may read.
+ */
+function DatasetPicker({ training }: { training: TrainingStore }) {
+  const st = useStore(training);
+  const fileInput = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    void training.getState().loadDatasets();
+  }, [training]);
+  const chosen = st.datasets.find((d) => uploadedDatasetPath(d.name) === st.form.datasetPath.trim());
+  const preview = st.datasetPreview && chosen && st.datasetPreview.name === chosen.name ? st.datasetPreview : null;
+  // A path typed (or set) to an uploaded dataset loads its preview, once per name.
+  const previewRequested = useRef<string | null>(null);
+  useEffect(() => {
+    if (!chosen || st.datasetPreview?.name === chosen.name || previewRequested.current === chosen.name) return;
+    previewRequested.current = chosen.name;
+    void training.getState().chooseDataset(chosen.name);
+  }, [chosen, st.datasetPreview, training]);
+  const onFile = async (files: FileList | null) => {
+    const file = files?.[0];
+    if (!file) return;
+    await training.getState().upload(file, file.name);
+    if (fileInput.current) fileInput.current.value = '';
+  };
+  return (
+    <fieldset className="dataset-picker" style={{ gridColumn: '1 / -1', border: 'none', padding: 0, margin: 0 }}>
+      <div className="row" style={{ alignItems: 'flex-end', flexWrap: 'wrap', gap: 8 }}>
+        <label style={{ flex: '1 1 260px' }}>
+          Uploaded dataset
+          <select value={chosen?.name ?? ''} onChange={(e) => void training.getState().chooseDataset(e.target.value === '' ? null : e.target.value)}>
+            <option value="">{st.datasets.length === 0 ? 'none uploaded yet' : 'choose, or type a path below'}</option>
+            {st.datasets.map((d) => (
+              <option key={d.name} value={d.name}>
+                {d.name} · {describeDataset(d)}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button type="button" disabled={st.uploading} onClick={() => fileInput.current?.click()}>
+          {st.uploading ? 'Uploading…' : 'Upload dataset'}
+        </button>
+        <input ref={fileInput} type="file" hidden aria-label="Dataset file" accept=".jsonl,.ndjson,.json,.txt,.md" onChange={(e) => void onFile(e.target.files)} />
+        <label style={{ flex: '2 1 320px' }}>
+          Dataset path
+          <input
+            value={st.form.datasetPath}
+            placeholder="datasets/data.jsonl or /path/to/data.jsonl"
+            onChange={(e) => training.getState().setField('datasetPath', e.target.value)}
+            aria-invalid={st.fieldErrors.datasetPath ? true : undefined}
+            aria-describedby="err-datasetPath"
+          />
+          <span id="err-datasetPath" className="field-error">{st.fieldErrors.datasetPath}</span>
+        </label>
+      </div>
+      {st.uploadError ? <pre role="alert" className="bad log" aria-label="Upload errors">{st.uploadError}</pre> : null}
+      {preview ? (
+        <div data-testid="dataset-preview" aria-label={`Preview of ${preview.name}`}>
+          <p className="muted">
+            {preview.name}: {describeDataset(preview)} · {Math.max(1, Math.round(preview.size / 1024))} KiB · sha256 {preview.sha256.slice(0, 12)}
+          </p>
+          <pre className="log" tabIndex={0} aria-label="Dataset preview">
+            {preview.preview.map((r) => `#${r.at} [${r.shape}]\n${r.text}`).join('\n\n')}
+          </pre>
+        </div>
+      ) : null}
+    </fieldset>
+  );
+}
 
 export default function TrainingPage() {
   const { training, chat, router } = useApp();
@@ -41,6 +110,7 @@ export default function TrainingPage() {
         <h3 id="new-h">New fine-tuning job</h3>
         <form onSubmit={submit} noValidate>
           <div className="form-grid">
+            <DatasetPicker training={training} />
             {FIELDS.map((f) => (
               <label key={f.key}>
                 {f.label}

@@ -1,6 +1,7 @@
 import { createStore } from 'zustand/vanilla';
 import type { TrainingList, TrainingStartRequest, TrainingStatus } from '../../../../shared/client/apiTypes.js';
 import { ApiError, type ConsoleClient } from '../../../../shared/client/consoleClient.js';
+import type { DatasetDetails, DatasetSummary } from '../../../../shared/contracts/datasets.js';
 import { classify, type Availability } from '../../lib/resource.js';
 import { errorText } from '../../lib/format.js';
 
@@ -28,12 +29,36 @@ export interface TrainingState {
   logs: string[];
   form: TrainingForm;
   fieldErrors: Record<string, string>;
+  /** Uploaded datasets (`GET /api/v1/training/datasets`); loaded by `loadDatasets()`. */
+  datasets: DatasetSummary[];
+  /** The chosen uploaded dataset's details and preview. */
+  datasetPreview: DatasetDetails | null;
+  uploading: boolean;
+  /** The last upload's error, with its bad rows (one per line). */
+  uploadError: string | null;
   refresh(): Promise<void>;
   select(jobId: string | null): Promise<void>;
   setField(key: keyof TrainingForm, value: string): void;
   /** Validates, then starts; server-side field errors land in `fieldErrors`. */
   start(): Promise<string | null>;
   cancel(jobId: string): Promise<void>;
+  loadDatasets(): Promise<void>;
+  /** Picks an uploaded dataset (sets the dataset path to `datasets/<name>`) and loads its preview; `null` clears. */
+  chooseDataset(name: string | null): Promise<void>;
+  /** Uploads a file; on success it becomes the chosen dataset. */
+  upload(file: Blob, filename: string): Promise<boolean>;
+}
+
+/** The dataset path a training request uses for an uploaded dataset (relative = to the data dir). */
+export function uploadedDatasetPath(name: string): string {
+  return `datasets/${name}`;
+}
+
+/** "12 rows · 10 chat, 2 text" */
+export function describeDataset(d: Pick<DatasetSummary, 'rows' | 'shapes'>): string {
+  const names: Record<keyof DatasetSummary['shapes'], string> = { chat: 'chat', promptCompletion: 'prompt/completion', text: 'text' };
+  const parts = (Object.keys(names) as Array<keyof DatasetSummary['shapes']>).filter((k) => d.shapes[k] > 0).map((k) => `${d.shapes[k]} ${names[k]}`);
+  return `${d.rows} ${d.rows === 1 ? 'row' : 'rows'}${parts.length ? ` · ${parts.join(', ')}` : ''}`;
 }
 
 export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -103,6 +128,10 @@ export function createTrainingStore(client: ConsoleClient) {
     logs: [],
     form: { baseModel: '', datasetPath: '', outputDir: '', epochs: '3', learningRate: '0.0002', batchSize: '4', loraRank: '', maxSeqLength: '' },
     fieldErrors: {},
+    datasets: [],
+    datasetPreview: null,
+    uploading: false,
+    uploadError: null,
     async refresh() {
       try {
         const list = await client.trainingList();
@@ -155,10 +184,49 @@ export function createTrainingStore(client: ConsoleClient) {
       } catch (err) {
         if (err instanceof ApiError && err.fields.length > 0) {
           const fe: Record<string, string> = {};
-          for (const f of err.fields) fe[FIELD_MAP[f.field] ?? f.field] = f.message;
+          for (const f of err.fields) {
+            const key = FIELD_MAP[f.field] ?? f.field;
+            fe[key] = fe[key] ? `${fe[key]}; ${f.message}` : f.message;
+          }
           set({ fieldErrors: fe });
         }
         return errorText(err);
+      }
+    },
+    async loadDatasets() {
+      try {
+        const { datasets } = await client.trainingDatasets();
+        set({ datasets });
+      } catch (err) {
+        set({ error: errorText(err) });
+      }
+    },
+    async chooseDataset(name) {
+      if (name === null) {
+        set({ datasetPreview: null });
+        return;
+      }
+      get().setField('datasetPath', uploadedDatasetPath(name));
+      try {
+        const details = await client.trainingDataset(name);
+        if (get().form.datasetPath === uploadedDatasetPath(name)) set({ datasetPreview: details });
+      } catch (err) {
+        set({ datasetPreview: null, error: errorText(err) });
+      }
+    },
+    async upload(file, filename) {
+      set({ uploading: true, uploadError: null });
+      try {
+        const details = await client.uploadTrainingDataset(file, filename);
+        set({ uploading: false });
+        await get().loadDatasets();
+        get().setField('datasetPath', uploadedDatasetPath(details.name));
+        set({ datasetPreview: details });
+        return true;
+      } catch (err) {
+        const rows = err instanceof ApiError ? err.fields.map((f) => f.message) : [];
+        set({ uploading: false, uploadError: [errorText(err), ...rows].join('\n') });
+        return false;
       }
     },
     async cancel(jobId) {
