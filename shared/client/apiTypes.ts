@@ -134,8 +134,11 @@ export interface TrainingStatus {
   startedAt?: string;
   completedAt?: string;
   error?: string;
-  /** The trained model once completed (usable in Chat). */
-  result?: { modelId: string; modelPath: string };
+  /** What the job trains: the method and how many parameters the optimizer updates. */
+  method?: 'lora' | 'full';
+  trainableParams?: number;
+  /** The trained model once completed (usable in Chat; a LoRA adapter is `<base>+<adapter>`). */
+  result?: { modelId: string; modelPath: string; adapter?: string };
 }
 
 /** `GET /api/v1/training/{jobId}/loss` (incremental with `afterStep`). */
@@ -162,7 +165,22 @@ export interface TrainingStartRequest {
   baseModel: string;
   outputDir: string;
   datasetPath: string;
-  hyperParams?: Partial<{ batchSize: number; learningRate: number; epochs: number; maxSeqLength: number; loraRank: number; loraAlpha: number; loraDropout: number; saveSteps: number; evalSteps: number }>;
+  hyperParams?: Partial<{
+    batchSize: number;
+    learningRate: number;
+    epochs: number;
+    maxSeqLength: number;
+    loraRank: number;
+    loraAlpha: number;
+    loraDropout: number;
+    saveSteps: number;
+    evalSteps: number;
+    method: 'lora' | 'full';
+    lrScheduler: 'constant' | 'linear' | 'cosine';
+    warmupSteps: number;
+    weightDecay: number;
+  }>;
+  loraConfig?: { r?: number; loraAlpha?: number; loraDropout?: number; targetModules?: string[]; bias?: 'none' | 'all' | 'lora_only' };
 }
 
 /** §8.2 `GET /api/runtime/gateway/status`. */

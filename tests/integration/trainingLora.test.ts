@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LossResponse, StartTrainingResponse, TrainingJobStatus } from '../../shared/contracts/training.js';
@@ -235,6 +235,27 @@ describe('LoRA training and adapters served by the engine (tiny models, CPU)', (
       await second.close();
       rmSync(dataDir, { recursive: true, force: true });
     }
+  }, 300_000);
+
+  it('trains on a chat dataset (OpenAI messages rows) rendered with the base model\'s chat template', async () => {
+    const rows = Array.from({ length: 120 }, (_, i) =>
+      JSON.stringify({ messages: [{ role: 'user', content: `where is the cat ${i % 7}?` }, { role: 'assistant', content: 'the cat sat on the mat.' }] }),
+    );
+    writeFileSync(join(c.dataDir, 'datasets', 'chat.jsonl'), `${rows.join('\n')}\n`);
+    const done = await train({
+      baseModel: 'tiny-q8',
+      datasetPath: 'datasets/chat.jsonl',
+      outputDir: 'chat-lora',
+      hyperParams: { epochs: 3, learningRate: 1e-3, warmupSteps: 5, maxSeqLength: 256 },
+      loraConfig: { r: 8, targetModules: ['all-linear', 'output'] },
+    });
+    expect(done.status, done.error).toBe('completed');
+    const logs = (await call<{ lines: Array<{ message: string }> }>(c, 'GET', `/api/v1/training/${done.jobId}/logs`)).body.lines.map((l) => l.message);
+    expect(logs.some((m) => m.startsWith("dataset: 120 rows (120 chat), chat rows rendered with the base model's chat template"))).toBe(true);
+    const prepared = readFileSync(join(c.dataDir, 'training', 'outputs', 'chat-lora', 'prepared-dataset.jsonl'), 'utf8');
+    expect(prepared).toContain('<|im_start|>assistant\\nthe cat sat on the mat.<|im_end|>');
+    const loss = (await call<LossResponse>(c, 'GET', `/api/v1/training/${done.jobId}/loss`)).body.points;
+    expect(loss[loss.length - 1]!.loss).toBeLessThan(loss[0]!.loss * 0.85);
   }, 300_000);
 
   it('answers 400 for an adapter the model does not have', async () => {

@@ -12,7 +12,7 @@ import { createGpuStore, ttlLeft } from '../../../renderer/src/features/gpu/stor
 import { createLimiterStore } from '../../../renderer/src/features/limiter/store.js';
 import { createLogsStore } from '../../../renderer/src/features/logs/store.js';
 import { createModelsStore, validateModelUri } from '../../../renderer/src/features/models/store.js';
-import { createTrainingStore, mergeLoss, validateTrainingForm } from '../../../renderer/src/features/training/store.js';
+import { createTrainingStore, formToRequest, mergeLoss, validateTrainingForm } from '../../../renderer/src/features/training/store.js';
 import { alertsFor } from '../../../renderer/src/features/overview/alerts.js';
 import { fakeFetch, snapshot, sseResponse } from './fakes.js';
 
@@ -263,7 +263,7 @@ describe('training, models, logs, session, router, overview', () => {
   });
 
   it('validates the training form and maps server field errors', async () => {
-    expect(validateTrainingForm({ baseModel: '', datasetPath: 'd', outputDir: 'o', epochs: '1.5', learningRate: '-1', batchSize: '4', loraRank: '', maxSeqLength: '' })).toEqual({
+    expect(validateTrainingForm({ baseModel: '', datasetPath: 'd', outputDir: 'o', epochs: '1.5', learningRate: '-1', batchSize: '4', loraRank: '', maxSeqLength: '', method: '', loraAlpha: '', targetModules: [] })).toEqual({
       baseModel: expect.any(String),
       epochs: expect.stringMatching(/whole/),
       learningRate: expect.any(String),
@@ -275,6 +275,26 @@ describe('training, models, logs, session, router, overview', () => {
     t.getState().setField('outputDir', '/out');
     expect(await t.getState().start()).toBe('bad');
     expect(t.getState().fieldErrors).toEqual({ batchSize: 'too big for this GPU' });
+  });
+
+  it('sends the LoRA choices as loraConfig (method, alpha, target modules) and maps their errors', async () => {
+    let sent: unknown;
+    const f = fakeFetch({
+      'POST /api/v1/training/start': (body) => {
+        sent = body;
+        return [400, { error: { code: 'INVALID_REQUEST', message: 'bad', details: [{ type: 'v', field: 'loraConfig.targetModules', description: "'k_proj' matches no weight" }] } }];
+      },
+    });
+    const t = createTrainingStore(new ConsoleClient({ baseUrl: '', fetch: f }));
+    for (const [k, v] of [['baseModel', 'qwen-q4'], ['datasetPath', 'datasets/chat.jsonl'], ['outputDir', 'mine'], ['method', 'lora'], ['loraRank', '16'], ['loraAlpha', '32']] as const) t.getState().setField(k, v);
+    t.getState().toggleTarget('q_proj', true);
+    t.getState().toggleTarget('k_proj', true);
+    t.getState().toggleTarget('q_proj', false);
+    await t.getState().start();
+    expect(sent).toMatchObject({ hyperParams: { method: 'lora', loraRank: 16 }, loraConfig: { loraAlpha: 32, targetModules: ['k_proj'] } });
+    expect(t.getState().fieldErrors).toEqual({ targetModules: "'k_proj' matches no weight" });
+    // a full fine-tune sends no LoRA values
+    expect(formToRequest({ ...t.getState().form, method: 'full' }).loraConfig).toBeUndefined();
   });
 
   it('accepts hf: and https model URIs only', () => {

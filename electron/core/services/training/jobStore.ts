@@ -26,9 +26,6 @@ export interface TrainingPlan {
   architecture?: string;
   /** LoRA: the base weights that get an adapter, with their shapes. */
   loraTargets?: LoraTarget[];
-  /** The dataset file the trainer reads (a prepared copy of chat/prompt rows), and whether it holds special tokens. */
-  trainerDatasetPath?: string;
-  parseSpecial?: boolean;
   /** LoRA: resume from this adapter checkpoint, written after `resumeStep` optimizer steps. */
   resumeFrom?: string;
   resumeStep?: number;

@@ -33,7 +33,7 @@ import {
 } from '../../../../shared/contracts/training.js';
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
 import { cudaDriverRemedy } from '../../base/gpuErrors.js';
-import { datasetRequestProblems } from './datasets.js';
+import { datasetRequestProblems, renderDataset } from './datasets.js';
 import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
 import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
@@ -675,14 +675,20 @@ export class TrainingService extends BaseService {
         : `full fine-tuning of the F32 tensors (${(plan.trainableParams ?? 0).toLocaleString('en')} parameters)`;
     this.log(job.id, 'info', `llama backend (${binary.variant}): ${what}; one optimizer step per ${hp.maxSeqLength}-token window, ${hp.lrScheduler} learning rate${hp.warmupSteps > 0 ? ` after ${hp.warmupSteps} warm-up steps` : ''}, validation every ${hp.evalSteps} steps, checkpoint every ${hp.saveSteps} steps`);
     for (const note of ignoredParams(job.request, method)) this.log(job.id, 'warn', note);
+    // The trainer reads {"text"} rows: chat rows rendered with the base's own chat template, prompt/completion rows joined.
+    await mkdir(plan.outputDir, { recursive: true });
+    const rendered = await renderDataset({ datasetPath: plan.datasetPath, modelPath: plan.modelPath, outputPath: join(plan.outputDir, 'prepared-dataset.jsonl') });
+    const shapes = Object.entries(rendered.shapes).filter(([, n]) => n > 0).map(([shape, n]) => `${n} ${shape}`).join(', ');
+    this.log(job.id, 'info', `dataset: ${rendered.rows} rows (${shapes})${rendered.chatFormat === 'none' ? '' : `, chat rows rendered with ${rendered.chatFormat === 'template' ? "the base model's chat template" : 'the fallback format'}`}`);
+    for (const warning of rendered.warnings) this.log(job.id, 'warn', warning);
     const outputPath = join(job.plan.outputDir, method === 'lora' ? 'adapter.gguf' : 'model.gguf');
     await writeFile(
       configPath,
       JSON.stringify(
         {
           ...common,
-          datasetPath: plan.trainerDatasetPath ?? plan.datasetPath,
-          parseSpecial: plan.parseSpecial ?? false,
+          datasetPath: rendered.path,
+          parseSpecial: rendered.containsSpecialTokens,
           outputPath,
           backendDir: binary.backendDir,
           gpuLayers: binary.variant === 'cuda' ? -1 : 0,

@@ -4,17 +4,48 @@ import { useApp, useEveryTick } from '../../app/context.js';
 import { Badge, Empty, ErrorText, NotAvailable } from '../../app/components.js';
 import { StepChart } from '../../lib/Chart.js';
 import { duration, num } from '../../lib/format.js';
-import { TERMINAL, describeDataset, uploadedDatasetPath, type TrainingForm, type TrainingStore } from './store.js';
+import { TARGET_MODULES, TERMINAL, describeDataset, uploadedDatasetPath, type TrainingForm, type TrainingStore } from './store.js';
 
-const FIELDS: Array<{ key: keyof TrainingForm; label: string; placeholder?: string }> = [
+const FIELDS: Array<{ key: Exclude<keyof TrainingForm, 'targetModules' | 'method'>; label: string; placeholder?: string }> = [
   { key: 'baseModel', label: 'Base model', placeholder: 'local model id or path' },
   { key: 'outputDir', label: 'Output directory', placeholder: '/path/to/output' },
   { key: 'epochs', label: 'Epochs' },
   { key: 'learningRate', label: 'Learning rate' },
   { key: 'batchSize', label: 'Batch size' },
   { key: 'loraRank', label: 'LoRA rank (optional)' },
+  { key: 'loraAlpha', label: 'LoRA alpha (optional)' },
   { key: 'maxSeqLength', label: 'Max sequence length (optional)' },
 ];
+
+/** Method and LoRA target modules (the server maps Hugging Face names to the model's weights). */
+function MethodFields({ training }: { training: TrainingStore }) {
+  const st = useStore(training);
+  return (
+    <>
+      <label>
+        Method
+        <select value={st.form.method} onChange={(e) => training.getState().setField('method', e.target.value)} aria-describedby="err-method">
+          <option value="">auto (LoRA unless the base is all F32)</option>
+          <option value="lora">LoRA (base frozen, any type)</option>
+          <option value="full">full fine-tune (F32 weights only)</option>
+        </select>
+        <span id="err-method" className="field-error">{st.fieldErrors.method}</span>
+      </label>
+      <fieldset style={{ gridColumn: '1 / -1', border: 'none', padding: 0, margin: 0 }} disabled={st.form.method === 'full'} aria-describedby="err-targetModules">
+        <legend>LoRA target modules (none checked = q_proj, v_proj)</legend>
+        <div className="row" style={{ flexWrap: 'wrap', gap: 12 }}>
+          {TARGET_MODULES.map((m) => (
+            <label key={m} style={{ flexDirection: 'row', alignItems: 'center', gap: 4 }}>
+              <input type="checkbox" checked={st.form.targetModules.includes(m)} onChange={(e) => training.getState().toggleTarget(m, e.target.checked)} />
+              {m}
+            </label>
+          ))}
+        </div>
+        <span id="err-targetModules" className="field-error">{st.fieldErrors.targetModules}</span>
+      </fieldset>
+    </>
+  );
+}
 
 /**
  * The dataset: a picker of uploaded datasets (rows, shapes), an upload button, a preview of the
@@ -111,11 +142,12 @@ export default function TrainingPage() {
         <form onSubmit={submit} noValidate>
           <div className="form-grid">
             <DatasetPicker training={training} />
+            <MethodFields training={training} />
             {FIELDS.map((f) => (
               <label key={f.key}>
                 {f.label}
                 <input
-                  value={st.form[f.key]}
+                  value={st.form[f.key] as string}
                   placeholder={f.placeholder}
                   onChange={(e) => training.getState().setField(f.key, e.target.value)}
                   aria-invalid={st.fieldErrors[f.key] ? true : undefined}
@@ -156,8 +188,14 @@ export default function TrainingPage() {
             <>
               <p>
                 <Badge tone={s.status === 'completed' ? 'ok' : s.status === 'failed' ? 'bad' : 'warn'}>{s.status}</Badge> epoch {s.progress?.currentEpoch ?? '—'} · step {s.progress?.currentStep ?? '—'}/{s.progress?.totalSteps ?? '—'} · loss{' '}
-                {num(s.progress?.loss, 4)} · elapsed {duration(s.elapsedTimeSeconds)} · ETA {duration(s.estimatedTimeRemainingSeconds)}
+                {num(s.progress?.loss, 4)} · learning rate {num(s.progress?.learningRate, 6)} · elapsed {duration(s.elapsedTimeSeconds)} · ETA {duration(s.estimatedTimeRemainingSeconds)}
               </p>
+              {s.method ? (
+                <p className="muted" data-testid="job-method">
+                  {s.method === 'lora' ? 'LoRA adapter' : 'full fine-tune'} · {s.trainableParams !== undefined ? s.trainableParams.toLocaleString('en') : '—'} trainable parameters
+                  {s.result?.adapter ? ` · served as ${s.result.modelId}` : ''}
+                </p>
+              ) : null}
               {s.error ? <p className="bad">{s.error}</p> : null}
               <div data-testid="loss-chart" data-points={st.loss.length}>
               <StepChart label="Loss" rows={st.loss} lines={[{ key: 'loss', name: 'training loss', color: 'var(--chart-1)' }, { key: 'validationLoss', name: 'validation loss', color: 'var(--chart-2)' }]} />

@@ -14,7 +14,17 @@ export interface TrainingForm {
   batchSize: string;
   loraRank: string;
   maxSeqLength: string;
+  /** '' = the server decides (LoRA unless the base is all F32), or `lora` / `full`. */
+  method: '' | 'lora' | 'full';
+  loraAlpha: string;
+  /** LoRA target modules (Hugging Face names); empty = the server's default (q_proj, v_proj). */
+  targetModules: string[];
 }
+
+type NumericField = 'epochs' | 'learningRate' | 'batchSize' | 'loraRank' | 'loraAlpha' | 'maxSeqLength';
+
+/** The target modules the form offers (the server maps them to the model's GGUF weights). */
+export const TARGET_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'output'] as const;
 
 export type LossPoint = { step: number; loss: number; validationLoss?: number | null } & Record<string, number | null | undefined>;
 
@@ -39,6 +49,8 @@ export interface TrainingState {
   refresh(): Promise<void>;
   select(jobId: string | null): Promise<void>;
   setField(key: keyof TrainingForm, value: string): void;
+  /** Adds or removes a LoRA target module. */
+  toggleTarget(module: string, on: boolean): void;
   /** Validates, then starts; server-side field errors land in `fieldErrors`. */
   start(): Promise<string | null>;
   cancel(jobId: string): Promise<void>;
@@ -69,7 +81,7 @@ export function validateTrainingForm(f: TrainingForm): Record<string, string> {
   if (!f.baseModel.trim()) errors.baseModel = 'Base model is required (a local model id or path)';
   if (!f.datasetPath.trim()) errors.datasetPath = 'Dataset path is required';
   if (!f.outputDir.trim()) errors.outputDir = 'Output directory is required';
-  const positive = (key: keyof TrainingForm, label: string, integer: boolean) => {
+  const positive = (key: NumericField, label: string, integer: boolean) => {
     const raw = f[key].trim();
     if (!raw) return;
     const n = Number(raw);
@@ -79,6 +91,7 @@ export function validateTrainingForm(f: TrainingForm): Record<string, string> {
   positive('learningRate', 'Learning rate', false);
   positive('batchSize', 'Batch size', true);
   positive('loraRank', 'LoRA rank', true);
+  positive('loraAlpha', 'LoRA alpha', true);
   positive('maxSeqLength', 'Max sequence length', true);
   return errors;
 }
@@ -90,7 +103,20 @@ export function formToRequest(f: TrainingForm): TrainingStartRequest {
   if (f.batchSize.trim()) hyper.batchSize = Number(f.batchSize);
   if (f.loraRank.trim()) hyper.loraRank = Number(f.loraRank);
   if (f.maxSeqLength.trim()) hyper.maxSeqLength = Number(f.maxSeqLength);
-  return { baseModel: f.baseModel.trim(), datasetPath: f.datasetPath.trim(), outputDir: f.outputDir.trim(), ...(Object.keys(hyper).length ? { hyperParams: hyper } : {}) };
+  if (f.method) hyper.method = f.method;
+  // LoRA values go in loraConfig (which also makes LoRA the method when none is chosen).
+  const lora: NonNullable<TrainingStartRequest['loraConfig']> = {};
+  if (f.method !== 'full') {
+    if (f.loraAlpha.trim()) lora.loraAlpha = Number(f.loraAlpha);
+    if (f.targetModules.length > 0) lora.targetModules = [...f.targetModules];
+  }
+  return {
+    baseModel: f.baseModel.trim(),
+    datasetPath: f.datasetPath.trim(),
+    outputDir: f.outputDir.trim(),
+    ...(Object.keys(hyper).length ? { hyperParams: hyper } : {}),
+    ...(Object.keys(lora).length ? { loraConfig: lora } : {}),
+  };
 }
 
 const FIELD_MAP: Record<string, keyof TrainingForm> = {
@@ -99,6 +125,9 @@ const FIELD_MAP: Record<string, keyof TrainingForm> = {
   'hyperParams.batchSize': 'batchSize',
   'hyperParams.loraRank': 'loraRank',
   'hyperParams.maxSeqLength': 'maxSeqLength',
+  'hyperParams.method': 'method',
+  'loraConfig.loraAlpha': 'loraAlpha',
+  'loraConfig.targetModules': 'targetModules',
 };
 
 /** Adds new loss points (by step) and attaches validation losses to their steps; keeps the last 5000. */
@@ -126,7 +155,7 @@ export function createTrainingStore(client: ConsoleClient) {
     status: null,
     loss: [],
     logs: [],
-    form: { baseModel: '', datasetPath: '', outputDir: '', epochs: '3', learningRate: '0.0002', batchSize: '4', loraRank: '', maxSeqLength: '' },
+    form: { baseModel: '', datasetPath: '', outputDir: '', epochs: '3', learningRate: '0.0002', batchSize: '4', loraRank: '', maxSeqLength: '', method: '', loraAlpha: '', targetModules: [] },
     fieldErrors: {},
     datasets: [],
     datasetPreview: null,
@@ -172,6 +201,12 @@ export function createTrainingStore(client: ConsoleClient) {
       const fieldErrors = { ...get().fieldErrors };
       delete fieldErrors[key];
       set({ form: { ...get().form, [key]: value }, fieldErrors });
+    },
+    toggleTarget(module, on) {
+      const current = get().form.targetModules.filter((m) => m !== module);
+      const fieldErrors = { ...get().fieldErrors };
+      delete fieldErrors.targetModules;
+      set({ form: { ...get().form, targetModules: on ? [...current, module] : current }, fieldErrors });
     },
     async start() {
       const errors = validateTrainingForm(get().form);
