@@ -5,6 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { installTinyModel } from '../helpers/tinyModel.js';
+import { writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
 import { TEST_TRAINER_DIR, writeCatDataset } from '../helpers/training.js';
 import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS } from './support.js';
 
@@ -17,6 +18,7 @@ describe('Training page with the native trainer on the tiny model', () => {
     await ensureDashboardBuilt();
     const dataDir = mkdtempSync(join(tmpdir(), 'train-e2e-'));
     installTinyModel(dataDir, 'tiny');
+    writeTinyModel(join(dataDir, 'models', 'tiny-q8.gguf'), { type: 'q8_0' });
     writeCatDataset(dataDir);
     c = await startConsole({ dataDir, config: { engine: { gpu: 'false', threads: 1, detectOnStart: false }, training: { trainerDir: TEST_TRAINER_DIR, threads: 1, gpu: 'cpu' } } });
     browser = await launchChromium();
@@ -71,6 +73,29 @@ describe('Training page with the native trainer on the tiny model', () => {
     expect(await axeViolations(page)).toEqual([]);
     const open = page.getByRole('button', { name: 'Open result in Chat' });
     await open.waitFor({ timeout: 180_000 });
+    await open.click();
+    await page.getByRole('heading', { level: 2, name: 'Chat' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/chat');
+  });
+
+  it('fine-tunes a LoRA adapter on a quantized base and chats with <base>+<adapter>', { timeout: 240_000 }, async () => {
+    await page.getByRole('link', { name: 'Training' }).click().catch(() => undefined);
+    await page.getByLabel('Base model').fill('tiny-q8');
+    await page.getByLabel('Dataset path').fill('datasets/cat.txt');
+    await page.getByLabel('Output directory').fill('e2e-lora');
+    await page.getByLabel('Epochs').fill('1');
+    await page.getByLabel('Learning rate').fill('0.003');
+    await page.getByLabel('Max sequence length (optional)').fill('256');
+    await page.getByLabel('Method').selectOption('lora');
+    await page.getByLabel('LoRA rank (optional)').fill('8');
+    for (const m of ['q_proj', 'v_proj', 'output']) await page.getByRole('checkbox', { name: m }).check();
+    await page.getByRole('button', { name: 'Start training' }).click();
+    const method = page.getByTestId('job-method');
+    await method.waitFor({ timeout: 60_000 });
+    const open = page.getByRole('button', { name: 'Open result in Chat' });
+    await open.waitFor({ timeout: 180_000 });
+    expect(await method.textContent()).toMatch(/LoRA adapter · [\d,]+ trainable parameters · served as tiny-q8\+e2e-lora/);
+    await page.screenshot({ path: join(SCREENSHOTS, 'training-lora.png'), fullPage: true });
     await open.click();
     await page.getByRole('heading', { level: 2, name: 'Chat' }).waitFor();
     expect(new URL(page.url()).pathname).toBe('/chat');

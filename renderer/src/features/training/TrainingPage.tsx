@@ -188,7 +188,7 @@ export default function TrainingPage() {
             <>
               <p>
                 <Badge tone={s.status === 'completed' ? 'ok' : s.status === 'failed' ? 'bad' : 'warn'}>{s.status}</Badge> epoch {s.progress?.currentEpoch ?? '—'} · step {s.progress?.currentStep ?? '—'}/{s.progress?.totalSteps ?? '—'} · loss{' '}
-                {num(s.progress?.loss, 4)} · learning rate {num(s.progress?.learningRate, 6)} · elapsed {duration(s.elapsedTimeSeconds)} · ETA {duration(s.estimatedTimeRemainingSeconds)}
+                {num(s.progress?.loss, 4)} · learning rate {s.progress?.learningRate !== undefined ? s.progress.learningRate.toExponential(2) : "—"} · elapsed {duration(s.elapsedTimeSeconds)} · ETA {duration(s.estimatedTimeRemainingSeconds)}
               </p>
               {s.method ? (
                 <p className="muted" data-testid="job-method">
