@@ -755,15 +755,23 @@ export class EngineService extends BaseService {
         new AppError(ErrorCode.UNAVAILABLE, `Model '${file.id}' cannot be loaded: the GPU is lent to training job ${lent.holder} (training.enginePolicy "unload"); retry when it ends, or set training.enginePolicy to "cpu"`, {
           headers: { 'retry-after': '30' },
         });
-      const left = deadline - this.options.clock.monotonic();
-      if (!waiter || left <= 0 || this.stopping) throw busy();
-      const timeout = new AbortController();
-      const timer = this.options.clock.setTimeout(() => timeout.abort(busy()), left);
-      try {
-        await this.queue.wait(waiter.requestId, loadKey(file.id), waiter.priority, timeout.signal, waiter.onQueued);
-      } finally {
-        timer.cancel();
-      }
+      await this.waitForLoadTurn(file, waiter, deadline, busy);
+    }
+  }
+
+  /**
+   * Waits in the engine queue (by priority, under `load:<id>`) until something that may let this load
+   * go on happens (a model goes idle, a load ends, the GPU comes back), or throws `busy()` at the deadline.
+   */
+  private async waitForLoadTurn(file: LocalModelFile, waiter: LoadWaiter | undefined, deadline: number, busy: () => AppError): Promise<void> {
+    const left = deadline - this.options.clock.monotonic();
+    if (!waiter || left <= 0 || this.stopping) throw busy();
+    const timeout = new AbortController();
+    const timer = this.options.clock.setTimeout(() => timeout.abort(busy()), left);
+    try {
+      await this.queue.wait(waiter.requestId, loadKey(file.id), waiter.priority, timeout.signal, waiter.onQueued);
+    } finally {
+      timer.cancel();
     }
   }
 
@@ -798,16 +806,8 @@ export class EngineService extends BaseService {
         new AppError(ErrorCode.INSUFFICIENT_RESOURCES, `Cannot load model '${file.id}' from ${name}: the loaded models stayed busy for ${cfg.loadWaitSeconds}s and no room is left (about ${mib(used())} MiB used of ${budget > 0 ? `${cfg.memoryBudgetMb} MiB` : 'no budget'}, ${this.loaded.size} of ${cfg.maxLoadedModels} models)`, {
           headers: { 'retry-after': '5' },
         });
-      const left = deadline - this.options.clock.monotonic();
-      if (!waiter || left <= 0 || this.stopping) throw busy();
       // Wait until a model goes idle or a load ends (scheduleIdle / the load's finally grant us), then look again.
-      const timeout = new AbortController();
-      const timer = this.options.clock.setTimeout(() => timeout.abort(busy()), left);
-      try {
-        await this.queue.wait(`${waiter.requestId}`, loadKey(file.id), waiter.priority, timeout.signal, waiter.onQueued);
-      } finally {
-        timer.cancel();
-      }
+      await this.waitForLoadTurn(file, waiter, deadline, busy);
     }
     this.reserved.set(file.id, bytes);
   }
