@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isProcessAlive } from '../../electron/core/services/runtime/processUtil.js';
+import { isProcessAlive } from '../../electron/core/base/processUtil.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../fixtures/runtime');

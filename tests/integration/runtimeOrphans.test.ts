@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isProcessAlive } from '../../electron/core/services/runtime/processUtil.js';
+import { isProcessAlive } from '../../electron/core/base/processUtil.js';
 import { spawnServe } from '../helpers/spawnServe.js';
 import { startConsole } from '../helpers/startConsole.js';
 

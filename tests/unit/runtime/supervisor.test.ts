@@ -11,7 +11,7 @@ import { AppError } from '../../../electron/core/base/errors.js';
 import { HealthRegistry } from '../../../electron/core/base/health.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import { Store } from '../../../electron/core/base/store.js';
-import { isProcessAlive } from '../../../electron/core/services/runtime/processUtil.js';
+import { isProcessAlive } from '../../../electron/core/base/processUtil.js';
 import { RuntimeService } from '../../../electron/core/services/runtime/runtimeService.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/runtime');
@@ -333,7 +333,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     // A previous run's record: a live process in its own group, as the supervisor spawns them.
     const { spawn } = await import('node:child_process');
     const orphan = spawn(node, [join(fixtures, 'stubborn.mjs')], { detached: true, stdio: 'ignore' });
-    const { processStartTime } = await import('../../../electron/core/services/runtime/processUtil.js');
+    const { processStartTime } = await import('../../../electron/core/base/processUtil.js');
     await waitFor(() => processStartTime(orphan.pid!) !== null || process.platform !== 'linux');
     first.store.db
       .prepare('INSERT INTO runtime_processes (name, pid, proc_start, started_at, console_pid, run_id, mode, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')

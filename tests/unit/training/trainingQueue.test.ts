@@ -196,6 +196,15 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     expect(service.logs(a.jobId).lines.some((l) => /sending SIGKILL/.test(l.message))).toBe(true);
   });
 
+  it('cancel stops the trainer\'s whole process group: workers it started are gone too', async () => {
+    const marker = `worker-${Date.now()}`;
+    const a = await service.submit(request('workers', { steps: 1000, stepMs: 20, worker: marker }));
+    await settle(a.jobId, (s) => s.status === 'running' && s.progress.currentStep > 0);
+    expect(processesMentioning(marker).length).toBe(1);
+    await service.cancel(a.jobId);
+    await waitFor(() => (processesMentioning(marker).length === 0 ? true : undefined), 5000, 'the worker to be gone');
+  });
+
   it('cancels a queued job without running it', async () => {
     const a = await service.submit(request('first', { steps: 1000, stepMs: 20 }));
     const b = await service.submit(request('second', { steps: 1 }));

@@ -31,7 +31,7 @@ import type { Store } from '../../base/store.js';
 import { HealthProbe } from './healthProbe.js';
 import { maskLogText } from './logText.js';
 import { ProcessRecords, type ProcessRecord } from './processRecords.js';
-import { isDirectory, isProcessAlive, processStartTime, resolveExecutable, signalGroup } from './processUtil.js';
+import { isDirectory, isProcessAlive, processStartTime, resolveExecutable, signalGroup } from '../../base/processUtil.js';
 import { RotatingLog } from './rotatingLog.js';
 import { SupervisedProcess, type LaunchSpec, type RunInfo } from './supervisedProcess.js';
 

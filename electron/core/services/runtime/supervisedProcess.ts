@@ -8,7 +8,7 @@ import { AppError, ErrorCode } from '../../base/errors.js';
 import type { HealthProbe } from './healthProbe.js';
 import { LineSplitter, maskLogText } from './logText.js';
 import type { ProcessRecords } from './processRecords.js';
-import { groupExists, processStartTime, signalGroup } from './processUtil.js';
+import { groupExists, processStartTime, signalGroup } from '../../base/processUtil.js';
 import type { RotatingLog } from './rotatingLog.js';
 
 /** Characters of child output returned in a start-up failure (contract §8.5). */

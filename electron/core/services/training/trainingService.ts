@@ -34,6 +34,7 @@ import {
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
 import { cudaDriverRemedy } from '../../base/gpuErrors.js';
 import { datasetRequestProblems, renderDataset } from './datasets.js';
+import { groupExists, signalGroup } from '../../base/processUtil.js';
 import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
 import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
@@ -605,7 +606,8 @@ export class TrainingService extends BaseService {
         return;
       }
       await mkdir(job.plan.outputDir, { recursive: true });
-      const child = spawn(spec.file, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...spec.env } });
+      // Its own process group: cancel reaches a trainer's workers too (a PEFT script's data loaders).
+      const child = spawn(spec.file, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...spec.env }, detached: process.platform !== 'win32' });
       run.child = child;
       const out = new LineSplitter((line) => this.onStdout(run, line));
       const err = new LineSplitter((line) => this.onStderr(run, line));
@@ -841,12 +843,13 @@ export class TrainingService extends BaseService {
 
   private kill(run: ActiveRun): void {
     const child = run.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
+    if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const pid = child.pid;
+    signalGroup(pid, 'SIGTERM');
     run.killTimer ??= this.options.clock.setTimeout(() => {
       if (child.exitCode === null && child.signalCode === null) {
         this.logRun(run, 'warn', `trainer did not stop within ${this.cfg.cancelGraceSeconds} s of SIGTERM; sending SIGKILL`);
-        child.kill('SIGKILL');
+        signalGroup(pid, 'SIGKILL');
       }
     }, this.cfg.cancelGraceSeconds * 1000);
   }
@@ -860,6 +863,12 @@ export class TrainingService extends BaseService {
   private async finalizeAsync(run: ActiveRun, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     const id = run.job.id;
     run.killTimer?.cancel();
+    // Whatever the trainer left running in its group (workers) goes with it.
+    const pid = run.child?.pid;
+    if (pid !== undefined && process.platform !== 'win32' && groupExists(pid)) {
+      this.logRun(run, 'warn', `the trainer left processes in its group ${pid}; killing them`);
+      signalGroup(pid, 'SIGKILL');
+    }
     for (const t of run.timers) t.cancel();
     for (const u of run.unsubscribe) u();
     this.saveProgress(run, true);
