@@ -65,6 +65,27 @@ describe('engine under load (tiny model, CPU)', () => {
     expect(status.activeSequences).toBe(0);
   }, 180_000);
 
+  it('orders embeddings by X-Priority too (they share the engine queue)', async () => {
+    const embed = async (priority: string) => {
+      const res = await fetch(`${c.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-priority': priority },
+        body: JSON.stringify({ model: 'tiny', input: Array.from({ length: 6 }, (_, i) => `the cat sat on the mat ${i} `.repeat(8)) }),
+      });
+      await res.text();
+      return { status: res.status, priority, doneAt: performance.now(), queued: res.headers.get('x-queue-position') };
+    };
+    const results = await Promise.all(Array.from({ length: 16 }, (_, i) => embed(PRIORITIES[i % 4]!)));
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    const order = [...results].sort((a, b) => a.doneAt - b.doneAt);
+    const median = (p: string) => {
+      const idx = order.map((r, i) => (r.priority === p ? i : -1)).filter((i) => i >= 0);
+      return idx[Math.floor(idx.length / 2)]!;
+    };
+    expect(median('urgent')).toBeLessThan(median('low'));
+    expect(results.some((r) => r.queued !== null)).toBe(true);
+  }, 120_000);
+
   it('queues requests for a model that cannot be loaded yet instead of refusing them', async () => {
     const requests: Array<Promise<Finished>> = [];
     for (let i = 0; i < 18; i++) requests.push(chat(['tiny', 'tiny-b', 'tiny-c'][i % 3]!, PRIORITIES[i % 4]!));

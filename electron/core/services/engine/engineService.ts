@@ -166,7 +166,8 @@ interface LoadedModel {
   idleTimer: TimerHandle | null;
   estimateBytes: number;
   embedding: Promise<LlamaEmbeddingContext> | null;
-  embeddingLock: Promise<unknown>;
+  /** A request is using the embedding context (others wait in the queue under `<id>#embed`). */
+  embeddingBusy: boolean;
   chatWrapper: ChatWrapper;
   /** Moving average of a request's sequence time (ms), for queue ETAs. */
   avgRequestMs: number;
@@ -196,6 +197,8 @@ type LoadWaiter = Pick<RunOptions, 'priority' | 'requestId' | 'onQueued'>;
 /** Queue key of the requests waiting for room to load model `id` (model ids never contain ':'). */
 const loadKey = (id: string): string => `load:${id}`;
 const isLoadKey = (key: string): boolean => key.startsWith('load:');
+/** Queue key of the requests waiting for model `id`'s embedding context. */
+const embedKey = (id: string): string => `${id}#embed`;
 const RATE_WINDOW_MS = 10_000;
 
 function cpuCount(): number {
@@ -606,7 +609,7 @@ export class EngineService extends BaseService {
 
   /** A model is in use while a request holds or waits for one of its sequences, or is about to (pinned). */
   private inUse(m: LoadedModel): boolean {
-    return m.active > 0 || m.pins > 0 || this.queue.sizeFor(m.id) > 0;
+    return m.active > 0 || m.pins > 0 || m.embeddingBusy || this.queue.sizeFor(m.id) > 0 || this.queue.sizeFor(embedKey(m.id)) > 0;
   }
 
   private scheduleIdle(m: LoadedModel): void {
@@ -719,7 +722,7 @@ export class EngineService extends BaseService {
         idleTimer: null,
         estimateBytes,
         embedding: null,
-        embeddingLock: Promise.resolve(),
+        embeddingBusy: false,
         avgRequestMs: DEFAULT_ETA_MS,
         freeSequences: [],
         pins: 0,
@@ -1116,7 +1119,12 @@ export class EngineService extends BaseService {
         m.embedding.catch(() => (m.embedding = null));
       }
       const ctx = await m.embedding;
-      const run = m.embeddingLock.then(async () => {
+      // The embedding context serves one request at a time; others wait in the engine queue by
+      // X-Priority (under `<id>#embed`), and stop() waits for the running one (never disposing it mid-use).
+      const key = embedKey(m.id);
+      if (m.embeddingBusy || this.queue.sizeFor(key) > 0) await this.queue.wait(opts.requestId, key, opts.priority, opts.signal, opts.onQueued);
+      else m.embeddingBusy = true;
+      const run = (async () => {
         const vectors: number[][] = [];
         let tokens = 0;
         for (const text of inputs) {
@@ -1126,9 +1134,13 @@ export class EngineService extends BaseService {
           tokens += m.model.tokenize(text).length;
         }
         return { vectors, tokens };
+      })();
+      this.generations.add(run);
+      const { vectors, tokens } = await run.finally(() => {
+        this.generations.delete(run);
+        // The context passes straight to the next waiter, as a sequence does.
+        if (this.stopping || !this.queue.grant(key)) m.embeddingBusy = false;
       });
-      m.embeddingLock = run.catch(() => undefined);
-      const { vectors, tokens } = await run;
       m.lastUsedMono = this.options.clock.monotonic();
       this.scheduleIdle(m);
       this.metrics.tokens.inc({ route: opts.route, priority: opts.priority, direction: 'in' }, tokens);

@@ -148,7 +148,7 @@ export class WaitQueue {
     return this.waiters.map((w) => {
       const position = (positions.get(w.key) ?? 0) + 1;
       positions.set(w.key, position);
-      return { id: w.id, modelId: w.key.replace(/^load:/, ''), priority: w.priority, position, etaMs: Math.round(this.options.estimate(w.key, position)), waitedMs: Math.round(now - w.enqueuedAt) };
+      return { id: w.id, modelId: w.key.replace(/^load:/, '').replace(/#embed$/, ''), priority: w.priority, position, etaMs: Math.round(this.options.estimate(w.key, position)), waitedMs: Math.round(now - w.enqueuedAt) };
     });
   }
 

@@ -396,9 +396,11 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
         throw invalid(route, err);
       }
       const inputs = Array.isArray(body.input) ? body.input : [body.input];
-      const r = await engine.embed(body.model, inputs, runOptions(request, reply, route, body.ttl)).catch((err: unknown) => {
+      const q = queueHeaders();
+      const r = await engine.embed(body.model, inputs, runOptions(request, reply, route, body.ttl, { onQueued: q.onQueued })).catch((err: unknown) => {
         throw rejected(route, err);
       });
+      q.apply(reply);
       const encode = (v: number[]) => (body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v);
       return {
         object: 'list',
