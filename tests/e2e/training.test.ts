@@ -90,11 +90,11 @@ describe('Training page with the native trainer on the tiny model', () => {
     await page.getByLabel('LoRA rank (optional)').fill('8');
     for (const m of ['q_proj', 'v_proj', 'output']) await page.getByRole('checkbox', { name: m }).check();
     await page.getByRole('button', { name: 'Start training' }).click();
-    const method = page.getByTestId('job-method');
-    await method.waitFor({ timeout: 60_000 });
-    const open = page.getByRole('button', { name: 'Open result in Chat' });
-    await open.waitFor({ timeout: 180_000 });
+    // The new job is selected once started; its line names the method and, when done, the served model.
+    const method = page.getByTestId('job-method').filter({ hasText: 'served as tiny-q8+e2e-lora' });
+    await method.waitFor({ timeout: 180_000 });
     expect(await method.textContent()).toMatch(/LoRA adapter · [\d,]+ trainable parameters · served as tiny-q8\+e2e-lora/);
+    const open = page.getByRole('button', { name: 'Open result in Chat' });
     await page.screenshot({ path: join(SCREENSHOTS, 'training-lora.png'), fullPage: true });
     await open.click();
     await page.getByRole('heading', { level: 2, name: 'Chat' }).waitFor();

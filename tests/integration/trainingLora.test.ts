@@ -258,6 +258,21 @@ describe('LoRA training and adapters served by the engine (tiny models, CPU)', (
     expect(loss[loss.length - 1]!.loss).toBeLessThan(loss[0]!.loss * 0.85);
   }, 300_000);
 
+  it('resolves the seed\'s Hugging Face baseModel through the model catalog, or says how to download it', async () => {
+    const body = { baseModel: 'Qwen/Qwen2.5-0.5B-Instruct', datasetPath: 'datasets/cat.txt', outputDir: 'hf-id', hyperParams: { epochs: 1, maxSeqLength: 256 }, loraConfig: { r: 4 } };
+    const missing = await call<EngineError>(c, 'POST', '/api/v1/training/start', body);
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.details?.[0]?.description).toMatch(/catalog's 'qwen2\.5-0\.5b-instruct-q4_k_m' .*POST \/api\/v1\/library\/downloads/);
+    // once downloaded (a stand-in file under the catalog id), the same request is accepted
+    writeTinyModel(join(c.dataDir, 'models', 'qwen2.5-0.5b-instruct-q4_k_m.gguf'), { type: 'q8_0' });
+    const ok = await call<StartTrainingResponse>(c, 'POST', '/api/v1/training/start', body);
+    expect(ok.status).toBe(200);
+    await waitFor(async () => {
+      const { body: s } = await call<TrainingJobStatus>(c, 'GET', `/api/v1/training/status/${ok.body.jobId}`);
+      return ['completed', 'failed'].includes(s.status) ? s : undefined;
+    }, 120_000, 'the job', 250);
+  }, 180_000);
+
   it('answers 400 for an adapter the model does not have', async () => {
     const res = await call<EngineError>(c, 'POST', '/api/v1/inference', { modelId: 'tiny-f16', prompt: 'x', adapter: 'nope', generation: { maxNewTokens: 2 } });
     expect(res.status).toBe(400);

@@ -97,6 +97,8 @@ export interface ModelFilesPort {
   get(id: string): Promise<LocalModelFile | undefined>;
   /** LoRA adapters published into the models dir (`adapters/<name>.gguf` + `<name>.json`); optional for test doubles. */
   adapters?(): Promise<LocalAdapterFile[]>;
+  /** The recommended models (id, `hf:` uri); optional for test doubles. */
+  catalog?(): Promise<{ models: Array<{ id: string; uri: string }> }>;
   /** Called after a model file is added or removed (download finished, import, deletion). */
   onChange(listener: () => void): () => void;
 }

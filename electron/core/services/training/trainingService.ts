@@ -464,7 +464,27 @@ export class TrainingService extends BaseService {
     }
     // `org/name` (a Hugging Face id): only an external trainer can fetch it.
     if (backend === 'command') return { kind: 'ok', path: input };
+    // The seed's shape: a Hugging Face id that the model catalog knows (its GGUF repo), downloaded or not.
+    const entry = await this.catalogEntryFor(input);
+    if (entry) {
+      const file = await this.options.models?.get(entry.id).catch(() => undefined);
+      if (file) return { kind: 'ok', path: file.path };
+      return {
+        kind: 'missing',
+        description: `'${input}' is the catalog's '${entry.id}' (${entry.uri}), which is not downloaded yet: POST /api/v1/library/downloads {"uri": "${entry.uri}", "name": "${entry.id}"} (or the Models page), then train on '${entry.id}'`,
+      };
+    }
     return { kind: 'missing', description: `'${input}' is not a local model; download it into the models dir first (the llama backend trains local GGUF files)` };
+  }
+
+  /** The catalog entry whose `hf:` repo is `repo` (with or without a `-GGUF` suffix), if any. */
+  private async catalogEntryFor(repo: string): Promise<{ id: string; uri: string } | undefined> {
+    const catalog = await this.options.models?.catalog?.().catch(() => undefined);
+    const want = repo.toLowerCase().replace(/-gguf$/, '');
+    return catalog?.models.find((m) => {
+      const r = /^hf:([^:]+)/.exec(m.uri)?.[1]?.toLowerCase().replace(/-gguf$/, '');
+      return r === want;
+    });
   }
 
   // --- running ---
