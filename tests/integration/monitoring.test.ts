@@ -175,6 +175,9 @@ describe('monitoring API (§7) on a real console', () => {
     const metrics = await (await fetch(`${c.url}/metrics`)).text();
     expect(metrics).toContain('console_gpu_lock_held{lock_key="gpu_lock:0"} 0');
     expect(metrics).toMatch(/console_heartbeat_tasks\{state="active"\} \d/);
+    expect(metrics).toContain('console_gpu_lock_held_seconds_total{lock_key="gpu_lock:0"}');
+    expect(metrics).toMatch(/^console_heartbeat_max_age_seconds \d/m);
+    expect(metrics).toMatch(/^console_heartbeat_beats_total\{result="refused"\} \d/m);
     const components = (await (await fetch(`${c.url}/api/v1/health/details`)).json()) as { components: Record<string, { status: string }> };
     expect(components.components.monitor?.status).toBe('UP');
   });
