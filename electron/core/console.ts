@@ -16,6 +16,7 @@ import { Auth } from './server/auth.js';
 import { GrpcServer } from './server/grpc/grpcServer.js';
 import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
+import { alertsPlugin } from './server/http/plugins/alerts.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { consoleStreamPlugin } from './server/http/plugins/consoleStream.js';
 import { dashboardPlugin } from './server/http/plugins/dashboard.js';
@@ -29,6 +30,7 @@ import { trainingPlugin } from './server/http/plugins/training.js';
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
+import { AlertInbox } from './services/ops/alertInbox.js';
 import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
@@ -187,6 +189,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   snapshots.register('library', () => ({ downloads: models.snapshot() }));
   snapshots.register('engine', () => engine.snapshot());
   snapshots.register('training', () => training.snapshot());
+  // Alerts Alertmanager posts to /api/alerts (resources/observability), shown on the Overview.
+  const alertInbox = new AlertInbox({ clock });
+  snapshots.register('alerts', () => alertInbox.snapshot());
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   const openaiLocal: OpenAiHandlers | undefined = engineHttp.openai;
@@ -266,6 +271,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(trainingPlugin, { training, auth, clock });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
+      await http.register(alertsPlugin, { inbox: alertInbox, auth });
       await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });
       await http.register(dashboardPlugin, { root: options.dashboardRoot ?? join(packageRoot(), 'dist/renderer') });
       for (const s of services) {
