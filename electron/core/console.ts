@@ -21,6 +21,7 @@ import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { consoleStreamPlugin } from './server/http/plugins/consoleStream.js';
 import { dashboardPlugin } from './server/http/plugins/dashboard.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { metricsOnlyPlugin } from './server/http/plugins/metricsOnly.js';
 import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { monitoringPlugin } from './server/http/plugins/monitoring.js';
@@ -59,6 +60,20 @@ export interface ConsoleAddresses {
   grpcAddress: string;
   httpPort: number;
   grpcPort: number;
+  /** The separate metrics-only listener (`limiter.metrics_port` / SIDECAR_METRICS_PORT), when one was asked for. */
+  metricsUrl?: string;
+}
+
+/** True when a config layer (file, env, flags) sets `path` itself, not through the defaults. */
+function layerSets(settings: Settings, path: string[]): boolean {
+  return [settings.layers.file, settings.layers.env, settings.layers.flags].some((layer) => {
+    let cur: unknown = layer;
+    for (const k of path) {
+      if (!cur || typeof cur !== 'object' || !(k in cur)) return false;
+      cur = (cur as Record<string, unknown>)[k];
+    }
+    return cur !== undefined;
+  });
 }
 
 /** One service as the tray sees it: its name, whether it runs, and start/stop at run time. */
@@ -120,6 +135,24 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     );
   }
 
+  // S2's separate ports (contract §1.1/§6.2). The limiter is served on the main port, so a
+  // separate limiter listener is refused rather than ignored; a metrics port set on purpose opens
+  // a metrics-only listener. Defaults alone open nothing.
+  const sourceOfField = (field: string) => settings.layers.sources.get(field) ?? settings.configPath;
+  if (layerSets(settings, ['limiter', 'listen_port'])) {
+    throw new ConfigError('Invalid settings:', [
+      {
+        path: 'limiter.listen_port',
+        expected: `unset: the console serves the limiter on its main port (server.httpPort ${cfg.server.httpPort}: /v1/*, /api/limiter/*, /status); a separate limiter listener (S2's SIDECAR_PORT) is not supported`,
+        got: String(cfg.limiter.listen_port),
+        source: sourceOfField('limiter.listen_port'),
+      },
+    ]);
+  }
+  const metricsListener = layerSets(settings, ['limiter', 'metrics_port']) ? { host: cfg.limiter.listen_host, port: cfg.limiter.metrics_port } : null;
+  if (metricsListener && !isLoopbackAddress(metricsListener.host) && cfg.auth.apiKeys.length === 0) {
+    throw new ConfigError(`Refusing to serve metrics on ${metricsListener.host}: a non-loopback address needs API keys (set auth.apiKeys or CY_LLM_API_KEY).`, []);
+  }
   if (cfg.limiter.enabled) resolveProviders(cfg.limiter, env); // provider conflicts are start-up errors too (before anything is written)
   const clock = options.clock ?? new SystemClock();
   const version = packageVersion();
@@ -132,6 +165,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const { token: adminToken, source: tokenSource } = ensureAdminToken(join(settings.dataDir, 'admin-token'), env);
   const auth = new Auth({ adminToken, config });
   const http = new HttpServer({ config, logger: logs.get('http'), metrics });
+  const metricsHttp = metricsListener ? new HttpServer({ config, logger: logs.get('http'), metrics, listenOn: () => metricsListener }) : undefined;
   const grpc = new GrpcServer({ host: cfg.server.host, port: cfg.server.grpcPort, logger: logs.get('grpc') });
 
   let addresses: ConsoleAddresses | null = null;
@@ -241,6 +275,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     };
     stream.stop();
     await attempt(() => http.close());
+    if (metricsHttp) await attempt(() => metricsHttp.close());
     await attempt(() => grpc.stop());
     for (const t of coreTasks) t.stop();
     for (const s of started.reverse()) await attempt(() => s.stop());
@@ -283,6 +318,12 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       const grpcPort = await grpc.start();
       const host = cfg.server.host.includes(':') ? `[${cfg.server.host}]` : cfg.server.host;
       addresses = { httpUrl: `http://${host}:${httpPort}`, grpcAddress: `${host}:${grpcPort}`, httpPort, grpcPort };
+      if (metricsHttp) {
+        await metricsHttp.init();
+        await metricsHttp.register(metricsOnlyPlugin, { metrics, auth });
+        const m = await metricsHttp.listen();
+        addresses.metricsUrl = `http://${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}`;
+      }
       state = 'running';
       log.info({ ...addresses, dataDir: settings.dataDir, version }, 'console ready');
       return addresses;
