@@ -60,6 +60,8 @@ export interface ConsoleAddresses {
   grpcAddress: string;
   httpPort: number;
   grpcPort: number;
+  /** The limiter's own listener (`limiter.listen_port` / SIDECAR_PORT), when one was asked for. */
+  limiterUrl?: string;
   /** The separate metrics-only listener (`limiter.metrics_port` / SIDECAR_METRICS_PORT), when one was asked for. */
   metricsUrl?: string;
 }
@@ -135,23 +137,21 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     );
   }
 
-  // S2's separate ports (contract §1.1/§6.2). The limiter is served on the main port, so a
-  // separate limiter listener is refused rather than ignored; a metrics port set on purpose opens
-  // a metrics-only listener. Defaults alone open nothing.
-  const sourceOfField = (field: string) => settings.layers.sources.get(field) ?? settings.configPath;
-  if (layerSets(settings, ['limiter', 'listen_port'])) {
+  // S2's separate ports (contract §1.1/§6.2), off unless a config layer sets them (defaults alone
+  // open nothing): `limiter.listen_port` opens the limiter's own surface (/v1/* for remote
+  // providers, /api/limiter/*, /status, /api/dashboard*, /api/admin/config, /health), and
+  // `limiter.metrics_port` a metrics-only listener. Both keep the main port's edge and auth rules.
+  const limiterListener = layerSets(settings, ['limiter', 'listen_port']) ? { host: cfg.limiter.listen_host, port: cfg.limiter.listen_port } : null;
+  const metricsListener = layerSets(settings, ['limiter', 'metrics_port']) ? { host: cfg.limiter.listen_host, port: cfg.limiter.metrics_port } : null;
+  if (limiterListener && !cfg.limiter.enabled) {
     throw new ConfigError('Invalid settings:', [
-      {
-        path: 'limiter.listen_port',
-        expected: `unset: the console serves the limiter on its main port (server.httpPort ${cfg.server.httpPort}: /v1/*, /api/limiter/*, /status); a separate limiter listener (S2's SIDECAR_PORT) is not supported`,
-        got: String(cfg.limiter.listen_port),
-        source: sourceOfField('limiter.listen_port'),
-      },
+      { path: 'limiter.listen_port', expected: 'unset while limiter.enabled is false (there is no limiter to serve)', got: String(cfg.limiter.listen_port), source: settings.layers.sources.get('limiter.listen_port') ?? settings.configPath },
     ]);
   }
-  const metricsListener = layerSets(settings, ['limiter', 'metrics_port']) ? { host: cfg.limiter.listen_host, port: cfg.limiter.metrics_port } : null;
-  if (metricsListener && !isLoopbackAddress(metricsListener.host) && cfg.auth.apiKeys.length === 0) {
-    throw new ConfigError(`Refusing to serve metrics on ${metricsListener.host}: a non-loopback address needs API keys (set auth.apiKeys or CY_LLM_API_KEY).`, []);
+  for (const l of [limiterListener, metricsListener]) {
+    if (l && !isLoopbackAddress(l.host) && cfg.auth.apiKeys.length === 0) {
+      throw new ConfigError(`Refusing to bind ${l.host} (limiter.listen_host): a non-loopback address needs API keys (set auth.apiKeys in config.json or CY_LLM_API_KEY).`, []);
+    }
   }
   if (cfg.limiter.enabled) resolveProviders(cfg.limiter, env); // provider conflicts are start-up errors too (before anything is written)
   const clock = options.clock ?? new SystemClock();
@@ -165,6 +165,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const { token: adminToken, source: tokenSource } = ensureAdminToken(join(settings.dataDir, 'admin-token'), env);
   const auth = new Auth({ adminToken, config });
   const http = new HttpServer({ config, logger: logs.get('http'), metrics });
+  const limiterHttp = limiterListener ? new HttpServer({ config, logger: logs.get('http'), metrics, listenOn: () => limiterListener }) : undefined;
   const metricsHttp = metricsListener ? new HttpServer({ config, logger: logs.get('http'), metrics, listenOn: () => metricsListener }) : undefined;
   const grpc = new GrpcServer({ host: cfg.server.host, port: cfg.server.grpcPort, logger: logs.get('grpc') });
 
@@ -275,6 +276,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     };
     stream.stop();
     await attempt(() => http.close());
+    if (limiterHttp) await attempt(() => limiterHttp.close());
     if (metricsHttp) await attempt(() => metricsHttp.close());
     await attempt(() => grpc.stop());
     for (const t of coreTasks) t.stop();
@@ -318,11 +320,18 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       const grpcPort = await grpc.start();
       const host = cfg.server.host.includes(':') ? `[${cfg.server.host}]` : cfg.server.host;
       addresses = { httpUrl: `http://${host}:${httpPort}`, grpcAddress: `${host}:${grpcPort}`, httpPort, grpcPort };
+      const urlOf = (m: { host: string; port: number }) => `http://${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}`;
+      if (limiterHttp && limiter) {
+        await limiterHttp.init();
+        await limiterHttp.register(healthPlugin, { health, clock, version, startedAt, startedMono });
+        await limiterHttp.register(openaiRouterPlugin, { auth, remote: openaiRemote });
+        await limiterHttp.register(limiterPlugin, { limiter, auth, clock });
+        addresses.limiterUrl = urlOf(await limiterHttp.listen());
+      }
       if (metricsHttp) {
         await metricsHttp.init();
         await metricsHttp.register(metricsOnlyPlugin, { metrics, auth });
-        const m = await metricsHttp.listen();
-        addresses.metricsUrl = `http://${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}`;
+        addresses.metricsUrl = urlOf(await metricsHttp.listen());
       }
       state = 'running';
       log.info({ ...addresses, dataDir: settings.dataDir, version }, 'console ready');

@@ -3,10 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { startConsole } from '../helpers/startConsole.js';
 
 /**
- * S2's separate ports (contract §1.1, §6.2): `limiter.listen_port` (SIDECAR_PORT) is refused at
- * start-up (the limiter lives on the main port); `limiter.metrics_port` (SIDECAR_METRICS_PORT),
- * when set, opens a metrics-only listener with the main port's Host/Origin/auth rules. Defaults
- * alone open nothing.
+ * S2's separate ports (contract §1.1, §6.2), off unless set: `limiter.listen_port`
+ * (SIDECAR_PORT) opens the limiter's own surface, `limiter.metrics_port` (SIDECAR_METRICS_PORT) a
+ * metrics-only listener, both with the main port's Host/Origin/auth rules.
  */
 describe('sidecar ports', () => {
   it('open no extra listener by default', async () => {
@@ -18,10 +17,34 @@ describe('sidecar ports', () => {
     }
   });
 
-  it('SIDECAR_PORT (or limiter.listen_port) is a start-up error naming the field and where it came from', async () => {
-    await expect(startConsole({ env: { SIDECAR_PORT: '9190' } })).rejects.toThrow(/limiter\.listen_port.*main port.*SIDECAR_PORT/s);
-    await expect(startConsole({ env: { SIDECAR_PORT: '9190' } })).rejects.toThrow(/env SIDECAR_PORT/);
-    await expect(startConsole({ config: { limiter: { listen_port: 9190 } } })).rejects.toThrow(/limiter\.listen_port/);
+  it('SIDECAR_PORT opens the limiter\'s own surface: remote /v1/*, status, admin config, health; nothing local', async () => {
+    const c = await startConsole({ env: { SIDECAR_PORT: '0' }, config: { limiter: { upstream_url: 'http://127.0.0.1:9/v1' } } });
+    try {
+      const url = c.addresses.limiterUrl!;
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(url).not.toBe(c.url);
+      expect(c.addresses.metricsUrl).toBeUndefined();
+      const status = (await (await fetch(`${url}/status`)).json()) as { queue: { max_size: number } };
+      expect(status.queue.max_size).toBe(500);
+      expect((await fetch(`${url}/api/limiter/status`)).status).toBe(200);
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      // Admin config needs the admin token there too.
+      expect((await fetch(`${url}/api/admin/config`)).status).toBe(401);
+      expect((await fetch(`${url}/api/admin/config`, { headers: c.admin })).status).toBe(200);
+      // A provider model goes through the limiter (this upstream is down: 502); a local one is not served here.
+      const post = (model: string) => fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, messages: [] }) });
+      expect((await post('nvidia/meta/x')).status).toBe(502);
+      expect((await post('tiny-local')).status).toBe(404);
+      // The console's other routes stay on the main port only.
+      expect((await fetch(`${url}/api/v1/training/list`)).status).toBe(404);
+      expect((await request(`${url}/status`, { headers: { host: 'evil.example' } })).statusCode).toBe(403);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('limiter.listen_port with the limiter disabled is a start-up error naming the field and its source', async () => {
+    await expect(startConsole({ env: { SIDECAR_PORT: '9190' }, config: { limiter: { enabled: false } } })).rejects.toThrow(/limiter\.listen_port.*limiter\.enabled is false.*env SIDECAR_PORT/s);
   });
 
   it('SIDECAR_METRICS_PORT opens a metrics-only listener under the same rules', async () => {
