@@ -1,5 +1,6 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,9 @@ function has(bin: string): boolean {
   return spawnSync(bin, ['--version'], { stdio: 'ignore' }).status === 0;
 }
 const PROMTOOL = has('promtool');
+const PROMETHEUS = has('prometheus');
+/** Debian names the binary prometheus-alertmanager; upstream builds call it alertmanager. */
+const ALERTMANAGER = ['prometheus-alertmanager', 'alertmanager'].find(has);
 const AMTOOL = has('amtool');
 const NO_PROMTOOL = 'promtool not installed (apt-get install prometheus)';
 const NO_AMTOOL = 'amtool not installed (apt-get install prometheus-alertmanager)';
@@ -200,5 +204,106 @@ describe('observability files', () => {
       expect(text).toMatch(/^sidecar_queue_max_size\{provider="nvidia"\} 500$/m);
       expect(text).toMatch(/^console_heartbeat_beats_total\{result="refused"\} 0$/m);
     });
+  });
+
+  describe.skipIf(!PROMETHEUS || !ALERTMANAGER)(`a real Prometheus and Alertmanager against a running console (${PROMETHEUS && ALERTMANAGER ? 'binaries found' : 'prometheus or alertmanager not installed'})`, () => {
+    let c: TestConsole;
+    let dir: string;
+    const children: ChildProcess[] = [];
+    const freePort = () =>
+      new Promise<number>((res, rej) => {
+        const srv = createServer().listen(0, '127.0.0.1', () => {
+          const { port } = srv.address() as { port: number };
+          srv.close(() => res(port));
+        });
+        srv.on('error', rej);
+      });
+    const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> => {
+      const end = Date.now() + ms;
+      let last: unknown;
+      while (Date.now() < end) {
+        try {
+          const v = await fn();
+          if (v !== undefined) return v;
+        } catch (err) {
+          last = err;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    };
+    let promUrl = '';
+    let amUrl = '';
+
+    beforeAll(async () => {
+      c = await startConsole({ config: { limiter: { upstream_url: 'http://127.0.0.1:9/v1' } } });
+      dir = mkdtempSync(join(tmpdir(), 'obs-e2e-'));
+      const consoleHost = new URL(c.url).host;
+      const [promPort, amPort] = [await freePort(), await freePort()];
+      promUrl = `http://127.0.0.1:${promPort}`;
+      amUrl = `http://127.0.0.1:${amPort}`;
+      writeFileSync(join(dir, 'admin-token'), c.adminToken, { mode: 0o600 });
+      writeFileSync(join(dir, 'api-key'), c.adminToken, { mode: 0o600 });
+      // The shipped files, pointed at this console and these ports, with shorter intervals.
+      cpSync(join(OBS, 'prometheus/rules'), join(dir, 'rules'), { recursive: true });
+      const prom = readFileSync(join(OBS, 'prometheus/prometheus.yml'), 'utf8')
+        .replace('/etc/prometheus/secrets/console-api-key', join(dir, 'api-key'))
+        .replace("'console:8080'", `'${consoleHost}'`)
+        .replace("'alertmanager:9093'", `'127.0.0.1:${amPort}'`)
+        .replace("'localhost:9090'", `'127.0.0.1:${promPort}'`)
+        .replace(/scrape_interval: 15s/, 'scrape_interval: 1s')
+        .replace(/evaluation_interval: 15s/, 'evaluation_interval: 1s');
+      writeFileSync(join(dir, 'prometheus.yml'), prom);
+      const am = readFileSync(join(OBS, 'alertmanager/alertmanager.yml'), 'utf8')
+        .replace('/etc/alertmanager/secrets/console-admin-token', join(dir, 'admin-token'))
+        .replace('http://console:8080', c.url)
+        .replace('group_wait: 30s', 'group_wait: 1s');
+      writeFileSync(join(dir, 'alertmanager.yml'), am);
+      const start = (bin: string, args: string[]) => {
+        const child = spawn(bin, args, { cwd: dir, stdio: 'ignore' });
+        children.push(child);
+      };
+      start('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`]);
+      start(ALERTMANAGER!, [`--config.file=${join(dir, 'alertmanager.yml')}`, `--storage.path=${join(dir, 'am')}`, `--web.listen-address=127.0.0.1:${amPort}`, '--cluster.listen-address=']);
+    }, 60_000);
+    afterAll(async () => {
+      for (const child of children) child.kill('SIGTERM');
+      await Promise.all(children.map((ch) => (ch.exitCode !== null || ch.signalCode !== null ? undefined : new Promise((r) => ch.once('exit', r)))));
+      await c?.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('Prometheus scrapes the console with the configured credentials and loads every rule without error', async () => {
+      const health = await until('the console target', async () => {
+        const d = (await (await fetch(`${promUrl}/api/v1/targets`)).json()) as { data: { activeTargets: { labels: { job: string }; health: string; lastError: string }[] } };
+        const t = d.data.activeTargets.find((x) => x.labels.job === 'console');
+        return t && t.health !== 'unknown' ? t : undefined;
+      });
+      expect(health).toMatchObject({ health: 'up', lastError: '' });
+      const rules = await until('rule evaluation', async () => {
+        const d = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] } };
+        const all = d.data.groups.flatMap((g) => g.rules);
+        return all.length > 0 && all.every((r) => r.health !== 'unknown') ? all : undefined;
+      });
+      expect(rules.length).toBe(19);
+      expect(rules.filter((r) => r.health !== 'ok').map((r) => `${r.name}: ${r.lastError}`)).toEqual([]);
+      const q = (await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('sidecar_queue_max_size{job="console"}')}`)).json()) as { data: { result: { value: [number, string] }[] } };
+      expect(q.data.result.map((r) => r.value[1])).toEqual(['500']);
+    }, 60_000);
+
+    it('Alertmanager delivers to POST /api/alerts with the admin token; the critical inhibits its warning twin', async () => {
+      const alert = (severity: string) => ({ labels: { alertname: 'LimiterUpstream429Rate', severity, instance: 'console:8080', provider: 'nvidia' }, annotations: { summary: `e2e ${severity}` } });
+      await until('Alertmanager', async () => ((await fetch(`${amUrl}/-/ready`)).ok ? true : undefined));
+      const res = await fetch(`${amUrl}/api/v2/alerts`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify([alert('critical'), alert('warning')]) });
+      expect(res.status).toBe(200);
+      const got = await until('the webhook call', async () => {
+        const d = (await (await fetch(`${c.url}/api/alerts`)).json()) as { firing: { alertname: string; severity: string; summary: string }[] };
+        return d.firing.length > 0 ? d.firing : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 1500)); // a warning that was not inhibited would arrive by now
+      const after = ((await (await fetch(`${c.url}/api/alerts`)).json()) as { firing: { severity: string }[] }).firing;
+      expect(got[0]).toMatchObject({ alertname: 'LimiterUpstream429Rate', severity: 'critical', summary: 'e2e critical' });
+      expect(after.map((a) => a.severity)).toEqual(['critical']);
+    }, 60_000);
   });
 });
