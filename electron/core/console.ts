@@ -16,10 +16,12 @@ import { Auth } from './server/auth.js';
 import { GrpcServer } from './server/grpc/grpcServer.js';
 import { isLoopbackAddress } from './server/http/hostOrigin.js';
 import { HttpServer } from './server/http/httpServer.js';
+import { alertsPlugin } from './server/http/plugins/alerts.js';
 import { consoleConfigPlugin } from './server/http/plugins/consoleConfig.js';
 import { consoleStreamPlugin } from './server/http/plugins/consoleStream.js';
 import { dashboardPlugin } from './server/http/plugins/dashboard.js';
 import { healthPlugin } from './server/http/plugins/health.js';
+import { metricsOnlyPlugin } from './server/http/plugins/metricsOnly.js';
 import { modelLibraryPlugin } from './server/http/plugins/modelLibrary.js';
 import { openaiRouterPlugin, type OpenAiHandlers, type RemoteOpenAiHandlers } from './server/http/plugins/openaiRouter.js';
 import { monitoringPlugin } from './server/http/plugins/monitoring.js';
@@ -30,6 +32,7 @@ import { trainingDatasetsPlugin } from './server/http/plugins/trainingDatasets.j
 import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
+import { AlertInbox } from './services/ops/alertInbox.js';
 import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
@@ -59,6 +62,22 @@ export interface ConsoleAddresses {
   grpcAddress: string;
   httpPort: number;
   grpcPort: number;
+  /** The limiter's own listener (`limiter.listen_port` / SIDECAR_PORT), when one was asked for. */
+  limiterUrl?: string;
+  /** The separate metrics-only listener (`limiter.metrics_port` / SIDECAR_METRICS_PORT), when one was asked for. */
+  metricsUrl?: string;
+}
+
+/** True when a config layer (file, env, flags) sets `path` itself, not through the defaults. */
+function layerSets(settings: Settings, path: string[]): boolean {
+  return [settings.layers.file, settings.layers.env, settings.layers.flags].some((layer) => {
+    let cur: unknown = layer;
+    for (const k of path) {
+      if (!cur || typeof cur !== 'object' || !(k in cur)) return false;
+      cur = (cur as Record<string, unknown>)[k];
+    }
+    return cur !== undefined;
+  });
 }
 
 /** One service as the tray sees it: its name, whether it runs, and start/stop at run time. */
@@ -120,6 +139,22 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     );
   }
 
+  // S2's separate ports (contract §1.1/§6.2), off unless a config layer sets them (defaults alone
+  // open nothing): `limiter.listen_port` opens the limiter's own surface (/v1/* for remote
+  // providers, /api/limiter/*, /status, /api/dashboard*, /api/admin/config, /health), and
+  // `limiter.metrics_port` a metrics-only listener. Both keep the main port's edge and auth rules.
+  const limiterListener = layerSets(settings, ['limiter', 'listen_port']) ? { host: cfg.limiter.listen_host, port: cfg.limiter.listen_port } : null;
+  const metricsListener = layerSets(settings, ['limiter', 'metrics_port']) ? { host: cfg.limiter.listen_host, port: cfg.limiter.metrics_port } : null;
+  if (limiterListener && !cfg.limiter.enabled) {
+    throw new ConfigError('Invalid settings:', [
+      { path: 'limiter.listen_port', expected: 'unset while limiter.enabled is false (there is no limiter to serve)', got: String(cfg.limiter.listen_port), source: settings.layers.sources.get('limiter.listen_port') ?? settings.configPath },
+    ]);
+  }
+  for (const l of [limiterListener, metricsListener]) {
+    if (l && !isLoopbackAddress(l.host) && cfg.auth.apiKeys.length === 0) {
+      throw new ConfigError(`Refusing to bind ${l.host} (limiter.listen_host): a non-loopback address needs API keys (set auth.apiKeys in config.json or CY_LLM_API_KEY).`, []);
+    }
+  }
   if (cfg.limiter.enabled) resolveProviders(cfg.limiter, env); // provider conflicts are start-up errors too (before anything is written)
   const clock = options.clock ?? new SystemClock();
   const version = packageVersion();
@@ -132,6 +167,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const { token: adminToken, source: tokenSource } = ensureAdminToken(join(settings.dataDir, 'admin-token'), env);
   const auth = new Auth({ adminToken, config });
   const http = new HttpServer({ config, logger: logs.get('http'), metrics });
+  const limiterHttp = limiterListener ? new HttpServer({ config, logger: logs.get('http'), metrics, listenOn: () => limiterListener }) : undefined;
+  const metricsHttp = metricsListener ? new HttpServer({ config, logger: logs.get('http'), metrics, listenOn: () => metricsListener }) : undefined;
   const grpc = new GrpcServer({ host: cfg.server.host, port: cfg.server.grpcPort, logger: logs.get('grpc') });
 
   let addresses: ConsoleAddresses | null = null;
@@ -191,6 +228,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   snapshots.register('library', () => ({ downloads: models.snapshot() }));
   snapshots.register('engine', () => engine.snapshot());
   snapshots.register('training', () => training.snapshot());
+  // Alerts Alertmanager posts to /api/alerts (resources/observability), shown on the Overview.
+  const alertInbox = new AlertInbox({ clock });
+  snapshots.register('alerts', () => alertInbox.snapshot());
 
   // OpenAI-compatible /v1 surface: local models (engine) and remote providers (limiter) plug in here.
   const openaiLocal: OpenAiHandlers | undefined = engineHttp.openai;
@@ -240,6 +280,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     };
     stream.stop();
     await attempt(() => http.close());
+    if (limiterHttp) await attempt(() => limiterHttp.close());
+    if (metricsHttp) await attempt(() => metricsHttp.close());
     await attempt(() => grpc.stop());
     for (const t of coreTasks) t.stop();
     for (const s of started.reverse()) await attempt(() => s.stop());
@@ -271,6 +313,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(trainingDatasetsPlugin, { datasets, auth });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
       await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
+      await http.register(alertsPlugin, { inbox: alertInbox, auth });
       await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });
       await http.register(dashboardPlugin, { root: options.dashboardRoot ?? join(packageRoot(), 'dist/renderer') });
       for (const s of services) {
@@ -282,6 +325,19 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       const grpcPort = await grpc.start();
       const host = cfg.server.host.includes(':') ? `[${cfg.server.host}]` : cfg.server.host;
       addresses = { httpUrl: `http://${host}:${httpPort}`, grpcAddress: `${host}:${grpcPort}`, httpPort, grpcPort };
+      const urlOf = (m: { host: string; port: number }) => `http://${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}`;
+      if (limiterHttp && limiter) {
+        await limiterHttp.init();
+        await limiterHttp.register(healthPlugin, { health, clock, version, startedAt, startedMono });
+        await limiterHttp.register(openaiRouterPlugin, { auth, remote: openaiRemote });
+        await limiterHttp.register(limiterPlugin, { limiter, auth, clock });
+        addresses.limiterUrl = urlOf(await limiterHttp.listen());
+      }
+      if (metricsHttp) {
+        await metricsHttp.init();
+        await metricsHttp.register(metricsOnlyPlugin, { metrics, auth });
+        addresses.metricsUrl = urlOf(await metricsHttp.listen());
+      }
       state = 'running';
       log.info({ ...addresses, dataDir: settings.dataDir, version }, 'console ready');
       return addresses;

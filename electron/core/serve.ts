@@ -77,6 +77,9 @@ async function main(): Promise<number> {
     return done.finally(removeHandlers);
   }
   process.stdout.write(`console ready ${addresses.httpUrl} grpc ${addresses.grpcAddress}\n`);
+  // The optional S2 listeners (limiter.listen_port / metrics_port), on lines of their own.
+  if (addresses.limiterUrl) process.stdout.write(`limiter ${addresses.limiterUrl}\n`);
+  if (addresses.metricsUrl) process.stdout.write(`metrics ${addresses.metricsUrl}\n`);
   const login = app.loginUrl();
   process.stdout.write(`dashboard ${addresses.httpUrl}/${login ? ` (one-time login link: ${login})` : ''}\n`);
   return done.finally(removeHandlers);

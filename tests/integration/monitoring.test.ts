@@ -1,6 +1,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../electron/core/base/clock.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 
 const json = { 'content-type': 'application/json' };
@@ -105,8 +106,16 @@ describe('monitoring API (§7) on a real console', () => {
     const lease = await post('/gpu-lock/acquire', { lock_key: 'gpu_lock:2', task_name: 'ffmpeg.extract_audio', task_id: 'job-7' });
     const token = lease.body.fencing_token as number;
     expect((await post('/heartbeat/task/job-7/start', { task_name: 'ffmpeg.extract_audio', gpu_lock: 'gpu_lock:2', fencing_token: token })).status).toBe(200);
+    // console_heartbeat_beats_total{result}: the alert rules' heartbeat failure rate.
+    const beats = async () => {
+      const text = await (await fetch(`${c.url}/metrics`)).text();
+      const of = (result: string) => Number(new RegExp(`^console_heartbeat_beats_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+      return { ok: of('ok'), refused: of('refused') };
+    };
+    const before = await beats();
     expect((await post('/heartbeat/task/job-7', { progress: 0.65, fencing_token: token })).body).toMatchObject({ success: true, status: 'running' });
     expect((await post('/heartbeat/task/job-7', { progress: 0.7, fencing_token: token + 1 })).status).toBe(409);
+    expect(await beats()).toEqual({ ok: before.ok + 1, refused: before.refused + 1 });
     const one = await get('/heartbeat/task/job-7');
     expect(one.body).toMatchObject({ task_id: 'job-7', heartbeat_exists: true, is_registered: true, status: 'running', is_running: true, heartbeat_data: { task_name: 'ffmpeg.extract_audio', gpu_lock: 'gpu_lock:2', progress: 0.65 } });
     const all = await get('/heartbeat/all');
@@ -175,6 +184,9 @@ describe('monitoring API (§7) on a real console', () => {
     const metrics = await (await fetch(`${c.url}/metrics`)).text();
     expect(metrics).toContain('console_gpu_lock_held{lock_key="gpu_lock:0"} 0');
     expect(metrics).toMatch(/console_heartbeat_tasks\{state="active"\} \d/);
+    expect(metrics).toContain('console_gpu_lock_held_seconds_total{lock_key="gpu_lock:0"}');
+    expect(metrics).toMatch(/^console_heartbeat_max_age_seconds \d/m);
+    expect(metrics).toMatch(/^console_heartbeat_beats_total\{result="refused"\} \d/m);
     const components = (await (await fetch(`${c.url}/api/v1/health/details`)).json()) as { components: Record<string, { status: string }> };
     expect(components.components.monitor?.status).toBe('UP');
   });
@@ -230,6 +242,32 @@ describe('GPU telemetry through a fake nvidia-smi on a real console', () => {
       expect(acquire.status).toBe(200);
       const metrics = await (await fetch(`${c.url}/metrics`)).text();
       expect(metrics).toContain('console_gpu_utilization_percent{gpu="0"} 97');
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('GPU-lock occupancy metric', () => {
+  it('console_gpu_lock_held_seconds_total adds the time each lock was held, across holders', async () => {
+    const clock = new FakeClock();
+    const c = await startConsole({ clock, config: { monitoring: { locks: { gpuIds: [0] }, monitor: { enabled: false } } } });
+    try {
+      const P = `${c.url}/api/v1/monitoring`;
+      const post = async (path: string, body: unknown) => (await fetch(`${P}${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) })).json() as Promise<Body>;
+      const held = async () => Number(/^console_gpu_lock_held_seconds_total\{lock_key="gpu_lock:0"\} ([\d.]+)$/m.exec(await (await fetch(`${c.url}/metrics`)).text())?.[1]);
+      expect(await held()).toBe(0);
+      const a = await post('/gpu-lock/acquire', { lock_key: 'gpu_lock:0', task_name: 'one', ttl_seconds: 3000 });
+      clock.advance(30_000);
+      expect(await held()).toBe(30);
+      clock.advance(30_000);
+      expect(await held()).toBe(60);
+      await post('/gpu-lock/release', { lock_key: 'gpu_lock:0', fencing_token: a.fencing_token, task_name: 'one' });
+      clock.advance(100_000); // free: nothing added
+      expect(await held()).toBe(60);
+      await post('/gpu-lock/acquire', { lock_key: 'gpu_lock:0', task_name: 'two', ttl_seconds: 3000 });
+      clock.advance(10_000);
+      expect(await held()).toBe(70);
     } finally {
       await c.close();
     }

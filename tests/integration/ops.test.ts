@@ -74,7 +74,10 @@ describe('ops common API (contract §2)', () => {
       const res = await fetch(`${c.url}/metrics`);
       expect(res.headers.get('content-type')).toMatch(/text\/plain/);
       const text = await res.text();
-      expect(text).toMatch(/process_resident_memory_bytes \d+/);
+      // Default metrics under their conventional names (stock dashboards and rules use them).
+      expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+      expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+      expect(text).not.toContain('console_process_');
       expect(text).toMatch(/http_requests_total\{[^}]*route="\/health"[^}]*\} \d+/);
     });
 

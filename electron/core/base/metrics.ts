@@ -13,7 +13,8 @@ export class MetricsRegistry {
   private readonly resetHooks = new Set<() => void>();
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'console_process_' });
+    // The conventional names (process_*, nodejs_*), so stock dashboards and alert rules work.
+    collectDefaultMetrics({ register: this.registry });
     this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
     this.httpRequests = new Counter({
       name: 'console_http_requests_total',

@@ -86,7 +86,10 @@ export const LimiterConfig = Type.Object(
   {
     /** Build the limiter at all. */
     enabled: Type.Boolean({ default: true }),
-    /** S2 compatibility (`SIDECAR_HOST`/`SIDECAR_PORT`/`SIDECAR_METRICS_PORT`): unused when mounted in the console. */
+    /**
+     * S2's separate listeners (`SIDECAR_HOST`/`SIDECAR_PORT`/`SIDECAR_METRICS_PORT`), off unless a config layer sets the
+     * port: `listen_port` opens the limiter's own surface, `metrics_port` a metrics-only listener, both on `listen_host`.
+     */
     listen_host: Type.String({ default: '127.0.0.1' }),
     listen_port: Type.Integer({ minimum: 0, maximum: 65535, default: 9190 }),
     metrics_port: Type.Integer({ minimum: 0, maximum: 65535, default: 9191 }),

@@ -369,6 +369,9 @@ describe('training, models, logs, session, router, overview', () => {
     expect(alerts.join('\n')).toMatch(/RETREAT/);
     expect(alerts.join('\n')).toMatch(/engine: snapshot failed/);
     expect(alerts.join('\n')).toMatch(/engine is DOWN/);
+    // Alerts Alertmanager posted to /api/alerts, as the snapshot carries them.
+    const prom = alertsFor(snapshot(3, { services: { alerts: { firing: [{ alertname: 'HeartbeatStale', severity: 'warning', summary: 'no beat for 2 min' }], lastReceivedAt: 1 } } }), null);
+    expect(prom).toContain('[warning] HeartbeatStale: no beat for 2 min');
 
     // What the console reported on an H200 whose driver could not run the prebuilt CUDA kernels.
     const fallback = alertsFor(snapshot(2), {

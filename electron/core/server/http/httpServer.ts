@@ -34,6 +34,8 @@ export interface HttpServerOptions {
   config: ConfigStore;
   logger: Logger;
   metrics: MetricsRegistry;
+  /** Where to listen; default the config's `server.host` and `server.httpPort` (the main port). */
+  listenOn?: () => { host: string; port: number };
 }
 
 /** `<8 random hex>-<counter in base 36>`: unique within a run, distinct across restarts. */
@@ -185,8 +187,9 @@ export class HttpServer {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
-    const { host, httpPort } = this.options.config.get().server;
-    await this.app.listen({ host, port: httpPort });
+    const server = this.options.config.get().server;
+    const { host, port } = this.options.listenOn?.() ?? { host: server.host, port: server.httpPort };
+    await this.app.listen({ host, port });
     this.listening = true;
     const addr = this.app.server.address() as AddressInfo;
     return { host, port: addr.port };

@@ -67,6 +67,18 @@ export class LimiterMetrics {
         },
       }),
     );
+    add(
+      new Gauge({
+        name: 'sidecar_queue_max_size',
+        help: 'Queue capacity (queue_max_size): the queue-full alert compares the depth with it',
+        labelNames: ['provider'],
+        registers: reg,
+        collect() {
+          this.reset(); // a removed provider's series disappear
+          for (const l of limiters()) this.set({ provider: l.name }, l.limits.queue_max_size);
+        },
+      }),
+    );
     this.queueLatency = add(
       new Histogram({
         name: 'sidecar_queue_latency_seconds',

@@ -12,6 +12,8 @@ export interface HeartbeatServiceOptions {
   pclock: PersistentClock;
   logger: Logger;
   locks: GpuLockService;
+  /** Told of every beat's result (refused: unknown or ended task, lost lock, stale token); feeds the failure-rate metric. */
+  onBeat?: (result: 'ok' | 'refused') => void;
   settings: () => {
     timeoutSeconds: number;
     autoRegister: boolean;
@@ -68,7 +70,6 @@ const tooBig = (v: Record<string, unknown> | undefined): boolean => v !== undefi
 export class HeartbeatService implements HeartbeatPort {
   private readonly tasks = new Map<string, TaskRecord>();
   private readonly timeoutHandlers = new Map<string, Set<() => void>>();
-
   constructor(private readonly o: HeartbeatServiceOptions) {}
 
   async init(): Promise<void> {
@@ -139,6 +140,18 @@ export class HeartbeatService implements HeartbeatPort {
   }
 
   async beatTask(taskId: string, input: BeatInput): Promise<TaskRecord> {
+    try {
+      const task = await this.applyBeat(taskId, input);
+      this.o.onBeat?.('ok');
+      return task;
+    } catch (err) {
+      // A malformed beat is the caller's bug, not a heartbeat failure; the rest are.
+      if (!(err instanceof AppError && err.code === ErrorCode.INVALID_REQUEST)) this.o.onBeat?.('refused');
+      throw err;
+    }
+  }
+
+  private async applyBeat(taskId: string, input: BeatInput): Promise<TaskRecord> {
     const details: ErrorDetail[] = [];
     if (input.progress !== undefined && !(typeof input.progress === 'number' && input.progress >= 0 && input.progress <= 1)) {
       details.push({ type: 'validation', field: 'progress', description: 'must be a number from 0 to 1' });
@@ -245,6 +258,14 @@ export class HeartbeatService implements HeartbeatPort {
   overdue(): TaskRecord[] {
     const now = this.o.pclock.basis();
     return this.all().filter((t) => t.status === 'running' && now - t.lastBeat > t.timeoutMs);
+  }
+
+  /** Seconds since the oldest running task's last beat (0 when none runs). */
+  maxBeatAgeSeconds(): number {
+    const now = this.o.pclock.basis();
+    let max = 0;
+    for (const t of this.tasks.values()) if (t.status === 'running') max = Math.max(max, (now - t.lastBeat) / 1000);
+    return max;
   }
 
   /** A running task that beat within its timeout. */

@@ -1,4 +1,4 @@
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
@@ -117,7 +117,19 @@ export class MonitoringService extends BaseService {
       knownGpus: () => new Set([...cfg().locks.gpuIds, ...this.telemetry.gpuIndices()]),
       audit: (e) => o.store.audit({ ...e, at: o.clock.now() }),
     });
+    const beats = new Counter({
+      name: 'console_heartbeat_beats_total',
+      help: 'Heartbeats received, by result (ok; refused: unknown or ended task, lost lock, stale token)',
+      labelNames: ['result'],
+      registers: [o.metrics.registry],
+    });
+    const zeroBeats = () => {
+      for (const result of ['ok', 'refused']) beats.inc({ result }, 0);
+    };
+    zeroBeats();
+    o.metrics.onReset(zeroBeats);
     this.heartbeats = new HeartbeatService({
+      onBeat: (result) => beats.inc({ result }),
       store: o.lockStore,
       clock: o.clock,
       pclock: this.pclock,
@@ -360,6 +372,29 @@ export class MonitoringService extends BaseService {
         for (const v of locks()) this.set({ lock_key: v.lockKey }, v.lockAgeSeconds ?? 0);
       },
     });
+    // Occupancy (the alert's "held > 80 % of the time") is rate() of this counter. It is advanced
+    // at scrape time from each lock's age, so a hold that starts and ends between two scrapes is missed.
+    const accounted = new Map<string, { token: number; ageSeconds: number }>();
+    new Counter({
+      name: 'console_gpu_lock_held_seconds_total',
+      help: 'Seconds each GPU lock has been held (advanced when scraped)',
+      labelNames: ['lock_key'],
+      registers,
+      collect() {
+        for (const v of locks()) {
+          const prev = accounted.get(v.lockKey);
+          if (!v.lock) {
+            accounted.delete(v.lockKey);
+            this.inc({ lock_key: v.lockKey }, 0);
+            continue;
+          }
+          const age = Math.max(0, v.lockAgeSeconds ?? 0);
+          const from = prev && prev.token === v.lock.token ? Math.min(prev.ageSeconds, age) : 0;
+          this.inc({ lock_key: v.lockKey }, age - from);
+          accounted.set(v.lockKey, { token: v.lock.token, ageSeconds: age });
+        }
+      },
+    });
     const lockStore = this.o.lockStore;
     if (lockStore.commitStats) {
       new Gauge({
@@ -385,6 +420,14 @@ export class MonitoringService extends BaseService {
         this.set({ state: 'active' }, o.active.length);
         this.set({ state: 'dead' }, o.dead.length);
         this.set({ state: 'orphaned' }, o.orphaned.length);
+      },
+    });
+    new Gauge({
+      name: 'console_heartbeat_max_age_seconds',
+      help: 'Seconds since the stalest running task last beat (0 when none runs)',
+      registers,
+      collect() {
+        this.set(heartbeats.maxBeatAgeSeconds());
       },
     });
   }

@@ -6,6 +6,14 @@ import { path } from '../../lib/read.js';
 /** Alerts worth a person's attention, derived from one snapshot. */
 export function alertsFor(s: ConsoleSnapshot, health: HealthDetails | null): string[] {
   const out: string[] = [];
+  // Prometheus alerts Alertmanager posted to /api/alerts (critical first).
+  const firing = path(s.services.alerts, ['firing']);
+  if (Array.isArray(firing)) {
+    for (const a of firing) {
+      const summary = path(a, ['summary']);
+      out.push(`[${String(path(a, ['severity']))}] ${String(path(a, ['alertname']))}${typeof summary === 'string' && summary !== '' ? `: ${summary}` : ''}`);
+    }
+  }
   if (s.core.eventLoopLagMs > 100) out.push(`The core's event loop is lagging (${num(s.core.eventLoopLagMs)} ms p99).`);
   if (s.core.systemMemTotalBytes > 0 && s.core.systemMemUsedBytes / s.core.systemMemTotalBytes > 0.9) out.push('System memory is over 90 % used.');
   const retreat = path(s.services.limiter, ['retreat', 'state']);
