@@ -169,7 +169,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   if (cfg.cluster.redisUrl !== '') {
     const nodeId = cfg.cluster.nodeId || hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
     const connection = new RedisConnection({ url: cfg.cluster.redisUrl, logger: logs.get('monitoring').child({ part: 'cluster' }), commandTimeoutMs: cfg.cluster.commandTimeoutMs });
-    cluster = { nodeId, connection, store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks }) };
+    cluster = { nodeId, connection, store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks, maxTtlMs: () => config.get().monitoring.locks.maxTtlSeconds * 1000 }) };
     const c = cluster;
     health.addComponent('cluster', () => {
       const st = c.connection.state();

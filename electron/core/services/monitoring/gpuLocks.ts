@@ -94,6 +94,17 @@ export class GpuLockService implements GpuLockPort {
     }
   }
 
+  /**
+   * Re-reads the locks from a shared store (other consoles change them); no-op for a store only this
+   * console writes, whose cache is always current.
+   */
+  async refresh(): Promise<void> {
+    if (!this.o.store.shared) return;
+    const rows = await this.o.store.loadLocks();
+    const held = new Map(rows.map((r) => [r.gpuId, r.lock]));
+    for (const gpuId of new Set([...this.gpus.keys(), ...held.keys()])) this.state(gpuId).lock = held.get(gpuId) ?? null;
+  }
+
   /** Wakes every waiter (they fail with UNAVAILABLE); used on stop. */
   close(): void {
     this.closed = true;

@@ -101,6 +101,8 @@ export interface HistoryEntry {
 }
 
 export interface LockStore {
+  /** True when other consoles change the locks too (Redis): readers then refresh from the store. */
+  readonly shared?: boolean;
   loadClock(): Promise<TimeStamp | undefined>;
   saveClock(now: TimeStamp): Promise<void>;
 

@@ -11,7 +11,7 @@ import type { Store } from '../../base/store.js';
 import { GpuLockService, type LockStats } from './gpuLocks.js';
 import { GpuTelemetry, type TelemetrySample } from './gpuTelemetry.js';
 import { HeartbeatService, type HeartbeatOverview, type OrphanInfo } from './heartbeats.js';
-import { clusterLockKeyOf, lockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
+import { clusterLockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
 import { PersistentClock } from './persistentClock.js';
 import type { RedisConnection } from './redisConnection.js';
 import type { RedisLockStore } from './redisLockStore.js';
@@ -167,8 +167,15 @@ export class MonitoringService extends BaseService {
     this.pclock.resume(await this.o.lockStore.loadClock());
     await this.locks.init();
     if (this.o.cluster) {
-      const cfg = this.o.config.get().monitoring;
-      await this.o.cluster.store.publishNode([...new Set([...cfg.locks.gpuIds, ...this.telemetry.gpuIndices()])]);
+      const store = this.o.cluster.store;
+      const gpus = () => [...new Set([...this.o.config.get().monitoring.locks.gpuIds, ...this.telemetry.gpuIndices()])];
+      await store.publishNode(gpus(), true);
+      // Redis that restarted without its data has forgotten the nodes: publish again on reconnect.
+      this.disposables.defer(
+        this.o.cluster.connection.onReconnect(() => {
+          store.publishNode(gpus(), false).catch((err: unknown) => this.o.logger.warn({ err }, 'could not publish this node to Redis'));
+        }),
+      );
     }
     this.disposables.defer(() => {
       for (const r of this.remote.values()) r.locks.close();
@@ -257,6 +264,8 @@ export class MonitoringService extends BaseService {
   private async checkNow(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
     const t0 = this.o.clock.monotonic();
     await this.o.lockStore.saveClock(this.pclock.stamp());
+    // Other consoles of a cluster change this console's locks too: decide on what Redis holds now.
+    await this.locks.refresh();
     const result = await this.timeouts.check(gpuIds);
     await this.heartbeats.expireEnded(this.o.config.get().monitoring.heartbeat.endedRetentionSeconds * 1000);
     for (const id of this.locks.gpuIds()) this.occupancy.set(id, this.locks.takeOccupancy(id));

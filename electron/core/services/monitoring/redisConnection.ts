@@ -45,6 +45,7 @@ export class RedisConnection {
   private lastError: string | null = null;
   private downSinceWall: number | null = null;
   private closed = false;
+  private readonly reconnectListeners = new Set<() => void>();
   readonly redactedUrl: string;
 
   constructor(private readonly o: RedisConnectionOptions) {
@@ -75,9 +76,11 @@ export class RedisConnection {
       this.lastError = text;
     });
     client.on('ready', () => {
+      const wasDown = this.connectedOnce;
       if (this.downSinceWall !== null) this.o.logger.info({ url: this.redactedUrl }, 'redis connection restored');
       this.downSinceWall = null;
       this.lastError = null;
+      if (wasDown) for (const l of this.reconnectListeners) l();
     });
     client.on('end', () => {
       this.downSinceWall ??= Date.now();
@@ -93,6 +96,12 @@ export class RedisConnection {
       throw new ClusterStartError(`Cannot reach Redis at ${this.redactedUrl} (cluster.redisUrl / CONSOLE_REDIS_URL): ${(err as Error).message || String(err)}`, { cause: err });
     }
     this.client = client;
+  }
+
+  /** Called after the connection came back (not at the first connect). */
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
   }
 
   /** True while commands can be sent. */

@@ -12,7 +12,12 @@ import type {
   TokenOutcome,
   TokenRequest,
 } from './lockStore.js';
+import { AppError, ErrorCode } from '../../base/errors.js';
 import type { RedisConnection } from './redisConnection.js';
+
+const EPOCH_KEY = 'cluster:epoch';
+const GRACE_KEY = 'cluster:grace';
+const NODES_KEY = 'cluster:nodes';
 
 /*
  * Every script reads the time from Redis (TIME), never from a node: expiry is decided on one clock
@@ -20,10 +25,22 @@ import type { RedisConnection } from './redisConnection.js';
  * acquired_at and expires_at (Redis ms), via (node that granted it). The fencing counter is a
  * separate key that is never deleted, so tokens keep increasing across restarts of any node;
  * `floor` (the highest token the caller has seen) keeps them increasing even if Redis lost it.
+ *
+ * Redis that lost its data (restarted without persistence) has lost the locks too, while their
+ * holders may still be working. Every console marks a Redis it joins (`cluster:epoch`, set at its
+ * start); an acquire that finds the mark missing knows the data is gone, sets it again and refuses
+ * every acquire for the longest TTL a lock can have (`cluster:grace`), so no lock granted before can
+ * still be in use when a new one is granted. Renewals of lost locks fail (`not_held`).
  */
 const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 const ACQUIRE = `${NOW}
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[3], now)
+  if tonumber(ARGV[7]) > 0 then redis.call('SET', KEYS[4], now, 'PX', ARGV[7]) end
+end
+local grace = redis.call('PTTL', KEYS[4])
+if grace > 0 then return {2, now, {}, grace} end
 local cur = redis.call('HGETALL', KEYS[1])
 local exp = redis.call('HGET', KEYS[1], 'expires_at')
 if exp and tonumber(exp) > now then return {0, now, cur, 0} end
@@ -82,6 +99,8 @@ export interface RedisLockStoreOptions {
   local: LockStore;
   /** Highest fencing token seen per lock key (shared by the stores of one console). */
   seen?: Map<string, number>;
+  /** Longest TTL a lock can be granted (ms): the grace period after Redis lost its data. */
+  maxTtlMs: () => number;
 }
 
 /**
@@ -90,6 +109,7 @@ export interface RedisLockStoreOptions {
  * caller's persistent basis (`now`) only for display and the local read cache.
  */
 export class RedisLockStore implements LockStore {
+  readonly shared = true;
   private readonly seen: Map<string, number>;
   private basisNow: () => number = () => 0;
 
@@ -178,15 +198,23 @@ export class RedisLockStore implements LockStore {
 
   async acquire(request: AcquireRequest, now: TimeStamp): Promise<AcquireOutcome> {
     const floor = this.seen.get(this.lockKey(request.gpuId)) ?? 0;
-    const [ok, redisNow, cur, token] = (await this.eval('acquire', ACQUIRE, [this.lockKey(request.gpuId), this.tokenKey(request.gpuId)], [
+    const [ok, redisNow, cur, token] = (await this.eval('acquire', ACQUIRE, [this.lockKey(request.gpuId), this.tokenKey(request.gpuId), EPOCH_KEY, GRACE_KEY], [
       request.holder,
       request.purpose,
       request.taskId ?? '',
       String(request.ttlMs),
       String(floor),
       this.o.self,
+      String(Math.max(0, Math.round(this.o.maxTtlMs()))),
     ])) as [number, number, Flat, number];
     const rnow = Number(redisNow);
+    if (Number(ok) === 2) {
+      const left = Number(token);
+      throw new AppError(ErrorCode.UNAVAILABLE, `Cluster lock store recovering: Redis lost its data (restarted without persistence?), so locks granted before may still be in use; no GPU lock is granted for another ${(left / 1000).toFixed(1)} s`, {
+        details: [{ type: 'cluster_recovering', field: 'cluster.redisUrl', description: `retry in ${Math.ceil(left / 1000)} s` }],
+        headers: { 'retry-after': String(Math.ceil(left / 1000)) },
+      });
+    }
     const current = this.record(request.gpuId, cur, rnow, now.basis);
     if (Number(ok) !== 1) return { ok: false, current: current! };
     this.see(request.gpuId, Number(token));
@@ -260,14 +288,20 @@ export class RedisLockStore implements LockStore {
     return this.o.local.pruneHistory(keep);
   }
 
-  /** Publishes this node's lockable GPUs (so other nodes accept `gpu_lock:<node>:<id>`). */
-  async publishNode(gpuIds: readonly number[]): Promise<void> {
-    await this.o.redis.run('register node', (c) => c.hSet('cluster:nodes', this.o.node, JSON.stringify({ gpus: [...gpuIds] })));
+  /**
+   * Publishes this node's lockable GPUs (so other nodes accept `gpu_lock:<node>:<id>`); at start
+   * (`joining`) it also marks the Redis as known (see the grace rule above).
+   */
+  async publishNode(gpuIds: readonly number[], joining: boolean): Promise<void> {
+    await this.o.redis.run('register node', async (c) => {
+      if (joining) await c.set(EPOCH_KEY, String(Date.now()), { NX: true });
+      await c.hSet(NODES_KEY, this.o.node, JSON.stringify({ gpus: [...gpuIds] }));
+    });
   }
 
   /** GPU ids a node published, or undefined for a node that never joined. */
   async nodeGpus(node: string): Promise<number[] | undefined> {
-    const raw = await this.o.redis.run('read node', (c) => c.hGet('cluster:nodes', node));
+    const raw = await this.o.redis.run('read node', (c) => c.hGet(NODES_KEY, node));
     if (raw === undefined || raw === null) return undefined;
     const parsed = JSON.parse(raw) as { gpus?: unknown };
     return Array.isArray(parsed.gpus) ? parsed.gpus.filter((g): g is number => Number.isInteger(g)) : [];

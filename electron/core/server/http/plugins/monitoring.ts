@@ -55,6 +55,8 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
     const parsed = parseClusterLockKey(lockKey);
     if (parsed === undefined) throw new AppError(ErrorCode.INVALID_REQUEST, `Malformed lock_key: ${lockKey}`, { details: [{ type: 'validation', field: 'lock_key', description: 'must be gpu_lock:<int> or gpu_lock:<node>:<int>' }] });
     const locks = await m.locksFor(parsed.node);
+    // In a cluster other consoles change the locks: read them from Redis, not from this console's cache.
+    await locks.refresh();
     if (!locks.isKnown(parsed.gpuId)) throw new AppError(ErrorCode.NOT_FOUND, `Unknown GPU lock: ${lockKey} (known: ${locks.gpuIds().map((id) => locks.key(id)).join(', ') || 'none'})`);
     return { locks, gpuId: parsed.gpuId };
   };
