@@ -60,6 +60,8 @@ interface GpuState {
 }
 
 const HISTORY_SHOWN = 20;
+/** How often a waiting acquire re-tries a shared (cluster) store. */
+const SHARED_POLL_MS = 200;
 
 export interface AcquireOptions {
   /** Task the lock is taken for (lets the timeout manager link lock and heartbeat). */
@@ -154,7 +156,9 @@ export class GpuLockService implements GpuLockPort {
         this.addHistory(s, { action: 'acquire', holder: request.holder, success: false, detail: { held_by: outcome.current.holder } });
         throw this.conflict(request.gpuId, 'held', outcome.current);
       }
-      await this.waitForChange(s, Math.min(left, Math.max(1, outcome.current.expiresAt - now.basis)));
+      // A shared store's releases by other consoles wake nobody here: poll it.
+      const poll = this.o.store.shared ? SHARED_POLL_MS : Infinity;
+      await this.waitForChange(s, Math.min(left, poll, Math.max(1, outcome.current.expiresAt - now.basis)));
     }
   }
 
