@@ -148,6 +148,18 @@ describe.skipIf(missing !== null)('cluster start-up errors', () => {
   it('an unreachable Redis stops the start with a clear error', async () => {
     await expect(startConsole({ config: { cluster: { redisUrl: 'redis://127.0.0.1:1', nodeId: 'x' } } })).rejects.toThrow(/Cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
   });
+  it('a console stops promptly while Redis is down', async () => {
+    const redis = await TestRedis.start();
+    try {
+      const c = await startConsole({ config: { cluster: { redisUrl: redis.url, nodeId: 'lonely' } } });
+      await redis.stop();
+      const t0 = Date.now();
+      await c.close();
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      await redis.stop();
+    }
+  }, 20_000);
   it('a malformed URL is a config error', async () => {
     await expect(startConsole({ config: { cluster: { redisUrl: 'http://nope' } } })).rejects.toThrow(/cluster\.redisUrl/);
   });

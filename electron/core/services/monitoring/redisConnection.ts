@@ -142,10 +142,18 @@ export class RedisConnection {
     const client = this.client;
     this.client = null;
     if (!client) return;
+    // Redis away (reconnecting): drop the socket at once; a QUIT would wait for a server that is not there.
+    if (!client.isReady) {
+      if (client.isOpen) await client.disconnect().catch(() => undefined);
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
     try {
-      if (client.isOpen) await client.quit();
+      await Promise.race([client.quit(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('quit timed out')), this.o.commandTimeoutMs)))]);
     } catch {
-      await client.disconnect().catch(() => undefined);
+      if (client.isOpen) await client.disconnect().catch(() => undefined);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
