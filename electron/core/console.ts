@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import { ensureAdminToken } from './base/adminToken.js';
@@ -39,6 +40,8 @@ import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
 import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
+import { RedisConnection } from './services/monitoring/redisConnection.js';
+import { RedisLockStore } from './services/monitoring/redisLockStore.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { TrainingService } from './services/training/trainingService.js';
@@ -199,7 +202,20 @@ export function createConsole(options: ConsoleOptions = {}): Console {
           detail: [`pid: ${p.pid}`, `state: ${p.state}`, `uptime s: ${p.uptime_seconds ?? '-'}`, `restarts: ${p.restarts}`],
         })),
   });
-  const monitoring = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: logs.get('monitoring'), metrics, periodic, health });
+  // GPU locks: this box's SQLite store, or (cluster.redisUrl set) Redis shared with other consoles.
+  const sqliteLocks = new SqliteLockStore(store);
+  let cluster: { nodeId: string; store: RedisLockStore; connection: RedisConnection } | undefined;
+  if (cfg.cluster.redisUrl !== '') {
+    const nodeId = cfg.cluster.nodeId || hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
+    const connection = new RedisConnection({ url: cfg.cluster.redisUrl, logger: logs.get('monitoring').child({ part: 'cluster' }), commandTimeoutMs: cfg.cluster.commandTimeoutMs });
+    cluster = { nodeId, connection, store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks, maxTtlMs: () => config.get().monitoring.locks.maxTtlSeconds * 1000 }) };
+    const c = cluster;
+    health.addComponent('cluster', () => {
+      const st = c.connection.state();
+      return { status: st.connected ? 'UP' : 'DOWN', details: { nodeId: c.nodeId, redis: st.url, connected: st.connected, lastError: st.lastError, downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(), locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back' } };
+    });
+  }
+  const monitoring = new MonitoringService({ config, clock, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });

@@ -5,6 +5,7 @@
 import { ConfigError, FLAGS_HELP, parseFlags } from './base/config.js';
 import { StoreVersionError } from './base/store.js';
 import { createConsole, type Console } from './console.js';
+import { ClusterStartError } from './services/monitoring/redisConnection.js';
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
@@ -17,6 +18,10 @@ async function main(): Promise<number> {
     app = createConsole({ argv });
   } catch (err) {
     if (err instanceof ConfigError || err instanceof StoreVersionError) {
+      process.stderr.write(`console: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof ClusterStartError) {
       process.stderr.write(`console: ${err.message}\n`);
       return 2;
     }
@@ -67,6 +72,10 @@ async function main(): Promise<number> {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') {
       process.stderr.write(`console: port already in use (${e.message}); choose another with --port / --grpc-port or 0 for any free port\n`);
+      return 2;
+    }
+    if (err instanceof ClusterStartError) {
+      process.stderr.write(`console: ${err.message}\n`);
       return 2;
     }
     throw err;

@@ -2,8 +2,9 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 /** Monitoring API schemas (contract §7). Field names are snake_case; times are Unix seconds (float). */
 
-export const LOCK_KEY_PATTERN = '^gpu_lock:[0-9]{1,4}$';
-const LockKey = Type.String({ pattern: LOCK_KEY_PATTERN, description: 'gpu_lock:<gpu id>' });
+/** `gpu_lock:<gpu id>` (this console's GPU) or, in a cluster, `gpu_lock:<node id>:<gpu id>`. */
+export const LOCK_KEY_PATTERN = '^gpu_lock:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}:)?[0-9]{1,4}$';
+const LockKey = Type.String({ pattern: LOCK_KEY_PATTERN, description: 'gpu_lock:<gpu id> or gpu_lock:<node id>:<gpu id>' });
 const TaskName = Type.String({ minLength: 1, maxLength: 200 });
 const FencingToken = Type.Integer({ minimum: 1, description: 'the token acquire returned' });
 /** Upper bound here is a sanity limit; the configured `monitoring.locks.maxTtlSeconds` is checked by the service (400 too). */

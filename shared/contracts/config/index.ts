@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { authSection } from './auth.js';
+import { clusterSection } from './cluster.js';
 import { engineSection } from './engine.js';
 import { limiterSection } from './limiter.js';
 import { monitoringSection } from './monitoring.js';
@@ -21,6 +22,7 @@ export const configSections = {
   training: trainingSection,
   runtime: runtimeSection,
   ops: opsSection,
+  cluster: clusterSection,
 } as const satisfies Record<string, ConfigSection<TSchema>>;
 
 export type SectionName = keyof typeof configSections;
@@ -37,6 +39,7 @@ export const ConsoleConfig = Type.Object(
     training: trainingSection.schema,
     runtime: runtimeSection.schema,
     ops: opsSection.schema,
+    cluster: clusterSection.schema,
   },
   { additionalProperties: false, default: {} },
 );

@@ -29,6 +29,14 @@ describe('SqliteLockStore', () => {
     });
   }
 
+  it('forceRelease with onlyIfExpired frees only a lock whose TTL ran out (expiry after a renew is not freed)', async () => {
+    const locks = new SqliteLockStore(store);
+    await locks.acquire(req('a'), now(0));
+    expect((await locks.renew({ gpuId: 0, token: 1, holder: 'a' }, 10_000, now(9_000))).ok).toBe(true);
+    expect(await locks.forceRelease(0, now(10_001), 1, true)).toBeNull();
+    expect(await locks.forceRelease(0, now(19_001), 1, true)).toMatchObject({ holder: 'a', token: 1 });
+  });
+
   it('operations batched in one commit see each other: acquire, release, acquire → tokens 1 and 2', async () => {
     const locks = new SqliteLockStore(store);
     const a = locks.acquire(req('a'), now(0));

@@ -24,6 +24,8 @@ export interface GpuLockServiceOptions {
   limits: () => { defaultTtlSeconds: number; maxTtlSeconds: number; maxWaitSeconds: number; maxRetryAttempts: number };
   /** GPU ids that exist (config plus telemetry). */
   knownGpus: () => ReadonlySet<number>;
+  /** Lock key shown for a GPU (default `gpu_lock:<id>`; another node's GPUs: `gpu_lock:<node>:<id>`). */
+  keyOf?: (gpuId: number) => string;
   /** Appends an admin action to the audit log. */
   audit: (entry: { actor: string; action: string; target: string; detail: Record<string, unknown> }) => void;
 }
@@ -58,6 +60,8 @@ interface GpuState {
 }
 
 const HISTORY_SHOWN = 20;
+/** How often a waiting acquire re-tries a shared (cluster) store. */
+const SHARED_POLL_MS = 200;
 
 export interface AcquireOptions {
   /** Task the lock is taken for (lets the timeout manager link lock and heartbeat). */
@@ -78,13 +82,29 @@ export class GpuLockService implements GpuLockPort {
 
   constructor(private readonly o: GpuLockServiceOptions) {}
 
+  /** The lock key of a GPU as callers name it. */
+  key(gpuId: number): string {
+    return this.o.keyOf ? this.o.keyOf(gpuId) : lockKeyOf(gpuId);
+  }
+
   /** Loads locks and recent history from the store. */
   async init(): Promise<void> {
     this.closed = false;
     for (const row of await this.o.store.loadLocks()) this.state(row.gpuId).lock = row.lock;
     for (const gpuId of this.gpus.keys()) {
-      this.state(gpuId).history = await this.o.store.recentHistory('lock', lockKeyOf(gpuId), HISTORY_SHOWN);
+      this.state(gpuId).history = await this.o.store.recentHistory('lock', this.key(gpuId), HISTORY_SHOWN);
     }
+  }
+
+  /**
+   * Re-reads the locks from a shared store (other consoles change them); no-op for a store only this
+   * console writes, whose cache is always current.
+   */
+  async refresh(): Promise<void> {
+    if (!this.o.store.shared) return;
+    const rows = await this.o.store.loadLocks();
+    const held = new Map(rows.map((r) => [r.gpuId, r.lock]));
+    for (const gpuId of new Set([...this.gpus.keys(), ...held.keys()])) this.state(gpuId).lock = held.get(gpuId) ?? null;
   }
 
   /** Wakes every waiter (they fail with UNAVAILABLE); used on stop. */
@@ -136,7 +156,9 @@ export class GpuLockService implements GpuLockPort {
         this.addHistory(s, { action: 'acquire', holder: request.holder, success: false, detail: { held_by: outcome.current.holder } });
         throw this.conflict(request.gpuId, 'held', outcome.current);
       }
-      await this.waitForChange(s, Math.min(left, Math.max(1, outcome.current.expiresAt - now.basis)));
+      // A shared store's releases by other consoles wake nobody here: poll it.
+      const poll = this.o.store.shared ? SHARED_POLL_MS : Infinity;
+      await this.waitForChange(s, Math.min(left, poll, Math.max(1, outcome.current.expiresAt - now.basis)));
     }
   }
 
@@ -205,7 +227,7 @@ export class GpuLockService implements GpuLockPort {
     }
     const cause = how.cause ?? 'force_released';
     if (cause === 'force_released') {
-      this.o.audit({ actor: how.actor, action: 'monitoring.lock.force_release', target: lockKeyOf(gpuId), detail: { reason: how.reason, released: freed ? { holder: freed.holder, fencing_token: freed.token, purpose: freed.purpose } : null } });
+      this.o.audit({ actor: how.actor, action: 'monitoring.lock.force_release', target: this.key(gpuId), detail: { reason: how.reason, released: freed ? { holder: freed.holder, fencing_token: freed.token, purpose: freed.purpose } : null } });
     }
     if (!freed) {
       if (how.onlyToken === undefined) {
@@ -227,7 +249,8 @@ export class GpuLockService implements GpuLockPort {
       if (gpuIds && !gpuIds.includes(gpuId)) continue;
       if (!s.lock || s.lock.expiresAt > nowBasis) continue;
       const now = this.o.pclock.stamp();
-      const freed = await this.o.store.forceRelease(gpuId, now, s.lock.token);
+      // Only if the store agrees it expired (a shared store's clock decides; the holder may have renewed through another node).
+      const freed = await this.o.store.forceRelease(gpuId, now, s.lock.token, true);
       if (freed) {
         this.ended(freed, 'expired', now.basis);
         out.push(freed);
@@ -277,7 +300,7 @@ export class GpuLockService implements GpuLockPort {
       atWall: this.o.clock.now(),
       kind: 'lock',
       action: e.action,
-      lockKey: lockKeyOf(e.lock?.gpuId ?? s.gpuId),
+      lockKey: this.key(e.lock?.gpuId ?? s.gpuId),
       taskId: e.lock?.taskId ?? null,
       holder: e.lock?.holder ?? e.holder ?? null,
       success: e.success,
@@ -318,7 +341,7 @@ export class GpuLockService implements GpuLockPort {
     this.addHeld(s, lock, nowBasis);
     if (reason === 'expired' || reason === 'timed_out') s.timeouts++;
     this.addHistory(s, { action: reason === 'force_released' ? 'force_release' : 'timeout', lock, success: true, detail: { fencing_token: lock.token, reason: detail ?? reason, ...(actor ? { actor } : {}) } });
-    this.o.logger.info({ lockKey: lockKeyOf(lock.gpuId), holder: lock.holder, token: lock.token, reason, actor, detail }, 'gpu lock ended');
+    this.o.logger.info({ lockKey: this.key(lock.gpuId), holder: lock.holder, token: lock.token, reason, actor, detail }, 'gpu lock ended');
     for (const l of this.listeners) {
       try {
         l({ lock, reason, actor, detail });
@@ -386,11 +409,11 @@ export class GpuLockService implements GpuLockPort {
   }
 
   private requireKnown(gpuId: number): void {
-    if (!this.isKnown(gpuId)) throw new AppError(ErrorCode.NOT_FOUND, `Unknown GPU: ${lockKeyOf(gpuId)} (known: ${this.gpuIds().map(lockKeyOf).join(', ') || 'none'})`);
+    if (!this.isKnown(gpuId)) throw new AppError(ErrorCode.NOT_FOUND, `Unknown GPU: ${this.key(gpuId)} (known: ${this.gpuIds().map((id) => this.key(id)).join(', ') || 'none'})`);
   }
 
   private conflict(gpuId: number, reason: LockRefusal | 'held', current: LockRecord | null): AppError {
-    const key = lockKeyOf(gpuId);
+    const key = this.key(gpuId);
     const remaining = current ? Math.max(0, (current.expiresAt - this.o.pclock.basis()) / 1000) : 0;
     // Never the token: it is the holder's proof, and this message goes to any caller.
     const holderText = current ? `held by ${current.holder} (expires in ${remaining.toFixed(1)} s)` : 'not held';

@@ -101,6 +101,8 @@ export interface HistoryEntry {
 }
 
 export interface LockStore {
+  /** True when other consoles change the locks too (Redis): readers then refresh from the store. */
+  readonly shared?: boolean;
   loadClock(): Promise<TimeStamp | undefined>;
   saveClock(now: TimeStamp): Promise<void>;
 
@@ -111,8 +113,11 @@ export interface LockStore {
   renew(request: TokenRequest, ttlMs: number, now: TimeStamp): Promise<TokenOutcome>;
   /** Frees the lock if `token` and holder match. An expired lock may still be released by its holder. Atomic. */
   release(request: TokenRequest, now: TimeStamp): Promise<TokenOutcome>;
-  /** Frees the lock whatever its holder (only if its token is `onlyToken`, when given); returns what was freed. */
-  forceRelease(gpuId: number, now: TimeStamp, onlyToken?: number): Promise<LockRecord | null>;
+  /**
+   * Frees the lock whatever its holder (only if its token is `onlyToken`, when given, and only if it
+   * has expired at the store's time, when `onlyIfExpired`); returns what was freed.
+   */
+  forceRelease(gpuId: number, now: TimeStamp, onlyToken?: number, onlyIfExpired?: boolean): Promise<LockRecord | null>;
 
   loadTasks(): Promise<TaskRecord[]>;
   /** Inserts or replaces a task (durable). */
@@ -127,14 +132,25 @@ export interface LockStore {
   /** Keeps the newest `keep` entries of each kind. */
   pruneHistory(keep: number): Promise<void>;
 
+  /** Gives the store the service's persistent basis (a shared store translates its own times to it). */
+  attachClock?(clock: { basis(): number }): void;
+
   /** Durable commits and the operations they carried (group commit makes operations ≥ commits). */
   commitStats?(): { commits: number; operations: number };
 }
 
+/** `gpu_lock:<id>` for this node's GPUs; `gpu_lock:<node>:<id>` for another node's (cluster). */
 export const lockKeyOf = (gpuId: number): string => `gpu_lock:${gpuId}`;
+export const clusterLockKeyOf = (node: string, gpuId: number): string => `gpu_lock:${node}:${gpuId}`;
 
-/** Parses `gpu_lock:<int>`; undefined when malformed. */
+/** Parses `gpu_lock:<int>`; undefined when malformed (or node-qualified: see {@link parseClusterLockKey}). */
 export function parseLockKey(key: string): number | undefined {
   const m = /^gpu_lock:(\d{1,4})$/.exec(key);
   return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/** Parses `gpu_lock:<int>` or `gpu_lock:<node>:<int>` (node undefined: this node); undefined when malformed. */
+export function parseClusterLockKey(key: string): { node: string | undefined; gpuId: number } | undefined {
+  const m = /^gpu_lock:(?:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):)?(\d{1,4})$/.exec(key);
+  return m?.[2] === undefined ? undefined : { node: m[1], gpuId: Number(m[2]) };
 }

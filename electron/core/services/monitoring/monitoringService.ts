@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import type { HealthRegistry } from '../../base/health.js';
+import { AppError, ErrorCode } from '../../base/errors.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { PeriodicTask, PeriodicTaskRegistry } from '../../base/periodic.js';
@@ -10,8 +11,10 @@ import type { Store } from '../../base/store.js';
 import { GpuLockService, type LockStats } from './gpuLocks.js';
 import { GpuTelemetry, type TelemetrySample } from './gpuTelemetry.js';
 import { HeartbeatService, type HeartbeatOverview, type OrphanInfo } from './heartbeats.js';
-import { lockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
+import { clusterLockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
 import { PersistentClock } from './persistentClock.js';
+import type { RedisConnection } from './redisConnection.js';
+import type { RedisLockStore } from './redisLockStore.js';
 import { TimeoutManager, type TimeoutCheckResult } from './timeoutManager.js';
 
 export interface MonitoringServiceOptions {
@@ -20,6 +23,11 @@ export interface MonitoringServiceOptions {
   /** The store's audit log (forced releases are admin actions). */
   store: Store;
   lockStore: LockStore;
+  /**
+   * Set when GPU locks are shared through Redis (`cluster.redisUrl`): `lockStore` is then this
+   * node's RedisLockStore, and `gpu_lock:<node>:<id>` names another node's GPU.
+   */
+  cluster?: { nodeId: string; store: RedisLockStore; connection: RedisConnection };
   logger: Logger;
   metrics: MetricsRegistry;
   periodic: PeriodicTaskRegistry;
@@ -101,12 +109,15 @@ export class MonitoringService extends BaseService {
   private readonly occupancy = new Map<number, number>();
   /** Checks (monitor loop, POST /timeout/check, cleanup) run one at a time, so a timeout is handled once. */
   private checkChain: Promise<unknown> = Promise.resolve();
+  /** Lock services for other nodes' GPUs (cluster only), created on first use. */
+  private readonly remote = new Map<string, { locks: GpuLockService; gpus: Set<number>; ready: Promise<void> }>();
 
   constructor(private readonly o: MonitoringServiceOptions) {
     super();
     const cfg = () => o.config.get().monitoring;
     const log = o.logger;
     this.pclock = new PersistentClock(o.clock);
+    o.lockStore.attachClock?.(this.pclock);
     this.telemetry = new GpuTelemetry({ clock: o.clock, logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
     this.locks = new GpuLockService({
       store: o.lockStore,
@@ -159,8 +170,29 @@ export class MonitoringService extends BaseService {
   }
 
   protected async onStart(): Promise<void> {
+    if (this.o.cluster) {
+      // A wrong URL or an unreachable Redis stops the start here, with the URL in the message.
+      const connection = this.o.cluster.connection;
+      await connection.connect();
+      this.disposables.defer(() => connection.close());
+    }
     this.pclock.resume(await this.o.lockStore.loadClock());
     await this.locks.init();
+    if (this.o.cluster) {
+      const store = this.o.cluster.store;
+      const gpus = () => [...new Set([...this.o.config.get().monitoring.locks.gpuIds, ...this.telemetry.gpuIndices()])];
+      await store.publishNode(gpus(), true);
+      // Redis that restarted without its data has forgotten the nodes: publish again on reconnect.
+      this.disposables.defer(
+        this.o.cluster.connection.onReconnect(() => {
+          store.publishNode(gpus(), false).catch((err: unknown) => this.o.logger.warn({ err }, 'could not publish this node to Redis'));
+        }),
+      );
+    }
+    this.disposables.defer(() => {
+      for (const r of this.remote.values()) r.locks.close();
+      this.remote.clear();
+    });
     await this.heartbeats.init();
     await this.timeouts.init();
     this.disposables.defer(() => this.locks.close());
@@ -181,6 +213,40 @@ export class MonitoringService extends BaseService {
     this.disposables.defer(() => this.o.lockStore.saveClock(this.pclock.stamp()));
     // Let a check in flight finish before the store closes.
     this.disposables.defer(() => this.checkChain.then(() => undefined));
+  }
+
+  /**
+   * The lock service for a node's GPUs: this node's (`node` undefined or this node's id) or, in a
+   * cluster, another node's (its GPUs as it published them). Unknown node → 404.
+   */
+  async locksFor(node: string | undefined): Promise<GpuLockService> {
+    const cluster = this.o.cluster;
+    if (node === undefined || node === cluster?.nodeId) return this.locks;
+    if (!cluster) throw new AppError(ErrorCode.INVALID_REQUEST, `Lock keys naming a node (gpu_lock:${node}:<id>) need a cluster: set cluster.redisUrl`);
+    const gpus = await cluster.store.nodeGpus(node);
+    if (gpus === undefined) throw new AppError(ErrorCode.NOT_FOUND, `Unknown node ${node}: no console with that cluster.nodeId has joined the cluster`);
+    let r = this.remote.get(node);
+    if (!r) {
+      const known = new Set<number>();
+      const locks = new GpuLockService({
+        store: cluster.store.forNode(node),
+        clock: this.o.clock,
+        pclock: this.pclock,
+        logger: this.o.logger.child({ part: 'locks', node }),
+        limits: () => ({ ...this.o.config.get().monitoring.locks, maxRetryAttempts: this.o.config.get().monitoring.timeout.maxRetryAttempts }),
+        knownGpus: () => known,
+        keyOf: (gpuId) => clusterLockKeyOf(node, gpuId),
+        audit: (e) => this.o.store.audit({ ...e, at: this.o.clock.now() }),
+      });
+      const entry = { locks, gpus: known, ready: locks.init() };
+      entry.ready.catch(() => this.remote.delete(node));
+      this.remote.set(node, entry);
+      r = entry;
+    }
+    await r.ready;
+    r.gpus.clear();
+    for (const g of gpus) r.gpus.add(g);
+    return r.locks;
   }
 
   /** Starts the monitor loop (idempotent). */
@@ -210,6 +276,8 @@ export class MonitoringService extends BaseService {
   private async checkNow(gpuIds?: readonly number[]): Promise<TimeoutCheckResult> {
     const t0 = this.o.clock.monotonic();
     await this.o.lockStore.saveClock(this.pclock.stamp());
+    // Other consoles of a cluster change this console's locks too: decide on what Redis holds now.
+    await this.locks.refresh();
     const result = await this.timeouts.check(gpuIds);
     await this.heartbeats.expireEnded(this.o.config.get().monitoring.heartbeat.endedRetentionSeconds * 1000);
     for (const id of this.locks.gpuIds()) this.occupancy.set(id, this.locks.takeOccupancy(id));
@@ -235,8 +303,8 @@ export class MonitoringService extends BaseService {
   }
 
   /** The reader's view of a lock (no fencing token). */
-  lockSummary(gpuId: number): LockSummary {
-    const v = this.lockView(gpuId);
+  lockSummary(gpuId: number, locks: GpuLockService = this.locks): LockSummary {
+    const v = this.lockView(gpuId, locks);
     return {
       lockKey: v.lockKey,
       gpuId,
@@ -252,11 +320,11 @@ export class MonitoringService extends BaseService {
   }
 
   /** Internal view of a lock, token included (for the service and its tests; never sent to readers). */
-  lockView(gpuId: number): LockView {
-    const lock = this.locks.current(gpuId);
+  lockView(gpuId: number, locks: GpuLockService = this.locks): LockView {
+    const lock = locks.current(gpuId);
     const now = this.pclock.basis();
     return {
-      lockKey: lockKeyOf(gpuId),
+      lockKey: locks.key(gpuId),
       gpuId,
       lock,
       ttlRemainingSeconds: lock ? Math.max(0, (lock.expiresAt - now) / 1000) : null,
@@ -265,9 +333,9 @@ export class MonitoringService extends BaseService {
   }
 
   /** Lock health (contract §7.2): critical on a timed-out lock, warning on timeouts > 10 % or occupancy > 80 %. */
-  lockHealth(gpuId: number): { status: HealthStatus; issues: string[]; stats: LockStats; occupancy: number } {
-    const stats = this.locks.stats(gpuId);
-    const view = this.lockView(gpuId);
+  lockHealth(gpuId: number, locks: GpuLockService = this.locks): { status: HealthStatus; issues: string[]; stats: LockStats; occupancy: number } {
+    const stats = locks.stats(gpuId);
+    const view = this.lockView(gpuId, locks);
     const issues: string[] = [];
     let status: HealthStatus = 'healthy';
     const cfg = this.o.config.get().monitoring;
@@ -279,7 +347,7 @@ export class MonitoringService extends BaseService {
       issues.push(`${view.lockKey} held ${view.lockAgeSeconds!.toFixed(0)} s by ${view.lock!.holder} without a live heartbeat`);
     }
     const timeoutRate = stats.totalAttempts === 0 ? 0 : stats.timeoutCount / stats.totalAttempts;
-    const occupancy = this.occupancy.get(gpuId) ?? 0;
+    const occupancy = locks === this.locks ? (this.occupancy.get(gpuId) ?? 0) : 0;
     if (timeoutRate > 0.1) issues.push(`lock timeout rate ${(timeoutRate * 100).toFixed(0)} % (> 10 %)`);
     if (occupancy > 0.8) issues.push(`GPU lock occupancy ${(occupancy * 100).toFixed(0)} % over the last check window (> 80 %)`);
     if (status === 'healthy' && issues.length > 0) status = 'warning';

@@ -125,7 +125,7 @@ export class SqliteLockStore implements LockStore {
   private readonly acquireTx: (request: AcquireRequest, now: TimeStamp) => AcquireOutcome;
   private readonly renewTx: (request: TokenRequest, ttlMs: number, now: TimeStamp) => TokenOutcome;
   private readonly releaseTx: (request: TokenRequest, now: TimeStamp) => TokenOutcome;
-  private readonly forceTx: (gpuId: number, now: TimeStamp, onlyToken?: number) => LockRecord | null;
+  private readonly forceTx: (gpuId: number, now: TimeStamp, onlyToken?: number, onlyIfExpired?: boolean) => LockRecord | null;
 
   constructor(store: Store, options: SqliteLockStoreOptions = {}) {
     this.groupCommit = options.groupCommit ?? true;
@@ -207,9 +207,10 @@ export class SqliteLockStore implements LockStore {
       stamp(now);
       return { ok: true, lock: current! };
     });
-    this.forceTx = db.transaction((gpuId: number, now: TimeStamp, onlyToken?: number): LockRecord | null => {
+    this.forceTx = db.transaction((gpuId: number, now: TimeStamp, onlyToken?: number, onlyIfExpired?: boolean): LockRecord | null => {
       const current = toLock(row(gpuId));
       if (!current || (onlyToken !== undefined && current.token !== onlyToken)) return null;
+      if (onlyIfExpired && current.expiresAt > now.basis) return null;
       this.s.free.run(gpuId);
       stamp(now);
       return current;
@@ -292,8 +293,8 @@ export class SqliteLockStore implements LockStore {
   release(request: TokenRequest, now: TimeStamp): Promise<TokenOutcome> {
     return this.durable(() => this.releaseTx(request, now));
   }
-  forceRelease(gpuId: number, now: TimeStamp, onlyToken?: number): Promise<LockRecord | null> {
-    return this.durable(() => this.forceTx(gpuId, now, onlyToken));
+  forceRelease(gpuId: number, now: TimeStamp, onlyToken?: number, onlyIfExpired?: boolean): Promise<LockRecord | null> {
+    return this.durable(() => this.forceTx(gpuId, now, onlyToken, onlyIfExpired));
   }
 
   loadTasks(): Promise<TaskRecord[]> {

@@ -21,7 +21,8 @@ import type { Clock } from '../../../base/clock.js';
 import type { ConfigStore } from '../../../base/config.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { MonitoringService } from '../../../services/monitoring/monitoringService.js';
-import { lockKeyOf, parseLockKey } from '../../../services/monitoring/lockStore.js';
+import type { GpuLockService } from '../../../services/monitoring/gpuLocks.js';
+import { lockKeyOf, parseClusterLockKey } from '../../../services/monitoring/lockStore.js';
 import { CONFIGURED_ACTIONS } from '../../../services/monitoring/timeoutManager.js';
 import type { Auth } from '../../auth.js';
 
@@ -48,12 +49,21 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
     done();
   });
 
-  /** lock_key → gpu id (schema already checked the shape); unknown GPU → 404. */
-  const gpuOf = (key: string | undefined): number => {
+  /** lock_key → lock service and gpu id (schema already checked the shape); unknown GPU or node → 404. */
+  const lockOf = async (key: string | undefined): Promise<{ locks: GpuLockService; gpuId: number }> => {
     const lockKey = key ?? 'gpu_lock:0';
-    const gpuId = parseLockKey(lockKey);
-    if (gpuId === undefined) throw new AppError(ErrorCode.INVALID_REQUEST, `Malformed lock_key: ${lockKey}`, { details: [{ type: 'validation', field: 'lock_key', description: 'must be gpu_lock:<int>' }] });
-    if (!m.locks.isKnown(gpuId)) throw new AppError(ErrorCode.NOT_FOUND, `Unknown GPU lock: ${lockKey} (known: ${m.locks.gpuIds().map(lockKeyOf).join(', ') || 'none'})`);
+    const parsed = parseClusterLockKey(lockKey);
+    if (parsed === undefined) throw new AppError(ErrorCode.INVALID_REQUEST, `Malformed lock_key: ${lockKey}`, { details: [{ type: 'validation', field: 'lock_key', description: 'must be gpu_lock:<int> or gpu_lock:<node>:<int>' }] });
+    const locks = await m.locksFor(parsed.node);
+    // In a cluster other consoles change the locks: read them from Redis, not from this console's cache.
+    await locks.refresh();
+    if (!locks.isKnown(parsed.gpuId)) throw new AppError(ErrorCode.NOT_FOUND, `Unknown GPU lock: ${lockKey} (known: ${locks.gpuIds().map((id) => locks.key(id)).join(', ') || 'none'})`);
+    return { locks, gpuId: parsed.gpuId };
+  };
+  /** Like lockOf, for this console's own GPUs only (heartbeats and timeout checks are per console). */
+  const gpuOf = async (key: string | undefined): Promise<number> => {
+    const { locks, gpuId } = await lockOf(key);
+    if (locks !== m.locks) throw new AppError(ErrorCode.INVALID_REQUEST, `${key} is another console's GPU: heartbeats and timeout checks name this console's GPUs (gpu_lock:<id>)`, { details: [{ type: 'validation', field: 'lock_key', description: 'must name a GPU of this console' }] });
     return gpuId;
   };
 
@@ -78,9 +88,9 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
   // --- §7.1 / 7.2 locks ---
   // Readers see holder, age and TTL, never the fencing token (the holder's proof for renew/release).
   app.get(`${P}/gpu-lock/status`, { ...read, schema: { querystring: LockKeyQuery, response: { 200: LockStatusResponse } } }, async (request): Promise<LockStatusResponse> => {
-    const gpuId = gpuOf(request.query.lock_key);
-    const v = m.lockSummary(gpuId);
-    const h = m.lockHealth(gpuId);
+    const { locks, gpuId } = await lockOf(request.query.lock_key);
+    const v = m.lockSummary(gpuId, locks);
+    const h = m.lockHealth(gpuId, locks);
     return {
       lock_key: v.lockKey,
       is_locked: v.isLocked,
@@ -95,7 +105,7 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
         failure_count: h.stats.failureCount,
         average_execution_time: round3(h.stats.averageExecutionTime),
       },
-      recent_history: m.locks.history(gpuId).map((e) => ({ action: e.action, task_name: e.holder, timestamp: e.atWall / 1000, success: e.success })),
+      recent_history: locks.history(gpuId).map((e) => ({ action: e.action, task_name: e.holder, timestamp: e.atWall / 1000, success: e.success })),
       lock_type: 'GPU_LOCK',
       lock_age: v.lockAgeSeconds === null ? null : round3(v.lockAgeSeconds),
       purpose: v.purpose,
@@ -106,9 +116,9 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
   });
 
   app.get(`${P}/gpu-lock/health`, { ...read, schema: { querystring: LockKeyQuery } }, async (request) => {
-    const gpuId = gpuOf(request.query.lock_key);
-    const h = m.lockHealth(gpuId);
-    const v = m.lockView(gpuId);
+    const { locks, gpuId } = await lockOf(request.query.lock_key);
+    const h = m.lockHealth(gpuId, locks);
+    const v = m.lockView(gpuId, locks);
     const s = h.stats;
     return {
       overall_status: h.status,
@@ -129,20 +139,22 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
   // --- extension: acquire / renew / release with fencing tokens ---
   app.post(`${P}/gpu-lock/acquire`, { ...read, schema: { body: AcquireBody, response: { 200: AcquireResponse } } }, async (request) => {
     const b = request.body;
-    const gpuId = gpuOf(b.lock_key);
-    const lease = await m.locks.acquire({ gpuId, holder: b.task_name, purpose: b.purpose ?? '', ttlSeconds: b.ttl_seconds }, { taskId: b.task_id, waitSeconds: b.wait_seconds });
+    const { locks, gpuId } = await lockOf(b.lock_key);
+    const lease = await locks.acquire({ gpuId, holder: b.task_name, purpose: b.purpose ?? '', ttlSeconds: b.ttl_seconds }, { taskId: b.task_id, waitSeconds: b.wait_seconds });
     return { acquired: true, lock_key: b.lock_key, fencing_token: lease.fencingToken, expires_in: lease.ttlSeconds, lock_holder: lease.holder, ttl_seconds: lease.ttlSeconds };
   });
 
   app.post(`${P}/gpu-lock/renew`, { ...read, schema: { body: RenewBody, response: { 200: AcquireResponse } } }, async (request) => {
     const b = request.body;
-    const lease = await m.locks.renew(gpuOf(b.lock_key), b.task_name, b.fencing_token, b.ttl_seconds);
+    const { locks, gpuId } = await lockOf(b.lock_key);
+    const lease = await locks.renew(gpuId, b.task_name, b.fencing_token, b.ttl_seconds);
     return { acquired: true, lock_key: b.lock_key, fencing_token: lease.fencingToken, expires_in: lease.ttlSeconds, lock_holder: lease.holder, ttl_seconds: lease.ttlSeconds };
   });
 
   app.post(`${P}/gpu-lock/release`, { ...read, schema: { body: ReleaseBody, response: { 200: ReleaseResponse } } }, async (request) => {
     const b = request.body;
-    await m.locks.release(gpuOf(b.lock_key), b.task_name, b.fencing_token);
+    const { locks, gpuId } = await lockOf(b.lock_key);
+    await locks.release(gpuId, b.task_name, b.fencing_token);
     return { released: true, lock_key: b.lock_key, fencing_token: b.fencing_token };
   });
 
@@ -150,7 +162,8 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
   app.post(`${P}/lock/release`, { preHandler: auth.admin, schema: { body: ForceReleaseBody } }, async (request) => {
     const b = request.body;
     const taskName = b.task_name ?? 'manual';
-    const freed = await m.locks.forceRelease(gpuOf(b.lock_key), { actor: `admin:${taskName}`, reason: b.reason ?? 'manual release' });
+    const { locks, gpuId } = await lockOf(b.lock_key);
+    const freed = await locks.forceRelease(gpuId, { actor: `admin:${taskName}`, reason: b.reason ?? 'manual release' });
     return freed
       ? { success: true, message: `锁 ${b.lock_key} 已成功释放`, lock_key: b.lock_key, task_name: taskName, released_holder: freed.holder, fencing_token: freed.token }
       : { success: false, message: `释放锁 ${b.lock_key} 失败`, lock_key: b.lock_key, task_name: taskName, reason: 'lock is not held' };
@@ -224,7 +237,7 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
     await m.heartbeats.register({
       taskId: id,
       owner: b.task_name ?? id,
-      gpuId: b.gpu_lock === undefined ? undefined : gpuOf(b.gpu_lock),
+      gpuId: b.gpu_lock === undefined ? undefined : await gpuOf(b.gpu_lock),
       fencingToken: b.fencing_token,
       timeoutSeconds: b.timeout_seconds,
       metadata: b.metadata,
@@ -272,7 +285,7 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
     timestamp: now(),
   }));
   app.post(`${P}/timeout/check`, { ...read, schema: { querystring: LockKeyQuery } }, async (request) => {
-    const r = await m.check([gpuOf(request.query.lock_key)]);
+    const r = await m.check([await gpuOf(request.query.lock_key)]);
     return {
       checked_locks: r.checkedLocks,
       timeouts_detected: r.timeoutsDetected,

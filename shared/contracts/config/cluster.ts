@@ -1,0 +1,27 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { ConfigSection } from './section.js';
+
+/**
+ * Several workstations, one team: GPU locks shared through one Redis. Empty `redisUrl` = a single
+ * box (locks in the local SQLite store). Changes apply at the next start.
+ */
+export const ClusterConfig = Type.Object(
+  {
+    /** `redis://[user:pass@]host:port[/db]` (or `rediss://`); empty = no cluster. */
+    redisUrl: Type.String({ default: '', maxLength: 2048, pattern: '^$|^rediss?://[^\\s]+$' }),
+    /** This workstation's name in lock keys (`gpu_lock:<nodeId>:<gpu>`); empty = the host name. */
+    nodeId: Type.String({ default: '', maxLength: 64, pattern: '^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }),
+    /** Longest wait for one Redis command; past it the operation fails closed (503). */
+    commandTimeoutMs: Type.Integer({ default: 2000, minimum: 50, maximum: 60000 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type ClusterConfig = Static<typeof ClusterConfig>;
+
+export const clusterSection: ConfigSection<typeof ClusterConfig> = {
+  schema: ClusterConfig,
+  env: {
+    CONSOLE_REDIS_URL: 'redisUrl',
+    CONSOLE_NODE_ID: 'nodeId',
+  },
+};

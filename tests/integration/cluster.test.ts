@@ -1,0 +1,166 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisMissingReason, TestRedis } from '../helpers/redisServer.js';
+import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+
+/*
+ * Three consoles (nodes a, b, c: separate data dirs, one process) share GPU locks through one real
+ * redis-server. Locks are named `gpu_lock:<node>:<id>`; `gpu_lock:<id>` is the console's own GPU.
+ */
+const missing = redisMissingReason();
+const json = { 'content-type': 'application/json' };
+type Body = Record<string, unknown> & { error?: { code: string; message: string; details?: Array<{ type: string; description: string }> } };
+const MAX_TTL = 6;
+
+describe.skipIf(missing !== null)(`GPU locks shared by several consoles through Redis${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  let redis: TestRedis;
+  const nodes: Record<string, TestConsole> = {};
+  const dirs: Record<string, string> = {};
+  const ids = ['a', 'b', 'c'] as const;
+
+  const startNode = async (id: string) => {
+    nodes[id] = await startConsole({
+      dataDir: dirs[id],
+      config: { cluster: { redisUrl: redis.url, nodeId: id }, monitoring: { locks: { gpuIds: [0, 1], maxTtlSeconds: MAX_TTL } } },
+    });
+  };
+  const post = async (node: string, path: string, body: unknown) => {
+    const res = await fetch(`${nodes[node]!.url}/api/v1/monitoring${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+    return { status: res.status, body: (await res.json()) as Body };
+  };
+  const get = async (node: string, path: string) => {
+    const res = await fetch(`${nodes[node]!.url}${path}`);
+    return { status: res.status, body: (await res.json()) as Body };
+  };
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    for (const id of ids) {
+      dirs[id] = mkdtempSync(join(tmpdir(), `console-cluster-${id}-`));
+      await startNode(id);
+    }
+  }, 60_000);
+  afterAll(async () => {
+    for (const id of ids) await nodes[id]?.close();
+    await redis?.stop();
+    for (const id of ids) if (dirs[id]) rmSync(dirs[id], { recursive: true, force: true });
+  }, 60_000);
+
+  it('a 40-way acquire race over HTTP, spread over three nodes, has exactly one winner', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => post(ids[i % 3]!, '/gpu-lock/acquire', { lock_key: 'gpu_lock:a:0', task_name: `racer-${i}`, ttl_seconds: MAX_TTL })),
+    );
+    const winners = results.filter((r) => r.status === 200);
+    expect(winners).toHaveLength(1);
+    expect(results.filter((r) => r.status === 409)).toHaveLength(39);
+    const winner = winners[0]!.body;
+    const holder = winner.lock_holder as string;
+    const token = winner.fencing_token as number;
+
+    // Every node sees the same lock; node a calls it gpu_lock:0. Readers never see the token.
+    for (const [node, key] of [['a', 'gpu_lock:0'], ['b', 'gpu_lock:a:0'], ['c', 'gpu_lock:a:0']] as const) {
+      const s = await get(node, `/api/v1/monitoring/gpu-lock/status?lock_key=${key}`);
+      expect(s.status).toBe(200);
+      expect(s.body).toMatchObject({ lock_key: key, is_locked: true, lock_holder: holder });
+      expect(JSON.stringify(s.body)).not.toContain('fencing_token');
+    }
+    // Release needs the holder's token and name, on any node.
+    expect((await post('b', '/gpu-lock/release', { lock_key: 'gpu_lock:a:0', task_name: 'someone-else', fencing_token: token })).status).toBe(409);
+    expect((await post('b', '/gpu-lock/release', { lock_key: 'gpu_lock:a:0', task_name: holder, fencing_token: token + 1 })).status).toBe(409);
+    const rel = await post('c', '/gpu-lock/release', { lock_key: 'gpu_lock:a:0', task_name: holder, fencing_token: token });
+    expect(rel.status).toBe(200);
+    expect((await get('a', '/api/v1/monitoring/gpu-lock/status?lock_key=gpu_lock:0')).body.is_locked).toBe(false);
+    // Unknown node → 404; a node's own id names its own GPU.
+    expect((await post('a', '/gpu-lock/acquire', { lock_key: 'gpu_lock:nosuchnode:0', task_name: 'x' })).status).toBe(404);
+    expect((await post('a', '/gpu-lock/acquire', { lock_key: 'gpu_lock:b:7', task_name: 'x' })).status).toBe(404);
+  });
+
+  it('fencing tokens increase across nodes and across a restart of a node', async () => {
+    const tokens: number[] = [];
+    const round = async (via: string, key: string) => {
+      const a = await post(via, '/gpu-lock/acquire', { lock_key: key, task_name: `job-${via}`, ttl_seconds: MAX_TTL });
+      expect(a.status).toBe(200);
+      tokens.push(a.body.fencing_token as number);
+      expect((await post(via, '/gpu-lock/release', { lock_key: key, task_name: `job-${via}`, fencing_token: a.body.fencing_token })).status).toBe(200);
+    };
+    for (const via of ['a', 'b', 'c', 'a', 'c']) await round(via, 'gpu_lock:b:1');
+    await round('b', 'gpu_lock:1');
+
+    // Node b restarts (same data dir and node id); its GPU's counter lives in Redis.
+    await nodes.b!.close();
+    await startNode('b');
+    await round('b', 'gpu_lock:1');
+    await round('a', 'gpu_lock:b:1');
+    for (let i = 1; i < tokens.length; i++) expect(tokens[i]!).toBeGreaterThan(tokens[i - 1]!);
+  }, 30_000);
+
+  it('Redis down: fail closed with 503 (shown in health), no double grant after it comes back empty, recovery by itself', async () => {
+    const held = await post('a', '/gpu-lock/acquire', { lock_key: 'gpu_lock:c:0', task_name: 'long-job', ttl_seconds: MAX_TTL });
+    expect(held.status).toBe(200);
+    const heldToken = held.body.fencing_token as number;
+
+    await redis.stop();
+    for (const via of ids) {
+      const r = await post(via, '/gpu-lock/acquire', { lock_key: 'gpu_lock:c:0', task_name: `intruder-${via}` });
+      expect(r.status).toBe(503);
+      expect(r.body.error?.code).toBe('UNAVAILABLE');
+      expect(r.body.error?.message).toMatch(/Redis/);
+    }
+    expect((await post('c', '/gpu-lock/renew', { lock_key: 'gpu_lock:0', task_name: 'long-job', fencing_token: heldToken })).status).toBe(503);
+    const down = await get('b', '/api/v1/health/details');
+    expect((down.body.components as Record<string, { status: string; details: Record<string, unknown> }>).cluster).toMatchObject({ status: 'DOWN', details: { nodeId: 'b', connected: false } });
+
+    // Redis comes back without its data (no persistence): the lock of long-job is gone from it.
+    await redis.restart();
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const states = await Promise.all(ids.map(async (id) => ((await get(id, '/api/v1/health/details')).body.components as Record<string, { status: string }>).cluster?.status));
+      if (states.every((st) => st === 'UP')) break;
+      if (Date.now() > deadline) throw new Error('cluster did not reconnect');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // long-job may still be using the GPU: nobody gets it until the longest TTL has passed.
+    const early = await post('b', '/gpu-lock/acquire', { lock_key: 'gpu_lock:c:0', task_name: 'intruder-b' });
+    expect(early.status).toBe(503);
+    expect(early.body.error?.message).toMatch(/lost its data/);
+    // The holder learns it lost the lock.
+    expect((await post('a', '/gpu-lock/renew', { lock_key: 'gpu_lock:c:0', task_name: 'long-job', fencing_token: heldToken })).status).toBe(409);
+
+    // After the grace period: granted again, with a token above every earlier one.
+    let after: { status: number; body: Body } | undefined;
+    const until = Date.now() + (MAX_TTL + 5) * 1000;
+    while (Date.now() < until) {
+      after = await post('a', '/gpu-lock/acquire', { lock_key: 'gpu_lock:c:0', task_name: 'next-job' });
+      if (after.status === 200) break;
+      expect(after.status).toBe(503);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(after?.status).toBe(200);
+    expect(after!.body.fencing_token as number).toBeGreaterThan(heldToken);
+    // Still exactly one holder.
+    expect((await post('c', '/gpu-lock/acquire', { lock_key: 'gpu_lock:0', task_name: 'other' })).status).toBe(409);
+  }, 40_000);
+});
+
+describe.skipIf(missing !== null)('cluster start-up errors', () => {
+  it('an unreachable Redis stops the start with a clear error', async () => {
+    await expect(startConsole({ config: { cluster: { redisUrl: 'redis://127.0.0.1:1', nodeId: 'x' } } })).rejects.toThrow(/Cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+  });
+  it('a console stops promptly while Redis is down', async () => {
+    const redis = await TestRedis.start();
+    try {
+      const c = await startConsole({ config: { cluster: { redisUrl: redis.url, nodeId: 'lonely' } } });
+      await redis.stop();
+      const t0 = Date.now();
+      await c.close();
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      await redis.stop();
+    }
+  }, 20_000);
+  it('a malformed URL is a config error', async () => {
+    await expect(startConsole({ config: { cluster: { redisUrl: 'http://nope' } } })).rejects.toThrow(/cluster\.redisUrl/);
+  });
+});
