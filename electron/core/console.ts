@@ -87,8 +87,10 @@ function layerSets(settings: Settings, path: string[]): boolean {
 export interface ServiceControl {
   readonly name: string;
   running(): boolean;
-  start(): Promise<void>;
-  stop(): Promise<void>;
+  /** Starts the service, and first what it needs (e.g. training needs monitoring); returns the names started, in order. */
+  start(): Promise<string[]>;
+  /** Stops the service, and first what depends on it (e.g. stopping monitoring stops training, whose jobs hold its GPU locks); returns the names stopped, in order. */
+  stop(): Promise<string[]>;
 }
 
 /** The running console: everything the composition root built, plus its lifecycle. */
@@ -125,6 +127,16 @@ export interface Console {
   stop(): Promise<void>;
   addresses(): ConsoleAddresses;
 }
+
+/**
+ * Which services use which (through the ports they are given here): stopping one from the tray
+ * stops its dependants first; starting one starts what it needs first.
+ */
+const SERVICE_DEPENDENCIES: Readonly<Record<string, readonly string[]>> = {
+  engine: ['models'],
+  // training holds monitoring's GPU locks and heartbeats, asks the engine for the GPU, resolves models
+  training: ['monitoring', 'engine', 'models'],
+};
 
 /**
  * The composition root: the only place that creates services and wires them together.
@@ -378,21 +390,44 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     adminToken,
     version,
     snapshots,
-    serviceControls: () =>
-      services.map((s) => ({
+    serviceControls: () => {
+      const byName = new Map(services.map((s) => [s.name, s]));
+      const isRunning = (name: string) => state === 'running' && !pausedServices.has(name);
+      const stopWithDependants = async (name: string, done: string[]): Promise<void> => {
+        for (const [dependant, needs] of Object.entries(SERVICE_DEPENDENCIES)) {
+          if (needs.includes(name) && isRunning(dependant)) await stopWithDependants(dependant, done);
+        }
+        const svc = byName.get(name);
+        if (!svc || !isRunning(name)) return;
+        pausedServices.add(name);
+        await svc.stop();
+        done.push(name);
+      };
+      const startWithNeeds = async (name: string, done: string[]): Promise<void> => {
+        for (const need of SERVICE_DEPENDENCIES[name] ?? []) if (!isRunning(need)) await startWithNeeds(need, done);
+        const svc = byName.get(name);
+        if (!svc || state !== 'running' || !pausedServices.has(name)) return;
+        await svc.start();
+        pausedServices.delete(name);
+        done.push(name);
+      };
+      return services.map((s) => ({
         name: s.name,
-        running: () => state === 'running' && !pausedServices.has(s.name),
+        running: () => isRunning(s.name),
         start: async () => {
-          if (state !== 'running' || !pausedServices.has(s.name)) return;
-          await s.start();
-          pausedServices.delete(s.name);
+          const done: string[] = [];
+          await startWithNeeds(s.name, done);
+          if (done.length > 1) log.info({ started: done }, `started ${s.name} and what it needs first`);
+          return done;
         },
         stop: async () => {
-          if (state !== 'running' || pausedServices.has(s.name)) return;
-          pausedServices.add(s.name);
-          await s.stop();
+          const done: string[] = [];
+          await stopWithDependants(s.name, done);
+          if (done.length > 1) log.warn({ stopped: done }, `stopped ${s.name} and what depends on it first`);
+          return done;
         },
-      })),
+      }));
+    },
     loginUrl: () => (addresses ? loginLink.url(addresses.httpUrl) : null),
     models,
     monitoring,
