@@ -52,6 +52,7 @@
 #include <vector>
 
 #include <dlfcn.h>
+#include <sys/prctl.h>
 
 // ---------------------------------------------------------------- training-sized compute graphs
 // llama.cpp sizes a context's graphs for inference: llama_context::graph_max_nodes() returns
@@ -798,6 +799,11 @@ int main(int argc, char ** argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
+    // The console runs the trainer in its own process group; should the console die (kill -9), the
+    // kernel sends SIGTERM here, so no trainer outlives it.
+    const pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) g_stop = 1;
     if (argc != 2) {
         Line("error").str("message", "usage: trainer <config.json>").emit();
         return 1;

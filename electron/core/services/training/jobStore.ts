@@ -26,6 +26,8 @@ export interface TrainingPlan {
   architecture?: string;
   /** LoRA: the base weights that get an adapter, with their shapes. */
   loraTargets?: LoraTarget[];
+  /** The trainer process while the job runs (pid + kernel start time, so a recycled pid is not mistaken for it). */
+  trainerProcess?: { pid: number; startTime: string | null };
   /** LoRA: resume from this adapter checkpoint, written after `resumeStep` optimizer steps. */
   resumeFrom?: string;
   resumeStep?: number;
@@ -177,6 +179,13 @@ export class TrainingJobStore {
   /** Jobs that were running (or paused) when the console stopped. */
   interrupted(): JobRow[] {
     return (this.store.db.prepare("SELECT * FROM training_jobs WHERE status IN ('running','paused') ORDER BY created_at").all() as RawJob[]).map(toJob);
+  }
+
+  /** Records the trainer process of a running job (pid and kernel start time), to find it after a crash. */
+  setTrainerProcess(id: string, trainer: { pid: number; startTime: string | null }): void {
+    const job = this.get(id);
+    if (!job) return;
+    this.store.db.prepare('UPDATE training_jobs SET plan = ? WHERE id = ?').run(JSON.stringify({ ...job.plan, trainerProcess: trainer }), id);
   }
 
   /** Puts an interrupted job back in the queue with a new plan (e.g. resuming from a checkpoint). */

@@ -34,7 +34,7 @@ import {
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
 import { cudaDriverRemedy } from '../../base/gpuErrors.js';
 import { datasetRequestProblems, renderDataset } from './datasets.js';
-import { groupExists, signalGroup } from '../../base/processUtil.js';
+import { groupExists, processStartTime, signalGroup } from '../../base/processUtil.js';
 import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
 import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
@@ -198,6 +198,12 @@ export class TrainingService extends BaseService {
   protected async onStart(): Promise<void> {
     // A LoRA job interrupted by a restart resumes from its last checkpoint; others cannot (say why).
     for (const job of this.jobs.interrupted()) {
+      // A trainer that outlived a crashed console (a `command` trainer ignores its parent's death) is stopped.
+      const leftover = job.plan.trainerProcess;
+      if (leftover && leftover.startTime !== null && processStartTime(leftover.pid) === leftover.startTime) {
+        signalGroup(leftover.pid, 'SIGKILL');
+        this.log(job.id, 'warn', `the trainer (pid ${leftover.pid}) outlived the console; stopped it and its process group`);
+      }
       const checkpoint = job.plan.method === 'lora' ? await latestCheckpoint(job.plan.outputDir) : undefined;
       if (!checkpoint) continue;
       this.jobs.requeue(job.id, { ...job.plan, resumeFrom: checkpoint.path, resumeStep: checkpoint.step });
@@ -629,6 +635,7 @@ export class TrainingService extends BaseService {
       // Its own process group: cancel reaches a trainer's workers too (a PEFT script's data loaders).
       const child = spawn(spec.file, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...spec.env }, detached: process.platform !== 'win32' });
       run.child = child;
+      if (child.pid !== undefined) this.jobs.setTrainerProcess(job.id, { pid: child.pid, startTime: processStartTime(child.pid) });
       const out = new LineSplitter((line) => this.onStdout(run, line));
       const err = new LineSplitter((line) => this.onStderr(run, line));
       child.stdout?.setEncoding('utf8').on('data', (chunk: string) => out.push(chunk));
