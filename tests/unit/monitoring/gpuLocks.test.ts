@@ -1,16 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AppError } from '../../../electron/core/base/errors.js';
-import { createHarness, type Harness } from './harness.js';
-
-async function rejection(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof AppError) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
+import { createHarness, rejection, type Harness } from './harness.js';
 
 describe('GPU locks', () => {
   let h: Harness;

@@ -1,3 +1,4 @@
+import { AppError } from '../../../electron/core/base/errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,4 +87,15 @@ export async function createHarness(monitoring: Layer = {}, clock = new FakeCloc
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The AppError a promise rejects with (fails the test when it resolves or rejects otherwise). */
+export async function rejection(p: Promise<unknown>): Promise<AppError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof AppError) return err;
+    throw err;
+  }
+  throw new Error('expected a rejection');
 }

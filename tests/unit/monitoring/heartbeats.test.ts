@@ -1,17 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AppError } from '../../../electron/core/base/errors.js';
 import type { TimeoutEvent } from '../../../electron/core/services/monitoring/timeoutManager.js';
-import { createHarness, type Harness } from './harness.js';
-
-async function rejection(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof AppError) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
+import { createHarness, rejection, type Harness } from './harness.js';
 
 describe('heartbeats and the timeout manager', () => {
   let h: Harness;

@@ -1,19 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadSettings } from '../../../electron/core/base/config.js';
-import { AppError } from '../../../electron/core/base/errors.js';
 import { alertsFor } from '../../../renderer/src/features/overview/alerts.js';
 import { snapshot as consoleSnapshot } from '../renderer/fakes.js';
-import { createHarness, type Harness } from './harness.js';
-
-async function rejection(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof AppError) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
+import { createHarness, rejection, type Harness } from './harness.js';
 
 /** Monitoring semantics (seed 004) that the hardening issue found wrong. */
 describe('monitoring semantics', () => {
