@@ -372,6 +372,9 @@ describe('training, models, logs, session, router, overview', () => {
     // Alerts Alertmanager posted to /api/alerts, as the snapshot carries them.
     const prom = alertsFor(snapshot(3, { services: { alerts: { firing: [{ alertname: 'HeartbeatStale', severity: 'warning', summary: 'no beat for 2 min' }], lastReceivedAt: 1 } } }), null);
     expect(prom).toContain('[warning] HeartbeatStale: no beat for 2 min');
+    // The engine lent the GPU to a training job (training.enginePolicy unload).
+    const lent = alertsFor(snapshot(4, { services: { engine: { gpuLent: { holder: 'job-1', purpose: 'training', gpuId: 0, policy: 'unload', since: 1 } } } }), null);
+    expect(lent).toContain('GPU 0 is lent to training job job-1: models are unloaded; requests wait until the job ends.');
 
     // What the console reported on an H200 whose driver could not run the prebuilt CUDA kernels.
     const fallback = alertsFor(snapshot(2), {

@@ -18,6 +18,13 @@ export function alertsFor(s: ConsoleSnapshot, health: HealthDetails | null): str
   if (s.core.systemMemTotalBytes > 0 && s.core.systemMemUsedBytes / s.core.systemMemTotalBytes > 0.9) out.push('System memory is over 90 % used.');
   const retreat = path(s.services.limiter, ['retreat', 'state']);
   if (retreat === 'retreat') out.push('The limiter is in RETREAT: the upstream is throttling (429s).');
+  // The GPU lent to a training job (training.enginePolicy): who holds it and what the engine does meanwhile.
+  const lent = path(s.services.engine, ['gpuLent']);
+  const holder = path(lent, ['holder']);
+  if (typeof holder === 'string') {
+    const policy = path(lent, ['policy']);
+    out.push(`GPU ${String(path(lent, ['gpuId']))} is lent to training job ${holder}: ${policy === 'cpu' ? 'models run on the CPU meanwhile' : 'models are unloaded; requests wait until the job ends'}.`);
+  }
   const issues = path(s.services.monitoring, ['issues']);
   if (Array.isArray(issues)) for (const i of issues) out.push(String(i));
   for (const [name, err] of Object.entries(s.errors ?? {})) out.push(`${name}: snapshot failed (${err})`);
