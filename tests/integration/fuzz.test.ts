@@ -434,6 +434,7 @@ describe(`fuzz (seed ${SEED}; FUZZ_SEED=<n> to change)`, () => {
       name: string;
       path: string;
       responseStream: boolean;
+      serialize: (value: unknown) => Buffer;
     }
     const methods: Method[] = [];
     let clients: grpc.Client[] = [];
@@ -445,7 +446,9 @@ describe(`fuzz (seed ${SEED}; FUZZ_SEED=<n> to change)`, () => {
         const def = loadSync(file, { keepCase: true, longs: Number, enums: String, defaults: true });
         for (const [name, d] of Object.entries(def)) {
           if (!name.endsWith(`.${pkgService}`)) continue;
-          for (const [m, md] of Object.entries(d as Record<string, { path: string; responseStream: boolean }>)) methods.push({ service: name, name: m, path: md.path, responseStream: md.responseStream });
+          for (const [m, md] of Object.entries(d as Record<string, { path: string; responseStream: boolean; requestSerialize: (v: unknown) => Buffer }>)) {
+            methods.push({ service: name, name: m, path: md.path, responseStream: md.responseStream, serialize: md.requestSerialize });
+          }
         }
       }
     });
@@ -468,6 +471,28 @@ describe(`fuzz (seed ${SEED}; FUZZ_SEED=<n> to change)`, () => {
       ['unknown field 99', Buffer.from([0x9a, 0x06, 0x01, 0x61])],
     ];
     const BAD_CODES = new Set([grpc.status.INTERNAL, grpc.status.UNKNOWN]);
+    /** Well-formed messages with bad values: path tricks, negatives, NaN, out-of-range enums and sizes. */
+    const TYPED_CASES: Record<string, Array<[string, unknown]>> = {
+      StartTraining: [
+        ['path tricks', { base_model: '../../../../etc/passwd', dataset_path: '/etc/passwd', output_dir: '../../outside' }],
+        ['NUL and absolute output', { base_model: 'fuzz-none', dataset_path: 'a\u0000b', output_dir: '/tmp/fuzz-abs' }],
+        ['negative hyper-parameters', { base_model: 'fuzz-none', dataset_path: 'd.txt', output_dir: 'o', hyper_params: { epochs: -1, batch_size: -5, learning_rate: Number.NaN, max_seq_length: -1 } }],
+        ['bad LoRA', { base_model: 'fuzz-none', dataset_path: 'd.txt', output_dir: 'o', lora_config: { r: -1, lora_alpha: -2, lora_dropout: 7, bias: 'bogus', target_modules: ['', '../x'] } }],
+      ],
+      GetTrainingStatus: [['path trick id', { job_id: '../console.db' }], ['NUL id', { job_id: 'a\u0000b' }]],
+      CancelTraining: [['path trick id', { job_id: '%2e%2e/%2e%2e' }], ['huge id', { job_id: 'x'.repeat(100_000) }]],
+      ListTrainingJobs: [['negative paging', { limit: -1, offset: -5, status: 'bogus' }], ['max paging', { limit: 2147483647, offset: 2147483647 }]],
+      Predict: [
+        ['path trick model', { model_id: '../../etc/passwd', prompt: 'x' }],
+        ['bad generation', { model_id: 'fuzz-none', prompt: 'x', priority: -7, generation: { max_new_tokens: -1, temperature: Number.NaN, top_p: 5 } }],
+        ['path trick adapter', { model_id: 'fuzz-none', prompt: 'x', adapter: '/etc/passwd' }],
+      ],
+      StreamPredict: [
+        ['empty model and prompt', { model_id: '', prompt: '' }],
+        ['priority out of range', { model_id: 'fuzz-none', prompt: 'x', priority: 99 }],
+      ],
+      ListModels: [],
+    };
 
     it('every method: wrong types, missing fields and garbage bytes never give INTERNAL/UNKNOWN', async () => {
       const client = new grpc.Client(c.grpcAddress, grpc.credentials.createInsecure());
@@ -476,7 +501,8 @@ describe(`fuzz (seed ${SEED}; FUZZ_SEED=<n> to change)`, () => {
       const seen: string[] = [];
       const id = (b: Buffer) => b;
       for (const m of methods) {
-        for (const [label, bytes] of WIRE_CASES) {
+        const typed = (TYPED_CASES[m.name] ?? []).map(([label, value]) => [`typed: ${label}`, m.serialize(value)] as [string, Buffer]);
+        for (const [label, bytes] of [...WIRE_CASES, ...typed]) {
           const md = new grpc.Metadata();
           md.set('x-api-key', c.adminToken);
           const deadline = new Date(Date.now() + 5_000);
