@@ -18,6 +18,8 @@ import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261205) >>> 0;
 const HTTP_BUDGET_MS = Number(process.env.FUZZ_BUDGET_MS ?? 30_000);
+/** Passes over the route table; each draws fresh tricks and values from the seeded generator. */
+const ROUNDS = Math.max(1, Number(process.env.FUZZ_ROUNDS ?? 2));
 
 /** mulberry32: small, fast, seeded. */
 function prng(seed: number): () => number {
@@ -366,7 +368,8 @@ describe(`fuzz (seed ${SEED}; FUZZ_SEED=<n> to change)`, () => {
 
     let routesDone = 0;
     let compared = 0;
-    for (const r of shuffle([...runnable])) {
+    const order = Array.from({ length: ROUNDS }, () => shuffle([...runnable])).flat();
+    for (const r of order) {
       if (Date.now() > deadline) break;
       routesDone++;
       const schema = r.schema ?? {};
@@ -402,8 +405,8 @@ describe(`fuzz (seed ${SEED}; FUZZ_SEED=<n> to change)`, () => {
 
     const health = await fetch(`${c.url}/health`);
     expect(health.status).toBe(200);
-    process.stdout.write(`fuzz: ${routesDone}/${runnable.length} routes, ${sent} HTTP requests, data compared around ${compared} mutating routes; ${accepted.length} non-GET answered 2xx/3xx${accepted.length ? `:\n  ${accepted.slice(0, 30).join('\n  ')}` : ''}\n`);
-    expect(routesDone, 'the time budget ran out before every route was fuzzed').toBe(runnable.length);
+    process.stdout.write(`fuzz: ${routesDone}/${order.length} route passes (${ROUNDS} rounds), ${sent} HTTP requests, data compared around ${compared} mutating routes; ${accepted.length} non-GET answered 2xx/3xx${accepted.length ? `:\n  ${accepted.slice(0, 30).join('\n  ')}` : ''}\n`);
+    expect(routesDone, 'the time budget ran out before every route was fuzzed').toBeGreaterThanOrEqual(runnable.length);
     expect(failures, failures.slice(0, 40).join('\n')).toEqual([]);
   }, 120_000);
 

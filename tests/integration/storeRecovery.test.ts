@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadSettings } from '../../electron/core/base/config.js';
 import { Store, StoreCorruptError } from '../../electron/core/base/store.js';
 import { backupStore, listBackups, restoreLastBackup, StoreRestoreError } from '../../electron/core/base/storeBackup.js';
 import { spawnServe } from '../helpers/spawnServe.js';
@@ -69,6 +70,25 @@ describe('damaged console.db', () => {
       expect(aside).toHaveLength(1);
       expect(readFileSync(join(dataDir, aside[0]!)).equals(GARBAGE)).toBe(true);
       expect(c.logs.some((l) => l.includes('started from the last good backup'))).toBe(true);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('the restore option', () => {
+  it('is off by default, on with --restore-last-backup or CONSOLE_RESTORE_BACKUP=1', () => {
+    const dataDir = tempDir();
+    expect(loadSettings({ dataDir, env: {} }).restoreLastBackup).toBe(false);
+    expect(loadSettings({ dataDir, env: {}, argv: ['--restore-last-backup'] }).restoreLastBackup).toBe(true);
+    expect(loadSettings({ dataDir, env: { CONSOLE_RESTORE_BACKUP: '1' } }).restoreLastBackup).toBe(true);
+    expect(loadSettings({ dataDir, env: { CONSOLE_RESTORE_BACKUP: '0' } }).restoreLastBackup).toBe(false);
+  });
+
+  it('a healthy store ignores it (nothing moved, nothing restored)', async () => {
+    const c = await startConsole({ env: { CONSOLE_RESTORE_BACKUP: '1' } });
+    try {
+      expect(readdirSync(c.dataDir).filter((n) => n.includes('corrupt'))).toEqual([]);
     } finally {
       await c.close();
     }
