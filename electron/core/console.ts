@@ -12,7 +12,8 @@ import { LoginLink } from './base/loginLink.js';
 import { packageRoot, packageVersion } from './base/packageInfo.js';
 import { PeriodicTaskRegistry, type PeriodicTask } from './base/periodic.js';
 import { CoreStats, SnapshotRegistry, SnapshotStream } from './base/snapshots.js';
-import { Store } from './base/store.js';
+import { Store, StoreCorruptError } from './base/store.js';
+import { backupStore, restoreLastBackup } from './base/storeBackup.js';
 import { Auth } from './server/auth.js';
 import { GrpcServer } from './server/grpc/grpcServer.js';
 import { isLoopbackAddress } from './server/http/hostOrigin.js';
@@ -178,7 +179,20 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const metrics = new MetricsRegistry();
   const periodic = new PeriodicTaskRegistry(clock, logs.get('periodic'));
   const health = new HealthRegistry();
-  const store = new Store({ path: join(settings.dataDir, 'console.db'), nativeBinding: options.sqliteNativeBinding });
+  const storePath = join(settings.dataDir, 'console.db');
+  const backupDir = join(settings.dataDir, 'backups');
+  const openStore = () => new Store({ path: storePath, nativeBinding: options.sqliteNativeBinding, backupDir });
+  let store: Store;
+  try {
+    store = openStore();
+  } catch (err) {
+    // A damaged store stops start-up with a clear message (serve.ts: exit 2), unless the operator
+    // asked to start from the last good backup; the damaged file is moved aside, never deleted.
+    if (!(err instanceof StoreCorruptError) || !settings.restoreLastBackup) throw err;
+    const restored = restoreLastBackup(storePath, backupDir, clock.now(), options.sqliteNativeBinding);
+    log.warn({ damaged: err.problem, movedAside: restored.movedAside, restoredFrom: restored.restoredFrom, skipped: restored.skipped }, 'console.db was damaged; started from the last good backup');
+    store = openStore();
+  }
   const { token: adminToken, source: tokenSource } = ensureAdminToken(join(settings.dataDir, 'admin-token'), env);
   const auth = new Auth({ adminToken, config });
   const http = new HttpServer({ config, logger: logs.get('http'), metrics });
@@ -285,6 +299,30 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     periodic.register({ name: 'metrics-uptime', level: 'low', intervalSeconds: 15, run: () => uptime.set((clock.monotonic() - startedMono) / 1000) }),
     periodic.register({ name: 'store-checkpoint', level: 'low', intervalSeconds: 300, runOnStart: false, run: () => store.checkpoint() }),
   ];
+  // Rolling online backups (one at start, after migrations, then every intervalSeconds).
+  let backupInFlight: Promise<unknown> | null = null;
+  if (cfg.ops.storeBackup.keep > 0) {
+    const backupTask = periodic.register({
+      name: 'store-backup',
+      level: 'low',
+      intervalSeconds: cfg.ops.storeBackup.intervalSeconds,
+      run: async () => {
+        const keep = config.get().ops.storeBackup.keep;
+        if (keep <= 0 || (state !== 'running' && state !== 'starting')) return;
+        const p = backupStore(store.db, backupDir, keep, clock.now());
+        backupInFlight = p.catch(() => undefined);
+        try {
+          await p;
+        } finally {
+          backupInFlight = null;
+        }
+      },
+    });
+    coreTasks.push(backupTask);
+    config.onChange((next, prev) => {
+      if (next.ops.storeBackup.intervalSeconds !== prev.ops.storeBackup.intervalSeconds) backupTask.setInterval(next.ops.storeBackup.intervalSeconds);
+    });
+  }
   config.onChange((next, prev) => {
     if (next.ops.logLevel !== prev.ops.logLevel) logs.setLevel('root', next.ops.logLevel === 'warning' ? 'warn' : next.ops.logLevel === 'critical' ? 'fatal' : (next.ops.logLevel.toLowerCase() as 'info'));
   });
@@ -317,6 +355,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     periodic.stopAll();
     metrics.stop();
     await attempt(() => logs.flush());
+    if (backupInFlight) await backupInFlight; // a backup half-way through keeps its connection until done
     store.close();
     state = 'stopped';
     if (errors.length > 0) throw new AggregateError(errors, 'errors while stopping the console');

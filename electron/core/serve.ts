@@ -1,9 +1,11 @@
 /**
  * Headless entry (`npm run serve`): builds the Console from flags, env and config.json, prints one
- * ready line, and stops cleanly on SIGINT/SIGTERM (exit 0). Invalid settings exit with code 2.
+ * ready line, and stops cleanly on SIGINT/SIGTERM (exit 0). Invalid settings, a damaged or too-new
+ * store, or a restore with no good backup exit with code 2 and one message.
  */
 import { ConfigError, FLAGS_HELP, parseFlags } from './base/config.js';
-import { StoreVersionError } from './base/store.js';
+import { StoreCorruptError, StoreVersionError } from './base/store.js';
+import { StoreRestoreError } from './base/storeBackup.js';
 import { createConsole, type Console } from './console.js';
 import { ClusterStartError } from './services/monitoring/redisConnection.js';
 
@@ -17,7 +19,7 @@ async function main(): Promise<number> {
   try {
     app = createConsole({ argv });
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof StoreVersionError) {
+    if (err instanceof ConfigError || err instanceof StoreVersionError || err instanceof StoreCorruptError || err instanceof StoreRestoreError) {
       process.stderr.write(`console: ${err.message}\n`);
       return 2;
     }

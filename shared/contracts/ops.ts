@@ -12,7 +12,7 @@ export type LogLevelQuery = Static<typeof LogLevelQuery>;
 export const ThreadsQuery = Type.Object(
   {
     name: Type.Optional(Type.String({ maxLength: 200 })),
-    thread_id: Type.Optional(Type.Integer({ minimum: 0 })),
+    thread_id: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
   },
   { additionalProperties: false },
 );

@@ -167,7 +167,8 @@ export const ListTrainingQuery = Type.Object(
   {
     status: Type.Optional(TrainingStatusValue),
     limit: Type.Integer({ default: 100 }),
-    offset: Type.Integer({ minimum: 0, default: 0 }),
+    // A maximum, so `?offset=1e999` (coerced to Infinity) or 1e300 is a 400, not an SQL error (500).
+    offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
   },
   { additionalProperties: false },
 );

@@ -56,6 +56,8 @@ export interface ParsedFlags {
   sources: Map<string, string>;
   issues: ConfigIssue[];
   help: boolean;
+  /** `--restore-last-backup`: replace a damaged console.db with the newest good backup. */
+  restoreLastBackup: boolean;
 }
 
 export const FLAGS_HELP = `Usage: npm run serve -- [options]
@@ -65,6 +67,9 @@ export const FLAGS_HELP = `Usage: npm run serve -- [options]
   --grpc-port N      gRPC port, 0 = ephemeral (env CONSOLE_GRPC_PORT; default 50051)
   --log-level LEVEL  trace|debug|info|warn|error|fatal (env CONSOLE_LOG_LEVEL; default info)
   --gpu MODE         auto|cuda|vulkan|metal|false (env CONSOLE_GPU; default auto)
+  --restore-last-backup
+                     if console.db is damaged, move it aside (kept) and start from the newest
+                     backup that passes an integrity check (env CONSOLE_RESTORE_BACKUP=1)
   --help             this text`;
 
 /** Parses command-line flags strictly: an unknown flag or a missing value is an issue, never ignored. */
@@ -77,7 +82,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
   );
   let values: Record<string, string | boolean | undefined> = {};
   try {
-    const parsed = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false });
+    const parsed = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean' }, 'restore-last-backup': { type: 'boolean' } }, strict: true, allowPositionals: false });
     values = parsed.values as Record<string, string | boolean | undefined>;
   } catch (err) {
     issues.push({ path: '(command line)', expected: 'a known flag (see --help)', got: (err as Error).message, source: 'command line' });
@@ -89,7 +94,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
     sources.set(field, `flag --${flag}`);
   }
   const dataDir = typeof values['data-dir'] === 'string' ? values['data-dir'] : undefined;
-  return { dataDir, layer, sources, issues, help: values.help === true };
+  return { dataDir, layer, sources, issues, help: values.help === true, restoreLastBackup: values['restore-last-backup'] === true };
 }
 
 /** Reads every section's environment variables into a config layer. */
@@ -226,6 +231,8 @@ export interface LoadSettingsOptions {
   dataDir?: string;
   /** Extra layer above flags (used by tests and Electron, e.g. ports 0). */
   overrides?: Layer;
+  /** Restore the newest good backup if console.db is damaged (else `--restore-last-backup` / CONSOLE_RESTORE_BACKUP). */
+  restoreLastBackup?: boolean;
 }
 
 export interface Settings {
@@ -233,6 +240,8 @@ export interface Settings {
   configPath: string;
   config: ConsoleConfig;
   layers: ConfigLayers;
+  /** Restore the newest good backup if console.db is damaged (flag, env or option). */
+  restoreLastBackup: boolean;
 }
 
 /** Resolves the data dir and the effective config. Throws ConfigError (exit code 2) on any bad field. */
@@ -248,7 +257,8 @@ export function loadSettings(options: LoadSettingsOptions = {}): Settings {
   const overrides = options.overrides ?? {};
   const layers: ConfigLayers = { file, env: fromEnv.layer, flags: mergeLayers(flags.layer, overrides), sources };
   const config = resolveConfig(layers, configPath);
-  return { dataDir, configPath, config, layers };
+  const restoreLastBackup = options.restoreLastBackup ?? (flags.restoreLastBackup || /^(1|true|yes|on)$/i.test(env.CONSOLE_RESTORE_BACKUP ?? ''));
+  return { dataDir, configPath, config, layers, restoreLastBackup };
 }
 
 export type ConfigListener = (next: ConsoleConfig, previous: ConsoleConfig) => void;

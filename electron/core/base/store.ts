@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
 import { migrations as defaultMigrations, type Migration } from './migrations/index.js';
+import { listBackups } from './storeBackup.js';
 
 export type { Migration };
 export type SqliteDatabase = Db;
@@ -23,6 +24,38 @@ export class StoreVersionError extends Error {
   }
 }
 
+/** The start-up flag and env variable that restore the newest good backup over a damaged store. */
+export const RESTORE_FLAG = '--restore-last-backup';
+export const RESTORE_ENV = 'CONSOLE_RESTORE_BACKUP=1';
+
+/**
+ * The database file is damaged (not a database, or corrupt pages): start-up stops with this message,
+ * which names the file, what SQLite said, and how to start from the last good backup. Nothing is
+ * changed on disk.
+ */
+export class StoreCorruptError extends Error {
+  readonly code = 'STORE_CORRUPT';
+  constructor(
+    readonly path: string,
+    readonly problem: string,
+    readonly backupDir: string | undefined,
+  ) {
+    const backups = backupDir ? listBackups(backupDir) : [];
+    const hint =
+      backups.length > 0
+        ? `Start with ${RESTORE_FLAG} (or env ${RESTORE_ENV}) to move it aside (it is kept, never deleted) and start from the newest good backup in ${backupDir} (${backups.length} found, newest ${backups[0]!.name}).`
+        : `No backup was found${backupDir ? ` in ${backupDir}` : ''}, so ${RESTORE_FLAG} (env ${RESTORE_ENV}) cannot help; move the file aside to start with an empty store, or restore a copy of it yourself.`;
+    super(`The database ${path} is damaged (${problem}). Nothing was changed. ${hint}`);
+    this.name = 'StoreCorruptError';
+  }
+}
+
+/** SQLite's answer for a file that is not a database or has corrupt pages. */
+export function isCorruptionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'));
+}
+
 export interface StoreOptions {
   /** SQLite file path, or ':memory:'. */
   path: string;
@@ -32,6 +65,8 @@ export interface StoreOptions {
    * the Node build that tests use is never rebuilt over.
    */
   nativeBinding?: string;
+  /** Where rolling backups live; named in the message of a StoreCorruptError. */
+  backupDir?: string;
 }
 
 /**
@@ -58,6 +93,7 @@ export class Store {
       this.migrate(options.migrations ?? defaultMigrations);
     } catch (err) {
       this.db.close();
+      if (isCorruptionError(err)) throw new StoreCorruptError(options.path, (err as Error).message, options.backupDir);
       throw err;
     }
     this.bulk = options.path === ':memory:' ? this.db : new Database(options.path, dbOptions);

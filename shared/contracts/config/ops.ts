@@ -25,6 +25,16 @@ export const OpsConfig = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** Rolling online backups of console.db (SQLite backup API) in `<data dir>/backups`. */
+    storeBackup: Type.Object(
+      {
+        /** Backups kept (oldest removed first); 0 turns backups off. */
+        keep: Type.Integer({ default: 5, minimum: 0, maximum: 100 }),
+        /** Seconds between backups; one is also taken at every start, after migrations. */
+        intervalSeconds: Type.Integer({ default: 3600, minimum: 60, maximum: 7 * 24 * 3600 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false, default: {} },
 );
@@ -35,5 +45,6 @@ export const opsSection: ConfigSection<typeof OpsConfig> = {
   env: {
     CONSOLE_LOG_LEVEL: 'logLevel',
     CONSOLE_RUN_SCRIPT_ENABLED: 'runScript.enabled',
+    CONSOLE_STORE_BACKUPS: 'storeBackup.keep',
   },
 };

@@ -81,7 +81,71 @@ export function toGrpcError(error: unknown): GrpcServiceError {
   const err = error instanceof AppError ? error : new AppError(ErrorCode.INTERNAL_ERROR, (error as Error)?.message ?? 'Internal error');
   const metadata = new Metadata();
   metadata.set('x-error-code', err.code);
-  return { code: GRPC_CODE[err.code], details: err.message, metadata };
+  return { code: GRPC_CODE[err.code], details: limitDetails(err.message), metadata };
+}
+
+/**
+ * Status details travel in an HTTP/2 trailer: a message that echoes a huge field (a 1 MiB job id)
+ * would overflow the peer's header limit and the call would never finish. Keep them short.
+ */
+const MAX_DETAILS = 1024;
+function limitDetails(details: string): string {
+  return details.length <= MAX_DETAILS ? details : `${details.slice(0, MAX_DETAILS)}… (${details.length - MAX_DETAILS} more characters)`;
+}
+
+/** A request whose bytes do not decode as the method's message. */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * Wraps a service so a request that does not decode answers INVALID_ARGUMENT (grpc-js's own answer
+ * is INTERNAL "Error deserializing request", which reads as a server bug), and error details stay
+ * short (see limitDetails).
+ */
+function hardenService(definition: ServiceDefinition, impl: UntypedServiceImplementation): { definition: ServiceDefinition; impl: UntypedServiceImplementation } {
+  const outDef: Record<string, unknown> = {};
+  const outImpl: UntypedServiceImplementation = {};
+  for (const [name, d] of Object.entries(definition)) {
+    outDef[name] = {
+      ...d,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return d.requestDeserialize(bytes);
+        } catch (err) {
+          return new UndecodableRequest((err as Error)?.message ?? 'undecodable');
+        }
+      },
+    };
+    const handler = impl[name] ?? (d.originalName ? impl[d.originalName] : undefined);
+    if (!handler) continue;
+    const invalid = (reason: string): GrpcServiceError => {
+      const metadata = new Metadata();
+      metadata.set('x-error-code', ErrorCode.INVALID_REQUEST);
+      return { code: GrpcStatus.INVALID_ARGUMENT, details: limitDetails(`Request does not decode as ${name}'s message: ${reason}`), metadata };
+    };
+    const h = handler as (...args: any[]) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+    if (!d.requestStream && !d.responseStream) {
+      outImpl[name] = ((call: { request: unknown }, callback: (err: unknown, value?: unknown) => void) => {
+        if (call.request instanceof UndecodableRequest) return callback(invalid(call.request.reason));
+        h(call, (err: unknown, value?: unknown) => {
+          if (err && typeof (err as { details?: unknown }).details === 'string') {
+            const e = err as { details: string };
+            e.details = limitDetails(e.details);
+          }
+          callback(err, value);
+        });
+      }) as UntypedServiceImplementation[string];
+    } else if (!d.requestStream) {
+      outImpl[name] = ((call: { request: unknown; emit: (event: string, e: unknown) => void }) => {
+        if (call.request instanceof UndecodableRequest) return void call.emit('error', invalid(call.request.reason));
+        h(call);
+      }) as UntypedServiceImplementation[string];
+    } else {
+      outImpl[name] = handler;
+    }
+  }
+  return { definition: outDef as ServiceDefinition, impl: outImpl };
 }
 
 /**
@@ -99,7 +163,7 @@ export class GrpcServer {
   /** Adds a service; `name` is its fully qualified name for health checks (e.g. `cyllm.v1.AIService`). */
   addService(name: string, definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
     if (this.server) throw new Error('gRPC services must be added before start()');
-    this.services.push({ name, definition, impl });
+    this.services.push({ name, ...hardenService(definition, impl) });
   }
 
   setServingStatus(service: string, status: ServingStatus): void {

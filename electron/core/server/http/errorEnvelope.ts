@@ -121,6 +121,11 @@ export function toAppError(error: unknown): AppError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new AppError(ErrorCode.INVALID_REQUEST, `Malformed JSON body: ${e.message ?? ''}`);
   }
+  // busboy (multipart) reports a malformed body with plain Errors: no boundary parameter, a body that
+  // ends before its closing boundary, a bad part header. They are the client's fault (was 500).
+  if (e.statusCode === undefined && /^(Multipart: |Part terminated early|Preamble terminated early|Unexpected end of (multipart|form)|Malformed part header)/.test(e.message ?? '')) {
+    return new AppError(ErrorCode.INVALID_REQUEST, `Malformed multipart body: ${e.message ?? ''}`);
+  }
   if (e.statusCode === 400 && /JSON/i.test(e.message ?? '')) return new AppError(ErrorCode.INVALID_REQUEST, `Malformed JSON body: ${e.message ?? ''}`);
   if (e.statusCode === 413) return new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 'Request body is too large');
   if (e.statusCode === 415) return new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, e.message ?? 'Unsupported media type');

@@ -49,6 +49,37 @@ function toArray<T>(value: T | T[] | undefined): T[] {
   return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }
 
+/** One registered route as the route table keeps it (method, URL pattern, schema). */
+export interface HttpRouteInfo {
+  method: string;
+  url: string;
+  schema?: { body?: unknown; querystring?: unknown; params?: unknown; headers?: unknown };
+  /** `config.multipart`, `config.errorFamily` etc. of the route. */
+  config?: Record<string, unknown>;
+  /** A websocket route. */
+  websocket: boolean;
+}
+
+/** Deepest JSON nesting a body may have: far above any real request, far below a stack overflow. */
+export const MAX_JSON_DEPTH = 128;
+
+/** True when a JSON text nests arrays/objects deeper than `max` (a linear scan, strings skipped). */
+export function jsonTooDeep(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 92 /* \\ */) i++;
+      else if (ch === 34 /* " */) inString = false;
+    } else if (ch === 34) inString = true;
+    else if (ch === 123 /* { */ || ch === 91 /* [ */) {
+      if (++depth > max) return true;
+    } else if (ch === 125 /* } */ || ch === 93 /* ] */) depth--;
+  }
+  return false;
+}
+
 type Methods = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD' | 'OPTIONS';
 const ALL_METHODS: Methods[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 
@@ -60,6 +91,7 @@ const ALL_METHODS: Methods[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD',
 export class HttpServer {
   readonly app: FastifyInstance;
   private readonly routeTable = FindMyWay({ ignoreTrailingSlash: true });
+  private readonly routeList: HttpRouteInfo[] = [];
   private listening = false;
 
   constructor(private readonly options: HttpServerOptions) {
@@ -73,8 +105,14 @@ export class HttpServer {
       // Unique per process and cheap (a UUID per request costs ~10 % of /health throughput);
       // a client's own X-Request-Id is kept as is.
       genReqId: requestIdGenerator(),
-      ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+      // strictNumbers: NaN and Infinity (`?offset=1e999`, a JSON 1e999) fail "number"/"integer" instead of reaching SQL.
+      ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true, strictNumbers: true } },
       routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+      // Errors Fastify raises before routing (a URL that does not decode, e.g. `%ff` or `%c0%ae`) get
+      // the route family's envelope like any other 400 instead of Fastify's own shape.
+      frameworkErrors: (error, request, reply) => {
+        void sendError(request, reply, new AppError(ErrorCode.INVALID_REQUEST, `Invalid URL: ${error.message}`));
+      },
     };
     this.app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>() as unknown as FastifyInstance;
     // Fastify's own per-request logger is off (it costs /health throughput); errors reach the
@@ -90,6 +128,18 @@ export class HttpServer {
     // Only JSON (and multipart on routes that opt in): browser form posts that skip CORS
     // preflight (text/plain, urlencoded) get 415.
     app.removeContentTypeParser(['text/plain']);
+    // Fastify's own JSON parser (proto-poisoning checks and its error codes kept), behind a nesting
+    // limit: a body like [[[[…]]]] 20 000 deep parses fine but overflows the stack of whatever
+    // walks it next (validation, config merge, structuredClone) and answered 500.
+    const defaultJson = app.getDefaultJsonParser('error', 'error');
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      if (typeof body === 'string' && jsonTooDeep(body, MAX_JSON_DEPTH)) {
+        done(new AppError(ErrorCode.INVALID_REQUEST, `JSON body nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+        return;
+      }
+      defaultJson(request, typeof body === 'string' ? body : body.toString('utf8'), done);
+    });
 
     // Per-route rules are compiled into route-level hooks once, at registration, so the hot path
     // never rebuilds `request.routeOptions` (a fresh object on every access in Fastify 5).
@@ -102,6 +152,13 @@ export class HttpServer {
         } catch {
           // duplicate shapes (e.g. HEAD auto-routes) are fine
         }
+        this.routeList.push({
+          method,
+          url: route.url,
+          schema: route.schema as HttpRouteInfo['schema'],
+          config: route.config as Record<string, unknown> | undefined,
+          websocket: (route as { websocket?: boolean }).websocket === true,
+        });
       }
       const extraOnRequest: onRequestHookHandler[] = [];
       if (route.config?.multipart !== true) {
@@ -145,6 +202,23 @@ export class HttpServer {
       done();
     });
 
+    // ajv coerces a query string like `?limit=1e999` to Infinity and then lets it pass `maximum`
+    // (strictNumbers only applies to values that were numbers already), so the SQL below answered
+    // 500 "datatype mismatch". Validated query values must be finite numbers.
+    app.addHook('preHandler', (request, _reply, done) => {
+      const query = request.query as Record<string, unknown> | undefined;
+      if (query && typeof query === 'object') {
+        for (const [k, v] of Object.entries(query)) {
+          const values = Array.isArray(v) ? v : [v];
+          if (values.some((x) => typeof x === 'number' && !Number.isFinite(x))) {
+            done(new AppError(ErrorCode.INVALID_REQUEST, 'Invalid request', { details: [{ type: 'validation', field: `query.${k}`, description: 'must be a finite number' }] }));
+            return;
+          }
+        }
+      }
+      done();
+    });
+
     // 404s and 405s never match a route, so they are counted here.
     app.addHook('onResponse', (request, reply, done) => {
       if (request.is404) metrics.httpRequests.inc({ method: request.method, route: 'unmatched', status: reply.statusCode });
@@ -165,6 +239,11 @@ export class HttpServer {
       }
       return sendError(request, reply, new AppError(ErrorCode.NOT_FOUND, `No route: ${request.method} ${path}`));
     });
+  }
+
+  /** Every registered route (tests drive fuzzing from this; nothing on the hot path reads it). */
+  routes(): readonly HttpRouteInfo[] {
+    return this.routeList;
   }
 
   /** Registers the shared plugins (CORS, multipart, websocket). Call once before service plugins. */
