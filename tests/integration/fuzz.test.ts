@@ -15,23 +15,13 @@ import { familyOf, type ErrorFamily } from '../../electron/core/server/http/erro
 import { aiServiceProtoPath } from '../../electron/core/server/grpc/aiService.js';
 import { trainingProtoPath } from '../../electron/core/server/grpc/trainingService.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { prng } from '../../electron/core/base/prng.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261205) >>> 0;
 const HTTP_BUDGET_MS = Number(process.env.FUZZ_BUDGET_MS ?? 30_000);
 /** Passes over the route table; each draws fresh tricks and values from the seeded generator. */
 const ROUNDS = Math.max(1, Number(process.env.FUZZ_ROUNDS ?? 2));
 
-/** mulberry32: small, fast, seeded. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = prng(SEED);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
 const shuffle = <T>(xs: T[]): T[] => {

@@ -3,6 +3,7 @@
 // compare token streams across HTTP, gRPC and direct node-llama-cpp. Layout per docs/notes "A tiny GGUF that node-llama-cpp loads".
 import { closeSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { prng } from '../../base/prng.js';
 
 /** The dimensions of the generated llama model. */
 export interface ModelShape {
@@ -120,17 +121,6 @@ class ByteWriter {
   }
 }
 
-/** mulberry32: tiny, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function vocabulary(size: number): { tokens: string[]; scores: number[]; types: number[] } {
   const tokens = ['<unk>', '<s>', '</s>'];
