@@ -31,9 +31,6 @@ export interface TrainingPlan {
   /** LoRA: resume from this adapter checkpoint, written after `resumeStep` optimizer steps. */
   resumeFrom?: string;
   resumeStep?: number;
-  /** Lineage, hashed when the job was queued. */
-  baseSha256?: string;
-  datasetSha256?: string;
 }
 
 /** Last known progress of a job. */

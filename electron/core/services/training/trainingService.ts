@@ -94,6 +94,8 @@ interface ActiveRun {
   lastStep: number;
   /** The engine gave the GPU up for this run (handed back when it ends). */
   gpuYielded: boolean;
+  /** sha256 of the base and the dataset as this run read them (lineage of the result). */
+  hashes: { base: string; dataset: string } | undefined;
   exited: Promise<void>;
   resolveExited: () => void;
 }
@@ -385,7 +387,7 @@ export class TrainingService extends BaseService {
       outputDir: output.path,
       outputModelId: modelIdFrom(basename(output.path), fallback),
     };
-    return backend === 'llama' ? { ...base, ...(await this.planMethod(request, model.path, dataset.path)) } : base;
+    return backend === 'llama' ? { ...base, ...(await this.planMethod(request, model.path)) } : base;
   }
 
   /**
@@ -393,7 +395,7 @@ export class TrainingService extends BaseService {
    * fine-tuning (only where the base has F32 weights). A request that would train nothing, or that
    * asks for what llama.cpp cannot do, is refused here, before it is queued.
    */
-  private async planMethod(request: StartTrainingRequest, modelPath: string, datasetPath: string): Promise<Partial<TrainingPlan>> {
+  private async planMethod(request: StartTrainingRequest, modelPath: string): Promise<Partial<TrainingPlan>> {
     let info: BaseModelInfo;
     try {
       info = await readBaseModel(modelPath);
@@ -436,8 +438,7 @@ export class TrainingService extends BaseService {
       }
     }
     if (details.length > 0) throw invalidRequest('Invalid training request', details);
-    const [baseSha256, datasetSha256] = await Promise.all([sha256File(modelPath), sha256File(datasetPath)]);
-    return { ...extra, baseSha256, datasetSha256 };
+    return extra;
   }
 
   private async resolveBaseModel(
@@ -575,6 +576,7 @@ export class TrainingService extends BaseService {
       lastProgressSave: 0,
       lastStep: 0,
       gpuYielded: false,
+      hashes: undefined,
       exited,
       resolveExited,
     };
@@ -710,6 +712,9 @@ export class TrainingService extends BaseService {
     const shapes = Object.entries(rendered.shapes).filter(([, n]) => n > 0).map(([shape, n]) => `${n} ${shape}`).join(', ');
     this.log(job.id, 'info', `dataset: ${rendered.rows} rows (${shapes})${rendered.chatFormat === 'none' ? '' : `, chat rows rendered with ${rendered.chatFormat === 'template' ? "the base model's chat template" : 'the fallback format'}`}`);
     for (const warning of rendered.warnings) this.log(job.id, 'warn', warning);
+    // Lineage: hashed when the job starts (not when it is submitted: a multi-GB base takes seconds).
+    const [base, dataset] = await Promise.all([sha256File(plan.modelPath), sha256File(plan.datasetPath)]);
+    run.hashes = { base, dataset };
     const outputPath = join(job.plan.outputDir, method === 'lora' ? 'adapter.gguf' : 'model.gguf');
     await writeFile(
       configPath,
@@ -963,8 +968,8 @@ export class TrainingService extends BaseService {
     }
     const lineage = {
       baseModel: job.baseModel,
-      baseSha256: job.plan.baseSha256 ?? '',
-      datasetSha256: job.plan.datasetSha256 ?? '',
+      baseSha256: run.hashes?.base ?? '',
+      datasetSha256: run.hashes?.dataset ?? '',
       method: job.plan.method ?? 'full',
       trainableParams: job.plan.trainableParams ?? 0,
       hyperParams: { ...job.request.hyperParams, ...(job.request.loraConfig ? { loraConfig: job.request.loraConfig } : {}) },
