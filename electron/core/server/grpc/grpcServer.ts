@@ -124,7 +124,8 @@ function hardenService(definition: ServiceDefinition, impl: UntypedServiceImplem
       metadata.set('x-error-code', ErrorCode.INVALID_REQUEST);
       return { code: GrpcStatus.INVALID_ARGUMENT, details: limitDetails(`Request does not decode as ${name}'s message: ${reason}`), metadata };
     };
-    const h = handler as (...args: any[]) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+    // grpc-js hands unary handlers (call, callback) and server-streaming ones (call); both are called through this shape.
+    const h = handler as (call: unknown, callback?: (err: unknown, value?: unknown) => void) => void;
     if (!d.requestStream && !d.responseStream) {
       outImpl[name] = ((call: { request: unknown }, callback: (err: unknown, value?: unknown) => void) => {
         if (call.request instanceof UndecodableRequest) return callback(invalid(call.request.reason));
