@@ -28,33 +28,23 @@ export class LimiterMetrics {
   ) {
     const reg = [registry];
     const add = <T extends Counter<string> | Gauge<string> | Histogram<string>>(m: T): T => m;
+    /** A gauge with one series per provider, read from the live limiters when scraped (a removed provider's series disappear). */
+    const perProvider = (name: string, help: string, value: (l: ProviderLimiter) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['provider'],
+        registers: reg,
+        collect() {
+          this.reset();
+          for (const l of limiters()) this.set({ provider: l.name }, value(l));
+        },
+      });
     this.requests = add(
       new Counter({ name: 'sidecar_requests_total', help: 'Limiter requests by provider, priority and outcome', labelNames: ['provider', 'priority', 'status'], registers: reg }),
     );
-    add(
-      new Gauge({
-        name: 'sidecar_tokens_available',
-        help: 'Tokens currently in the bucket',
-        labelNames: ['provider'],
-        registers: reg,
-        collect() {
-          this.reset(); // a removed provider's series disappear
-          for (const l of limiters()) this.set({ provider: l.name }, l.bucket.tokens());
-        },
-      }),
-    );
-    add(
-      new Gauge({
-        name: 'sidecar_tokens_rate',
-        help: 'Bucket refill rate in tokens per minute',
-        labelNames: ['provider'],
-        registers: reg,
-        collect() {
-          this.reset(); // a removed provider's series disappear
-          for (const l of limiters()) this.set({ provider: l.name }, l.bucket.ratePerMinute);
-        },
-      }),
-    );
+    perProvider('sidecar_tokens_available', 'Tokens currently in the bucket', (l) => l.bucket.tokens());
+    perProvider('sidecar_tokens_rate', 'Bucket refill rate in tokens per minute', (l) => l.bucket.ratePerMinute);
     add(
       new Gauge({
         name: 'sidecar_queue_depth',
@@ -67,18 +57,7 @@ export class LimiterMetrics {
         },
       }),
     );
-    add(
-      new Gauge({
-        name: 'sidecar_queue_max_size',
-        help: 'Queue capacity (queue_max_size): the queue-full alert compares the depth with it',
-        labelNames: ['provider'],
-        registers: reg,
-        collect() {
-          this.reset(); // a removed provider's series disappear
-          for (const l of limiters()) this.set({ provider: l.name }, l.limits.queue_max_size);
-        },
-      }),
-    );
+    perProvider('sidecar_queue_max_size', 'Queue capacity (queue_max_size): the queue-full alert compares the depth with it', (l) => l.limits.queue_max_size);
     this.queueLatency = add(
       new Histogram({
         name: 'sidecar_queue_latency_seconds',
@@ -101,18 +80,7 @@ export class LimiterMetrics {
       new Counter({ name: 'sidecar_upstream_errors_total', help: 'Non-2xx upstream responses and transport failures (status_code "transport")', labelNames: ['provider', 'status_code'], registers: reg }),
     );
     this.passthrough = add(new Counter({ name: 'sidecar_fallback_passthrough_total', help: 'Queue-full passthroughs', labelNames: ['provider'], registers: reg }));
-    add(
-      new Gauge({
-        name: 'sidecar_health_status',
-        help: '1 healthy, 0 after an upstream transport error until the next response',
-        labelNames: ['provider'],
-        registers: reg,
-        collect() {
-          this.reset(); // a removed provider's series disappear
-          for (const l of limiters()) this.set({ provider: l.name }, l.healthy ? 1 : 0);
-        },
-      }),
-    );
+    perProvider('sidecar_health_status', '1 healthy, 0 after an upstream transport error until the next response', (l) => (l.healthy ? 1 : 0));
     add(
       new Gauge({
         name: 'sidecar_uptime_seconds',
@@ -123,42 +91,9 @@ export class LimiterMetrics {
         },
       }),
     );
-    add(
-      new Gauge({
-        name: 'sidecar_retreat_state',
-        help: 'Retreat state: 0 NORMAL, 1 RETREAT, 2 RECOVER',
-        labelNames: ['provider'],
-        registers: reg,
-        collect() {
-          this.reset(); // a removed provider's series disappear
-          for (const l of limiters()) this.set({ provider: l.name }, RETREAT_STATE_CODE[l.retreat.state]);
-        },
-      }),
-    );
-    add(
-      new Gauge({
-        name: 'sidecar_effective_rate_rpm',
-        help: 'Post-retreat rate in requests per minute',
-        labelNames: ['provider'],
-        registers: reg,
-        collect() {
-          this.reset(); // a removed provider's series disappear
-          for (const l of limiters()) this.set({ provider: l.name }, l.retreat.rpm);
-        },
-      }),
-    );
-    add(
-      new Gauge({
-        name: 'sidecar_upstream_429_rate',
-        help: '429 share of upstream responses in the retreat window (0-1)',
-        labelNames: ['provider'],
-        registers: reg,
-        collect() {
-          this.reset(); // a removed provider's series disappear
-          for (const l of limiters()) this.set({ provider: l.name }, l.retreat.ratio('retreat'));
-        },
-      }),
-    );
+    perProvider('sidecar_retreat_state', 'Retreat state: 0 NORMAL, 1 RETREAT, 2 RECOVER', (l) => RETREAT_STATE_CODE[l.retreat.state]);
+    perProvider('sidecar_effective_rate_rpm', 'Post-retreat rate in requests per minute', (l) => l.retreat.rpm);
+    perProvider('sidecar_upstream_429_rate', '429 share of upstream responses in the retreat window (0-1)', (l) => l.retreat.ratio('retreat'));
     this.transitions = add(
       new Counter({ name: 'sidecar_retreat_transitions_total', help: 'Retreat state changes and rate steps', labelNames: ['provider', 'from', 'to'], registers: reg }),
     );
