@@ -1,4 +1,5 @@
 import type { TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { coerce, validate } from '../../../../shared/contracts/validate.js';
@@ -80,9 +81,11 @@ export function errorBody(err: AppError, family: ErrorFamily): { contentType: st
  */
 export function schemaValidator({ schema, httpPart }: { schema: unknown; httpPart?: string }): (data: unknown) => { value: unknown } | { error: Error } {
   const typed = schema as TSchema;
+  const compiled = TypeCompiler.Compile(typed);
   const prefix = httpPart === 'querystring' ? 'query.' : httpPart && httpPart !== 'body' ? `${httpPart}.` : '';
   return (data) => {
-    const value = Value.Default(typed, coerce(typed, data));
+    const value: unknown = Value.Default(typed, coerce(typed, data));
+    if (compiled.Check(value)) return { value };
     const details = validate(typed, value, { prefix });
     if (details.length === 0) return { value };
     return { error: new AppError(ErrorCode.INVALID_REQUEST, 'Invalid request', { details }) };
