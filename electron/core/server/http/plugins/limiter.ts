@@ -7,7 +7,7 @@ import type { WebSocket } from 'ws';
 import type { ConsoleSnapshot } from '../../../../../shared/contracts/console.js';
 import { LimiterConfigPatch, LimiterResetRequest } from '../../../../../shared/contracts/limiter.js';
 import { parsePriority } from '../../../../../shared/contracts/priority.js';
-import { pointerToPath } from '../../../../../shared/contracts/validate.js';
+import { pointerToPath, validate } from '../../../../../shared/contracts/validate.js';
 import { packageRoot } from '../../../base/packageInfo.js';
 import type { SnapshotStream } from '../../../base/snapshots.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
@@ -296,11 +296,8 @@ export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (ap
 
   app.post('/api/limiter/admin/reset', { preHandler: auth.admin }, async (request) => {
     const body = request.body ?? {};
-    if (!Value.Check(LimiterResetRequest, body)) {
-      throw new AppError(ErrorCode.INVALID_REQUEST, 'Body must be {} or {"provider": "<name>"}', {
-        details: [...Value.Errors(LimiterResetRequest, body)].map((e) => ({ type: 'validation', field: pointerToPath(e.path) || 'body', description: e.message })),
-      });
-    }
+    const details = validate(LimiterResetRequest, body);
+    if (details.length > 0) throw new AppError(ErrorCode.INVALID_REQUEST, 'Body must be {} or {"provider": "<name>"}', { details });
     return { status: 'ok', retreat: limiter.reset((body as LimiterResetRequest).provider) };
   });
 };
