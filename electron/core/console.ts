@@ -7,6 +7,7 @@ import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type 
 import { HealthRegistry } from './base/health.js';
 import type { Service } from './base/lifecycle.js';
 import { LoggerRegistry, toPinoLevel } from './base/logger.js';
+import { ChildProcessRegistry } from './base/managedProcess.js';
 import { MetricsRegistry } from './base/metrics.js';
 import { LoginLink } from './base/loginLink.js';
 import { packageRoot, packageVersion } from './base/packageInfo.js';
@@ -209,6 +210,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const loginLink = new LoginLink();
 
   // --- services (created here only; started in this order, stopped in reverse) ---
+  // Every child process the console runs registers here while it runs (/threads lists them).
+  const children = new ChildProcessRegistry();
   const ops = new OpsService({
     config,
     metrics,
@@ -216,17 +219,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     env,
     baseUrl,
     addTemporaryKey: (k) => auth.addTemporaryKey(k),
-    // /threads lists the child processes the runtime supervises (called per request, after construction).
-    extraThreads: () =>
-      runtime
-        .list()
-        .filter((p) => p.pid !== null)
-        .map((p) => ({
-          id: p.pid,
-          name: `runtime ${p.name}`,
-          kind: 'child-process' as const,
-          detail: [`pid: ${p.pid}`, `state: ${p.state}`, `uptime s: ${p.uptime_seconds ?? '-'}`, `restarts: ${p.restarts}`],
-        })),
+    clock,
+    children,
   });
   // GPU locks: this box's SQLite store, or (cluster.redisUrl set) Redis shared with other consoles.
   const sqliteLocks = new SqliteLockStore(store);
@@ -242,7 +236,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     });
   }
   const monitoring = new MonitoringService({ config, clock, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
-  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env, children });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
   const training = new TrainingService({

@@ -52,7 +52,10 @@ export interface ChildInfo {
   state: ChildState;
   /** Unix ms. */
   startedAt: number;
+  /** The executable (arguments left out: they may carry secrets). */
   command: string;
+  /** Lines its owner adds (restarts, job id, ...). */
+  detail: string[];
 }
 
 /**
@@ -102,7 +105,7 @@ export interface ManagedProcessOptions {
   /** Longest line passed to `onLine`; a longer one is cut into pieces. Default 64 KiB. */
   maxLineLength?: number;
   /** Where /threads finds it while it runs, with its name and kind. */
-  registry?: { registry: ChildProcessRegistry; name: string; kind: ChildKind };
+  registry?: { registry: ChildProcessRegistry; name: string; kind: ChildKind; detail?: () => string[] };
 }
 
 /**
@@ -187,10 +190,10 @@ export class ManagedProcess implements AsyncDisposable {
       });
     });
     if (this.pid !== undefined && options.registry) {
-      const { registry, name, kind } = options.registry;
+      const { registry, name, kind, detail } = options.registry;
       const pid = this.pid;
-      const command = [options.command, ...(options.args ?? [])].join(' ');
-      this.unregister = registry.add(() => ({ name, kind, pid, state: this.stateValue, startedAt: this.startedAt, command }));
+      const command = options.command;
+      this.unregister = registry.add(() => ({ name, kind, pid, state: this.stateValue, startedAt: this.startedAt, command, detail: detail?.() ?? [] }));
     }
   }
 
@@ -215,7 +218,8 @@ export class ManagedProcess implements AsyncDisposable {
 
   /** Sends `signal` to the process group (the process alone on Windows). False when nothing was there. */
   signal(signal: NodeJS.Signals): boolean {
-    if (this.pid === undefined || this.exitInfo) return false;
+    // Once it has exited its pid may be reused: never signal it again.
+    if (this.pid === undefined || this.hasExited) return false;
     if (isWindows) return this.child.kill(signal);
     return signalGroup(this.pid, signal);
   }
