@@ -235,7 +235,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       return { status: st.connected ? 'UP' : 'DOWN', details: { nodeId: c.nodeId, redis: st.url, connected: st.connected, lastError: st.lastError, downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(), locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back' } };
     });
   }
-  const monitoring = new MonitoringService({ config, clock, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
+  const monitoring = new MonitoringService({ config, clock, children, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env, children });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
