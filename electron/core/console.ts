@@ -36,6 +36,7 @@ import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
 import { AlertInbox } from './services/ops/alertInbox.js';
+import { selfTestBackend } from './services/engine/backendSelfTest.js';
 import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
@@ -238,7 +239,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const monitoring = new MonitoringService({ config, clock, children, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
   const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env, children });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
-  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
+  // The backend self-test's probe runs as a child like any other (listed in /threads).
+  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models, selfTest: (backend) => selfTestBackend(backend, { clock, children }) });
   const training = new TrainingService({
     config,
     store,
