@@ -253,6 +253,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     gpuLocks: monitoring.locks,
     heartbeats: monitoring.heartbeats,
     gpuTenant: engine,
+    children,
   });
   const datasets = new DatasetLibrary({ config, logger: logs.get('training'), dataDir: settings.dataDir });
   const services: Service[] = [ops, monitoring, runtime, models, engine, training];
