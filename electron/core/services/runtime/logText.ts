@@ -14,6 +14,3 @@ export function maskLogText(text: string, env: Readonly<Record<string, string>> 
   }
   return out.replace(ASSIGNMENT, (_m, key: string, sep: string, value: string) => `${key}${sep}${value.endsWith('****') ? value : maskSecret(value)}`);
 }
-
-/** Line splitting lives with the managed-process primitive. */
-export { LineSplitter } from '../../base/managedProcess.js';
