@@ -7,6 +7,7 @@ import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type 
 import { HealthRegistry } from './base/health.js';
 import type { Service } from './base/lifecycle.js';
 import { LoggerRegistry, toPinoLevel } from './base/logger.js';
+import { ChildProcessRegistry } from './base/managedProcess.js';
 import { MetricsRegistry } from './base/metrics.js';
 import { LoginLink } from './base/loginLink.js';
 import { packageRoot, packageVersion } from './base/packageInfo.js';
@@ -35,6 +36,7 @@ import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
 import { AlertInbox } from './services/ops/alertInbox.js';
+import { selfTestBackend } from './services/engine/backendSelfTest.js';
 import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
@@ -209,6 +211,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const loginLink = new LoginLink();
 
   // --- services (created here only; started in this order, stopped in reverse) ---
+  // Every child process the console runs registers here while it runs (/threads lists them).
+  const children = new ChildProcessRegistry();
   const ops = new OpsService({
     config,
     metrics,
@@ -216,17 +220,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     env,
     baseUrl,
     addTemporaryKey: (k) => auth.addTemporaryKey(k),
-    // /threads lists the child processes the runtime supervises (called per request, after construction).
-    extraThreads: () =>
-      runtime
-        .list()
-        .filter((p) => p.pid !== null)
-        .map((p) => ({
-          id: p.pid,
-          name: `runtime ${p.name}`,
-          kind: 'child-process' as const,
-          detail: [`pid: ${p.pid}`, `state: ${p.state}`, `uptime s: ${p.uptime_seconds ?? '-'}`, `restarts: ${p.restarts}`],
-        })),
+    clock,
+    children,
   });
   // GPU locks: this box's SQLite store, or (cluster.redisUrl set) Redis shared with other consoles.
   const sqliteLocks = new SqliteLockStore(store);
@@ -241,10 +236,11 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       return { status: st.connected ? 'UP' : 'DOWN', details: { nodeId: c.nodeId, redis: st.url, connected: st.connected, lastError: st.lastError, downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(), locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back' } };
     });
   }
-  const monitoring = new MonitoringService({ config, clock, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
-  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
+  const monitoring = new MonitoringService({ config, clock, children, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env, children });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
-  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
+  // The backend self-test's probe runs as a child like any other (listed in /threads).
+  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models, selfTest: (backend) => selfTestBackend(backend, { clock, children }) });
   const training = new TrainingService({
     config,
     store,
@@ -257,6 +253,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     gpuLocks: monitoring.locks,
     heartbeats: monitoring.heartbeats,
     gpuTenant: engine,
+    children,
   });
   const datasets = new DatasetLibrary({ config, logger: logs.get('training'), dataDir: settings.dataDir });
   const services: Service[] = [ops, monitoring, runtime, models, engine, training];

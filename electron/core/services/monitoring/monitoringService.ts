@@ -1,6 +1,7 @@
 import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../../base/clock.js';
+import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
 import type { HealthRegistry } from '../../base/health.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
@@ -20,6 +21,8 @@ import { TimeoutManager, type TimeoutCheckResult } from './timeoutManager.js';
 export interface MonitoringServiceOptions {
   config: ConfigStore;
   clock: Clock;
+  /** Where /threads lists the nvidia-smi children. */
+  children?: ChildProcessRegistry;
   /** The store's audit log (forced releases are admin actions). */
   store: Store;
   lockStore: LockStore;
@@ -118,7 +121,7 @@ export class MonitoringService extends BaseService {
     const log = o.logger;
     this.pclock = new PersistentClock(o.clock);
     o.lockStore.attachClock?.(this.pclock);
-    this.telemetry = new GpuTelemetry({ clock: o.clock, logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
+    this.telemetry = new GpuTelemetry({ clock: o.clock, ...(o.children ? { children: o.children } : {}), logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
     this.locks = new GpuLockService({
       store: o.lockStore,
       clock: o.clock,
