@@ -466,6 +466,9 @@ export class LimiterService extends BaseService {
     // Shared: the cluster's state in Redis is the learned rate; this node's saved one does not apply.
     const saved = budgets ? undefined : this.options.rates.load(r.name);
     const initial = saved && saved.baseRpm === r.limits.rate_rpm && saved.rpm !== r.limits.rate_rpm ? { rpm: saved.rpm, state: saved.state } : undefined;
+    if (budgets && r.limits.recover_mode === 'probe') {
+      this.options.logger.warn({ provider: r.name }, "recover_mode 'probe' is not available for a budget shared through Redis; the cluster uses the seed's step recovery");
+    }
     if (initial) this.options.logger.warn({ provider: r.name, rpm: initial.rpm, state: initial.state }, 'limiter resumes the learned rate from before the restart');
     const limiter = new ProviderLimiter(
       r.name,

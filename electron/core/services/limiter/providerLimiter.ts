@@ -323,7 +323,13 @@ export class ProviderLimiter {
     this.settings = next;
     this.bucket.setCapacity(next.bucket_capacity);
     this.queue.setAging(next.aging_seconds * 1000);
-    this.shared?.setParams(retreatParams(next), next.bucket_capacity);
+    if (this.shared) {
+      // The cluster's state changes in Redis (a new base resets it there, published as rate_changed).
+      this.shared.setParams(retreatParams(next), next.bucket_capacity);
+      this.retreat.setParams(retreatParams(next));
+      this.pump();
+      return null;
+    }
     const t = this.retreat.setParams(retreatParams(next));
     this.applyRate(t);
     if (!t) this.bucket.setRate(this.retreat.rpm);
