@@ -419,7 +419,10 @@ export class LimiterService extends BaseService {
   component(): ComponentHealth {
     const main = this.entries.get(DEFAULT_PROVIDER)!;
     const view = main.limiter.view();
-    const unavailable = [...this.entries.values()].filter((e) => e.limiter.sharedUnavailable !== null).map((e) => e.resolved.name);
+    // Shared budgets: DOWN while Redis is away (every token is refused with 503 then).
+    const budgetsDown = this.options.budgets !== undefined && !this.options.budgets.available;
+    const unavailable = budgetsDown ? [...this.entries.keys()] : [];
+    const lastError = [...this.entries.values()].map((e) => e.limiter.sharedUnavailable).find((m) => m !== null) ?? null;
     return {
       status: this.running && main.limiter.healthy && unavailable.length === 0 ? 'UP' : 'DOWN',
       details: {
@@ -428,7 +431,7 @@ export class LimiterService extends BaseService {
         queue: { pendingTasks: main.limiter.queueSize, maxSize: main.limiter.limits.queue_max_size },
         budget: this.options.budgets ? 'shared (cluster Redis)' : 'local',
         ...(this.options.budgets
-          ? { budget_unavailable: unavailable, budget_error: unavailable.length > 0 ? `requests get 503 until Redis answers: ${this.entries.get(unavailable[0]!)!.limiter.sharedUnavailable}` : null }
+          ? { budget_unavailable: unavailable, budget_error: budgetsDown ? `requests get 503 until Redis answers${lastError ? `: ${lastError}` : ''}` : null }
           : {}),
       },
     };

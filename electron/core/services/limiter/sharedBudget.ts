@@ -42,6 +42,8 @@ export interface SharedBudget {
 export interface BudgetStore {
   /** Starts listening for transitions made by any node (call before traffic flows). */
   start(): Promise<void>;
+  /** False while the shared state cannot be reached (tokens are refused with 503). */
+  readonly available: boolean;
   /** The budget of a provider key; `credential` (API key, or the upstream URL without one) is only hashed. */
   open(provider: string, credential: string, params: RetreatParams, capacity: number, onTransition: (t: RetreatTransition) => void): SharedBudget;
   close(): Promise<void>;
@@ -192,6 +194,10 @@ export class RedisBudgetStore implements BudgetStore {
   private release: (() => Promise<void>) | null = null;
 
   constructor(private readonly o: RedisBudgetStoreOptions) {}
+
+  get available(): boolean {
+    return this.o.redis.ready;
+  }
 
   async start(): Promise<void> {
     if (this.release) return;
