@@ -11,9 +11,9 @@ import { redisMissingReason, TestRedis } from '../../helpers/redisServer.js';
 
 const missing = redisMissingReason();
 const settings = (over: Partial<LimitSettings> = {}) => ({ ...(Value.Default(LimitSettings, {}) as LimitSettings), ...over });
-const until = async (pred: () => boolean, ms = 2000) => {
+const until = async (pred: () => boolean | Promise<boolean>, ms = 2000) => {
   const end = Date.now() + ms;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -102,5 +102,13 @@ describe.skipIf(missing !== null)(`RedisBudgetStore${missing ? ` (skipped: ${mis
     await redis.restart();
     await until(() => conns.every((c) => c.ready), 5000);
     expect(await a.take()).toEqual({ granted: true });
+    // The subscriber connection came back too: transitions still reach every node.
+    const heard: string[] = [];
+    const [x, y] = stores.map((st, i) => st.open('p4', 'k', retreatParams(s), 40, (t) => heard.push(`${i}:${t.to}`)));
+    await until(async () => {
+      await x!.record(true, true, 0);
+      return heard.includes('0:retreat') && heard.includes('1:retreat');
+    }, 5000);
+    expect(y!.view.state).toBe('retreat');
   });
 });
