@@ -40,10 +40,11 @@ import { selfTestBackend } from './services/engine/backendSelfTest.js';
 import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
+import { RedisBudgetStore } from './services/limiter/sharedBudget.js';
 import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
-import { RedisConnection } from './services/monitoring/redisConnection.js';
+import { RedisConnection } from './base/redisConnection.js';
 import { RedisLockStore } from './services/monitoring/redisLockStore.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
@@ -228,12 +229,13 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   let cluster: { nodeId: string; store: RedisLockStore; connection: RedisConnection } | undefined;
   if (cfg.cluster.redisUrl !== '') {
     const nodeId = cfg.cluster.nodeId || hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
+    // One connection (and one pub/sub connection) for everything shared: GPU locks and provider budgets.
     const connection = new RedisConnection({ url: cfg.cluster.redisUrl, logger: logs.get('monitoring').child({ part: 'cluster' }), commandTimeoutMs: cfg.cluster.commandTimeoutMs });
     cluster = { nodeId, connection, store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks, maxTtlMs: () => config.get().monitoring.locks.maxTtlSeconds * 1000 }) };
     const c = cluster;
     health.addComponent('cluster', () => {
       const st = c.connection.state();
-      return { status: st.connected ? 'UP' : 'DOWN', details: { nodeId: c.nodeId, redis: st.url, connected: st.connected, lastError: st.lastError, downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(), locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back' } };
+      return { status: st.connected ? 'UP' : 'DOWN', details: { nodeId: c.nodeId, redis: st.url, connected: st.connected, lastError: st.lastError, downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(), locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back', providerBudgets: st.connected ? 'shared' : 'unavailable: proxied requests fail with 503 until Redis is back' } };
     });
   }
   const monitoring = new MonitoringService({ config, clock, children, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
@@ -277,7 +279,15 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // Limiter: remote providers behind /v1 (contract §6).
   const limiter = cfg.limiter.enabled
-    ? new LimiterService({ config, clock, logger: logs.get('limiter'), metrics, rates: new SqliteLearnedRateStore(store.db), env })
+    ? new LimiterService({
+        config,
+        clock,
+        logger: logs.get('limiter'),
+        metrics,
+        rates: new SqliteLearnedRateStore(store.db),
+        env,
+        budgets: cluster ? new RedisBudgetStore({ redis: cluster.connection, logger: logs.get('limiter').child({ part: 'cluster' }) }) : undefined,
+      })
     : undefined;
   if (limiter) {
     logs.setLevel('limiter', toPinoLevel(cfg.limiter.log_level) ?? 'info');

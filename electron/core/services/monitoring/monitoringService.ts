@@ -14,7 +14,7 @@ import { GpuTelemetry, type TelemetrySample } from './gpuTelemetry.js';
 import { HeartbeatService, type HeartbeatOverview, type OrphanInfo } from './heartbeats.js';
 import { clusterLockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
 import { PersistentClock } from './persistentClock.js';
-import type { RedisConnection } from './redisConnection.js';
+import type { RedisConnection } from '../../base/redisConnection.js';
 import type { RedisLockStore } from './redisLockStore.js';
 import { TimeoutManager, type TimeoutCheckResult } from './timeoutManager.js';
 
@@ -175,9 +175,7 @@ export class MonitoringService extends BaseService {
   protected async onStart(): Promise<void> {
     if (this.o.cluster) {
       // A wrong URL or an unreachable Redis stops the start here, with the URL in the message.
-      const connection = this.o.cluster.connection;
-      await connection.connect();
-      this.disposables.defer(() => connection.close());
+      this.disposables.defer(await this.o.cluster.connection.open());
     }
     this.pclock.resume(await this.o.lockStore.loadClock());
     await this.locks.init();
