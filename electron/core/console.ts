@@ -54,7 +54,7 @@ export interface ConsoleOptions extends LoadSettingsOptions {
   clock?: Clock;
   /** Where log lines go (stdout by default; JSON unless `ops.logFormat` says `pretty`, or `auto` on a terminal). */
   logDestination?: NodeJS.WritableStream;
-  /** better-sqlite3 native binary for Electron's ABI (see README). */
+  /** better-sqlite3 native binary for Electron's ABI (see docs/deploy.md, Storage). */
   sqliteNativeBinding?: string;
   /** The built dashboard to serve at `/` (default: `<package root>/dist/renderer`). */
   dashboardRoot?: string;

@@ -9,7 +9,7 @@ const QueueFullPolicy = Type.Union([Type.Literal('passthrough'), Type.Literal('r
 /**
  * How the rate climbs back after a retreat. `step` is the seed (contract §6.6): after
  * `recover_window_seconds` under `recover_429_threshold`, +`recover_increment_rpm` per upstream
- * response up to the ceiling. `probe` (faster, documented in README): multiplicative probe, the rate
+ * response up to the ceiling. `probe` (faster, documented in docs/services.md): multiplicative probe, the rate
  * grows by `probe_factor` per `probe_interval_seconds` without 429 while the bucket is the bottleneck.
  */
 const RecoverMode = Type.Union([Type.Literal('step'), Type.Literal('probe')]);
