@@ -321,6 +321,10 @@ export class ConfigStore {
   overriddenPaths(): string[] {
     return [...this.settings.layers.sources.keys()].sort();
   }
+  /** What pins each overridden path (`env CONSOLE_HTTP_PORT`, `flag --port`). */
+  pinnedBy(): Record<string, string> {
+    return Object.fromEntries([...this.settings.layers.sources.entries()].sort(([a], [b]) => a.localeCompare(b)));
+  }
   onChange(listener: ConfigListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -34,6 +34,7 @@ export const consoleConfigPlugin: FastifyPluginAsync<ConsoleConfigPluginOptions>
     config: maskSecretsDeep(config.get()) as Record<string, unknown>,
     file: maskSecretsDeep(config.fileLayer()),
     overridden: config.overriddenPaths(),
+    pinnedBy: config.pinnedBy(),
     path: config.path,
   });
 
