@@ -106,17 +106,17 @@ describe('dashboard in Chromium against a real console', () => {
     expect(await help('server.httpPort')).toMatch(/Set by env CONSOLE_HTTP_PORT, flag --port/);
     // pinned by env: read-only, naming the variable
     expect(await help('server.allowedOrigins')).toMatch(/Pinned by env CONSOLE_ALLOWED_ORIGINS: read-only/);
-    const pinnedRow = page.getByLabel('allowedOrigins item 1');
+    const pinnedRow = page.getByLabel('allowedOrigins item 1', { exact: true });
     expect(await pinnedRow.inputValue()).toBe('http://dashboard.example');
     expect(await pinnedRow.getAttribute('readonly')).not.toBeNull();
     expect(await page.getByRole('button', { name: 'Add allowedOrigins item' }).isDisabled()).toBe(true);
     // a list of scalars: rows, not JSON text
     await page.getByRole('button', { name: 'Add allowedHosts item' }).click();
-    await page.getByLabel('allowedHosts item 1').fill('gpu-box.lan');
+    await page.getByLabel('allowedHosts item 1', { exact: true }).fill('gpu-box.lan');
     await page.getByRole('button', { name: 'Add allowedHosts item' }).click();
-    await page.getByLabel('allowedHosts item 2').fill('spare.lan');
+    await page.getByLabel('allowedHosts item 2', { exact: true }).fill('spare.lan');
     await page.getByRole('button', { name: 'Remove allowedHosts item 2' }).click();
-    expect(await page.getByLabel('allowedHosts item 2').count()).toBe(0);
+    expect(await page.getByLabel('allowedHosts item 2', { exact: true }).count()).toBe(0);
     await field.fill('12');
     await page.getByRole('button', { name: /Review 2 changes/ }).click();
     await page.getByTestId('config-diff').getByText('server.bodyLimitBytes').waitFor();

@@ -4,6 +4,11 @@ import { useApp } from '../../app/context.js';
 import { Empty, ErrorText } from '../../app/components.js';
 import type { ConfigField } from './store.js';
 
+/** Schema descriptions mark code with backticks (as in docs/configuration.md). */
+function withCode(text: string) {
+  return text.split('`').map((part, i) => (i % 2 === 1 ? <code key={i}>{part}</code> : part));
+}
+
 /** Description, default and the env var / flag that pins the field, under its input. */
 function FieldHelp({ field, id }: { field: ConfigField; id: string }) {
   const { doc } = field;
@@ -13,7 +18,7 @@ function FieldHelp({ field, id }: { field: ConfigField; id: string }) {
       {field.pinnedBy ? (
         <strong className="pinned">Pinned by {field.pinnedBy}: read-only here (a file value applies once that is removed). </strong>
       ) : null}
-      {doc.description ? <span>{doc.description} </span> : null}
+      {doc.description ? <span>{withCode(doc.description)} </span> : null}
       <span className="muted">
         {doc.default !== undefined ? <>Default <code>{doc.default}</code>. </> : null}
         {pins.length > 0 ? <>Set by {pins.map((p, i) => <span key={p}>{i > 0 ? ', ' : ''}<code>{p}</code></span>)}.</> : null}
