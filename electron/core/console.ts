@@ -55,9 +55,9 @@ import { RuntimeService } from './services/runtime/runtimeService.js';
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
   clock?: Clock;
-  /** Where JSON log lines go (stdout by default). */
+  /** Where log lines go (stdout by default; JSON unless `ops.logFormat` says `pretty`, or `auto` on a terminal). */
   logDestination?: NodeJS.WritableStream;
-  /** better-sqlite3 native binary for Electron's ABI (see README). */
+  /** better-sqlite3 native binary for Electron's ABI (see docs/deploy.md, Storage). */
   sqliteNativeBinding?: string;
   /** The built dashboard to serve at `/` (default: `<package root>/dist/renderer`). */
   dashboardRoot?: string;
@@ -177,7 +177,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   if (cfg.limiter.enabled) resolveProviders(cfg.limiter, env); // provider conflicts are start-up errors too (before anything is written)
   const clock = options.clock ?? new SystemClock();
   const version = packageVersion();
-  const logs = new LoggerRegistry({ level: cfg.ops.logLevel, destination: options.logDestination });
+  const terminal = options.logDestination === undefined && process.stdout.isTTY === true;
+  const logFormat = cfg.ops.logFormat === 'auto' ? (terminal ? 'pretty' : 'json') : cfg.ops.logFormat;
+  const logs = new LoggerRegistry({ level: cfg.ops.logLevel, destination: options.logDestination, format: logFormat, colorize: terminal });
   const log = logs.get('console');
   const metrics = new MetricsRegistry();
   const periodic = new PeriodicTaskRegistry(clock, logs.get('periodic'));

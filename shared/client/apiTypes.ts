@@ -239,6 +239,8 @@ export interface ConsoleConfigView {
   config: Record<string, unknown>;
   file: unknown;
   overridden: string[];
+  /** What pins each overridden path: `env CONSOLE_HTTP_PORT`, `flag --port`. */
+  pinnedBy?: Record<string, string>;
   path: string;
 }
 
