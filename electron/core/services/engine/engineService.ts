@@ -13,6 +13,7 @@ import type { ModelFilesPort } from '../../base/ports.js';
 import type { BackendChoice, SelfTestResult } from './backendSelfTest.js';
 import { toChatHistory, toFunctions } from './chatHistory.js';
 import { EngineMetrics, type EngineRoute, type RequestOutcome } from './engineMetrics.js';
+import { EventChannel, type GenerateOptions, type GenerationEvent, type GenerationRequest } from './generation.js';
 import { LlamaBackend, llamaCpp } from './llamaBackend.js';
 import { ModelPool, type GpuLent, type LoadedModel } from './modelPool.js';
 import { SequenceScheduler } from './sequenceScheduler.js';
@@ -22,6 +23,7 @@ import type { QueuePosition, WaitingRequest } from './waitQueue.js';
 const DETECT_DELAY_MS = 1500;
 
 export type { EngineRoute } from './engineMetrics.js';
+export type { GenerateOptions, GenerationEvent, GenerationRequest } from './generation.js';
 export type { GpuLent } from './modelPool.js';
 export type { QueuePosition, WaitingRequest } from './waitQueue.js';
 
@@ -498,6 +500,28 @@ export class EngineService extends BaseService {
     } finally {
       this.pool.unpin(m);
     }
+  }
+
+  /**
+   * One generation (completion or chat) as a stream of `GenerationEvent`s: the pipeline every
+   * surface (OpenAI SSE and JSON, the seed API's SSE and JSON, gRPC) encodes. It starts at once;
+   * aborting `opts.signal` frees its queue place or sequence, and the stream still ends with `done`
+   * (aborted) or `error`. Never throws: a failure is the last event.
+   */
+  generate(request: GenerationRequest, opts: GenerateOptions): AsyncIterable<GenerationEvent> {
+    const events = new EventChannel<GenerationEvent>();
+    const run: RunOptions = {
+      ...opts,
+      onQueued: (position) => events.push({ type: 'queued', position }),
+      onStart: () => events.push({ type: 'started' }),
+      onText: (text, tokens) => events.push({ type: 'text', text, tokens }),
+    };
+    const work = request.kind === 'chat' ? this.chat(request.input, run) : this.complete(request.input, run);
+    work.then(
+      (result) => events.push({ type: 'done', result }),
+      (error: unknown) => events.push({ type: 'error', error }),
+    ).finally(() => events.close());
+    return events;
   }
 
   /** Embeddings (`/v1/embeddings`): one vector per input, from an embedding context of the model. */
