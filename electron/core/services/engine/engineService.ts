@@ -145,7 +145,7 @@ const RATE_WINDOW_MS = 10_000;
 export class EngineService extends BaseService {
   readonly name = 'engine';
   private readonly backend: LlamaBackend;
-  private readonly scheduler: SequenceScheduler;
+  private readonly scheduler: SequenceScheduler<LoadedModel>;
   private readonly pool: ModelPool;
   private readonly generations = new Set<Promise<unknown>>();
   private readonly metrics: EngineMetrics;
@@ -159,17 +159,14 @@ export class EngineService extends BaseService {
     this.log = options.logger;
     const config = () => this.cfg();
     this.backend = new LlamaBackend({ config, logger: options.logger, ...(options.selfTest ? { selfTest: options.selfTest } : {}) });
-    this.scheduler = new SequenceScheduler({
+    this.scheduler = new SequenceScheduler<LoadedModel>({
       logger: options.logger,
       now: () => options.clock.monotonic(),
       maxQueue: () => this.cfg().queueMaxSize,
       defaultParallel: () => this.cfg().parallel,
       model: (id) => this.pool.get(id),
       isCurrent: (m) => this.pool.isCurrent(m),
-      settled: (m) => {
-        const loaded = this.pool.get(m.id);
-        if (loaded === m) this.pool.scheduleIdle(loaded);
-      },
+      settled: (m) => this.pool.scheduleIdle(m),
     });
     this.pool = new ModelPool({ config, clock: options.clock, logger: options.logger, models: options.models, backend: this.backend, scheduler: this.scheduler, isRunning: () => this.running });
     this.metrics = new EngineMetrics(options.metrics, {
@@ -273,7 +270,6 @@ export class EngineService extends BaseService {
   }
 
   // ------------------------------------------------------------------ generation
-
 
   private stopTriggers(params: SamplingParams): string[] | undefined {
     const stops = (params.stop ?? []).filter((s) => s !== '');

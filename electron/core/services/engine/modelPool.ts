@@ -107,7 +107,7 @@ export interface ModelPoolOptions {
   /** The model library (models service). */
   models: ModelFilesPort;
   backend: LlamaBackend;
-  scheduler: SequenceScheduler;
+  scheduler: SequenceScheduler<LoadedModel>;
   /** Whether the engine serves requests (loads are refused otherwise). */
   isRunning: () => boolean;
 }
@@ -180,7 +180,7 @@ export class ModelPool {
     return n;
   }
 
-  isCurrent(m: SchedulableModel): boolean {
+  isCurrent(m: LoadedModel): boolean {
     return this.loaded.get(m.id) === m;
   }
 

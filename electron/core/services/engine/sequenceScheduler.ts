@@ -38,17 +38,17 @@ export interface SchedulableModel {
   touch(): void;
 }
 
-export interface SequenceSchedulerOptions {
+export interface SequenceSchedulerOptions<M extends SchedulableModel> {
   logger: Logger;
   now: () => number;
   maxQueue: () => number;
   defaultParallel: () => number;
   /** The loaded model `id` (for queue ETAs), if any. */
-  model(id: string): SchedulableModel | undefined;
+  model(id: string): M | undefined;
   /** Whether `m` is still the loaded instance of its id (a replaced one gets no new requests). */
-  isCurrent(m: SchedulableModel): boolean;
+  isCurrent(m: M): boolean;
   /** A model's last request ended (its sequences are all free): it may go idle. */
-  settled(m: SchedulableModel): void;
+  settled(m: M): void;
 }
 
 /** Queue key of the requests waiting for room to load model `id` (model ids never contain ':'). */
@@ -62,11 +62,11 @@ const embedKey = (id: string): string => `${id}#embed`;
  * embedding context and the room to load a model. A freed slot passes straight to the next waiter,
  * so a request arriving meanwhile cannot jump the queue.
  */
-export class SequenceScheduler {
+export class SequenceScheduler<M extends SchedulableModel = SchedulableModel> {
   private readonly queue: WaitQueue;
   private closed = false;
 
-  constructor(private readonly options: SequenceSchedulerOptions) {
+  constructor(private readonly options: SequenceSchedulerOptions<M>) {
     this.queue = new WaitQueue({
       maxSize: options.maxQueue,
       estimate: (key, position) => {
@@ -115,7 +115,7 @@ export class SequenceScheduler {
   // ------------------------------------------------------------------ sequences
 
   /** Waits (by priority) for a free sequence of `m`, then takes it. */
-  async acquire(m: SchedulableModel, waiter: Waiter): Promise<LlamaContextSequence> {
+  async acquire(m: M, waiter: Waiter): Promise<LlamaContextSequence> {
     m.cancelIdle();
     if (m.active >= m.parallel || this.queue.sizeFor(m.id) > 0) {
       await this.queue.wait(waiter.requestId, m.id, waiter.priority, waiter.signal, waiter.onQueued);
@@ -134,7 +134,7 @@ export class SequenceScheduler {
    * Returns the sequence to the model's free list (cleared when its request failed or was aborted,
    * since its state is then unknown), then hands the slot to the next waiter.
    */
-  async release(m: SchedulableModel, sequence: LlamaContextSequence, sequenceMs: number, clean: boolean): Promise<void> {
+  async release(m: M, sequence: LlamaContextSequence, sequenceMs: number, clean: boolean): Promise<void> {
     m.avgRequestMs = m.avgRequestMs * 0.8 + sequenceMs * 0.2;
     m.touch();
     try {
@@ -147,7 +147,7 @@ export class SequenceScheduler {
     this.releaseSlot(m);
   }
 
-  private releaseSlot(m: SchedulableModel): void {
+  private releaseSlot(m: M): void {
     if (this.options.isCurrent(m) && !this.closed && this.queue.grant(m.id)) return;
     m.active--;
     this.options.settled(m);
@@ -156,14 +156,14 @@ export class SequenceScheduler {
   // ------------------------------------------------------------------ embedding context
 
   /** The embedding context serves one request at a time; others wait by priority under `<id>#embed`. */
-  async acquireEmbedding(m: SchedulableModel, waiter: Waiter): Promise<void> {
+  async acquireEmbedding(m: M, waiter: Waiter): Promise<void> {
     const key = embedKey(m.id);
     if (m.embeddingBusy || this.queue.sizeFor(key) > 0) await this.queue.wait(waiter.requestId, key, waiter.priority, waiter.signal, waiter.onQueued);
     else m.embeddingBusy = true;
   }
 
   /** The context passes straight to the next waiter, as a sequence does. */
-  releaseEmbedding(m: SchedulableModel): void {
+  releaseEmbedding(m: M): void {
     if (this.closed || !this.queue.grant(embedKey(m.id))) m.embeddingBusy = false;
   }
 
