@@ -13,6 +13,12 @@ export const ClusterConfig = Type.Object(
     nodeId: Type.String({ default: '', maxLength: 64, pattern: '^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }),
     /** Longest wait for one Redis command; past it the operation fails closed (503). */
     commandTimeoutMs: Type.Integer({ default: 2000, minimum: 50, maximum: 60000 }),
+    /**
+     * The monitor lease (one node at a time sweeps heartbeat timeouts): how long it lasts without a
+     * renewal, i.e. about how long a dead holder's duty stays undone. Renewed at every monitor check:
+     * keep it above twice `monitoring.monitor.checkIntervalSeconds`.
+     */
+    monitorLeaseSeconds: Type.Number({ default: 90, minimum: 1, maximum: 3600 }),
   },
   { additionalProperties: false, default: {} },
 );
