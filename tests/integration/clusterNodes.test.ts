@@ -103,7 +103,8 @@ describe.skipIf(missing !== null)(`heartbeats shared by console processes throug
       'a to see the whole cluster',
       async () => {
         const s = (await snapshot('a')).cluster;
-        const ok = s?.tasks.some((t) => t.node_id === 'c' && t.task_id === 'job-c' && t.status === 'running') && s.locks.some((l) => l.node_id === 'b' && l.lock_key === 'gpu_lock:b:0' && l.is_locked && l.lock_holder === 'job-b');
+        if (!s) return undefined;
+        const ok = s.tasks.some((t) => t.node_id === 'c' && t.task_id === 'job-c' && t.status === 'running') && s.locks.some((l) => l.node_id === 'b' && l.lock_key === 'gpu_lock:b:0' && l.is_locked && l.lock_holder === 'job-b');
         return ok && s.nodes.filter((n) => n.online).length === 3 ? s : undefined;
       },
       10_000,
