@@ -174,6 +174,15 @@ export class RedisHeartbeatStore implements HeartbeatStore {
     return this.o.local.deleteTasks(taskIds);
   }
 
+  /** Removes ended tasks of any node from Redis (the lease holder's retention: a dead node forgets nothing). */
+  async forget(tasks: ReadonlyArray<{ node: string; taskId: string }>): Promise<void> {
+    if (tasks.length === 0) return;
+    await this.o.redis.run('forget tasks', async (c) => {
+      await c.del(tasks.map((t) => taskKey(t.node, t.taskId)));
+      await c.sRem(INDEX_KEY, tasks.map((t) => `${t.node}:${t.taskId}`));
+    });
+  }
+
   /** Every node's tasks, each with its node id and the age of its last beat by Redis time. */
   async clusterTasks(): Promise<ClusterTask[]> {
     const [now, flat] = (await this.eval('list tasks', LIST, [INDEX_KEY], ['hb_task:'])) as [number, Array<string | string[]>];

@@ -353,7 +353,11 @@ export class MonitoringService extends BaseService {
           },
           audit: (e) => this.o.store.audit({ ...e, at: this.o.clock.now() }),
         });
-        if (result.actionsTaken.length > 0) tasks = await hb.clusterTasks();
+        // Ended tasks stay listed for heartbeat.endedRetentionSeconds, also those of a node that is gone.
+        const cutoff = this.o.clock.now() - cfg.heartbeat.endedRetentionSeconds * 1000;
+        const stale = tasks.filter((t) => t.status !== 'running' && (t.endedWall ?? t.lastUpdateWall) <= cutoff);
+        await hb.forget(stale);
+        if (result.actionsTaken.length > 0 || stale.length > 0) tasks = await hb.clusterTasks();
       }
       for (const t of tasks) {
         if (t.node !== cluster.nodeId) continue;
