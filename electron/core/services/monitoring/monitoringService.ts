@@ -605,6 +605,17 @@ export class MonitoringService extends BaseService {
         },
       });
     }
+    if (this.o.cluster) {
+      const view = () => this.clusterView();
+      new Gauge({
+        name: 'console_cluster_monitor_lease_held',
+        help: 'Whether this node holds the cluster monitor lease (1: its monitor times heartbeats out for the cluster)',
+        registers,
+        collect() {
+          this.set(view()?.lease.heldHere ? 1 : 0);
+        },
+      });
+    }
     const heartbeats = this.heartbeats;
     new Gauge({
       name: 'console_heartbeat_tasks',
