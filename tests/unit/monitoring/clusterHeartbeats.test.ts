@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../../electron/core/base/store.js';
 import { MonitorLease, RedisHeartbeatStore } from '../../../electron/core/services/monitoring/clusterHeartbeats.js';
 import type { TaskRecord } from '../../../electron/core/services/monitoring/lockStore.js';
-import { RedisConnection } from '../../../electron/core/services/monitoring/redisConnection.js';
+import { RedisConnection } from '../../../electron/core/base/redisConnection.js';
 import { SqliteLockStore } from '../../../electron/core/services/monitoring/sqliteLockStore.js';
 import { redisMissingReason, TestRedis } from '../../helpers/redisServer.js';
 

@@ -1,6 +1,6 @@
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { HeartbeatStore, TaskRecord, TaskStatus, TimeStamp } from './lockStore.js';
-import type { RedisConnection } from './redisConnection.js';
+import type { RedisConnection } from '../../base/redisConnection.js';
 
 /*
  * Heartbeats of a cluster live in Redis, next to the GPU locks: one hash per task

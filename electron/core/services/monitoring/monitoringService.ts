@@ -1,6 +1,7 @@
 import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../../base/clock.js';
+import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
 import type { HealthRegistry } from '../../base/health.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
@@ -14,13 +15,15 @@ import { GpuTelemetry, type TelemetrySample } from './gpuTelemetry.js';
 import { HeartbeatService, type HeartbeatOverview, type OrphanInfo } from './heartbeats.js';
 import { clusterLockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
 import { PersistentClock } from './persistentClock.js';
-import type { RedisConnection } from './redisConnection.js';
+import type { RedisConnection } from '../../base/redisConnection.js';
 import type { RedisLockStore } from './redisLockStore.js';
 import { TimeoutManager, type TimeoutCheckResult } from './timeoutManager.js';
 
 export interface MonitoringServiceOptions {
   config: ConfigStore;
   clock: Clock;
+  /** Where /threads lists the nvidia-smi children. */
+  children?: ChildProcessRegistry;
   /** The store's audit log (forced releases are admin actions). */
   store: Store;
   lockStore: LockStore;
@@ -144,7 +147,7 @@ export class MonitoringService extends BaseService {
     const log = o.logger;
     this.pclock = new PersistentClock(o.clock);
     o.lockStore.attachClock?.(this.pclock);
-    this.telemetry = new GpuTelemetry({ clock: o.clock, logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
+    this.telemetry = new GpuTelemetry({ clock: o.clock, ...(o.children ? { children: o.children } : {}), logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
     this.locks = new GpuLockService({
       store: o.lockStore,
       clock: o.clock,
@@ -200,9 +203,7 @@ export class MonitoringService extends BaseService {
   protected async onStart(): Promise<void> {
     if (this.o.cluster) {
       // A wrong URL or an unreachable Redis stops the start here, with the URL in the message.
-      const connection = this.o.cluster.connection;
-      await connection.connect();
-      this.disposables.defer(() => connection.close());
+      this.disposables.defer(await this.o.cluster.connection.open());
     }
     this.pclock.resume(await this.o.lockStore.loadClock());
     await this.locks.init();

@@ -322,6 +322,6 @@ export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (ap
         details: [...Value.Errors(LimiterResetRequest, body)].map((e) => ({ type: 'validation', field: pointerToPath(e.path) || 'body', description: e.message })),
       });
     }
-    return { status: 'ok', retreat: limiter.reset((body as LimiterResetRequest).provider) };
+    return { status: 'ok', retreat: await limiter.reset((body as LimiterResetRequest).provider) };
   });
 };
