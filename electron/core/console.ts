@@ -46,6 +46,7 @@ import { ModelLibrary } from './services/models/modelLibrary.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
 import { RedisConnection } from './base/redisConnection.js';
 import { RedisLockStore } from './services/monitoring/redisLockStore.js';
+import { RedisHeartbeatStore } from './services/monitoring/clusterHeartbeats.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { TrainingService } from './services/training/trainingService.js';
@@ -228,16 +229,36 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   });
   // GPU locks: this box's SQLite store, or (cluster.redisUrl set) Redis shared with other consoles.
   const sqliteLocks = new SqliteLockStore(store);
-  let cluster: { nodeId: string; store: RedisLockStore; connection: RedisConnection } | undefined;
+  let cluster: { nodeId: string; store: RedisLockStore; connection: RedisConnection; heartbeats: RedisHeartbeatStore } | undefined;
   if (cfg.cluster.redisUrl !== '') {
     const nodeId = cfg.cluster.nodeId || hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
     // One connection (and one pub/sub connection) for everything shared: GPU locks and provider budgets.
     const connection = new RedisConnection({ url: cfg.cluster.redisUrl, logger: logs.get('monitoring').child({ part: 'cluster' }), commandTimeoutMs: cfg.cluster.commandTimeoutMs });
-    cluster = { nodeId, connection, store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks, maxTtlMs: () => config.get().monitoring.locks.maxTtlSeconds * 1000 }) };
+    cluster = {
+      nodeId,
+      connection,
+      store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks, maxTtlMs: () => config.get().monitoring.locks.maxTtlSeconds * 1000 }),
+      heartbeats: new RedisHeartbeatStore({ redis: connection, node: nodeId, local: sqliteLocks }),
+    };
     const c = cluster;
     health.addComponent('cluster', () => {
       const st = c.connection.state();
-      return { status: st.connected ? 'UP' : 'DOWN', details: { nodeId: c.nodeId, redis: st.url, connected: st.connected, lastError: st.lastError, downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(), locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back', providerBudgets: st.connected ? 'shared' : 'unavailable: proxied requests fail with 503 until Redis is back' } };
+      const lease = monitoring.clusterView()?.lease;
+      return {
+        status: st.connected ? 'UP' : 'DOWN',
+        details: {
+          nodeId: c.nodeId,
+          redis: st.url,
+          connected: st.connected,
+          lastError: st.lastError,
+          downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(),
+          locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back',
+          providerBudgets: st.connected ? 'shared' : 'unavailable: proxied requests fail with 503 until Redis is back',
+          // The node whose monitor times heartbeats out (null while Redis is away: nobody does).
+          monitorLeaseHolder: lease?.holder ?? null,
+          monitorLeaseHeldHere: lease?.heldHere ?? false,
+        },
+      };
     });
   }
   const monitoring = new MonitoringService({ config, clock, children, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });

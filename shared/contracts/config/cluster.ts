@@ -25,11 +25,17 @@ export const ClusterConfig = Type.Object(
       maximum: 60000,
       description: 'Longest wait (ms) for one Redis command; past it the operation fails closed (503).',
     }),
+    monitorLeaseSeconds: Type.Number({
+      default: 90,
+      minimum: 1,
+      maximum: 3600,
+      description: 'The monitor lease (one node at a time sweeps heartbeat timeouts): how long it lasts without a renewal, i.e. about how long a dead holder\'s duty stays undone. Renewed at every monitor check: keep it above twice `monitoring.monitor.checkIntervalSeconds`.',
+    }),
   },
   {
     additionalProperties: false,
     default: {},
-    description: 'Several workstations, one team: GPU locks shared through one Redis (see docs/cluster.md). Applies at the next start.',
+    description: 'Several workstations, one team: GPU locks, heartbeats and provider budgets shared through one Redis (see docs/cluster.md). Applies at the next start.',
   },
 );
 export type ClusterConfig = Static<typeof ClusterConfig>;
