@@ -4,10 +4,12 @@
 // all on a FakeClock: an hour of traffic per strategy in about a second. The hidden capacity steps
 // to 60 % of the start rate (a drop) and then to 150 % (a rise) under steady over-demand. Then a
 // short real-time run through a real Console and the HTTP simulator at scaled-up rates proves the
-// wiring. Part 2, overhead: the proxy vs calling the simulator directly, 1 and 50 concurrent clients,
-// with an upstream answering in 0 ms (the proxy's own cost) and in 20 ms.
+// wiring. Part 2, overhead: the proxy vs calling the simulator directly, 1, 8 (0 ms only) and 50
+// concurrent clients, with an upstream answering in 0 ms (the proxy's own cost) and in 20 ms;
+// `proxy_vs_direct_0ms` repeats the 0 ms throughput ratios at 1 and 8 clients (issue 16, goal ≥ 0.8).
+// BENCH_PARTS=overhead BENCH_OVERHEAD_LATENCIES=0 runs only that part.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -375,6 +377,16 @@ function startProcess(args: string[], ready: RegExp, env: NodeJS.ProcessEnv): Pr
   });
 }
 
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in USER_HZ (100)
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
@@ -438,6 +450,7 @@ async function overhead(latencyMs: number): Promise<Record<string, unknown>> {
       latencyMs === 0
         ? [
             [1, 1500],
+            [8, 4000],
             [50, 6000],
           ]
         : [
@@ -445,8 +458,15 @@ async function overhead(latencyMs: number): Promise<Record<string, unknown>> {
             [50, 4000],
           ];
     for (const [concurrency, count] of plan) {
+      // CPU per request (warm-up included) of the simulator alone, then of the console proxying
+      // to it: unlike the rates, not skewed by whatever else shares the cores.
+      const sent = count + Math.min(200, count);
+      const simCpu0 = cpuMs(sim.child.pid);
       const direct = await measure(sim.url, '/v1/chat/completions', concurrency, count);
+      const simCpuPerReq = (cpuMs(sim.child.pid) - simCpu0) / sent;
+      const consoleCpu0 = cpuMs(consoleProc.child.pid);
       const proxy = await measure(consoleProc.url, '/v1/chat/completions', concurrency, count);
+      const consoleCpuPerReq = (cpuMs(consoleProc.child.pid) - consoleCpu0) / sent;
       out[`c${concurrency}`] = {
         direct_p50_ms: r3(direct.p50),
         direct_p99_ms: r3(direct.p99),
@@ -457,6 +477,8 @@ async function overhead(latencyMs: number): Promise<Record<string, unknown>> {
         direct_rps: Math.round(direct.rps),
         proxy_rps: Math.round(proxy.rps),
         throughput_ratio: r3(proxy.rps / direct.rps),
+        upstream_cpu_ms_per_req: r3(simCpuPerReq),
+        proxy_cpu_ms_per_req: r3(consoleCpuPerReq),
         errors: direct.errors + proxy.errors,
       };
       log(`overhead (upstream ${latencyMs} ms) c=${concurrency}: ${JSON.stringify(out[`c${concurrency}`])}`);
@@ -476,12 +498,24 @@ log(`goodput simulation done in ${Math.round(performance.now() - t0)} ms`);
 const rt = parts.includes('realtime') ? await realTime() : {};
 log(`real-time run: ${JSON.stringify(rt)}`);
 const oh: Record<string, unknown> = {};
-if (parts.includes('overhead')) for (const latency of [0, 20]) oh[`upstream_${latency}ms`] = await overhead(latency);
+const latencies = (process.env.BENCH_OVERHEAD_LATENCIES ?? '0,20').split(',').map(Number);
+if (parts.includes('overhead')) for (const latency of latencies) oh[`upstream_${latency}ms`] = await overhead(latency);
+// Issue 16's figure side by side: proxy vs direct throughput with a 0 ms upstream (goal ≥ 0.8×).
+type Figures = { throughput_ratio: number; proxy_rps: number; direct_rps: number; proxy_cpu_ms_per_req: number };
+const zero = oh.upstream_0ms as Record<string, Figures> | undefined;
+const proxyVsDirect = zero
+  ? Object.fromEntries(
+      ['c1', 'c8']
+        .filter((k) => zero[k])
+        .map((k) => [k, { direct_rps: zero[k]!.direct_rps, proxy_rps: zero[k]!.proxy_rps, ratio: zero[k]!.throughput_ratio, proxy_cpu_ms_per_req: zero[k]!.proxy_cpu_ms_per_req }]),
+    )
+  : {};
 process.stdout.write(
   `${JSON.stringify({
     bench: 'limiter',
     goodput: { simulated_minutes: PHASE_MIN * 2, start_rpm: START_RPM, capacity_rpm: CAPACITY.map((c) => c.rpm), demand_rpm: DEMAND_RPM, ceiling_rpm: CEILING, strategies: sim },
     real_time: rt,
+    proxy_vs_direct_0ms: proxyVsDirect,
     overhead: oh,
     wall_s: r2((performance.now() - t0) / 1000),
   })}\n`,
