@@ -10,13 +10,13 @@ import type {
 } from '../../../../shared/contracts/limiter.js';
 import { maskSecret } from '../../../../shared/mask.js';
 import type { Priority } from '../../../../shared/contracts/priority.js';
-import type { Clock } from '../../base/clock.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
 import { ConfigError, type ConfigIssue, type ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { ComponentHealth, ReadinessPart } from '../../base/health.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
-import type { LearnedRateStore } from './learnedRateStore.js';
+import type { LearnedRate, LearnedRateStore } from './learnedRateStore.js';
 import type { BudgetStore } from './sharedBudget.js';
 import { LimiterMetrics, PRIORITY_LABEL } from './limiterMetrics.js';
 import { fullPolicy, ProviderLimiter, retreatParams, type Outcome } from './providerLimiter.js';
@@ -139,6 +139,9 @@ export class LimiterService extends BaseService {
   private startedMono: number;
   private cached: { at: number; snapshot: LimiterSnapshot } | null = null;
   private unsubscribeConfig: (() => void) | null = null;
+  /** Learned rates not yet written (rate steps inside one state), written together at most once per second. */
+  private readonly unsaved = new Map<string, { rate: LearnedRate; at: number }>();
+  private saveTimer: TimerHandle | null = null;
 
   constructor(private readonly options: LimiterServiceOptions) {
     super();
@@ -451,6 +454,7 @@ export class LimiterService extends BaseService {
   protected override async onStop(): Promise<void> {
     this.unsubscribeConfig?.();
     this.unsubscribeConfig = null;
+    this.flushRates();
     const entries = [...this.entries.values()];
     for (const e of entries) e.limiter.stop();
     await Promise.all(entries.map((e) => e.client.close()));
@@ -544,11 +548,16 @@ export class LimiterService extends BaseService {
     if (this.recent.length > 20) this.recent.shift();
     this.cached = null;
     const entry = this.entries.get(provider);
-    const base = entry?.limiter.limits.rate_rpm ?? t.rpm;
-    try {
-      this.options.rates.save(provider, { rpm: t.rpm, state: t.to, baseRpm: base }, this.options.clock.now());
-    } catch (err) {
-      this.options.logger.error({ err: (err as Error).message }, 'could not persist the limiter rate');
+    const rate: LearnedRate = { rpm: t.rpm, state: t.to, baseRpm: entry?.limiter.limits.rate_rpm ?? t.rpm };
+    // A change of state, a reset or a new base rate is written at once; a rate step inside one state
+    // (step-mode recovery raises the rate on every response) is written at most once per second, so
+    // recovery does not cost a synchronous SQLite write per response.
+    if (t.from !== t.to || t.reason === 'reset' || t.reason === 'rate_changed') {
+      this.unsaved.delete(provider);
+      this.saveRate(provider, rate, this.options.clock.now());
+    } else {
+      this.unsaved.set(provider, { rate, at: this.options.clock.now() });
+      this.saveTimer ??= this.options.clock.setTimeout(() => this.flushRates(), 1000);
     }
     for (const l of this.listeners) {
       try {
@@ -556,6 +565,22 @@ export class LimiterService extends BaseService {
       } catch (err) {
         this.options.logger.error({ err: (err as Error).message }, 'limiter event listener failed');
       }
+    }
+  }
+
+  /** Writes the rate steps still waiting for the once-per-second write (also on stop). */
+  private flushRates(): void {
+    this.saveTimer?.cancel();
+    this.saveTimer = null;
+    for (const [provider, { rate, at }] of this.unsaved) this.saveRate(provider, rate, at);
+    this.unsaved.clear();
+  }
+
+  private saveRate(provider: string, rate: LearnedRate, at: number): void {
+    try {
+      this.options.rates.save(provider, rate, at);
+    } catch (err) {
+      this.options.logger.error({ err: (err as Error).message }, 'could not persist the limiter rate');
     }
   }
 
