@@ -7,6 +7,7 @@ import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type 
 import { HealthRegistry } from './base/health.js';
 import type { Service } from './base/lifecycle.js';
 import { LoggerRegistry, toPinoLevel } from './base/logger.js';
+import { ChildProcessRegistry } from './base/managedProcess.js';
 import { MetricsRegistry } from './base/metrics.js';
 import { LoginLink } from './base/loginLink.js';
 import { packageRoot, packageVersion } from './base/packageInfo.js';
@@ -35,14 +36,17 @@ import { createEngineHttp } from './server/http/plugins/engine.js';
 import { aiServiceDefinition, createAiService } from './server/grpc/aiService.js';
 import { createTrainingGrpc, trainingServiceDefinition } from './server/grpc/trainingService.js';
 import { AlertInbox } from './services/ops/alertInbox.js';
+import { selfTestBackend } from './services/engine/backendSelfTest.js';
 import { EngineService } from './services/engine/engineService.js';
 import { createLimiterOpenAiHandlers, limiterPlugin } from './server/http/plugins/limiter.js';
 import { SqliteLearnedRateStore } from './services/limiter/learnedRateStore.js';
+import { RedisBudgetStore } from './services/limiter/sharedBudget.js';
 import { LimiterService, resolveProviders } from './services/limiter/limiterService.js';
 import { ModelLibrary } from './services/models/modelLibrary.js';
 import { MonitoringService } from './services/monitoring/monitoringService.js';
-import { RedisConnection } from './services/monitoring/redisConnection.js';
+import { RedisConnection } from './base/redisConnection.js';
 import { RedisLockStore } from './services/monitoring/redisLockStore.js';
+import { RedisHeartbeatStore } from './services/monitoring/clusterHeartbeats.js';
 import { SqliteLockStore } from './services/monitoring/sqliteLockStore.js';
 import { OpsService } from './services/ops/opsService.js';
 import { TrainingService } from './services/training/trainingService.js';
@@ -52,9 +56,9 @@ import { RuntimeService } from './services/runtime/runtimeService.js';
 export interface ConsoleOptions extends LoadSettingsOptions {
   /** Injected time source; tests pass a FakeClock. */
   clock?: Clock;
-  /** Where JSON log lines go (stdout by default). */
+  /** Where log lines go (stdout by default; JSON unless `ops.logFormat` says `pretty`, or `auto` on a terminal). */
   logDestination?: NodeJS.WritableStream;
-  /** better-sqlite3 native binary for Electron's ABI (see README). */
+  /** better-sqlite3 native binary for Electron's ABI (see docs/deploy.md, Storage). */
   sqliteNativeBinding?: string;
   /** The built dashboard to serve at `/` (default: `<package root>/dist/renderer`). */
   dashboardRoot?: string;
@@ -174,7 +178,9 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   if (cfg.limiter.enabled) resolveProviders(cfg.limiter, env); // provider conflicts are start-up errors too (before anything is written)
   const clock = options.clock ?? new SystemClock();
   const version = packageVersion();
-  const logs = new LoggerRegistry({ level: cfg.ops.logLevel, destination: options.logDestination });
+  const terminal = options.logDestination === undefined && process.stdout.isTTY === true;
+  const logFormat = cfg.ops.logFormat === 'auto' ? (terminal ? 'pretty' : 'json') : cfg.ops.logFormat;
+  const logs = new LoggerRegistry({ level: cfg.ops.logLevel, destination: options.logDestination, format: logFormat, colorize: terminal });
   const log = logs.get('console');
   const metrics = new MetricsRegistry();
   const periodic = new PeriodicTaskRegistry(clock, logs.get('periodic'));
@@ -209,6 +215,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   const loginLink = new LoginLink();
 
   // --- services (created here only; started in this order, stopped in reverse) ---
+  // Every child process the console runs registers here while it runs (/threads lists them).
+  const children = new ChildProcessRegistry();
   const ops = new OpsService({
     config,
     metrics,
@@ -216,35 +224,48 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     env,
     baseUrl,
     addTemporaryKey: (k) => auth.addTemporaryKey(k),
-    // /threads lists the child processes the runtime supervises (called per request, after construction).
-    extraThreads: () =>
-      runtime
-        .list()
-        .filter((p) => p.pid !== null)
-        .map((p) => ({
-          id: p.pid,
-          name: `runtime ${p.name}`,
-          kind: 'child-process' as const,
-          detail: [`pid: ${p.pid}`, `state: ${p.state}`, `uptime s: ${p.uptime_seconds ?? '-'}`, `restarts: ${p.restarts}`],
-        })),
+    clock,
+    children,
   });
   // GPU locks: this box's SQLite store, or (cluster.redisUrl set) Redis shared with other consoles.
   const sqliteLocks = new SqliteLockStore(store);
-  let cluster: { nodeId: string; store: RedisLockStore; connection: RedisConnection } | undefined;
+  let cluster: { nodeId: string; store: RedisLockStore; connection: RedisConnection; heartbeats: RedisHeartbeatStore } | undefined;
   if (cfg.cluster.redisUrl !== '') {
     const nodeId = cfg.cluster.nodeId || hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
+    // One connection (and one pub/sub connection) for everything shared: GPU locks and provider budgets.
     const connection = new RedisConnection({ url: cfg.cluster.redisUrl, logger: logs.get('monitoring').child({ part: 'cluster' }), commandTimeoutMs: cfg.cluster.commandTimeoutMs });
-    cluster = { nodeId, connection, store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks, maxTtlMs: () => config.get().monitoring.locks.maxTtlSeconds * 1000 }) };
+    cluster = {
+      nodeId,
+      connection,
+      store: new RedisLockStore({ redis: connection, node: nodeId, self: nodeId, local: sqliteLocks, maxTtlMs: () => config.get().monitoring.locks.maxTtlSeconds * 1000 }),
+      heartbeats: new RedisHeartbeatStore({ redis: connection, node: nodeId, local: sqliteLocks }),
+    };
     const c = cluster;
     health.addComponent('cluster', () => {
       const st = c.connection.state();
-      return { status: st.connected ? 'UP' : 'DOWN', details: { nodeId: c.nodeId, redis: st.url, connected: st.connected, lastError: st.lastError, downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(), locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back' } };
+      const lease = monitoring.clusterView()?.lease;
+      return {
+        status: st.connected ? 'UP' : 'DOWN',
+        details: {
+          nodeId: c.nodeId,
+          redis: st.url,
+          connected: st.connected,
+          lastError: st.lastError,
+          downSince: st.downSinceWall === null ? null : new Date(st.downSinceWall).toISOString(),
+          locks: st.connected ? 'shared' : 'unavailable: lock operations fail with 503 until Redis is back',
+          providerBudgets: st.connected ? 'shared' : 'unavailable: proxied requests fail with 503 until Redis is back',
+          // The node whose monitor times heartbeats out (null while Redis is away: nobody does).
+          monitorLeaseHolder: lease?.holder ?? null,
+          monitorLeaseHeldHere: lease?.heldHere ?? false,
+        },
+      };
     });
   }
-  const monitoring = new MonitoringService({ config, clock, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
-  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env });
+  const monitoring = new MonitoringService({ config, clock, children, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env, children });
   const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
-  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models });
+  // The backend self-test's probe runs as a child like any other (listed in /threads).
+  const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models, selfTest: (backend) => selfTestBackend(backend, { clock, children }) });
   const training = new TrainingService({
     config,
     store,
@@ -257,6 +278,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     gpuLocks: monitoring.locks,
     heartbeats: monitoring.heartbeats,
     gpuTenant: engine,
+    children,
   });
   const datasets = new DatasetLibrary({ config, logger: logs.get('training'), dataDir: settings.dataDir });
   const services: Service[] = [ops, monitoring, runtime, models, engine, training];
@@ -280,7 +302,15 @@ export function createConsole(options: ConsoleOptions = {}): Console {
 
   // Limiter: remote providers behind /v1 (contract §6).
   const limiter = cfg.limiter.enabled
-    ? new LimiterService({ config, clock, logger: logs.get('limiter'), metrics, rates: new SqliteLearnedRateStore(store.db), env })
+    ? new LimiterService({
+        config,
+        clock,
+        logger: logs.get('limiter'),
+        metrics,
+        rates: new SqliteLearnedRateStore(store.db),
+        env,
+        budgets: cluster ? new RedisBudgetStore({ redis: cluster.connection, logger: logs.get('limiter').child({ part: 'cluster' }) }) : undefined,
+      })
     : undefined;
   if (limiter) {
     logs.setLevel('limiter', toPinoLevel(cfg.limiter.log_level) ?? 'info');

@@ -7,7 +7,7 @@ import { ConfigError, FLAGS_HELP, parseFlags } from './base/config.js';
 import { StoreCorruptError, StoreVersionError } from './base/store.js';
 import { StoreRestoreError } from './base/storeBackup.js';
 import { createConsole, type Console } from './console.js';
-import { ClusterStartError } from './services/monitoring/redisConnection.js';
+import { ClusterStartError } from './base/redisConnection.js';
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);

@@ -24,7 +24,7 @@ export const IPC = {
 const here = dirname(fileURLToPath(import.meta.url)); // <app>/dist/electron/main
 const appRoot = join(here, '..', '..', '..');
 
-/** better-sqlite3 built for Electron's ABI (see README, Storage); the Node build stays for tests. */
+/** better-sqlite3 built for Electron's ABI (see docs/deploy.md, Storage); the Node build stays for tests. */
 function sqliteBinding(): string | undefined {
   const candidates = app.isPackaged
     ? [join(process.resourcesPath, 'native', 'better_sqlite3.node')]

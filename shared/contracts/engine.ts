@@ -151,14 +151,17 @@ export const ResponseFormat = Type.Union([
 ]);
 export type ResponseFormat = Static<typeof ResponseFormat>;
 
-/** Fields shared by chat and legacy completions (OpenAI names; unknown extra fields are ignored like OpenAI's SDKs expect). */
+/**
+ * Fields shared by chat and legacy completions (OpenAI names; unknown extra fields are ignored like OpenAI's SDKs expect).
+ * A `default` here is what an absent (or null) field means; the engine's request normalisation reads it.
+ */
 const SamplingFields = {
   model: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-  max_tokens: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000 }), Type.Null()])),
+  max_tokens: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000 }), Type.Null()], { default: 256 })),
   max_completion_tokens: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000 }), Type.Null()])),
-  temperature: Type.Optional(Type.Union([Type.Number({ minimum: 0, maximum: 2 }), Type.Null()])),
-  top_p: Type.Optional(Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()])),
-  repetition_penalty: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
+  temperature: Type.Optional(Type.Union([Type.Number({ minimum: 0, maximum: 2 }), Type.Null()], { default: 0.7 })),
+  top_p: Type.Optional(Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()], { default: 0.9 })),
+  repetition_penalty: Type.Optional(Type.Number({ minimum: 0, maximum: 10, default: 1.0 })),
   frequency_penalty: Type.Optional(Type.Union([Type.Number({ minimum: -2, maximum: 2 }), Type.Null()])),
   presence_penalty: Type.Optional(Type.Union([Type.Number({ minimum: -2, maximum: 2 }), Type.Null()])),
   seed: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: 4_294_967_295 }), Type.Null()])),

@@ -167,6 +167,36 @@ export const MonitoringSnapshotResponse = Type.Object({
     reason: Type.Union([Type.String(), Type.Null()]),
     latest: Type.Union([Type.Unknown(), Type.Null()]),
   }),
+  /** Cluster only (null on a single box): every node's GPUs, locks and tasks, and who holds the monitor lease. */
+  cluster: Type.Union([
+    Type.Null(),
+    Type.Object({
+      node_id: Type.String(),
+      redis_connected: Type.Boolean(),
+      lease_holder: Type.Union([Type.String(), Type.Null()]),
+      lease_held_here: Type.Boolean(),
+      /** Why the last read of the cluster failed (Redis away…), null when it worked. */
+      error: Type.Union([Type.String(), Type.Null()]),
+      refreshed_at: Nullable(Type.Number()),
+      nodes: Type.Array(Type.Object({ node_id: Type.String(), online: Type.Boolean(), lockable: Type.Array(Type.Integer()), nvidia_available: Type.Boolean(), gpus: Type.Array(Type.Unknown()) })),
+      locks: Type.Array(
+        Type.Object({ node_id: Type.String(), lock_key: Type.String(), is_locked: Type.Boolean(), lock_holder: Type.Union([Type.String(), Type.Null()]), task_id: Type.Union([Type.String(), Type.Null()]), ttl_seconds: Nullable(Type.Number()), lock_age: Nullable(Type.Number()) }),
+      ),
+      tasks: Type.Array(
+        Type.Object({
+          node_id: Type.String(),
+          task_id: Type.String(),
+          task_name: Type.String(),
+          status: Type.String(),
+          gpu_lock: Type.Union([Type.String(), Type.Null()]),
+          last_beat_age: Type.Number(),
+          timeout_seconds: Type.Number(),
+          progress: Nullable(Type.Number()),
+          end_reason: Type.Union([Type.String(), Type.Null()]),
+        }),
+      ),
+    }),
+  ]),
 });
 export type MonitoringSnapshotResponse = Static<typeof MonitoringSnapshotResponse>;
 

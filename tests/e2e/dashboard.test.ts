@@ -16,7 +16,8 @@ describe('dashboard in Chromium against a real console', () => {
 
   beforeAll(async () => {
     await ensureDashboardBuilt();
-    c = await startConsole();
+    // One field pinned by an environment variable, for the Config page's read-only display.
+    c = await startConsole({ env: { CONSOLE_ALLOWED_ORIGINS: 'http://dashboard.example' } });
     browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light' });
     page = await context.newPage();
@@ -93,30 +94,55 @@ describe('dashboard in Chromium against a real console', () => {
     expect(await records.innerText()).not.toContain('e2e info line');
   });
 
-  it('an invalid config field shows its error and nothing is saved; a valid one applies', async () => {
+  it('Config: each field explains itself (description, default, env var); pinned fields are read-only; lists edit as rows; an invalid change saves nothing', async () => {
     const configFile = join(c.dataDir, 'config.json');
     const before = existsSync(configFile) ? readFileSync(configFile, 'utf8') : null;
     await page.goto(`${c.url}/config`);
     const field = page.locator('[data-path="server.bodyLimitBytes"]');
     await field.waitFor({ timeout: 20_000 });
+    // description, default and env var / flag come from the served schema
+    const help = (path: string) => page.getByTestId(`help-${path}`).innerText();
+    expect(await help('server.bodyLimitBytes')).toMatch(/Largest accepted request body in bytes.*Default 8388608/s);
+    expect(await help('server.httpPort')).toMatch(/Set by env CONSOLE_HTTP_PORT, flag --port/);
+    // pinned by env: read-only, naming the variable
+    expect(await help('server.allowedOrigins')).toMatch(/Pinned by env CONSOLE_ALLOWED_ORIGINS: read-only/);
+    const pinnedRow = page.getByLabel('allowedOrigins item 1', { exact: true });
+    expect(await pinnedRow.inputValue()).toBe('http://dashboard.example');
+    expect(await pinnedRow.getAttribute('readonly')).not.toBeNull();
+    expect(await page.getByRole('button', { name: 'Add allowedOrigins item' }).isDisabled()).toBe(true);
+    // a list of scalars: rows, not JSON text
+    await page.getByRole('button', { name: 'Add allowedHosts item' }).click();
+    await page.getByLabel('allowedHosts item 1', { exact: true }).fill('gpu-box.lan');
+    await page.getByRole('button', { name: 'Add allowedHosts item' }).click();
+    await page.getByLabel('allowedHosts item 2', { exact: true }).fill('spare.lan');
+    await page.getByRole('button', { name: 'Remove allowedHosts item 2' }).click();
+    expect(await page.getByLabel('allowedHosts item 2', { exact: true }).count()).toBe(0);
     await field.fill('12');
-    await page.getByRole('button', { name: /Review 1 change/ }).click();
+    await page.getByRole('button', { name: /Review 2 changes/ }).click();
     await page.getByTestId('config-diff').getByText('server.bodyLimitBytes').waitFor();
+    await page.getByTestId('config-diff').getByText('server.allowedHosts').waitFor();
     await page.getByRole('button', { name: 'Apply' }).click();
     const err = page.getByTestId('error-server.bodyLimitBytes');
     await err.waitFor({ timeout: 10_000 });
     expect(await err.innerText()).toMatch(/1024/);
     expect(await field.getAttribute('aria-invalid')).toBe('true');
+    // nothing saved: neither the bad field nor the good one
     expect(c.console.config.get().server.bodyLimitBytes).toBe(8 * 1024 * 1024);
+    expect(c.console.config.get().server.allowedHosts).toEqual([]);
     expect(existsSync(configFile) ? readFileSync(configFile, 'utf8') : null).toBe(before);
+    await field.scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(SCREENSHOTS, 'config-error.png') });
 
     await field.fill('9000000');
-    await page.getByRole('button', { name: /Review 1 change/ }).click();
+    await page.getByRole('button', { name: /Review 2 changes/ }).click();
     await page.getByRole('button', { name: 'Apply' }).click();
     await page.getByTestId('config-message').waitFor({ timeout: 10_000 });
     expect(c.console.config.get().server.bodyLimitBytes).toBe(9_000_000);
-    expect(JSON.parse(readFileSync(configFile, 'utf8'))).toMatchObject({ server: { bodyLimitBytes: 9_000_000 } });
+    expect(c.console.config.get().server.allowedHosts).toEqual(['gpu-box.lan']);
+    expect(JSON.parse(readFileSync(configFile, 'utf8'))).toMatchObject({ server: { bodyLimitBytes: 9_000_000, allowedHosts: ['gpu-box.lan'] } });
+    // the pinned field stays the env's, and the file did not get it
+    expect(c.console.config.get().server.allowedOrigins).toEqual(['http://dashboard.example']);
+    expect(JSON.parse(readFileSync(configFile, 'utf8')).server.allowedOrigins).toBeUndefined();
   });
 
   it('shows clear empty states for services absent from this build', async () => {

@@ -16,6 +16,9 @@ describe('/api/console/config', () => {
   it('serves the schema openly and the config to the admin', async () => {
     const schema = (await (await fetch(`${c.url}/api/console/config/schema`)).json()) as { properties: Record<string, unknown> };
     expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['server', 'auth', 'engine', 'limiter', 'monitoring', 'training', 'runtime', 'ops']));
+    // Descriptions, defaults and the env var / flag that pins each field travel with the schema.
+    const server = schema.properties.server as { properties: Record<string, Record<string, unknown>> };
+    expect(server.properties.httpPort).toMatchObject({ default: 8080, 'x-env': ['CONSOLE_HTTP_PORT'], 'x-flag': '--port', description: expect.stringContaining('HTTP port') });
     const res = await fetch(`${c.url}/api/console/config`, { headers: c.admin });
     expect(res.status).toBe(200);
   });

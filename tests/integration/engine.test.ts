@@ -16,6 +16,7 @@ interface StreamPredictResponse {
   end_of_stream: boolean;
   index: number;
   finish_reason: string;
+  queue_position: number;
 }
 interface AiClient extends grpc.Client {
   StreamPredict(request: object, metadata?: grpc.Metadata): grpc.ClientReadableStream<StreamPredictResponse>;
@@ -308,6 +309,20 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     expect(st).toMatchObject({ activeSequences: 1, queue: { total: 1, depth: { high: 1 } } });
     expect((st.waiting as Array<{ position: number; priority: string }>)[0]).toMatchObject({ position: 1, priority: 'high', modelId: 'tiny' });
 
+    // gRPC StreamPredict waits in the same queue (behind the high-priority chat): its place in the
+    // response headers and in a first, empty message.
+    const grpcCall = client.StreamPredict({ model_id: 'tiny', prompt: 'q', generation: { max_new_tokens: 2, temperature: 0 } });
+    const grpcHeaders = new Promise<grpc.Metadata>((resolve) => grpcCall.on('metadata', resolve));
+    const grpcMessages: StreamPredictResponse[] = [];
+    grpcCall.on('data', (m: StreamPredictResponse) => grpcMessages.push(m));
+    const grpcDone = new Promise<void>((resolve, reject) => {
+      grpcCall.on('end', resolve);
+      grpcCall.on('error', reject);
+    });
+    expect((await grpcHeaders).get('x-queue-position')).toEqual(['2']);
+    await until(async () => grpcMessages.length > 0, 'the queued gRPC message');
+    expect(grpcMessages[0]).toMatchObject({ chunk: '', end_of_stream: false, index: 0, queue_position: 2 });
+
     // A full queue refuses at once: 429 with Retry-After, in each family's envelope.
     expect(c.console.config.update({ engine: { queueMaxSize: 1 } }).ok).toBe(true);
     const full = await post('/v1/completions', { model: 'tiny', prompt: 'q', max_tokens: 2, stream: true });
@@ -323,7 +338,9 @@ describe('engine over HTTP and gRPC (tiny model, CPU)', () => {
     holder.abort();
     const rest = await readUntil(reader, (t) => t.includes('[DONE]'));
     expect(rest).toContain('"finish_reason":"length"');
-    await until(async () => (await status()).activeSequences === 0, 'both requests to finish');
+    await grpcDone;
+    expect(grpcMessages.at(-1)).toMatchObject({ end_of_stream: true, finish_reason: 'length' });
+    await until(async () => (await status()).activeSequences === 0, 'the requests to finish');
     c.console.config.update({ engine: { parallel: 4 } });
   });
 

@@ -74,6 +74,26 @@ describe('limiter through /v1 against the upstream simulator', () => {
     expect(JSON.parse(last.body).model).toBe('meta/llama-3.1-8b-instruct');
   });
 
+  it('relays the client\'s JSON text as sent, only the model id replaced (no second serialisation)', async () => {
+    const send = async (text: string) => {
+      const res = await fetch(`${c.url}/v1/chat/completions`, { method: 'POST', headers: json, body: text });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+      return sim.lastRequest()!.body;
+    };
+    // spacing, key order and number spelling survive; only the id changes
+    const spaced = '{ "temperature" : 1.0,\n  "model" :  "nvidia/meta/x", "messages": [{"role": "user", "content": "model: \\"nvidia/meta/x\\""}], "n": 1e0 }';
+    expect(await send(spaced)).toBe(spaced.replace('"nvidia/meta/x", "messages"', '"meta/x", "messages"'));
+    // an id sent whole (no org after the prefix) is the body untouched
+    const whole = '{"model":"nvidia/nemotron-4-340b-instruct","messages":[],"top_p":0.50}';
+    expect(await send(whole)).toBe(whole);
+    // where the text is ambiguous ("model" twice, escapes that could spell a key) the parsed body is serialised
+    const twice = '{"model":"nvidia/meta/x","messages":[],"metadata":{"model":"nvidia/meta/x"}}';
+    expect(JSON.parse(await send(twice))).toEqual({ model: 'meta/x', messages: [], metadata: { model: 'nvidia/meta/x' } });
+    const escaped = '{"mod\\u0065l":"nvidia/meta/x","messages":[{"role":"user","content":"{\\"model\\": 1}"}]}';
+    expect(JSON.parse(await send(escaped))).toMatchObject({ model: 'meta/x' });
+  });
+
   it('works with the official openai client, streaming and not', async () => {
     const client = new OpenAI({ baseURL: `${c.url}/v1`, apiKey: 'unused-locally', maxRetries: 0 });
     const done = await client.chat.completions.create({ model: 'nvidia/meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startUpstreamSim, type UpstreamSim } from '../../scripts/upstream-sim.js';
 import { spawnServe, type ServeProcess } from '../helpers/spawnServe.js';
 import { writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
 import { TEST_TRAINER_DIR, processesMentioning, writeCatDataset } from '../helpers/training.js';
@@ -21,6 +22,7 @@ async function status(url: string, key: string): Promise<Record<string, unknown>
 describe('kill -9 of the console mid-operation, then restart', () => {
   let dir: string;
   let proc: ServeProcess | undefined;
+  let sim: UpstreamSim | undefined;
   const env = () => ({ CONSOLE_DATA_DIR: dir, CONSOLE_GPU_IDS: '0,1,2' });
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'console-crash-'));
@@ -30,6 +32,8 @@ describe('kill -9 of the console mid-operation, then restart', () => {
       proc.child.kill('SIGKILL');
       await proc.exited;
     }
+    await sim?.close();
+    sim = undefined;
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -109,15 +113,52 @@ describe('kill -9 of the console mid-operation, then restart', () => {
   // Seeded kill points (override with CRASH_SEEDS=1,2,3): the console dies at a different moment of the load each time.
   const seeds = (process.env.CRASH_SEEDS ?? '11,23').split(',').map(Number);
   for (const seed of seeds) {
-    it(`kill -9 under load (locks, heartbeats, a training job) at a seeded moment (seed ${seed}): store intact, acknowledged state kept, no trainer left`, async () => {
+    it(`kill -9 under load (locks, heartbeats, a training job, limiter traffic) at a seeded moment (seed ${seed}): store intact, acknowledged state kept, no trainer left`, async () => {
       let x = seed;
       const random = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
       mkdirSync(join(dir, 'models'), { recursive: true });
       writeTinyModel(join(dir, 'models', 'tiny-q8.gguf'), { type: 'q8_0' });
       writeCatDataset(dir, 'datasets/cat.txt', 300);
-      writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: { gpu: 'false', detectOnStart: false }, training: { trainerDir: TEST_TRAINER_DIR, threads: 1, gpu: 'cpu', gpuId: 3 } }));
+      // The upstream allows 20 requests per second; the limiter starts at 40 per second, so the
+      // proxied traffic draws 429s and the retreat machine changes state and rate (persisted).
+      sim = await startUpstreamSim({ capacity: 1200, windowMs: 1000, retryAfter: 'fractional' });
+      const limiter = { upstream_url: sim.baseUrl, rate_rpm: 2400, bucket_capacity: 40, retreat_window_seconds: 2, recover_window_seconds: 4, request_timeout: 10 };
+      writeFileSync(
+        join(dir, 'config.json'),
+        JSON.stringify({ engine: { gpu: 'false', detectOnStart: false }, training: { trainerDir: TEST_TRAINER_DIR, threads: 1, gpu: 'cpu', gpuId: 3 }, limiter }),
+      );
       proc = spawnServe(['--port', '0', '--grpc-port', '0'], { ...env(), CONSOLE_GPU_IDS: '0,1,2,3' });
       let { url } = await proc.ready;
+
+      // Limiter traffic from the start: four clients through the proxy, and a status reader that
+      // remembers the last retreat state the console acknowledged (with the wall time it was read).
+      let stopProxy = false;
+      let proxied = 0;
+      let lastAck: { state: string; at: number } | null = null;
+      const proxyUrl = url;
+      const proxyClients = Array.from({ length: 4 }, async () => {
+        while (!stopProxy) {
+          try {
+            const res = await fetch(`${proxyUrl}/v1/chat/completions`, { method: 'POST', headers: json, body: JSON.stringify({ model: 'nvidia/meta/x', messages: [{ role: 'user', content: 'hi' }] }) });
+            await res.arrayBuffer();
+            if (res.status === 200 || res.status === 429) proxied++;
+          } catch {
+            return; // connection dropped by the kill
+          }
+        }
+      });
+      const statusReader = (async () => {
+        while (!stopProxy) {
+          try {
+            const at = Date.now();
+            const s = (await (await fetch(`${proxyUrl}/api/limiter/status`)).json()) as { retreat: { state: string } };
+            lastAck = { state: s.retreat.state, at };
+          } catch {
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      })();
       const job = (await (
         await fetch(`${url}/api/v1/training/start`, {
           method: 'POST',
@@ -153,17 +194,38 @@ describe('kill -9 of the console mid-operation, then restart', () => {
       proc.child.kill('SIGKILL');
       expect(await proc.exited).toBe('SIGKILL');
       stop = true;
-      await storm;
+      stopProxy = true;
+      await Promise.all([storm, statusReader, ...proxyClients]);
+      expect(proxied).toBeGreaterThan(20); // the limiter was busy when it died
+      expect(sim.stats().rateLimited).toBeGreaterThan(0);
 
       // the trainer dies with the console (the kernel's parent-death signal), so nothing is left behind
       for (let i = 0; i < 50 && processesMentioning(`${job.jobId}.json`).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
       expect(processesMentioning(`${job.jobId}.json`)).toEqual([]);
       const db = new Database(join(dir, 'console.db'));
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      const learned = db.prepare('SELECT rpm, state, base_rpm, updated_at FROM limiter_learned_rate WHERE provider = ?').get('nvidia') as
+        | { rpm: number; state: string; base_rpm: number; updated_at: number }
+        | undefined;
       db.close();
+      // A change of retreat state is written before the response that caused it is answered, so the
+      // last state a status read acknowledged is on disk, unless a later change replaced it.
+      const ack = lastAck as { state: string; at: number } | null;
+      expect(ack).not.toBeNull();
+      if (ack!.state !== 'normal') {
+        expect(learned).toBeDefined();
+        expect(learned!.base_rpm).toBe(2400);
+        if (learned!.state !== ack!.state) expect(learned!.updated_at).toBeGreaterThanOrEqual(ack!.at - 1000);
+      }
 
       proc = spawnServe(['--port', '0', '--grpc-port', '0'], { ...env(), CONSOLE_GPU_IDS: '0,1,2,3' });
       ({ url } = await proc.ready);
+      // the limiter resumes what is on disk: the learned state and rate, not the base
+      if (learned && learned.rpm !== learned.base_rpm) {
+        const resumed = (await (await fetch(`${url}/api/limiter/status`)).json()) as { retreat: { state: string; effective_rpm: number } };
+        expect(resumed.retreat.state).toBe(learned.state);
+        expect(resumed.retreat.effective_rpm).toBeCloseTo(learned.rpm, 0);
+      }
       // every acknowledged lock that was kept is still held by its holder (its renew works)
       const last = new Map<string, { token: number; holder: string }>();
       for (const a of acked) last.set(a.key, a);

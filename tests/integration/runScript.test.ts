@@ -68,8 +68,18 @@ describe('POST /run_script when enabled', () => {
     const health = await fetch(`${c.url}/health`);
     expect(health.status).toBe(200);
     expect(performance.now() - t0).toBeLessThan(1000);
+    // /threads lists the script's process while it runs, and no longer once it was killed
+    let threads = '';
+    for (let i = 0; i < 50 && !threads.includes('[child-process]'); i++) {
+      threads = await (await fetch(`${c.url}/threads?name=run_script`, { headers: c.admin })).text();
+      if (!threads.includes('[child-process]')) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(threads).toMatch(/Process \d+: run_script \[child-process\]/);
+    expect(threads).toContain('kind: run_script');
+    expect(threads).toContain('state: running');
     const r = await pending;
     expect(r.status).toBe(408);
+    expect(await (await fetch(`${c.url}/threads?name=run_script`, { headers: c.admin })).text()).toContain('matching: 0 of');
     expect(r.text).toMatch(/wall-time limit/);
   });
 

@@ -26,6 +26,20 @@ describe('headless entry (npm run serve)', () => {
     p.child.kill('SIGTERM');
     const code = await p.exited;
     expect({ code, stderr: p.stderr().slice(-2000) }).toMatchObject({ code: 0 });
+    // Not a terminal: every log line is one JSON object (the ready/dashboard lines are plain text by design).
+    const logLines = p.stdout().split('\n').filter((l) => l !== '' && !/^(console ready|dashboard|limiter|metrics) /.test(l));
+    expect(logLines.length).toBeGreaterThan(0);
+    for (const line of logLines) expect(JSON.parse(line)).toMatchObject({ level: expect.any(Number), msg: expect.any(String) });
+    expect(logLines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('shutting down');
+  }, 30_000);
+
+  it('prints readable log lines with CONSOLE_LOG_FORMAT=pretty (what a terminal gets by default)', async () => {
+    const p = spawnServe(['--port', '0', '--grpc-port', '0'], { CONSOLE_DATA_DIR: dir, CONSOLE_LOG_FORMAT: 'pretty' });
+    await p.ready;
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    expect(p.stdout()).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: \[console\] shutting down \{"signal":"SIGTERM"\}$/m);
+    expect(p.stdout().split('\n').filter((l) => l.startsWith('{'))).toEqual([]);
   }, 30_000);
 
   it('exits 0 on SIGINT too', async () => {

@@ -7,7 +7,7 @@ import { Value } from '@sinclair/typebox/value';
 import { ConsoleConfig, configSections, type SectionName } from '../../../shared/contracts/config/index.js';
 import { checkValue, formatIssues, type FieldIssue } from '../../../shared/contracts/validate.js';
 
-export { ConsoleConfig };
+export { ConsoleConfig, configSections };
 export type { SectionName };
 
 /** A config problem, with where the bad value came from (file, env var or flag). */
@@ -42,7 +42,7 @@ export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, platform = 
 }
 
 /** Command-line flags and the config field each sets. */
-const FLAG_FIELDS: Record<string, string> = {
+export const FLAG_FIELDS: Readonly<Record<string, string>> = {
   host: 'server.host',
   port: 'server.httpPort',
   'grpc-port': 'server.grpcPort',
@@ -111,6 +111,33 @@ export function envLayer(env: NodeJS.ProcessEnv): { layer: Layer; sources: Map<s
     }
   }
   return { layer, sources };
+}
+
+/** A JSON Schema node as plain data (what `/api/console/config/schema` serves). */
+export type JsonSchemaNode = Record<string, unknown>;
+
+/**
+ * The config.json schema as plain JSON Schema, each field that an environment variable or a flag
+ * can pin annotated from the same mappings `envLayer` and `parseFlags` read: `x-env` (the variable
+ * names; for two names on one field the later one wins) and `x-flag` (`--port`). Served by
+ * `GET /api/console/config/schema`, read by the dashboard's Config page and `npm run docs:config`.
+ */
+export function annotatedConfigSchema(): JsonSchemaNode {
+  const doc = JSON.parse(JSON.stringify(ConsoleConfig)) as JsonSchemaNode;
+  const at = (path: string): JsonSchemaNode | undefined => schemaAt(doc as unknown as TSchema, path) as JsonSchemaNode | undefined;
+  for (const [section, def] of Object.entries(configSections)) {
+    for (const [name, field] of Object.entries(def.env)) {
+      const node = at(`${section}.${field}`);
+      if (!node) throw new Error(`env ${name} names ${section}.${field}, which the schema does not have`);
+      node['x-env'] = [...((node['x-env'] as string[] | undefined) ?? []), name];
+    }
+  }
+  for (const [flag, path] of Object.entries(FLAG_FIELDS)) {
+    const node = at(path);
+    if (!node) throw new Error(`flag --${flag} names ${path}, which the schema does not have`);
+    node['x-flag'] = `--${flag}`;
+  }
+  return doc;
 }
 
 /** Finds the sub-schema at a dotted path (objects and records). */
@@ -293,6 +320,10 @@ export class ConfigStore {
   /** Dotted paths whose effective value comes from env or a flag, so a file edit would not apply. */
   overriddenPaths(): string[] {
     return [...this.settings.layers.sources.keys()].sort();
+  }
+  /** What pins each overridden path (`env CONSOLE_HTTP_PORT`, `flag --port`). */
+  pinnedBy(): Record<string, string> {
+    return Object.fromEntries([...this.settings.layers.sources.entries()].sort(([a], [b]) => a.localeCompare(b)));
   }
   onChange(listener: ConfigListener): () => void {
     this.listeners.add(listener);

@@ -16,11 +16,21 @@ export interface Service {
  */
 export class DisposableStore implements Disposable {
   private items: Disposable[] = [];
-  private disposed = false;
+  private disposedValue = false;
 
+  /** True once dispose() has been called; the store is then spent (make a new one to start again). */
+  get disposed(): boolean {
+    return this.disposedValue;
+  }
+
+  /** Registers `item`; after dispose() it is disposed at once instead (a late resource is not leaked). */
   add<T extends Disposable>(item: T): T {
-    if (this.disposed) {
-      void item.dispose();
+    if (this.disposedValue) {
+      try {
+        void Promise.resolve(item.dispose()).catch(() => undefined);
+      } catch {
+        // the store is spent; a failing late disposal has nobody to report to
+      }
       return item;
     }
     this.items.push(item);
@@ -30,7 +40,9 @@ export class DisposableStore implements Disposable {
   defer(fn: () => void | Promise<void>): void {
     this.add({ dispose: fn });
   }
+  /** Disposes everything in reverse order of registration; safe to call twice. */
   async dispose(): Promise<void> {
+    this.disposedValue = true;
     const items = this.items.reverse();
     this.items = [];
     const errors: unknown[] = [];
@@ -43,19 +55,16 @@ export class DisposableStore implements Disposable {
     }
     if (errors.length > 0) throw new AggregateError(errors, 'errors while disposing resources');
   }
-  /** Resets the store so it can be used again after a stop() → start() cycle. */
-  reset(): void {
-    this.disposed = false;
-  }
 }
 
 /**
  * Guards a service's start/stop so each is idempotent and they never overlap.
- * Subclasses implement onStart/onStop and register resources in `this.disposables`.
+ * Subclasses implement onStart/onStop and register resources in `this.disposables`: a fresh store
+ * each start (a stop disposes it for good).
  */
 export abstract class BaseService implements Service {
   abstract readonly name: string;
-  protected readonly disposables = new DisposableStore();
+  protected disposables = new DisposableStore();
   private state: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped';
   private pending: Promise<void> | null = null;
 
@@ -73,7 +82,7 @@ export abstract class BaseService implements Service {
     if (this.pending) await this.pending;
     if (this.isRunning()) return;
     this.state = 'starting';
-    this.disposables.reset();
+    this.disposables = new DisposableStore();
     this.pending = this.onStart().then(
       () => {
         this.state = 'running';

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import pino, { type Logger, type LevelWithSilent } from 'pino';
+import pinoPretty from 'pino-pretty';
 
 /** One log record as kept for the dashboard's live log view. */
 export interface LogRecord {
@@ -45,8 +46,12 @@ export function toContractLevel(level: string): string {
 
 export interface LoggerRegistryOptions {
   level: string;
-  /** Where JSON lines go; stdout by default. Tests pass a sink to keep output quiet. */
+  /** Where log lines go; stdout by default. Tests pass a sink to keep output quiet. */
   destination?: NodeJS.WritableStream;
+  /** `json` (default): one JSON object per line. `pretty`: readable lines (pino-pretty) for a terminal. */
+  format?: 'json' | 'pretty';
+  /** Colour the pretty lines (when the destination is a terminal). */
+  colorize?: boolean;
   /** How many recent records to keep for the GUI. */
   ringSize?: number;
 }
@@ -71,7 +76,8 @@ export class LoggerRegistry {
       },
     });
     const streams: pino.StreamEntry[] = [{ level: 'trace', stream: tap }];
-    streams.push({ level: 'trace', stream: options.destination ?? process.stdout });
+    const destination = options.destination ?? process.stdout;
+    streams.push({ level: 'trace', stream: options.format === 'pretty' ? prettyStream(destination, options.colorize ?? false) : destination });
     this.root = pino(
       {
         level: toPinoLevel(options.level) ?? 'info',
@@ -152,6 +158,23 @@ export class LoggerRegistry {
       this.events.emit('record', record);
     }
   }
+}
+
+/** Formats each JSON line with pino-pretty (`12:00:01.234 INFO [engine] model loaded {…}`) and writes it on. */
+function prettyStream(destination: NodeJS.WritableStream, colorize: boolean): Writable {
+  const format = pinoPretty.prettyFactory({
+    colorize,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname,module',
+    messageFormat: '{if module}[{module}] {end}{msg}',
+    singleLine: true,
+  });
+  return new Writable({
+    write: (chunk: Buffer, _enc, cb) => {
+      destination.write(format(chunk.toString('utf8')));
+      cb();
+    },
+  });
 }
 
 function levelNumber(level: string): number {

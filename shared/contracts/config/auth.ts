@@ -3,14 +3,17 @@ import type { ConfigSection } from './section.js';
 
 export const AuthConfig = Type.Object(
   {
-    /** Keys accepted in `X-API-Key` on /api/v1/* (and on /v1/*). Empty = open on loopback. */
-    apiKeys: Type.Array(Type.String({ minLength: 8 }), { default: [] }),
-    /** Bearer token required on /v1/* when set (S1 Lite `GATEWAY_API_TOKEN`). */
-    openaiToken: Type.String({ default: '' }),
-    /** Token for internal gRPC callers (metadata `x-internal-token`). */
-    internalToken: Type.String({ default: '' }),
+    apiKeys: Type.Array(Type.String({ minLength: 8 }), {
+      default: [],
+      description: '`X-API-Key` values accepted on `/api/v1/*` (and `/v1/*`); empty = open on loopback. Required when `server.host` is not loopback.',
+    }),
+    openaiToken: Type.String({
+      default: '',
+      description: 'When set, `/v1/*` requires `Authorization: Bearer` with this token (S1 Lite `GATEWAY_API_TOKEN`).',
+    }),
+    internalToken: Type.String({ default: '', description: 'Token for internal gRPC callers (metadata `x-internal-token`).' }),
   },
-  { additionalProperties: false, default: {} },
+  { additionalProperties: false, default: {}, description: 'API keys and tokens of the public APIs (the admin token lives in `DATA_DIR/admin-token`).' },
 );
 export type AuthConfig = Static<typeof AuthConfig>;
 

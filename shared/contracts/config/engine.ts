@@ -4,54 +4,114 @@ import type { ConfigSection } from './section.js';
 /** The `engine` section of config.json. */
 export const EngineConfig = Type.Object(
   {
-    /** Backend: auto-detect (CUDA → Vulkan → Metal → CPU), force one, or `false` for CPU only. */
     gpu: Type.Union([Type.Literal('auto'), Type.Literal('cuda'), Type.Literal('vulkan'), Type.Literal('metal'), Type.Literal('false')], {
       default: 'auto',
+      description:
+        '`auto` (node-llama-cpp\'s detection: CUDA → Vulkan → Metal → CPU), force `cuda`/`vulkan`/`metal`, or `false` for CPU. The backend in use is in /api/v1/health/details (`components.engine.details.backend`).',
     }),
-    /** CPU threads for inference; 0 = number of physical cores. */
-    threads: Type.Integer({ default: 0, minimum: 0, maximum: 1024 }),
-    /** The model library: GGUF files on disk, imports and downloads (the models service). */
+    threads: Type.Integer({
+      default: 0,
+      minimum: 0,
+      maximum: 1024,
+      description: 'CPU threads per context; 0 = the cores node-llama-cpp finds useful for math (physical cores). Applies when a model is (re)loaded.',
+    }),
     library: Type.Object(
       {
-        /** Where model files live; empty = `DATA_DIR/models`. */
-        modelsDir: Type.String({ default: '' }),
-        /** Hugging Face endpoint used to resolve `hf:` URIs (a mirror, or a local server in tests). */
-        hfEndpoint: Type.String({ default: 'https://huggingface.co', pattern: '^https?://' }),
-        /** Hugging Face access token for gated repos (sent only to `hfEndpoint`). */
-        hfToken: Type.String({ default: '' }),
-        /** Downloads running at once; more wait in a queue. */
-        maxConcurrentDownloads: Type.Integer({ default: 2, minimum: 1, maximum: 8 }),
-        /** Automatic retries (with Range resume) after a dropped connection, per download. */
-        downloadRetries: Type.Integer({ default: 5, minimum: 0, maximum: 100 }),
+        modelsDir: Type.String({
+          default: '',
+          description: 'Where model files live; empty = `DATA_DIR/models` (relative paths are taken from the data dir).',
+        }),
+        hfEndpoint: Type.String({
+          default: 'https://huggingface.co',
+          pattern: '^https?://',
+          description: 'Hugging Face endpoint used to resolve `hf:` URIs (a mirror works; tests use a local server).',
+        }),
+        hfToken: Type.String({
+          default: '',
+          description: 'Hugging Face access token for gated repos; sent only to `hfEndpoint` (dropped on redirects to other hosts).',
+        }),
+        maxConcurrentDownloads: Type.Integer({ default: 2, minimum: 1, maximum: 8, description: 'Downloads running at once; the rest wait, oldest first.' }),
+        downloadRetries: Type.Integer({
+          default: 5,
+          minimum: 0,
+          maximum: 100,
+          description: 'Automatic Range resumes after a dropped connection without progress, per download (backoff 0.25 s → 10 s).',
+        }),
       },
-      { additionalProperties: false, default: {} },
+      { additionalProperties: false, default: {}, description: 'The model library: GGUF files on disk, imports and downloads.' },
     ),
-    /** Detect the backend (getLlama) when the console starts, so /api/v1/health/details reports it; otherwise on the first load. */
-    detectOnStart: Type.Boolean({ default: true }),
-    /** Before using a GPU backend, generate a few tokens on it in a child process (a broken GPU build aborts that child, not the console). */
-    gpuSelfTest: Type.Boolean({ default: true }),
-    /** Context sequences per loaded model: how many requests one model serves at once. */
-    parallel: Type.Integer({ default: 4, minimum: 1, maximum: 64 }),
-    /** Tokens of context per sequence; 0 = the model's trained context, capped at 4096. */
-    contextSize: Type.Integer({ default: 0, minimum: 0, maximum: 1_048_576 }),
-    /** Layers offloaded to the GPU: `auto` lets node-llama-cpp fit as many as memory allows. */
-    gpuLayers: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 0, maximum: 10_000 })], { default: 'auto' }),
-    /** Memory (MiB) all loaded models together may use (weights + context, estimated from the GGUF); 0 = no limit beyond node-llama-cpp's own checks. */
-    memoryBudgetMb: Type.Integer({ default: 0, minimum: 0 }),
-    /** Most models loaded at once (least recently used idle ones are unloaded first). */
-    maxLoadedModels: Type.Integer({ default: 2, minimum: 1, maximum: 32 }),
-    /** Seconds a loaded model may sit idle before it is unloaded; 0 = never. A request's `ttl` overrides it for that model. */
-    idleTtlSeconds: Type.Integer({ default: 600, minimum: 0 }),
-    /** Requests that may wait for a sequence (all models, all priorities); beyond it → 429 with Retry-After. */
-    queueMaxSize: Type.Integer({ default: 64, minimum: 0, maximum: 100_000 }),
-    /** Seconds a request may wait for room to load its model (the loaded ones busy) before 503 with Retry-After. */
-    loadWaitSeconds: Type.Integer({ default: 120, minimum: 0, maximum: 86_400 }),
-    /** Tokens per chunk on /api/v1/inference/stream* and gRPC StreamPredict (contract §3.2 `stream_chunk_size`). */
-    streamChunkSize: Type.Integer({ default: 4, minimum: 1, maximum: 256 }),
-    /** Model used when a request names `default` or none; empty = the first model in the library. */
-    defaultModel: Type.String({ default: '' }),
+    detectOnStart: Type.Boolean({
+      default: true,
+      description: 'Detect the backend at start-up (in the background) so /api/v1/health/details reports it before the first load.',
+    }),
+    gpuSelfTest: Type.Boolean({
+      default: true,
+      description:
+        'Before a GPU backend is used, a child process loads a tiny model on it and generates 4 tokens (1–3 s). With `auto`, a backend that fails is skipped for the next one and finally the CPU; a forced backend that fails is an error (a prebuilt CUDA binary the driver cannot run aborts the process that runs it).',
+    }),
+    parallel: Type.Integer({
+      default: 4,
+      minimum: 1,
+      maximum: 64,
+      description: 'Context sequences per loaded model: requests one model serves at once. Applies when a model is (re)loaded.',
+    }),
+    contextSize: Type.Integer({
+      default: 0,
+      minimum: 0,
+      maximum: 1_048_576,
+      description:
+        'Tokens of context per sequence; 0 = the model\'s trained context, capped at 4096. A prompt that does not fit gets 400 with the token counts; `max_tokens` is capped at what is left.',
+    }),
+    gpuLayers: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 0, maximum: 10_000 })], {
+      default: 'auto',
+      description: 'Layers offloaded to the GPU; `auto` = as many as fit.',
+    }),
+    memoryBudgetMb: Type.Integer({
+      default: 0,
+      minimum: 0,
+      description:
+        'Memory (MiB) all loaded models may use together (weights + KV cache, estimated from the GGUF before loading); idle models are unloaded least-recently-used first to make room; 0 = only node-llama-cpp\'s own checks.',
+    }),
+    maxLoadedModels: Type.Integer({
+      default: 2,
+      minimum: 1,
+      maximum: 32,
+      description: 'Models loaded at once (the least recently used idle one is unloaded first).',
+    }),
+    idleTtlSeconds: Type.Integer({
+      default: 600,
+      minimum: 0,
+      description: 'Idle seconds before a model unloads; 0 = never. A request\'s `ttl` overrides it for that model.',
+    }),
+    queueMaxSize: Type.Integer({
+      default: 64,
+      minimum: 0,
+      maximum: 100_000,
+      description: 'Requests that may wait for a sequence (all models, all priorities); beyond it 429 with `Retry-After`.',
+    }),
+    loadWaitSeconds: Type.Integer({
+      default: 120,
+      minimum: 0,
+      maximum: 86_400,
+      description:
+        'A request for a model that cannot be loaded yet (loaded models busy, `maxLoadedModels` or the memory budget reached) waits by priority for a loaded model to go idle and be evicted; after this long, 503 with `Retry-After`.',
+    }),
+    streamChunkSize: Type.Integer({
+      default: 4,
+      minimum: 1,
+      maximum: 256,
+      description: 'Tokens per chunk on /api/v1/inference/stream* and gRPC StreamPredict (contract §3.2 `stream_chunk_size`).',
+    }),
+    defaultModel: Type.String({
+      default: '',
+      description: 'Model used when a request names `default` or none; empty = the first model in the library.',
+    }),
   },
-  { additionalProperties: false, default: {} },
+  {
+    additionalProperties: false,
+    default: {},
+    description: 'Local inference with node-llama-cpp: a model is a `.gguf` file in the models dir, loaded on the first request.',
+  },
 );
 export type EngineConfig = Static<typeof EngineConfig>;
 

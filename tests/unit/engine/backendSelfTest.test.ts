@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ChildProcessRegistry } from '../../../electron/core/base/managedProcess.js';
 import { chooseBackend, probeFailureReason, selfTestBackend, type SelfTestResult } from '../../../electron/core/services/engine/backendSelfTest.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/engine');
@@ -26,9 +27,14 @@ describe('GPU backend self-test', () => {
     expect(r.hint).toMatch(/Update the driver, or build llama\.cpp for this GPU/);
   }, 60_000);
 
-  it('a probe that hangs is killed at the timeout', async () => {
-    const r = await selfTestBackend('vulkan', { moduleUrl: 'data:text/javascript,await new Promise(() => setInterval(() => {}, 1000));', timeoutMs: 1500 });
+  it('a probe that hangs is killed at the timeout; /threads\' registry lists it while it runs', async () => {
+    const children = new ChildProcessRegistry();
+    const pending = selfTestBackend('vulkan', { moduleUrl: 'data:text/javascript,await new Promise(() => setInterval(() => {}, 1000));', timeoutMs: 1500, children });
+    for (let i = 0; i < 100 && children.list().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(children.list()).toEqual([expect.objectContaining({ name: 'self-test vulkan', kind: 'self-test', state: 'running' })]);
+    const r = await pending;
     expect(r).toMatchObject({ backend: 'vulkan', ok: false, reason: 'probe did not finish within 1500 ms' });
+    expect(children.list()).toEqual([]);
   }, 60_000);
 
   it('auto: the first GPU backend that passes wins; when none does, the CPU, with every failure reported', async () => {

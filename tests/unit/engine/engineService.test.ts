@@ -8,7 +8,7 @@ import { ConfigStore, loadSettings, type Layer } from '../../../electron/core/ba
 import { AppError } from '../../../electron/core/base/errors.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import type { LocalModelFile, ModelFilesPort } from '../../../electron/core/base/ports.js';
-import { EngineService, type EngineServiceOptions, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
+import { EngineService, type EngineServiceOptions, type GenerationEvent, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
 import { tinyModelPath } from '../../helpers/tinyModel.js';
 
 /** A small ModelFilesPort over a folder: every `<id>.gguf` is a model. */
@@ -227,6 +227,40 @@ describe('EngineService: sequences and the priority queue', () => {
     expect(held.completionTokens).toBeLessThan(4000);
     await Promise.all([low, urgent]);
     expect(order).toEqual(['urgent', 'low']);
+    expect(h.engine.snapshot()).toMatchObject({ activeSequences: 0, queue: { total: 0 } });
+  });
+
+  it('generate() is one stream of events: queue places, started, text, then done; a failure is the last event', async () => {
+    const holder = new AbortController();
+    const hold = holdSequence(holder);
+    await hold.running;
+    const events: GenerationEvent[] = [];
+    const input = { modelId: 'tiny', prompt: 'hello', params: greedy };
+    const consumed = (async () => {
+      for await (const e of h.engine.generate({ kind: 'completion', input }, opts({ requestId: 'gen' }))) events.push(e);
+    })();
+    await settle(h.engine, () => h.engine.snapshot().queue.total === 1);
+    holder.abort(new Error('client gone'));
+    await hold.result;
+    await consumed;
+
+    const types = events.map((e) => e.type);
+    expect(events[0]).toEqual({ type: 'queued', position: { position: 1, etaMs: expect.any(Number) } });
+    expect(types.filter((t) => t === 'started')).toHaveLength(1);
+    expect(types.indexOf('started')).toBeGreaterThan(types.lastIndexOf('queued'));
+    expect(types.at(-1)).toBe('done');
+    expect(types.slice(types.indexOf('started') + 1, -1).every((t) => t === 'text')).toBe(true);
+    const done = events.at(-1) as Extract<GenerationEvent, { type: 'done' }>;
+    const text = events.map((e) => (e.type === 'text' ? e.text : '')).join('');
+    expect(text).toBe(done.result.text);
+    // The same generation as complete() gives (greedy, same prompt).
+    expect(done.result.text).toBe((await h.engine.complete(input, opts())).text);
+    expect(done.result).toMatchObject({ modelId: 'tiny', finishReason: 'length', completionTokens: 6, aborted: false });
+
+    const failed: GenerationEvent[] = [];
+    for await (const e of h.engine.generate({ kind: 'completion', input: { ...input, modelId: 'nope' } }, opts())) failed.push(e);
+    expect(failed.map((e) => e.type)).toEqual(['error']);
+    expect(((failed[0] as Extract<GenerationEvent, { type: 'error' }>).error as AppError).status).toBe(404);
     expect(h.engine.snapshot()).toMatchObject({ activeSequences: 0, queue: { total: 0 } });
   });
 

@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -6,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../../electron/core/base/clock.js';
 import { ConfigStore, loadSettings, type Layer } from '../../../electron/core/base/config.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
-import { MemoryLearnedRateStore } from '../../../electron/core/services/limiter/learnedRateStore.js';
+import { MemoryLearnedRateStore, type LearnedRate } from '../../../electron/core/services/limiter/learnedRateStore.js';
 import { LimiterService } from '../../../electron/core/services/limiter/limiterService.js';
 
 const dirs: string[] = [];
@@ -54,6 +56,53 @@ describe('LimiterService', () => {
     expect(same.service.status().retreat).toMatchObject({ state: 'retreat', effective_rpm: 12.5 });
     const changed = build({ rate_rpm: 60 }, rates);
     expect(changed.service.status().retreat).toMatchObject({ state: 'normal', effective_rpm: 60 });
+  });
+
+  it('writes a change of state at once, rate steps inside one state at most once per second (and on stop)', async () => {
+    // A real upstream whose answer the test sets; the retreat machine runs on the fake clock.
+    let status = 429;
+    const upstream = createServer((_req, res) => res.writeHead(status, { 'content-type': 'application/json' }).end('{}'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const saves: Array<LearnedRate & { at: number }> = [];
+    const rates = new (class extends MemoryLearnedRateStore {
+      override save(provider: string, rate: LearnedRate, at: number): void {
+        saves.push({ ...rate, at });
+        super.save(provider, rate, at);
+      }
+    })();
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const { service, clock } = build({ upstream_url: url, rate_rpm: 600, bucket_capacity: 1000, recover_increment_rpm: 1 }, rates);
+    await service.start();
+    // A quarter second of the fake clock before each call: the bucket refills a token or more.
+    const call = async () => {
+      clock.advance(250);
+      const res = await service.proxy({ provider: 'nvidia', method: 'POST', path: '/chat/completions', headers: {}, body: '{}', priority: 'normal', priorityInvalid: false, signal: new AbortController().signal, requestId: 'r' });
+      await service.readBody('nvidia', res);
+    };
+    try {
+      await call(); // a 429: RETREAT, written at once
+      expect(saves.map((s) => s.state)).toEqual(['retreat']);
+      for (let i = 0; i < 3; i++) await call(); // more 429s: cuts inside RETREAT
+      status = 200;
+      clock.advance(180_000); // quiet past both windows (the pending cut is written meanwhile)
+      const r1 = (n: number) => Math.round(n * 10) / 10; // status shows one decimal
+      expect(r1(rates.load('nvidia')!.rpm)).toBe(service.status().retreat.effective_rpm);
+      await call(); // RECOVER starts: written at once
+      expect(saves.at(-1)!.state).toBe('recover');
+      expect(r1(saves.at(-1)!.rpm)).toBe(service.status().retreat.effective_rpm);
+      const atRecover = saves.length;
+      const rpmAtRecover = saves.at(-1)!.rpm;
+      for (let i = 0; i < 20; i++) await call(); // twenty recovery steps (one per response) in 5 s
+      expect(service.status().retreat).toMatchObject({ state: 'recover', effective_rpm: r1(rpmAtRecover + 20) });
+      expect(saves.length - atRecover).toBeGreaterThanOrEqual(4);
+      expect(saves.length - atRecover).toBeLessThanOrEqual(6); // not 20
+      await service.stop(); // the last step is written on stop
+      expect(rates.load('nvidia')!.state).toBe('recover');
+      expect(rates.load('nvidia')!.rpm).toBeCloseTo(rpmAtRecover + 20, 6);
+    } finally {
+      await service.stop();
+      await new Promise((r) => upstream.close(r));
+    }
   });
 
   it('refuses to shrink the queue below its depth, and start/stop are safe twice', async () => {

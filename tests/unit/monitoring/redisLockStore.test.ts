@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../../electron/core/base/store.js';
-import { RedisConnection } from '../../../electron/core/services/monitoring/redisConnection.js';
+import { RedisConnection } from '../../../electron/core/base/redisConnection.js';
 import { RedisLockStore } from '../../../electron/core/services/monitoring/redisLockStore.js';
 import { SqliteLockStore } from '../../../electron/core/services/monitoring/sqliteLockStore.js';
 import { redisMissingReason, TestRedis } from '../../helpers/redisServer.js';

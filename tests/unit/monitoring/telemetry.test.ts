@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../../electron/core/base/clock.js';
 import { LoggerRegistry } from '../../../electron/core/base/logger.js';
+import { ChildProcessRegistry } from '../../../electron/core/base/managedProcess.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import { PeriodicTaskRegistry } from '../../../electron/core/base/periodic.js';
 import { GpuTelemetry } from '../../../electron/core/services/monitoring/gpuTelemetry.js';
@@ -18,14 +19,16 @@ function telemetry(nvidiaSmiPath: string, nvidiaSmiLoop = false) {
   const logs = new LoggerRegistry({ level: 'silent', destination: new Writable({ write: (_c, _e, cb) => cb() }) });
   const metrics = new MetricsRegistry();
   const periodic = new PeriodicTaskRegistry(clock, logs.get('periodic'));
+  const children = new ChildProcessRegistry();
   const t = new GpuTelemetry({
     clock,
+    children,
     logger: logs.get('telemetry'),
     metrics,
     periodic,
     settings: () => ({ enabled: true, intervalSeconds: 0.2, historySize: 3, nvidiaSmiPath, nvidiaSmiTimeoutMs: 10_000, nvidiaSmiLoop }),
   });
-  return { t, metrics, periodic, clock };
+  return { t, metrics, periodic, clock, children };
 }
 
 describe('nvidia-smi parser', () => {
@@ -103,8 +106,11 @@ describe('GpuTelemetry', () => {
       const s = await started.t.sample();
       expect(s.gpus.map((g) => g.index)).toEqual([0, 1]);
       expect(started.t.streamPid()).toBe(pid); // the same process, not one per sample
+      // /threads' registry lists the loop (one-shots come and go)
+      expect(started.children.list().filter((c) => c.name === 'nvidia-smi --loop-ms')).toEqual([expect.objectContaining({ kind: 'nvidia-smi', pid, state: 'running' })]);
       await started.t.stop();
       expect(started.t.streamPid()).toBeUndefined();
+      expect(started.children.list()).toEqual([]);
       expect(() => process.kill(pid!, 0)).toThrow(/ESRCH/);
     } finally {
       await started.t.stop();

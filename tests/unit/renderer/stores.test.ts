@@ -155,7 +155,7 @@ describe('config store', () => {
     const fields = flattenConfig(view.config, view.overridden);
     expect(fields.map((f) => [f.path, f.kind, f.secret, f.overridden])).toEqual([
       ['server.httpPort', 'number', false, true],
-      ['server.allowedHosts', 'json', false, false],
+      ['server.allowedHosts', 'list', false, false],
       ['auth.openaiToken', 'string', true, false],
       ['ops.runScript.enabled', 'boolean', false, false],
     ]);
@@ -182,13 +182,50 @@ describe('config store', () => {
   });
 
   it('refuses unparsable input locally without calling the server', async () => {
-    const f = fakeFetch({ 'GET /api/console/config': () => [200, view] });
+    const withObjects = { ...view, config: { ...view.config, limiter: { providers: [] as unknown[] } } };
+    const schema = { properties: { limiter: { properties: { providers: { type: 'array', items: { type: 'object' } } } } } };
+    const f = fakeFetch({ 'GET /api/console/config': () => [200, withObjects], 'GET /api/console/config/schema': () => [200, schema] });
     const cfg = createConfigStore(new ConsoleClient({ baseUrl: '', fetch: f }));
     await cfg.getState().load();
-    cfg.getState().setField('server.allowedHosts', '[oops');
+    expect(cfg.getState().fields.find((x) => x.path === 'limiter.providers')?.kind).toBe('json');
+    cfg.getState().setField('limiter.providers', '[oops');
     expect(await cfg.getState().apply()).toBe(false);
-    expect(cfg.getState().fieldErrors['server.allowedHosts']).toMatch(/JSON/);
+    expect(cfg.getState().fieldErrors['limiter.providers']).toMatch(/JSON/);
     expect(f.calls.filter((c) => c.method === 'PATCH')).toHaveLength(0);
+  });
+
+  it('shows each field\'s description, default, env var and what pins it; arrays of scalars edit as typed lists', async () => {
+    const schema = {
+      properties: {
+        server: {
+          properties: {
+            httpPort: { type: 'integer', default: 8080, description: 'Main HTTP port.', 'x-env': ['CONSOLE_HTTP_PORT'], 'x-flag': '--port' },
+            allowedHosts: { type: 'array', items: { type: 'string' }, default: [], description: 'Extra Host names.', 'x-env': ['CONSOLE_ALLOWED_HOSTS'] },
+          },
+        },
+        monitoring: { properties: { locks: { properties: { gpuIds: { type: 'array', items: { type: 'integer' }, default: [0] } } } } },
+      },
+    };
+    const listView = { ...view, config: { ...view.config, monitoring: { locks: { gpuIds: [0, 1] } } }, pinnedBy: { 'server.httpPort': 'env CONSOLE_HTTP_PORT' } };
+    const f = fakeFetch({
+      'GET /api/console/config': () => [200, listView],
+      'GET /api/console/config/schema': () => [200, schema],
+      'PATCH /api/console/config': () => [200, listView],
+    });
+    const cfg = createConfigStore(new ConsoleClient({ baseUrl: '', fetch: f }));
+    await cfg.getState().load();
+    const byPath = new Map(cfg.getState().fields.map((x) => [x.path, x]));
+    expect(byPath.get('server.httpPort')).toMatchObject({ overridden: true, pinnedBy: 'env CONSOLE_HTTP_PORT', doc: { description: 'Main HTTP port.', default: '8080', env: ['CONSOLE_HTTP_PORT'], flag: '--port' } });
+    expect(byPath.get('server.allowedHosts')).toMatchObject({ kind: 'list', itemKind: 'string', original: '[]', doc: { default: '[]', env: ['CONSOLE_ALLOWED_HOSTS'] } });
+    expect(byPath.get('monitoring.locks.gpuIds')).toMatchObject({ kind: 'list', itemKind: 'number', original: '["0","1"]', doc: { default: '[0]', env: [] } });
+    // rows: a number list refuses a non-number row locally, naming the item
+    cfg.getState().setField('monitoring.locks.gpuIds', JSON.stringify(['0', 'x']));
+    expect(await cfg.getState().apply()).toBe(false);
+    expect(cfg.getState().fieldErrors['monitoring.locks.gpuIds']).toBe('item 2 must be a number');
+    cfg.getState().setField('monitoring.locks.gpuIds', JSON.stringify(['0', '1', '3']));
+    cfg.getState().setField('server.allowedHosts', JSON.stringify(['gpu-box.lan']));
+    expect(await cfg.getState().apply()).toBe(true);
+    expect(f.calls.at(-1)?.body).toEqual({ monitoring: { locks: { gpuIds: [0, 1, 3] } }, server: { allowedHosts: ['gpu-box.lan'] } });
   });
 
   it('sends a secret only when the user typed a new one', async () => {

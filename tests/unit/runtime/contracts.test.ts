@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { validateStartRequest } from '../../../shared/contracts/runtime.js';
 import { ConfigError, loadSettings } from '../../../electron/core/base/config.js';
-import { LineSplitter, maskLogText } from '../../../electron/core/services/runtime/logText.js';
+import { LineSplitter } from '../../../electron/core/base/managedProcess.js';
+import { maskLogText } from '../../../electron/core/services/runtime/logText.js';
 import { formatLocalTimestamp, formatRunId } from '../../../electron/core/services/runtime/runtimeService.js';
 
 describe('runtime start request validation (§8.5)', () => {

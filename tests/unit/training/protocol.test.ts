@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LineSplitter, parseTrainerLine } from '../../../electron/core/services/training/protocol.js';
+import { LineSplitter } from '../../../electron/core/base/managedProcess.js';
+import { parseTrainerLine } from '../../../electron/core/services/training/protocol.js';
 
 describe('trainer JSON-lines protocol', () => {
   it('parses every message type the trainers send', () => {
@@ -54,7 +55,7 @@ describe('trainer JSON-lines protocol', () => {
     s.push('1}\r\n{"b"');
     s.push(':2}\nlast');
     expect(lines).toEqual(['{"a":1}', '{"b":2}']);
-    s.end();
+    s.flush();
     expect(lines).toEqual(['{"a":1}', '{"b":2}', 'last']);
   });
 
@@ -62,6 +63,6 @@ describe('trainer JSON-lines protocol', () => {
     const lines: string[] = [];
     const s = new LineSplitter((l) => lines.push(l), 10);
     s.push('x'.repeat(25));
-    expect(lines).toEqual(['x'.repeat(10)]);
+    expect(lines).toEqual(['x'.repeat(10), 'x'.repeat(10)]);
   });
 });

@@ -6,6 +6,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../../electron/core/base/clock.js';
 import { ConfigStore, loadSettings } from '../../../electron/core/base/config.js';
+import { ChildProcessRegistry } from '../../../electron/core/base/managedProcess.js';
 import { AppError, ErrorCode } from '../../../electron/core/base/errors.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import type { GpuLease, GpuLockPort, GpuLockRequest, HeartbeatPort, TaskRegistration } from '../../../electron/core/base/ports.js';
@@ -72,6 +73,7 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
   let locks: FakeLocks;
   let heartbeats: FakeHeartbeats;
   let service: TrainingService;
+  let children: ChildProcessRegistry;
 
   const make = (training: Record<string, unknown> = {}) => {
     const settings = loadSettings({
@@ -89,6 +91,7 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
       modelsDir: () => join(dataDir, 'models'),
       gpuLocks: locks,
       heartbeats,
+      children,
     });
   };
   const dataset = (name: string, plan: Record<string, unknown>) => {
@@ -110,6 +113,7 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     clock = new FakeClock();
     locks = new FakeLocks();
     heartbeats = new FakeHeartbeats();
+    children = new ChildProcessRegistry();
     service = make();
     await service.start();
     clock.advance(0);
@@ -201,7 +205,20 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     const a = await service.submit(request('workers', { steps: 1000, stepMs: 20, worker: marker }));
     await settle(a.jobId, (s) => s.status === 'running' && s.progress.currentStep > 0);
     expect(processesMentioning(marker).length).toBe(1);
+    // /threads' registry lists the trainer while it runs
+    expect(children.list()).toEqual([expect.objectContaining({ name: `trainer ${a.jobId}`, kind: 'trainer', state: 'running', detail: [`job: ${a.jobId}`, 'backend: command'] })]);
     await service.cancel(a.jobId);
+    await waitFor(() => (processesMentioning(marker).length === 0 ? true : undefined), 5000, 'the worker to be gone');
+    expect(children.list()).toEqual([]);
+  });
+
+  it('cancel also ends a worker that ignores SIGTERM and holds the trainer\'s output open', async () => {
+    const marker = `stubborn-worker-${Date.now()}`;
+    const a = await service.submit(request('stubborn-worker', { steps: 1000, stepMs: 20, stubbornWorker: marker }));
+    await waitFor(() => (service.logs(a.jobId).lines.some((l) => l.message.includes(`${marker} ready`)) ? true : undefined), 10_000, 'the worker to be ready');
+    expect(processesMentioning(marker).length).toBe(1);
+    // The trainer exits on SIGTERM; the worker survives it but goes with the trainer's exit (no grace needed).
+    expect(await service.cancel(a.jobId)).toEqual({ jobId: a.jobId, status: 'cancelled', message: 'Training job has been cancelled' });
     await waitFor(() => (processesMentioning(marker).length === 0 ? true : undefined), 5000, 'the worker to be gone');
   });
 

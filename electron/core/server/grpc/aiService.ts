@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   Metadata,
   type ServerUnaryCall,
@@ -9,11 +8,13 @@ import {
 } from '@grpc/grpc-js';
 import { PRIORITIES, type Priority } from '../../../../shared/contracts/priority.js';
 import { checkValue } from '../../../../shared/contracts/validate.js';
-import { InferenceRequest } from '../../../../shared/contracts/engine.js';
-import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
-import type { EngineService, RunOptions, SamplingParams } from '../../services/engine/engineService.js';
+import { InferenceRequest, type GenerationParameters } from '../../../../shared/contracts/engine.js';
+import { invalidRequest } from '../../base/errors.js';
+import type { CompletionInput, EngineRoute, EngineService } from '../../services/engine/engineService.js';
+import { generationId, newId, newTraceId, restSampling, type GenerateOptions, type GenerationEvent, type GenerationRequest } from '../../services/engine/generation.js';
 import { TokenChunker } from '../../services/engine/tokenChunker.js';
 import type { Auth } from '../auth.js';
+import { clientGoneSignal } from '../clientGone.js';
 import { authorizeCall, loadServiceDefinition, protoPath, toGrpcError } from './grpcServer.js';
 export { PROTO_LOADER_OPTIONS } from './grpcServer.js';
 
@@ -59,9 +60,9 @@ function priorityOf(value: number | undefined): Priority {
 }
 
 /** Request message → the REST request shape, validated with the same contract schema. */
-function toInput(req: PredictRequestMessage): { modelId: string; prompt: string; adapter: string; params: SamplingParams } {
+function toInput(req: PredictRequestMessage): CompletionInput {
   const g = req.generation ?? undefined;
-  const generation = {
+  const generation: GenerationParameters = {
     ...(g?.max_new_tokens ? { maxNewTokens: g.max_new_tokens } : {}),
     ...(g?.temperature !== undefined && g.temperature !== null ? { temperature: Math.round(g.temperature * 1e6) / 1e6 } : {}),
     ...(g?.top_p !== undefined && g.top_p !== null ? { topP: Math.round(g.top_p * 1e6) / 1e6 } : {}),
@@ -77,18 +78,7 @@ function toInput(req: PredictRequestMessage): { modelId: string; prompt: string;
       issues.map((i) => ({ type: 'validation', field: snake[i.path] ?? i.path, description: `expected ${i.expected}, got ${i.got}` })),
     );
   }
-  return {
-    modelId: candidate.modelId,
-    prompt: candidate.prompt,
-    adapter: req.adapter ?? '',
-    params: {
-      maxTokens: generation.maxNewTokens ?? 256,
-      temperature: generation.temperature ?? 0.7,
-      topP: generation.topP ?? 0.95,
-      repeatPenalty: generation.repetitionPenalty ?? 1.0,
-      ...(generation.seed !== undefined ? { seed: generation.seed } : {}),
-    },
-  };
+  return { modelId: candidate.modelId, prompt: candidate.prompt, adapter: req.adapter ?? '', params: restSampling(generation) };
 }
 
 /**
@@ -99,28 +89,36 @@ function toInput(req: PredictRequestMessage): { modelId: string; prompt: string;
 export function createAiService({ engine, auth }: AiServiceOptions): UntypedServiceImplementation {
   const authorize = (metadata: Metadata) => authorizeCall(auth, metadata);
 
-  const callSignal = (call: { on(event: 'cancelled', fn: () => void): unknown }) => {
-    const controller = new AbortController();
-    call.on('cancelled', () => controller.abort(new AppError(ErrorCode.INVALID_REQUEST, 'client cancelled the call', { status: 499 })));
-    return controller.signal;
-  };
-
-  const reject = (err: unknown) => toGrpcError(err instanceof AppError ? err : new AppError(ErrorCode.INTERNAL_ERROR, (err as Error)?.message ?? 'Internal error'));
   /** Auth and message checks fail before the engine counts the request, so they are counted here. */
   const refused = (route: 'grpc_stream_predict' | 'grpc_predict', err: unknown) => {
     engine.recordRejected(route);
-    return reject(err);
+    return toGrpcError(err);
   };
 
   /** Auth, message checks and priority: everything the engine needs before it sees the request. */
-  const admit = (call: { metadata: Metadata; request: PredictRequestMessage }) => {
+  const admit = (route: EngineRoute, call: { metadata: Metadata; request: PredictRequestMessage; on(event: 'cancelled', fn: () => void): unknown }) => {
     authorize(call.metadata);
-    return { input: toInput(call.request), priority: priorityOf(call.request.priority), traceId: call.request.metadata?.trace_id || `trace-${randomUUID()}` };
+    const request: GenerationRequest = { kind: 'completion', input: toInput(call.request) };
+    const opts: GenerateOptions = {
+      route,
+      priority: priorityOf(call.request.priority),
+      requestId: newId('grpc', 8),
+      signal: clientGoneSignal((gone) => call.on('cancelled', gone)),
+    };
+    return { request, opts, traceId: call.request.metadata?.trace_id || newTraceId() };
   };
 
   return {
     StreamPredict(call: ServerWritableStream<PredictRequestMessage, unknown>) {
       void (async () => {
+        let admitted: ReturnType<typeof admit>;
+        try {
+          admitted = admit('grpc_stream_predict', call);
+        } catch (err) {
+          call.emit('error', refused('grpc_stream_predict', err));
+          return;
+        }
+        const { request, opts, traceId } = admitted;
         let headersSent = false;
         const sendHeaders = (position: number, etaMs: number) => {
           if (headersSent) return;
@@ -130,39 +128,39 @@ export function createAiService({ engine, auth }: AiServiceOptions): UntypedServ
           md.set('x-queue-eta-ms', String(etaMs));
           call.sendMetadata(md);
         };
-        let admitted: ReturnType<typeof admit>;
+        let index = 0;
+        const chunker = new TokenChunker(engine.chunkSize(), (text) => {
+          call.write({ trace_id: traceId, chunk: text, end_of_stream: false, index: index++ });
+        });
+        const encode = (event: GenerationEvent) => {
+          switch (event.type) {
+            case 'queued':
+              sendHeaders(event.position.position, event.position.etaMs);
+              call.write({ trace_id: traceId, chunk: '', end_of_stream: false, index, queue_position: event.position.position, queue_eta_ms: event.position.etaMs });
+              break;
+            case 'started':
+              sendHeaders(0, 0);
+              break;
+            case 'text':
+              chunker.push(event.text, event.tokens);
+              break;
+            case 'done': {
+              const rest = chunker.take();
+              if (rest !== '') call.write({ trace_id: traceId, chunk: rest, end_of_stream: false, index: index++ });
+              call.write({ trace_id: traceId, chunk: '', end_of_stream: true, index, finish_reason: event.result.finishReason });
+              call.end();
+              break;
+            }
+            case 'error':
+              if (!call.cancelled) call.emit('error', toGrpcError(event.error));
+              break;
+          }
+        };
         try {
-          admitted = admit(call);
+          for await (const event of engine.generate(request, opts)) encode(event);
         } catch (err) {
-          call.emit('error', refused('grpc_stream_predict', err));
-          return;
-        }
-        const { input, priority, traceId } = admitted;
-        try {
-          let index = 0;
-          const chunker = new TokenChunker(engine.chunkSize(), (text) => {
-            call.write({ trace_id: traceId, chunk: text, end_of_stream: false, index: index++ });
-          });
-          const opts: RunOptions = {
-            route: 'grpc_stream_predict',
-            priority,
-            requestId: `grpc-${randomUUID().slice(0, 8)}`,
-            signal: callSignal(call),
-            onQueued: (p) => {
-              sendHeaders(p.position, p.etaMs);
-              call.write({ trace_id: traceId, chunk: '', end_of_stream: false, index, queue_position: p.position, queue_eta_ms: p.etaMs });
-            },
-            onStart: () => sendHeaders(0, 0),
-            onText: (text, tokens) => chunker.push(text, tokens),
-          };
-          const r = await engine.complete(input, opts);
-          const rest = chunker.take();
-          if (rest !== '') call.write({ trace_id: traceId, chunk: rest, end_of_stream: false, index: index++ });
-          call.write({ trace_id: traceId, chunk: '', end_of_stream: true, index, finish_reason: r.finishReason });
-          call.end();
-        } catch (err) {
-          if (call.cancelled) return;
-          call.emit('error', reject(err));
+          // A write that failed (the call went away meanwhile) ends the stream like an engine error.
+          if (!call.cancelled) call.emit('error', toGrpcError(err));
         }
       })();
     },
@@ -171,24 +169,25 @@ export function createAiService({ engine, auth }: AiServiceOptions): UntypedServ
       void (async () => {
         let admitted: ReturnType<typeof admit>;
         try {
-          admitted = admit(call);
+          admitted = admit('grpc_predict', call);
         } catch (err) {
           callback(refused('grpc_predict', err));
           return;
         }
-        const { input, priority, traceId } = admitted;
-        try {
-          const r = await engine.complete(input, { route: 'grpc_predict', priority, requestId: `grpc-${randomUUID().slice(0, 8)}`, signal: callSignal(call) });
-          callback(null, {
-            id: `gen-${randomUUID().replace(/-/g, '').slice(0, 16)}`,
-            model_id: r.modelId,
-            text: r.text,
-            finish_reason: r.finishReason,
-            usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens },
-            trace_id: traceId,
-          });
-        } catch (err) {
-          callback(reject(err));
+        const { request, opts, traceId } = admitted;
+        for await (const event of engine.generate(request, opts)) {
+          if (event.type === 'error') callback(toGrpcError(event.error));
+          else if (event.type === 'done') {
+            const r = event.result;
+            callback(null, {
+              id: generationId(),
+              model_id: r.modelId,
+              text: r.text,
+              finish_reason: r.finishReason,
+              usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens },
+              trace_id: traceId,
+            });
+          }
         }
       })();
     },
@@ -200,7 +199,7 @@ export function createAiService({ engine, auth }: AiServiceOptions): UntypedServ
           const models = await engine.listModels();
           callback(null, { models: models.map((m) => ({ id: m.id, status: m.status, max_model_len: m.maxModelLen ?? 0, error: m.error ?? '' })) });
         } catch (err) {
-          callback(reject(err));
+          callback(toGrpcError(err));
         }
       })();
     },

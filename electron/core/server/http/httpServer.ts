@@ -20,6 +20,10 @@ import { isAllowedHost, isAllowedOrigin } from './hostOrigin.js';
 import { logServerError, schemaValidator, sendError, toAppError } from './errorEnvelope.js';
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** The JSON body as received (the text the parsed `body` came from); null for other bodies. */
+    rawJson: string | null;
+  }
   interface FastifyContextConfig {
     /** Envelope for this route's errors, when the URL's family is not right. */
     errorFamily?: import('./errorEnvelope.js').ErrorFamily;
@@ -134,12 +138,16 @@ export class HttpServer {
     // walks it next (validation, config merge, structuredClone) and answered 500.
     const defaultJson = app.getDefaultJsonParser('error', 'error');
     app.removeContentTypeParser('application/json');
+    // The text is kept (`request.rawJson`) so a proxy can relay it without serialising it again.
+    app.decorateRequest('rawJson', null);
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
       if (typeof body === 'string' && jsonTooDeep(body, MAX_JSON_DEPTH)) {
         done(new AppError(ErrorCode.INVALID_REQUEST, `JSON body nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
         return;
       }
-      defaultJson(request, typeof body === 'string' ? body : body.toString('utf8'), done);
+      const text = typeof body === 'string' ? body : body.toString('utf8');
+      request.rawJson = text;
+      defaultJson(request, text, done);
     });
 
     // Per-route rules are compiled into route-level hooks once, at registration, so the hot path

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { SystemClock, type Clock } from '../../base/clock.js';
 import { cudaDriverRemedy } from '../../base/gpuErrors.js';
+import { ManagedProcess, type ChildProcessRegistry } from '../../base/managedProcess.js';
 import { writeTinyModel } from './tinyGguf.js';
 
 /** A backend node-llama-cpp can be asked for; `false` is the CPU. */
@@ -28,6 +29,10 @@ export interface SelfTestOptions {
   timeoutMs?: number;
   /** node-llama-cpp's module URL (default: resolved from this module). */
   moduleUrl?: string;
+  /** Times the limit (default: the system clock). */
+  clock?: Clock;
+  /** Where /threads lists the probe while it runs. */
+  children?: ChildProcessRegistry;
 }
 
 const backendName = (b: BackendChoice): SelfTestResult['backend'] => (b === false ? 'cpu' : b);
@@ -82,29 +87,30 @@ export async function selfTestBackend(backend: BackendChoice, options: SelfTestO
     // A file, not \`-e\`: node-llama-cpp forks its own binary test with this process's execArgv.
     const probePath = join(dir, 'probe.mjs');
     writeFileSync(probePath, PROBE);
-    const child = spawn(process.execPath, [probePath, url, backendName(backend), modelPath], {
-      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const clock = options.clock ?? new SystemClock();
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
-    const timeoutMs = options.timeoutMs ?? 90_000;
-    const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean; error?: Error }>((resolve) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        resolve({ code: null, signal: 'SIGKILL', timedOut: true });
-      }, timeoutMs);
-      child.once('error', (error) => {
-        clearTimeout(timer);
-        resolve({ code: null, signal: null, timedOut: false, error });
-      });
-      child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code, signal, timedOut: false });
-      });
+    // Its own process group: a timeout also ends what the probe forked (node-llama-cpp's binary test).
+    const child = ManagedProcess.spawn({
+      command: process.execPath,
+      args: [probePath, url, backendName(backend), modelPath],
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      clock,
+      onOutput: (stream, text) => {
+        if (stream === 'stdout') stdout += text;
+        else stderr = (stderr + text).slice(-20_000);
+      },
+      ...(options.children ? { registry: { registry: options.children, name: `self-test ${backendName(backend)}`, kind: 'self-test' as const } } : {}),
     });
+    const timeoutMs = options.timeoutMs ?? 90_000;
+    let timedOut = false;
+    const timer = clock.setTimeout(() => {
+      timedOut = true;
+      child.destroy();
+    }, timeoutMs);
+    const exit = await child.exited;
+    timer.cancel();
+    const ended = { ...exit, timedOut };
     if (ended.error) return result({ ok: false, reason: `could not start the probe: ${ended.error.message}` });
     if (ended.timedOut) return result({ ok: false, reason: `probe did not finish within ${timeoutMs} ms` });
     const line = stdout.trim().split('\n').pop() ?? '';

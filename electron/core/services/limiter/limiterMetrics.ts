@@ -43,8 +43,8 @@ export class LimiterMetrics {
     this.requests = add(
       new Counter({ name: 'sidecar_requests_total', help: 'Limiter requests by provider, priority and outcome', labelNames: ['provider', 'priority', 'status'], registers: reg }),
     );
-    perProvider('sidecar_tokens_available', 'Tokens currently in the bucket', (l) => l.bucket.tokens());
-    perProvider('sidecar_tokens_rate', 'Bucket refill rate in tokens per minute', (l) => l.bucket.ratePerMinute);
+    perProvider('sidecar_tokens_available', 'Tokens currently in the bucket', (l) => l.view().tokens);
+    perProvider('sidecar_tokens_rate', 'Bucket refill rate in tokens per minute', (l) => (l.isShared ? l.view().rpm : l.bucket.ratePerMinute));
     add(
       new Gauge({
         name: 'sidecar_queue_depth',
@@ -91,9 +91,9 @@ export class LimiterMetrics {
         },
       }),
     );
-    perProvider('sidecar_retreat_state', 'Retreat state: 0 NORMAL, 1 RETREAT, 2 RECOVER', (l) => RETREAT_STATE_CODE[l.retreat.state]);
-    perProvider('sidecar_effective_rate_rpm', 'Post-retreat rate in requests per minute', (l) => l.retreat.rpm);
-    perProvider('sidecar_upstream_429_rate', '429 share of upstream responses in the retreat window (0-1)', (l) => l.retreat.ratio('retreat'));
+    perProvider('sidecar_retreat_state', 'Retreat state: 0 NORMAL, 1 RETREAT, 2 RECOVER', (l) => RETREAT_STATE_CODE[l.view().state]);
+    perProvider('sidecar_effective_rate_rpm', 'Post-retreat rate in requests per minute', (l) => l.view().rpm);
+    perProvider('sidecar_upstream_429_rate', '429 share of upstream responses in the retreat window (0-1)', (l) => l.view().ratio);
     this.transitions = add(
       new Counter({ name: 'sidecar_retreat_transitions_total', help: 'Retreat state changes and rate steps', labelNames: ['provider', 'from', 'to'], registers: reg }),
     );

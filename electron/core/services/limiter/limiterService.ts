@@ -10,15 +10,16 @@ import type {
 } from '../../../../shared/contracts/limiter.js';
 import { maskSecret } from '../../../../shared/mask.js';
 import type { Priority } from '../../../../shared/contracts/priority.js';
-import type { Clock } from '../../base/clock.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
 import { ConfigError, type ConfigIssue, type ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { ComponentHealth, ReadinessPart } from '../../base/health.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
-import type { LearnedRateStore } from './learnedRateStore.js';
+import type { LearnedRate, LearnedRateStore } from './learnedRateStore.js';
+import type { BudgetStore } from './sharedBudget.js';
 import { LimiterMetrics, PRIORITY_LABEL } from './limiterMetrics.js';
-import { fullPolicy, ProviderLimiter, type Outcome } from './providerLimiter.js';
+import { fullPolicy, ProviderLimiter, retreatParams, type Outcome } from './providerLimiter.js';
 import type { RetreatTransition } from './retreatController.js';
 import { forwardableHeaders, mapUpstreamError, readUpstreamBody, UpstreamClient, type UpstreamResponse } from './upstreamClient.js';
 
@@ -31,6 +32,11 @@ export interface LimiterServiceOptions {
   rates: LearnedRateStore;
   /** Environment for `api_key_env` lookups (process.env in production). */
   env: NodeJS.ProcessEnv;
+  /**
+   * Cluster mode (`cluster.redisUrl`): each provider key's budget (bucket, 429 window, retreat
+   * state) is shared with every console using the same provider name and key, through Redis.
+   */
+  budgets?: BudgetStore;
 }
 
 /** A configured provider after merging its entry over the section defaults. */
@@ -133,6 +139,9 @@ export class LimiterService extends BaseService {
   private startedMono: number;
   private cached: { at: number; snapshot: LimiterSnapshot } | null = null;
   private unsubscribeConfig: (() => void) | null = null;
+  /** Learned rates not yet written (rate steps inside one state), written together at most once per second. */
+  private readonly unsaved = new Map<string, { rate: LearnedRate; at: number }>();
+  private saveTimer: TimerHandle | null = null;
 
   constructor(private readonly options: LimiterServiceOptions) {
     super();
@@ -223,8 +232,8 @@ export class LimiterService extends BaseService {
             queue_latency: round(grant.waitedMs / 1000, 4),
             upstream_latency: round((t2 - t1) / 1000, 4),
             total_latency: round((this.options.clock.monotonic() - t0) / 1000, 4),
-            retreat_state: limiter.retreat.state,
-            effective_rpm: round(limiter.retreat.rpm, 1),
+            retreat_state: limiter.view().state,
+            effective_rpm: round(limiter.view().rpm, 1),
           },
           'request_completed',
         );
@@ -338,7 +347,7 @@ export class LimiterService extends BaseService {
       upstream_url: cfg.upstream_url,
       upstream_api_key: maskSecret(main.resolved.apiKey),
       ...limits,
-      rate_rpm: round(main.limiter.retreat.rpm, 1),
+      rate_rpm: round(main.limiter.view().rpm, 1),
       base_rpm: main.limiter.retreat.baseRpm,
       queue_full_policy: main.limiter.policy,
       log_level: cfg.log_level,
@@ -375,10 +384,10 @@ export class LimiterService extends BaseService {
   }
 
   /** `POST /api/limiter/admin/reset`: rate = base, NORMAL, window cleared (one provider or all). */
-  reset(provider?: string): LimiterStatus['retreat'] {
+  async reset(provider?: string): Promise<LimiterStatus['retreat']> {
     const targets = provider === undefined ? [...this.entries.values()] : [this.entries.get(provider)].filter((e): e is ProviderEntry => e !== undefined);
     if (targets.length === 0) throw new AppError(ErrorCode.NOT_FOUND, `Provider '${provider}' is not configured; configured: ${[...this.entries.keys()].join(', ')}`);
-    for (const e of targets) e.limiter.reset();
+    for (const e of targets) await e.limiter.resetShared();
     const main = targets[0]!;
     return this.providerStatus(main).retreat;
   }
@@ -397,7 +406,7 @@ export class LimiterService extends BaseService {
     const upstreamReachable = reachable.every(Boolean);
     const probedReachable = entries.every((e, i) => !e.resolved.probe || reachable[i] === true);
     const queueHealthy = entries.every((e) => e.limiter.queueSize < 0.9 * e.limiter.limits.queue_max_size);
-    const bucketHealthy = entries.every((e) => e.limiter.bucket.tokens() > 0.05 * e.limiter.bucket.capacity);
+    const bucketHealthy = entries.every((e) => e.limiter.view().tokens > 0.05 * e.limiter.limits.bucket_capacity);
     return {
       ready: this.running && entries.length > 0 && probedReachable && queueHealthy && bucketHealthy,
       fields: {
@@ -412,18 +421,28 @@ export class LimiterService extends BaseService {
   /** Component for `/api/v1/health` (contract §9). */
   component(): ComponentHealth {
     const main = this.entries.get(DEFAULT_PROVIDER)!;
+    const view = main.limiter.view();
+    // Shared budgets: DOWN while Redis is away (every token is refused with 503 then).
+    const budgetsDown = this.options.budgets !== undefined && !this.options.budgets.available;
+    const unavailable = budgetsDown ? [...this.entries.keys()] : [];
+    const lastError = [...this.entries.values()].map((e) => e.limiter.sharedUnavailable).find((m) => m !== null) ?? null;
     return {
-      status: this.running && main.limiter.healthy ? 'UP' : 'DOWN',
+      status: this.running && main.limiter.healthy && unavailable.length === 0 ? 'UP' : 'DOWN',
       details: {
-        state: main.limiter.retreat.state,
-        effective_rpm: round(main.limiter.retreat.rpm, 1),
+        state: view.state,
+        effective_rpm: round(view.rpm, 1),
         queue: { pendingTasks: main.limiter.queueSize, maxSize: main.limiter.limits.queue_max_size },
+        budget: this.options.budgets ? 'shared (cluster Redis)' : 'local',
+        ...(this.options.budgets
+          ? { budget_unavailable: unavailable, budget_error: budgetsDown ? `requests get 503 until Redis answers${lastError ? `: ${lastError}` : ''}` : null }
+          : {}),
       },
     };
   }
 
   protected async onStart(): Promise<void> {
     this.startedMono = this.options.clock.monotonic();
+    await this.options.budgets?.start();
     // After a stop() the providers were released; a restart builds them again (from the current config).
     if (this.entries.size === 0) for (const r of resolveProviders(this.options.config.get().limiter, this.options.env)) this.addProvider(r);
     this.unsubscribeConfig = this.options.config.onChange((next, prev) => {
@@ -435,12 +454,14 @@ export class LimiterService extends BaseService {
   protected override async onStop(): Promise<void> {
     this.unsubscribeConfig?.();
     this.unsubscribeConfig = null;
+    this.flushRates();
     const entries = [...this.entries.values()];
     for (const e of entries) e.limiter.stop();
     await Promise.all(entries.map((e) => e.client.close()));
     this.entries.clear();
     this.aliasIndex.clear();
     this.cached = null;
+    await this.options.budgets?.close();
   }
 
   private uptimeSeconds(): number {
@@ -448,8 +469,13 @@ export class LimiterService extends BaseService {
   }
 
   private addProvider(r: ResolvedProvider): void {
-    const saved = this.options.rates.load(r.name);
+    const budgets = this.options.budgets;
+    // Shared: the cluster's state in Redis is the learned rate; this node's saved one does not apply.
+    const saved = budgets ? undefined : this.options.rates.load(r.name);
     const initial = saved && saved.baseRpm === r.limits.rate_rpm && saved.rpm !== r.limits.rate_rpm ? { rpm: saved.rpm, state: saved.state } : undefined;
+    if (budgets && r.limits.recover_mode === 'probe') {
+      this.options.logger.warn({ provider: r.name }, "recover_mode 'probe' is not available for a budget shared through Redis; the cluster uses the seed's step recovery");
+    }
     if (initial) this.options.logger.warn({ provider: r.name, rpm: initial.rpm, state: initial.state }, 'limiter resumes the learned rate from before the restart');
     const limiter = new ProviderLimiter(
       r.name,
@@ -458,8 +484,11 @@ export class LimiterService extends BaseService {
       {
         onTransition: (t) => this.onTransition(r.name, t),
         onRejected: (_p, reason) => this.metrics.drops.inc({ provider: r.name, reason }),
+        onSharedError: (err) => this.options.logger.warn({ provider: r.name, err: err.message }, 'shared provider budget unavailable'),
       },
       initial,
+      undefined,
+      budgets?.open(r.name, r.apiKey !== '' ? r.apiKey : r.upstreamUrl, retreatParams(r.limits), r.limits.bucket_capacity, (t) => this.onTransition(r.name, t)),
     );
     const client = new UpstreamClient({ baseUrl: r.upstreamUrl, apiKey: () => this.entries.get(r.name)?.resolved.apiKey ?? '', connectTimeoutMs: r.limits.connect_timeout * 1000, now: () => this.options.clock.now() });
     this.entries.set(r.name, { resolved: r, limiter, client, probe: { at: -Infinity, ok: false, pending: null } });
@@ -519,11 +548,16 @@ export class LimiterService extends BaseService {
     if (this.recent.length > 20) this.recent.shift();
     this.cached = null;
     const entry = this.entries.get(provider);
-    const base = entry?.limiter.retreat.baseRpm ?? t.rpm;
-    try {
-      this.options.rates.save(provider, { rpm: t.rpm, state: t.to, baseRpm: base }, this.options.clock.now());
-    } catch (err) {
-      this.options.logger.error({ err: (err as Error).message }, 'could not persist the limiter rate');
+    const rate: LearnedRate = { rpm: t.rpm, state: t.to, baseRpm: entry?.limiter.limits.rate_rpm ?? t.rpm };
+    // A change of state, a reset or a new base rate is written at once; a rate step inside one state
+    // (step-mode recovery raises the rate on every response) is written at most once per second, so
+    // recovery does not cost a synchronous SQLite write per response.
+    if (t.from !== t.to || t.reason === 'reset' || t.reason === 'rate_changed') {
+      this.unsaved.delete(provider);
+      this.saveRate(provider, rate, this.options.clock.now());
+    } else {
+      this.unsaved.set(provider, { rate, at: this.options.clock.now() });
+      this.saveTimer ??= this.options.clock.setTimeout(() => this.flushRates(), 1000);
     }
     for (const l of this.listeners) {
       try {
@@ -534,11 +568,28 @@ export class LimiterService extends BaseService {
     }
   }
 
+  /** Writes the rate steps still waiting for the once-per-second write (also on stop). */
+  private flushRates(): void {
+    this.saveTimer?.cancel();
+    this.saveTimer = null;
+    for (const [provider, { rate, at }] of this.unsaved) this.saveRate(provider, rate, at);
+    this.unsaved.clear();
+  }
+
+  private saveRate(provider: string, rate: LearnedRate, at: number): void {
+    try {
+      this.options.rates.save(provider, rate, at);
+    } catch (err) {
+      this.options.logger.error({ err: (err as Error).message }, 'could not persist the limiter rate');
+    }
+  }
+
   private providerStatus(e: ProviderEntry): LimiterProviderStatus {
     const l = e.limiter;
     const c = l.counters;
-    const tokens = l.bucket.tokens();
-    const cap = l.bucket.capacity;
+    const view = l.view();
+    const tokens = view.tokens;
+    const cap = l.limits.bucket_capacity;
     const depths = l.depths();
     const byLabel = Object.fromEntries(Object.entries(depths).map(([p, n]) => [PRIORITY_LABEL[p as Priority], n])) as PriorityDepths;
     return {
@@ -561,16 +612,16 @@ export class LimiterService extends BaseService {
       token_bucket: {
         tokens: round(tokens, 2),
         capacity: cap,
-        rate_per_minute: round(l.bucket.ratePerMinute, 1),
+        rate_per_minute: round(l.isShared ? view.rpm : l.bucket.ratePerMinute, 1),
         utilization: round((cap - tokens) / cap, 4),
-        paused_seconds: round(l.bucket.pauseLeftMs() / 1000, 1),
+        paused_seconds: round(view.pauseLeftMs / 1000, 1),
       },
       retreat: {
-        state: l.retreat.state,
-        effective_rpm: round(l.retreat.rpm, 1),
+        state: view.state,
+        effective_rpm: round(view.rpm, 1),
         base_rpm: round(l.retreat.baseRpm, 1),
         ceiling_rpm: round(l.retreat.ceiling(), 1),
-        upstream_429_rate: round(l.retreat.ratio('retreat'), 4),
+        upstream_429_rate: round(view.ratio, 4),
       },
     };
   }

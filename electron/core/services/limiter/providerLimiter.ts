@@ -3,6 +3,7 @@ import type { LimitSettings } from '../../../../shared/contracts/config/limiter.
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import { PriorityQueue } from './priorityQueue.js';
+import type { BudgetView, SharedBudget } from './sharedBudget.js';
 import { RetreatController, type RetreatParams, type RetreatState, type RetreatTransition } from './retreatController.js';
 import { TokenBucket } from './tokenBucket.js';
 
@@ -32,7 +33,9 @@ export interface RateControl {
 export interface ProviderLimiterHooks {
   onTransition?(t: RetreatTransition): void;
   onGrant?(priority: Priority, waitedMs: number): void;
-  onRejected?(priority: Priority, reason: 'timeout' | 'queue_full' | 'dropped' | 'cancelled' | 'stopped'): void;
+  onRejected?(priority: Priority, reason: 'timeout' | 'queue_full' | 'dropped' | 'cancelled' | 'stopped' | 'unavailable'): void;
+  /** A shared budget (Redis) could not record an upstream answer. */
+  onSharedError?(err: Error): void;
 }
 
 interface Ticket {
@@ -117,6 +120,10 @@ export class ProviderLimiter {
   private stopped = false;
   /** False after a transport error until the next upstream response (sidecar_health_status). */
   healthy = true;
+  /** A take from the shared budget is in flight (one at a time per node). */
+  private taking = false;
+  /** The last shared-budget call failed (Redis away): requests get 503 until one succeeds. */
+  private sharedError: Error | null = null;
 
   constructor(
     readonly name: string,
@@ -126,6 +133,11 @@ export class ProviderLimiter {
     initial?: { rpm: number; state: RetreatState },
     /** Replaces the retreat machine as the rate source (benchmark baselines only). */
     private readonly control?: RateControl,
+    /**
+     * The cluster's budget for this provider key (Redis): tokens, 429 window and retreat state are
+     * shared; the local bucket and retreat machine are then unused and only this node's queue is local.
+     */
+    private readonly shared?: SharedBudget,
   ) {
     this.retreat = new RetreatController(retreatParams(settings), clock, initial);
     this.bucket = new TokenBucket(clock, control?.rpm ?? this.retreat.rpm, settings.bucket_capacity);
@@ -146,6 +158,20 @@ export class ProviderLimiter {
   }
   depth(priority: Priority): number {
     return this.queue.depth(priority);
+  }
+  /** True when the budget is shared with other consoles (Redis). */
+  get isShared(): boolean {
+    return this.shared !== undefined;
+  }
+  /** Why the shared budget cannot hand out tokens now (null when it can, or when not shared). */
+  get sharedUnavailable(): string | null {
+    return this.sharedError?.message ?? null;
+  }
+
+  /** Rate, state, tokens and 429 share now: this node's own, or the cluster's as last seen. */
+  view(): BudgetView {
+    if (this.shared) return { ...this.shared.view };
+    return { state: this.retreat.state, rpm: this.retreat.rpm, tokens: this.bucket.tokens(), ratio: this.retreat.ratio('retreat'), pauseLeftMs: this.bucket.pauseLeftMs() };
   }
 
   /**
@@ -219,7 +245,7 @@ export class ProviderLimiter {
             ? `Too Many Requests — 低优先级请求令牌等待超时 (${seconds(timeoutS)})`
             : `Too Many Requests — 令牌等待超时 (${seconds(timeoutS)})`;
         this.hooks.onRejected?.(priority, 'timeout');
-        const retryAfter = Math.max(1, Math.ceil(this.bucket.msUntilToken() / 1000));
+        const retryAfter = this.shared ? Math.max(1, Math.ceil(this.shared.view.pauseLeftMs / 1000)) : Math.max(1, Math.ceil(this.bucket.msUntilToken() / 1000));
         this.finish(ticket, new AppError(ErrorCode.RATE_LIMITED, `${msg} (provider ${this.name})`, { type: 'RateLimitedError', headers: { 'retry-after': String(retryAfter) } }));
       }, timeoutS * 1000);
       if (signal) {
@@ -247,6 +273,18 @@ export class ProviderLimiter {
     this.healthy = true;
     const is429 = status === 429;
     if (status < 200 || status >= 300) this.counters.upstreamErrors++;
+    if (this.shared) {
+      // Transitions come back through the budget's pub/sub (every node logs and streams them).
+      const pauseMs = is429 && retryAfterSeconds !== undefined && retryAfterSeconds > 0 ? retryAfterSeconds * 1000 : 0;
+      this.shared.record(is429, this.waiting > 0 || this.shared.view.tokens < 1, pauseMs).then(
+        () => this.sharedOk(),
+        (err: Error) => {
+          this.sharedError = err;
+          this.hooks.onSharedError?.(err);
+        },
+      );
+      return null;
+    }
     if (is429) {
       const pauseMs = retryAfterSeconds !== undefined && retryAfterSeconds > 0 ? retryAfterSeconds * 1000 : 0;
       this.bucket.pause(pauseMs);
@@ -263,6 +301,16 @@ export class ProviderLimiter {
     this.counters.upstreamErrors++;
   }
 
+  /** Admin reset of the cluster's shared budget (rejects with 503 while Redis is away). */
+  async resetShared(): Promise<void> {
+    if (!this.shared) {
+      this.reset();
+      return;
+    }
+    await this.shared.reset();
+    this.sharedOk();
+  }
+
   /** Admin reset (contract §6.8). */
   reset(): RetreatTransition {
     const t = this.retreat.reset();
@@ -275,6 +323,13 @@ export class ProviderLimiter {
     this.settings = next;
     this.bucket.setCapacity(next.bucket_capacity);
     this.queue.setAging(next.aging_seconds * 1000);
+    if (this.shared) {
+      // The cluster's state changes in Redis (a new base resets it there, published as rate_changed).
+      this.shared.setParams(retreatParams(next), next.bucket_capacity);
+      this.retreat.setParams(retreatParams(next));
+      this.pump();
+      return null;
+    }
     const t = this.retreat.setParams(retreatParams(next));
     this.applyRate(t);
     if (!t) this.bucket.setRate(this.retreat.rpm);
@@ -319,6 +374,10 @@ export class ProviderLimiter {
 
   /** Hands tokens to waiting requests in priority order; re-entrant calls fold into the running one. */
   private pump(): void {
+    if (this.shared) {
+      this.pumpShared(this.shared);
+      return;
+    }
     if (this.pumping) {
       this.pumpAgain = true;
       return;
@@ -343,6 +402,51 @@ export class ProviderLimiter {
     } finally {
       this.pumping = false;
     }
+  }
+
+  private sharedOk(): void {
+    if (this.sharedError === null) return;
+    this.sharedError = null;
+    this.pump();
+  }
+
+  /**
+   * Shared budget: one token take in flight per node. The token goes to the best request waiting
+   * when it arrives (so priorities hold inside this node's queue); without one, the wake timer asks
+   * again when Redis says the next token is due. Redis away: every waiting request gets the 503 at
+   * once (fail closed: no token means no upstream call), and so does each new one until Redis answers.
+   */
+  private pumpShared(shared: SharedBudget): void {
+    if (this.taking || this.stopped || !this.next(this.clock.monotonic())) return;
+    this.taking = true;
+    shared.take().then(
+      (r) => {
+        this.taking = false;
+        this.sharedError = null;
+        if (this.stopped) return;
+        if (!r.granted) {
+          this.scheduleWake(r.waitMs);
+          return;
+        }
+        const now = this.clock.monotonic();
+        const next = this.next(now);
+        if (next) {
+          const waitedMs = now - next.enqueuedAt;
+          this.hooks.onGrant?.(next.priority, waitedMs);
+          this.finish(next, { waitedMs, passthrough: next.passthrough });
+        }
+        this.pumpShared(shared);
+      },
+      (err: Error) => {
+        this.taking = false;
+        this.sharedError = err;
+        for (const t of [...this.bypass, ...this.queue.drain()]) {
+          this.hooks.onRejected?.(t.priority, 'unavailable');
+          this.finish(t, err);
+        }
+        this.bypass.length = 0;
+      },
+    );
   }
 
   /**

@@ -2,6 +2,7 @@ import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import si from 'systeminformation';
 import type { Clock } from '../../base/clock.js';
+import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { PeriodicTask, PeriodicTaskRegistry } from '../../base/periodic.js';
 import { NvidiaSmiStream, queryNvidiaSmi, type NvidiaGpuReading, type NvidiaSmiResult } from './nvidiaSmi.js';
@@ -34,6 +35,8 @@ export interface TelemetryStatus {
 
 export interface GpuTelemetryOptions {
   clock: Clock;
+  /** Where /threads lists the nvidia-smi children. */
+  children?: ChildProcessRegistry;
   logger: Logger;
   metrics: MetricsRegistry;
   periodic: PeriodicTaskRegistry;
@@ -184,6 +187,8 @@ export class GpuTelemetry {
     void this.stream?.stop();
     this.streamKey = key;
     this.stream = new NvidiaSmiStream({
+      clock: this.o.clock,
+      ...(this.o.children ? { children: this.o.children } : {}),
       path,
       intervalMs,
       onExit: (reason) => {
@@ -198,7 +203,7 @@ export class GpuTelemetry {
       this.missingSince++;
       return null;
     }
-    const result = await queryNvidiaSmi(path, timeoutMs);
+    const result = await queryNvidiaSmi(path, timeoutMs, { clock: this.o.clock, ...(this.o.children ? { children: this.o.children } : {}) });
     if (result.ok && result.gpus.length > 0) {
       if (!this.nvidia.available) this.o.logger.info({ gpus: result.gpus.map((g) => g.name) }, 'NVIDIA telemetry available');
       this.nvidia = { available: true, reason: null };

@@ -3,11 +3,11 @@ import type { Clock } from '../../base/clock.js';
 import { AppError, ErrorCode, type ErrorDetail } from '../../base/errors.js';
 import type { HeartbeatPort, TaskRegistration } from '../../base/ports.js';
 import type { GpuLockService } from './gpuLocks.js';
-import { lockKeyOf, type LockRecord, type LockStore, type TaskRecord, type TaskStatus } from './lockStore.js';
+import { lockKeyOf, type HeartbeatStore, type LockRecord, type TaskRecord, type TaskStatus } from './lockStore.js';
 import type { PersistentClock } from './persistentClock.js';
 
 export interface HeartbeatServiceOptions {
-  store: LockStore;
+  store: HeartbeatStore;
   clock: Clock;
   pclock: PersistentClock;
   logger: Logger;
@@ -210,6 +210,25 @@ export class HeartbeatService implements HeartbeatPort {
     task.endReason = reason;
     await this.o.store.putTask(task, now);
     return task;
+  }
+
+  /**
+   * Takes over what the cluster's monitor decided for one of this node's tasks (cluster): a task it
+   * timed out ends here too ('ended'); a task it re-armed gets a fresh window here too ('rearmed').
+   */
+  async adoptClusterState(remote: { taskId: string; status: TaskStatus; endReason: string | null; retries: number }): Promise<'ended' | 'rearmed' | null> {
+    const task = this.tasks.get(remote.taskId);
+    if (!task || task.status !== 'running') return null;
+    if (remote.status !== 'running') {
+      await this.end(task.taskId, remote.status, remote.endReason ?? remote.status);
+      return 'ended';
+    }
+    if (remote.retries > task.retries) {
+      task.retries = remote.retries;
+      task.lastBeat = this.o.pclock.basis();
+      return 'rearmed';
+    }
+    return null;
   }
 
   /** Gives a timed-out task a fresh heartbeat window (the `retry` recovery). */

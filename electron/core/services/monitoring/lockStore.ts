@@ -139,6 +139,12 @@ export interface LockStore {
   commitStats?(): { commits: number; operations: number };
 }
 
+/**
+ * Where task heartbeats live: the lock store (SQLite) on a single box; in a cluster a
+ * RedisHeartbeatStore that also shares every task with the other nodes (clusterHeartbeats.ts).
+ */
+export type HeartbeatStore = Pick<LockStore, 'loadTasks' | 'putTask' | 'beat' | 'deleteTasks'>;
+
 /** `gpu_lock:<id>` for this node's GPUs; `gpu_lock:<node>:<id>` for another node's (cluster). */
 export const lockKeyOf = (gpuId: number): string => `gpu_lock:${gpuId}`;
 export const clusterLockKeyOf = (node: string, gpuId: number): string => `gpu_lock:${node}:${gpuId}`;

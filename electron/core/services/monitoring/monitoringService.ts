@@ -1,6 +1,7 @@
 import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../../base/clock.js';
+import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
 import type { HealthRegistry } from '../../base/health.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
@@ -8,18 +9,21 @@ import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { PeriodicTask, PeriodicTaskRegistry } from '../../base/periodic.js';
 import type { Store } from '../../base/store.js';
+import { listNodeGpus, MonitorLease, publishNodeGpus, type ClusterTask, type NodeGpus, type RedisHeartbeatStore } from './clusterHeartbeats.js';
 import { GpuLockService, type LockStats } from './gpuLocks.js';
 import { GpuTelemetry, type TelemetrySample } from './gpuTelemetry.js';
 import { HeartbeatService, type HeartbeatOverview, type OrphanInfo } from './heartbeats.js';
 import { clusterLockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
 import { PersistentClock } from './persistentClock.js';
-import type { RedisConnection } from './redisConnection.js';
+import type { RedisConnection } from '../../base/redisConnection.js';
 import type { RedisLockStore } from './redisLockStore.js';
 import { TimeoutManager, type TimeoutCheckResult } from './timeoutManager.js';
 
 export interface MonitoringServiceOptions {
   config: ConfigStore;
   clock: Clock;
+  /** Where /threads lists the nvidia-smi children. */
+  children?: ChildProcessRegistry;
   /** The store's audit log (forced releases are admin actions). */
   store: Store;
   lockStore: LockStore;
@@ -27,7 +31,7 @@ export interface MonitoringServiceOptions {
    * Set when GPU locks are shared through Redis (`cluster.redisUrl`): `lockStore` is then this
    * node's RedisLockStore, and `gpu_lock:<node>:<id>` names another node's GPU.
    */
-  cluster?: { nodeId: string; store: RedisLockStore; connection: RedisConnection };
+  cluster?: { nodeId: string; store: RedisLockStore; connection: RedisConnection; heartbeats: RedisHeartbeatStore };
   logger: Logger;
   metrics: MetricsRegistry;
   periodic: PeriodicTaskRegistry;
@@ -78,6 +82,26 @@ export interface LockSummary {
 /** A heartbeat task as readers see it (without the fencing token of its lock). */
 export type TaskSummary = Omit<TaskRecord, 'fencingToken'>;
 
+/** A lock of some node of the cluster. */
+export type ClusterLockSummary = LockSummary & { node: string };
+/** A heartbeat task of some node of the cluster (no fencing token). */
+export type ClusterTaskSummary = Omit<ClusterTask, 'fencingToken' | 'metadata' | 'progressDetail'> & { lockKey: string | null };
+
+/** The cluster as the last monitor check saw it (null on a single box). */
+export interface ClusterView {
+  nodeId: string;
+  redis: { connected: boolean; lastError: string | null; downSinceWall: number | null };
+  /** The node whose monitor sweeps heartbeat timeouts (null: none, or Redis away). */
+  lease: { holder: string | null; heldHere: boolean; ttlSeconds: number };
+  /** Unix ms of the last complete read of the cluster; null before the first. */
+  refreshedWall: number | null;
+  /** Why the last read failed (Redis away…), null when it worked. */
+  error: string | null;
+  nodes: NodeGpus[];
+  locks: ClusterLockSummary[];
+  tasks: ClusterTaskSummary[];
+}
+
 /** Everything the dashboard's live stream shows; cheap and synchronous; carries no fencing token. */
 export interface MonitoringSnapshot {
   at: number;
@@ -88,6 +112,8 @@ export interface MonitoringSnapshot {
   locks: LockSummary[];
   heartbeats: { active: TaskSummary[]; dead: TaskSummary[]; orphaned: OrphanInfo[] };
   telemetry: { nvidiaAvailable: boolean; reason: string | null; latest: TelemetrySample | null };
+  /** Every node's GPUs, locks and tasks (cluster only; null on a single box). */
+  cluster: ClusterView | null;
 }
 
 const taskSummary = ({ fencingToken: _token, ...rest }: TaskRecord): TaskSummary => rest;
@@ -111,6 +137,9 @@ export class MonitoringService extends BaseService {
   private checkChain: Promise<unknown> = Promise.resolve();
   /** Lock services for other nodes' GPUs (cluster only), created on first use. */
   private readonly remote = new Map<string, { locks: GpuLockService; gpus: Set<number>; ready: Promise<void> }>();
+  /** Cluster only: the monitor lease, and what the last check read of the other nodes. */
+  private readonly lease: MonitorLease | null;
+  private clusterSeen: { refreshedWall: number | null; error: string | null; nodes: NodeGpus[]; locks: ClusterLockSummary[]; tasks: ClusterTaskSummary[] } = { refreshedWall: null, error: null, nodes: [], locks: [], tasks: [] };
 
   constructor(private readonly o: MonitoringServiceOptions) {
     super();
@@ -118,7 +147,7 @@ export class MonitoringService extends BaseService {
     const log = o.logger;
     this.pclock = new PersistentClock(o.clock);
     o.lockStore.attachClock?.(this.pclock);
-    this.telemetry = new GpuTelemetry({ clock: o.clock, logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
+    this.telemetry = new GpuTelemetry({ clock: o.clock, ...(o.children ? { children: o.children } : {}), logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
     this.locks = new GpuLockService({
       store: o.lockStore,
       clock: o.clock,
@@ -139,9 +168,11 @@ export class MonitoringService extends BaseService {
     };
     zeroBeats();
     o.metrics.onReset(zeroBeats);
+    const cluster = o.cluster;
+    this.lease = cluster ? new MonitorLease({ redis: cluster.connection, node: cluster.nodeId, ttlMs: () => o.config.get().cluster.monitorLeaseSeconds * 1000 }) : null;
     this.heartbeats = new HeartbeatService({
       onBeat: (result) => beats.inc({ result }),
-      store: o.lockStore,
+      store: cluster?.heartbeats ?? o.lockStore,
       clock: o.clock,
       pclock: this.pclock,
       logger: log.child({ part: 'heartbeat' }),
@@ -172,9 +203,7 @@ export class MonitoringService extends BaseService {
   protected async onStart(): Promise<void> {
     if (this.o.cluster) {
       // A wrong URL or an unreachable Redis stops the start here, with the URL in the message.
-      const connection = this.o.cluster.connection;
-      await connection.connect();
-      this.disposables.defer(() => connection.close());
+      this.disposables.defer(await this.o.cluster.connection.open());
     }
     this.pclock.resume(await this.o.lockStore.loadClock());
     await this.locks.init();
@@ -182,6 +211,9 @@ export class MonitoringService extends BaseService {
       const store = this.o.cluster.store;
       const gpus = () => [...new Set([...this.o.config.get().monitoring.locks.gpuIds, ...this.telemetry.gpuIndices()])];
       await store.publishNode(gpus(), true);
+      // On stop, hand the monitor lease over at once (runs before the connection closes).
+      const lease = this.lease;
+      if (lease) this.disposables.defer(() => lease.release().catch((err: unknown) => this.o.logger.warn({ err }, 'could not release the monitor lease')));
       // Redis that restarted without its data has forgotten the nodes: publish again on reconnect.
       this.disposables.defer(
         this.o.cluster.connection.onReconnect(() => {
@@ -278,7 +310,13 @@ export class MonitoringService extends BaseService {
     await this.o.lockStore.saveClock(this.pclock.stamp());
     // Other consoles of a cluster change this console's locks too: decide on what Redis holds now.
     await this.locks.refresh();
-    const result = await this.timeouts.check(gpuIds);
+    // Cluster: this node checks its own GPUs' locks; heartbeats are the monitor lease holder's.
+    const result = await this.timeouts.check(gpuIds, { tasks: !this.o.cluster });
+    if (this.o.cluster) {
+      const swept = await this.clusterCheck();
+      result.timeoutsDetected += swept.timeoutsDetected;
+      result.actionsTaken.push(...swept.actionsTaken);
+    }
     await this.heartbeats.expireEnded(this.o.config.get().monitoring.heartbeat.endedRetentionSeconds * 1000);
     for (const id of this.locks.gpuIds()) this.occupancy.set(id, this.locks.takeOccupancy(id));
     this.monitor.checks++;
@@ -287,6 +325,96 @@ export class MonitoringService extends BaseService {
     this.monitor.checkMsTotal += this.o.clock.monotonic() - t0;
     if (this.monitor.checks % 20 === 0) await this.o.lockStore.pruneHistory(this.o.config.get().monitoring.locks.historyKept);
     return result;
+  }
+
+  /**
+   * The cluster's part of a check: renew (or take) the monitor lease; if held, sweep every node's
+   * heartbeats; take over what the holder decided for this node's tasks; publish this node's GPUs
+   * and read every node's GPUs, locks and tasks for the snapshot. Redis away: nothing is swept (fail
+   * closed), the error is shown, and the next check after Redis is back picks up by itself.
+   */
+  private async clusterCheck(): Promise<TimeoutCheckResult> {
+    const cluster = this.o.cluster!;
+    const lease = this.lease!;
+    const none: TimeoutCheckResult = { checkedLocks: [], timeoutsDetected: 0, actionsTaken: [] };
+    try {
+      const hb = cluster.heartbeats;
+      let result = none;
+      let tasks = await hb.clusterTasks();
+      if (await lease.tick()) {
+        const cfg = this.o.config.get().monitoring;
+        result = await this.timeouts.sweepCluster({
+          self: cluster.nodeId,
+          tasks,
+          timeOut: (t) => hb.timeOut(t.node, t.taskId, cfg.timeout.recovery, cfg.timeout.maxRetryAttempts),
+          releaseLock: async (t, reason) => {
+            const locks = await this.locksFor(t.node);
+            const freed = await locks.forceRelease(t.gpuId!, { actor: `timeout-manager@${cluster.nodeId}`, reason, cause: 'timed_out', onlyToken: t.fencingToken! });
+            return freed !== null;
+          },
+          audit: (e) => this.o.store.audit({ ...e, at: this.o.clock.now() }),
+        });
+        // Ended tasks stay listed for heartbeat.endedRetentionSeconds, also those of a node that is gone.
+        const cutoff = this.o.clock.now() - cfg.heartbeat.endedRetentionSeconds * 1000;
+        const stale = tasks.filter((t) => t.status !== 'running' && (t.endedWall ?? t.lastUpdateWall) <= cutoff);
+        await hb.forget(stale);
+        if (result.actionsTaken.length > 0 || stale.length > 0) tasks = await hb.clusterTasks();
+      }
+      for (const t of tasks) {
+        if (t.node !== cluster.nodeId) continue;
+        const changed = await this.heartbeats.adoptClusterState(t);
+        if (changed === 'ended') this.timeouts.ownerRecovery(this.heartbeats.get(t.taskId)!);
+      }
+      await this.readCluster(tasks);
+      this.clusterSeen.error = null;
+      return result;
+    } catch (err) {
+      this.clusterSeen.error = (err as Error).message;
+      this.o.logger.warn({ err }, 'cluster monitor check failed');
+      return none;
+    }
+  }
+
+  private async readCluster(tasks: ClusterTask[]): Promise<void> {
+    const cluster = this.o.cluster!;
+    const cfg = this.o.config.get().monitoring;
+    const t = this.telemetry.status();
+    const lockable = [...new Set([...cfg.locks.gpuIds, ...this.telemetry.gpuIndices()])].sort((a, b) => a - b);
+    const gpus = (t.latest?.gpus ?? []).map((g) => ({ index: g.index, name: g.name, utilizationGpu: g.utilizationGpu, memoryUsedMiB: g.memoryUsedMiB, memoryTotalMiB: g.memoryTotalMiB, temperatureC: g.temperatureC }));
+    // Published for three check intervals: a node that stops publishing drops off the list by itself.
+    const ttlMs = 3000 * Math.max(cfg.monitor.checkIntervalSeconds, cfg.telemetry.intervalSeconds);
+    await publishNodeGpus(cluster.connection, { node: cluster.nodeId, at: this.o.clock.now(), lockable, nvidiaAvailable: t.nvidia.available, gpus }, ttlMs);
+    const nodes = await listNodeGpus(cluster.connection);
+    const locks: ClusterLockSummary[] = [];
+    for (const n of nodes) {
+      if (n.node === cluster.nodeId) {
+        for (const id of this.locks.gpuIds()) locks.push({ node: n.node, ...this.lockSummary(id) });
+        continue;
+      }
+      const remote = await this.locksFor(n.node);
+      await remote.refresh();
+      for (const id of remote.gpuIds()) locks.push({ node: n.node, ...this.lockSummary(id, remote) });
+    }
+    this.clusterSeen = {
+      refreshedWall: this.o.clock.now(),
+      error: null,
+      nodes,
+      locks,
+      tasks: tasks.map(({ fencingToken: _t, metadata: _m, progressDetail: _d, ...rest }) => ({ ...rest, lockKey: rest.gpuId === null ? null : clusterLockKeyOf(rest.node, rest.gpuId) })),
+    };
+  }
+
+  /** The cluster as the last check saw it; null on a single box. */
+  clusterView(): ClusterView | null {
+    const cluster = this.o.cluster;
+    if (!cluster || !this.lease) return null;
+    const st = cluster.connection.state();
+    return {
+      nodeId: cluster.nodeId,
+      redis: { connected: st.connected, lastError: st.lastError, downSinceWall: st.downSinceWall },
+      lease: { holder: st.connected ? this.lease.holder : null, heldHere: st.connected && this.lease.held, ttlSeconds: this.o.config.get().cluster.monitorLeaseSeconds },
+      ...this.clusterSeen,
+    };
   }
 
   monitorState(): MonitorState {
@@ -416,6 +544,7 @@ export class MonitoringService extends BaseService {
       locks: this.locks.gpuIds().map((id) => this.lockSummary(id)),
       heartbeats: { active: hb.active.map(taskSummary), dead: hb.dead.map(taskSummary), orphaned: hb.orphaned },
       telemetry: { nvidiaAvailable: t.nvidia.available, reason: t.nvidia.reason, latest: t.latest },
+      cluster: this.clusterView(),
     };
   }
 
@@ -474,6 +603,17 @@ export class MonitoringService extends BaseService {
           const s = lockStore.commitStats!();
           this.set({ kind: 'commits' }, s.commits);
           this.set({ kind: 'operations' }, s.operations);
+        },
+      });
+    }
+    if (this.o.cluster) {
+      const view = () => this.clusterView();
+      new Gauge({
+        name: 'console_cluster_monitor_lease_held',
+        help: 'Whether this node holds the cluster monitor lease (1: its monitor times heartbeats out for the cluster)',
+        registers,
+        collect() {
+          this.set(view()?.lease.heldHere ? 1 : 0);
         },
       });
     }

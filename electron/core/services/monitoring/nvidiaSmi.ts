@@ -1,4 +1,5 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { Clock } from '../../base/clock.js';
+import { ManagedProcess, type ChildProcessRegistry } from '../../base/managedProcess.js';
 
 /** The fields asked from `nvidia-smi --query-gpu=...`, in order. */
 export const NVIDIA_SMI_FIELDS = [
@@ -81,27 +82,54 @@ export function parseNvidiaSmi(output: string): NvidiaGpuReading[] {
 /** Result of one nvidia-smi call: readings, or why there are none. */
 export type NvidiaSmiResult = { ok: true; gpus: NvidiaGpuReading[] } | { ok: false; missing: boolean; error: string };
 
-/** Runs nvidia-smi once (no shell) and parses its output. */
-export function queryNvidiaSmi(path: string, timeoutMs: number): Promise<NvidiaSmiResult> {
-  return new Promise((resolve) => {
-    execFile(path, NVIDIA_SMI_ARGS, { timeout: timeoutMs, maxBuffer: 1024 * 1024, windowsHide: true }, (err, stdout, stderr) => {
-      if (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        const missing = code === 'ENOENT' || code === 'EACCES';
-        const text = missing ? `${path} not found` : `${path} failed: ${(String(stderr).trim() || String(stdout).trim() || err.message).slice(0, 300)}`;
-        resolve({ ok: false, missing, error: text });
-        return;
-      }
-      try {
-        resolve({ ok: true, gpus: parseNvidiaSmi(String(stdout)) });
-      } catch (e) {
-        resolve({ ok: false, missing: false, error: (e as Error).message });
-      }
-    });
-  });
+/** What running nvidia-smi needs: the clock for its time limits, and where /threads lists it. */
+export interface NvidiaSmiRunner {
+  clock: Clock;
+  children?: ChildProcessRegistry;
 }
 
-export interface NvidiaSmiStreamOptions {
+const ONE_SHOT_MAX_OUTPUT = 1024 * 1024;
+
+function notFound(error: Error | undefined): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'EACCES';
+}
+
+/** Runs nvidia-smi once (no shell) and parses its output; killed after `timeoutMs`. */
+export async function queryNvidiaSmi(path: string, timeoutMs: number, runner: NvidiaSmiRunner): Promise<NvidiaSmiResult> {
+  const out = { stdout: '', stderr: '' };
+  const proc = ManagedProcess.spawn({
+    command: path,
+    args: NVIDIA_SMI_ARGS,
+    clock: runner.clock,
+    onOutput: (stream, text) => {
+      if (out[stream].length < ONE_SHOT_MAX_OUTPUT) out[stream] += text;
+    },
+    ...(runner.children ? { registry: { registry: runner.children, name: 'nvidia-smi (one-shot)', kind: 'nvidia-smi' as const } } : {}),
+  });
+  let timedOut = false;
+  const timer = runner.clock.setTimeout(() => {
+    timedOut = true;
+    proc.destroy();
+  }, timeoutMs);
+  const exit = await proc.exited;
+  timer.cancel();
+  if (exit.error) {
+    const missing = notFound(exit.error);
+    return { ok: false, missing, error: missing ? `${path} not found` : `${path} failed: ${exit.error.message.slice(0, 300)}` };
+  }
+  if (timedOut || exit.code !== 0) {
+    const how = timedOut ? `timed out after ${timeoutMs} ms` : exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    return { ok: false, missing: false, error: `${path} failed: ${(out.stderr.trim() || out.stdout.trim() || how).slice(0, 300)}` };
+  }
+  try {
+    return { ok: true, gpus: parseNvidiaSmi(out.stdout) };
+  } catch (e) {
+    return { ok: false, missing: false, error: (e as Error).message };
+  }
+}
+
+export interface NvidiaSmiStreamOptions extends NvidiaSmiRunner {
   path: string;
   /** nvidia-smi's own sampling period (`--loop-ms`). */
   intervalMs: number;
@@ -109,18 +137,19 @@ export interface NvidiaSmiStreamOptions {
   onExit: (reason: string, missing: boolean) => void;
 }
 
+/** How long a stopping nvidia-smi gets after SIGTERM. */
+const STOP_GRACE_MS = 2000;
+
 /**
  * One long-running `nvidia-smi --query-gpu=... --loop-ms=<interval>`: NVML is initialised once instead
  * of on every sample (a one-shot nvidia-smi costs tens of ms of CPU each time). Each output line is
  * one GPU's reading; `latest()` returns the newest reading of every GPU seen.
  */
 export class NvidiaSmiStream {
-  private child: ChildProcess | null = null;
+  private proc: ManagedProcess | null = null;
   private readonly readings = new Map<number, NvidiaGpuReading>();
-  private buffer = '';
   private stderr = '';
   private stopping = false;
-  private exited: Promise<void> = Promise.resolve();
   /** Lines received so far (tests and status). */
   lines = 0;
   private lastActivity = 0;
@@ -128,42 +157,48 @@ export class NvidiaSmiStream {
   constructor(private readonly o: NvidiaSmiStreamOptions) {}
 
   get running(): boolean {
-    return this.child !== null;
+    return this.proc !== null;
   }
 
   /** Process id while running (tests check that stop() leaves no process behind). */
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.proc?.pid;
   }
 
   /** Running, and printed something (or started) within `maxAgeMs`: a hung nvidia-smi is not fresh. */
   fresh(maxAgeMs: number): boolean {
-    return this.child !== null && performance.now() - this.lastActivity <= maxAgeMs;
+    return this.proc !== null && performance.now() - this.lastActivity <= maxAgeMs;
   }
 
   start(): void {
-    if (this.child) return;
+    if (this.proc) return;
     this.stopping = false;
-    this.buffer = '';
     this.stderr = '';
     this.lastActivity = performance.now();
-    const child = spawn(this.o.path, [...NVIDIA_SMI_ARGS, `--loop-ms=${Math.max(100, Math.round(this.o.intervalMs))}`], { stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
-    this.child = child;
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => this.onData(chunk));
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk: string) => (this.stderr = (this.stderr + chunk).slice(-2000)));
-    this.exited = new Promise<void>((resolve) => {
-      let done = false;
-      const finish = (reason: string, missing: boolean) => {
-        if (done) return;
-        done = true;
-        this.child = null;
-        if (!this.stopping) this.o.onExit(reason, missing);
-        resolve();
-      };
-      child.once('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ENOENT' || err.code === 'EACCES' ? `${this.o.path} not found` : `${this.o.path}: ${err.message}`, err.code === 'ENOENT' || err.code === 'EACCES'));
-      child.once('close', (code, signal) => finish(`${this.o.path} exited (${code ?? signal})${this.stderr.trim() ? `: ${this.stderr.trim().slice(-300)}` : ''}`, false));
+    const proc = ManagedProcess.spawn({
+      command: this.o.path,
+      args: [...NVIDIA_SMI_ARGS, `--loop-ms=${Math.max(100, Math.round(this.o.intervalMs))}`],
+      clock: this.o.clock,
+      onOutput: (stream, text) => {
+        this.lastActivity = performance.now();
+        if (stream === 'stderr') this.stderr = (this.stderr + text).slice(-2000);
+      },
+      onLine: (stream, line) => {
+        if (stream === 'stdout') this.onLine(line);
+      },
+      ...(this.o.children ? { registry: { registry: this.o.children, name: 'nvidia-smi --loop-ms', kind: 'nvidia-smi' as const } } : {}),
+    });
+    this.proc = proc;
+    void proc.exited.then((exit) => {
+      if (this.proc === proc) this.proc = null;
+      if (this.stopping) return;
+      const missing = notFound(exit.error);
+      const reason = exit.error
+        ? missing
+          ? `${this.o.path} not found`
+          : `${this.o.path}: ${exit.error.message}`
+        : `${this.o.path} exited (${exit.code ?? exit.signal})${this.stderr.trim() ? `: ${this.stderr.trim().slice(-300)}` : ''}`;
+      this.o.onExit(reason, missing);
     });
   }
 
@@ -174,31 +209,20 @@ export class NvidiaSmiStream {
 
   /** Stops the process (SIGTERM, then SIGKILL after 2 s); safe to call twice. */
   async stop(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
+    const proc = this.proc;
+    if (!proc) return;
     this.stopping = true;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-    timer.unref();
-    await this.exited;
-    clearTimeout(timer);
+    await proc.close(STOP_GRACE_MS);
+    if (this.proc === proc) this.proc = null;
   }
 
-  private onData(chunk: string): void {
-    this.lastActivity = performance.now();
-    this.buffer += chunk;
-    let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, nl);
-      this.buffer = this.buffer.slice(nl + 1);
-      if (line.trim() === '') continue;
-      try {
-        for (const r of parseNvidiaSmi(line)) this.readings.set(r.index, r);
-        this.lines++;
-      } catch {
-        // a line that does not parse (e.g. a driver message) is skipped; the next sample replaces it
-      }
+  private onLine(line: string): void {
+    if (line.trim() === '') return;
+    try {
+      for (const r of parseNvidiaSmi(line)) this.readings.set(r.index, r);
+      this.lines++;
+    } catch {
+      // a line that does not parse (e.g. a driver message) is skipped; the next sample replaces it
     }
-    if (this.buffer.length > 64 * 1024) this.buffer = '';
   }
 }

@@ -13,7 +13,7 @@ import type {
   TokenRequest,
 } from './lockStore.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
-import type { RedisConnection } from './redisConnection.js';
+import type { RedisConnection } from '../../base/redisConnection.js';
 
 const EPOCH_KEY = 'cluster:epoch';
 const GRACE_KEY = 'cluster:grace';

@@ -4,7 +4,8 @@ import type { Clock } from '../../base/clock.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { GpuLockService } from './gpuLocks.js';
 import type { HeartbeatService } from './heartbeats.js';
-import { lockKeyOf, type HistoryEntry, type LockStore, type TaskRecord } from './lockStore.js';
+import type { ClusterTask, ClusterTimeoutOutcome } from './clusterHeartbeats.js';
+import { clusterLockKeyOf, lockKeyOf, type HistoryEntry, type LockStore, type TaskRecord } from './lockStore.js';
 import type { PersistentClock } from './persistentClock.js';
 import type { TimeoutRecovery } from '../../../../shared/contracts/config/monitoring.js';
 
@@ -60,6 +61,20 @@ export interface TimeoutManagerOptions {
 
 const ACTIONS_SHOWN = 50;
 
+/** What the lease holder's sweep over the cluster's tasks needs (cluster only). */
+export interface ClusterSweep {
+  /** The node running the sweep (it holds the monitor lease). */
+  self: string;
+  /** Every node's tasks, read from Redis just now. */
+  tasks: readonly ClusterTask[];
+  /** The compare-and-set time-out in Redis; null when there was nothing to do. */
+  timeOut(task: ClusterTask): Promise<ClusterTimeoutOutcome | null>;
+  /** Frees the task's lock (only with the task's fencing token); true when it was freed. */
+  releaseLock(task: ClusterTask, reason: string): Promise<boolean>;
+  /** Appends to the audit log (once per task timed out). */
+  audit(entry: { actor: string; action: string; target: string; detail: Record<string, unknown> }): void;
+}
+
 /**
  * Finds missed heartbeats and timed-out locks, and recovers: mark the task timed out, release its
  * lock (fencing-checked: only the lock the task holds), log, then the configured recovery
@@ -97,8 +112,11 @@ export class TimeoutManager {
     return [...this.actions];
   }
 
-  /** One check: expired TTLs, missed heartbeats, task locks past gpu_timeout without a live heartbeat. */
-  async check(gpuIds: readonly number[] = this.o.locks.gpuIds()): Promise<TimeoutCheckResult> {
+  /**
+   * One check: expired TTLs, missed heartbeats, task locks past gpu_timeout without a live heartbeat.
+   * `tasks: false` (cluster): leave the heartbeats to the monitor lease holder's {@link sweepCluster}.
+   */
+  async check(gpuIds: readonly number[] = this.o.locks.gpuIds(), options: { tasks?: boolean } = {}): Promise<TimeoutCheckResult> {
     const settings = this.o.settings();
     const taken: TimeoutActionRecord[] = [];
     let detected = 0;
@@ -113,7 +131,7 @@ export class TimeoutManager {
     }
 
     // 2. Tasks that missed their heartbeat.
-    const overdue = this.o.heartbeats.overdue();
+    const overdue = options.tasks === false ? [] : this.o.heartbeats.overdue();
     this.stats.currentTimeouts = settings.autoRecovery ? 0 : overdue.length;
     for (const task of overdue) {
       detected++;
@@ -144,6 +162,77 @@ export class TimeoutManager {
 
     this.stats.totalTimeoutsDetected += detected;
     return { checkedLocks: gpuIds.map(lockKeyOf), timeoutsDetected: detected, actionsTaken: taken };
+  }
+
+  /**
+   * The monitor lease holder's sweep over every node's tasks (heartbeats in Redis, Redis time): each
+   * overdue task is timed out by a compare-and-set in Redis, so it is handled once across the cluster;
+   * then its lock is freed (fencing-checked), logged, counted and audited here, once. The owning node
+   * runs its own recovery (the task's onTimeout handlers) when it sees the new state ({@link ownerRecovery}).
+   */
+  async sweepCluster(c: ClusterSweep): Promise<TimeoutCheckResult> {
+    const settings = this.o.settings();
+    const taken: TimeoutActionRecord[] = [];
+    let detected = 0;
+    let waiting = 0;
+    for (const task of c.tasks) {
+      if (task.status !== 'running' || task.lastBeatAgeMs <= task.timeoutMs) continue;
+      detected++;
+      if (!settings.autoRecovery) {
+        waiting++;
+        continue;
+      }
+      const r = await c.timeOut(task);
+      if (!r) continue;
+      const lockKey = task.gpuId === null ? null : clusterLockKeyOf(task.node, task.gpuId);
+      const taskRef = `${task.node}/${task.taskId}`;
+      const reason = `no heartbeat from ${taskRef} for ${(r.ageMs / 1000).toFixed(1)} s (timeout ${task.timeoutMs / 1000} s)`;
+      if (r.outcome === 'retry') {
+        taken.push(this.act('update_task_status', { taskId: task.taskId, lockKey, result: 'success', detail: `${taskRef} re-armed (attempt ${r.retries}/${settings.maxRetryAttempts})` }));
+        taken.push(this.act('retry_task', { taskId: task.taskId, lockKey, result: 'success', detail: `attempt ${r.retries}` }));
+        this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: 'retry', attempt: r.retries, reason });
+        this.stats.tasksRecovered++;
+        continue;
+      }
+      let released: boolean | null = null;
+      if (task.gpuId !== null && task.fencingToken !== null) {
+        try {
+          released = await c.releaseLock(task, reason);
+          if (released) this.stats.resourcesReleased++;
+          taken.push(this.act('force_release_gpu_lock', { taskId: task.taskId, lockKey, result: released ? 'success' : 'skipped', detail: released ? reason : 'the task no longer held the lock' }));
+        } catch (err) {
+          taken.push(this.act('force_release_gpu_lock', { taskId: task.taskId, lockKey, result: 'failed', detail: (err as Error).message }));
+        }
+      }
+      taken.push(this.act('update_task_status', { taskId: task.taskId, lockKey, result: 'success', detail: `${taskRef} timed_out` }));
+      this.o.logger.warn({ taskId: task.taskId, node: task.node, owner: task.owner, lockKey, released, by: c.self }, `cluster task heartbeat timed out: ${reason}`);
+      taken.push(this.act('log_timeout_event', { taskId: task.taskId, lockKey, result: 'success', detail: reason }));
+      c.audit({ actor: `timeout-manager@${c.self}`, action: 'monitoring.task.timeout', target: taskRef, detail: { reason, lock_key: lockKey, lock_released: released, recovery: settings.recovery } });
+      this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: settings.recovery === 'notify' ? 'notify' : 'cancel', reason });
+      this.stats.tasksRecovered++;
+      taken.push(this.act('timeout_recovery', { taskId: task.taskId, lockKey, result: 'success', detail: settings.recovery }));
+    }
+    this.stats.currentTimeouts = waiting;
+    this.stats.totalTimeoutsDetected += detected;
+    return { checkedLocks: [], timeoutsDetected: detected, actionsTaken: taken };
+  }
+
+  /**
+   * The owning node's half of a cluster time-out: the lease holder timed its task out in Redis (and
+   * freed its lock); here the task's onTimeout handlers run (`cancel`), or only an event is sent (`notify`).
+   */
+  ownerRecovery(task: TaskRecord): void {
+    const { recovery } = this.o.settings();
+    const lockKey = task.gpuId === null ? null : lockKeyOf(task.gpuId);
+    const reason = task.endReason ?? 'heartbeat timeout';
+    if (recovery === 'notify') {
+      this.act('notify', { taskId: task.taskId, lockKey, result: 'success', detail: reason });
+      this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: 'notify', reason });
+      return;
+    }
+    const ran = this.o.heartbeats.fireTimeout(task.taskId);
+    this.act('cancel_task', { taskId: task.taskId, lockKey, result: ran > 0 ? 'success' : 'skipped', detail: ran > 0 ? `${ran} handler(s) notified` : 'no handler registered' });
+    this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: 'cancel', reason });
   }
 
   private async recoverTask(task: TaskRecord, settings: ReturnType<TimeoutManagerOptions['settings']>): Promise<TimeoutActionRecord[]> {

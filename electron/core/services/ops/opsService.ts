@@ -3,9 +3,11 @@ import { availableParallelism } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { maskSecret, isSecretKey } from '../../../../shared/mask.js';
+import type { Clock } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import { BaseService } from '../../base/lifecycle.js';
+import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import { ScriptRunner, type ScriptRunResult } from './scriptRunner.js';
 
@@ -19,8 +21,9 @@ export interface OpsServiceOptions {
   baseUrl: () => string;
   /** Registers a run-scoped API key; returns its revoker. */
   addTemporaryKey: (key: string) => () => void;
-  /** Child processes other services run (the runtime's supervised processes), for /threads. */
-  extraThreads?: () => ThreadInfo[];
+  clock: Clock;
+  /** Every child process the console runs (runtime, trainer, run_script, self-tests, nvidia-smi), for /threads. */
+  children: ChildProcessRegistry;
 }
 
 /** libuv's pool size as libuv reads it: `UV_THREADPOOL_SIZE` when a positive integer (at most 1024), else 4. */
@@ -41,10 +44,11 @@ export interface ThreadInfo {
 /** The ops common API's logic (contract §2): env, threads, run_script. */
 export class OpsService extends BaseService {
   readonly name = 'ops';
-  private readonly scripts = new ScriptRunner();
+  private readonly scripts: ScriptRunner;
 
   constructor(private readonly options: OpsServiceOptions) {
     super();
+    this.scripts = new ScriptRunner({ clock: options.clock, children: options.children });
   }
 
   protected async onStart(): Promise<void> {
@@ -70,12 +74,19 @@ export class OpsService extends BaseService {
     const stack = (new Error('stack').stack ?? '').split('\n').slice(1, 12).map((l) => `    ${l.trim()}`);
     // The pool of this process: libuv reads the real environment, not the one injected for /env.
     const poolSize = libuvPoolSize(process.env.UV_THREADPOOL_SIZE);
-    const now = Date.now();
-    const scripts: ThreadInfo[] = this.scripts.active().map((s) => ({
-      id: s.pid,
-      name: `run_script pid ${s.pid}`,
+    const now = this.options.clock.now();
+    const children: ThreadInfo[] = this.options.children.list().map((c) => ({
+      id: c.pid,
+      name: c.name,
       kind: 'child-process',
-      detail: [`pid: ${s.pid}`, `running for s: ${((now - s.startedAt) / 1000).toFixed(1)}`],
+      detail: [
+        `pid: ${c.pid}`,
+        `kind: ${c.kind}`,
+        `state: ${c.state}`,
+        `started: ${new Date(c.startedAt).toISOString()} (running for s: ${((now - c.startedAt) / 1000).toFixed(1)})`,
+        `executable: ${c.command}`,
+        ...c.detail,
+      ],
     }));
     const mem = process.memoryUsage();
     const all: ThreadInfo[] = [
@@ -101,16 +112,15 @@ export class OpsService extends BaseService {
           'runs fs, dns, crypto and native addon work; no JS stacks',
         ],
       },
-      ...(this.options.extraThreads?.() ?? []),
-      ...scripts,
+      ...children,
     ];
     const nameFilter = filter.name?.toLowerCase();
     const matching = all.filter((t) => (nameFilter === undefined || t.name.toLowerCase().includes(nameFilter)) && (filter.threadId === undefined || t.id === filter.threadId));
     const lines = [
       '=== Threads (Node.js) ===',
       'Node.js runs JavaScript on one main thread (the event loop); this lists what Node has in place of Python threads.',
-      'Worker threads: none (the console starts no worker_threads). Child processes: the runtime supervisor\'s and run_script\'s;',
-      'training jobs run in their own processes too and are listed by /api/v1/training/list, not here.',
+      'Worker threads: none (the console starts no worker_threads). Child processes: every one the console runs',
+      '(runtime supervisor, training jobs, run_script, backend self-tests, the nvidia-smi loop).',
       '',
     ];
     for (const t of matching) {

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import { ManagedProcess, type ChildProcessRegistry } from '../../base/managedProcess.js';
 
 /** Limits for one script run. */
 export interface ScriptLimits {
@@ -66,10 +67,19 @@ function readRssKb(pid: number): Promise<number | null> {
  * working dir, with a minimal environment, a wall-time limit and a memory limit (V8 heap cap plus
  * a resident-set watchdog on Linux). The whole process group is killed at a limit.
  */
+export interface ScriptRunnerOptions {
+  clock: Clock;
+  /** Where /threads finds the running scripts. */
+  children: ChildProcessRegistry;
+}
+
 export class ScriptRunner {
-  private readonly running = new Set<{ kill: () => void; pid: number | undefined; startedAt: number }>();
+  private readonly running = new Set<ManagedProcess>();
+
+  constructor(private readonly options: ScriptRunnerOptions) {}
 
   async run(source: Buffer, env: Record<string, string>, limits: ScriptLimits): Promise<ScriptRunResult> {
+    const { clock, children } = this.options;
     const sha256 = createHash('sha256').update(source).digest('hex');
     const dir = await mkdtemp(join(tmpdir(), 'console-script-'));
     const scriptPath = join(dir, 'script.mjs');
@@ -78,54 +88,44 @@ export class ScriptRunner {
     await writeFile(scriptPath, source);
     await writeFile(runnerPath, RUNNER);
     const started = performance.now();
-    const child = spawn(process.execPath, [`--max-old-space-size=${limits.memoryMb}`, runnerPath, scriptPath, resultPath], {
+    const output = { stdout: '', stderr: '' };
+    const child = ManagedProcess.spawn({
+      command: process.execPath,
+      args: [`--max-old-space-size=${limits.memoryMb}`, runnerPath, scriptPath, resultPath],
       cwd: dir,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, TMPDIR: dir, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: process.platform !== 'win32',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      if (stdout.length < OUTPUT_CAP) stdout += d.toString('utf8');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      if (stderr.length < OUTPUT_CAP) stderr += d.toString('utf8');
+      clock,
+      onOutput: (stream, text) => {
+        if (output[stream].length < OUTPUT_CAP) output[stream] += text;
+      },
+      registry: { registry: children, name: 'run_script', kind: 'run_script' },
     });
     let timedOut = false;
     let memoryExceeded = false;
-    const killGroup = () => {
-      try {
-        if (child.pid !== undefined && process.platform !== 'win32') process.kill(-child.pid, 'SIGKILL');
-        else child.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    };
-    const handle = { kill: killGroup, pid: child.pid, startedAt: Date.now() };
-    this.running.add(handle);
-    const timer = setTimeout(() => {
+    this.running.add(child);
+    // Limits end the whole process group at once (no grace: the script is over its budget).
+    const timer = clock.setTimeout(() => {
       timedOut = true;
-      killGroup();
+      child.destroy();
     }, limits.timeoutMs);
     const limitKb = limits.memoryMb * 1024;
-    const watchdog =
-      process.platform === 'linux'
-        ? setInterval(() => {
-            if (child.pid === undefined) return;
-            void readRssKb(child.pid).then((kb) => {
-              if (kb !== null && kb > limitKb) {
-                memoryExceeded = true;
-                killGroup();
-              }
-            });
-          }, 50)
-        : null;
+    const pid = child.pid;
+    let watchdog: TimerHandle | null = null;
+    if (process.platform === 'linux' && pid !== undefined) {
+      watchdog = clock.setInterval(() => {
+        void readRssKb(pid).then((kb) => {
+          if (kb !== null && kb > limitKb) {
+            memoryExceeded = true;
+            child.destroy();
+          }
+        });
+      }, 50);
+    }
     try {
-      const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-        child.once('error', reject);
-        child.once('close', (c, s) => resolve({ code: c, signal: s }));
-      });
+      const exit = await child.exited;
+      if (exit.error) throw exit.error;
+      const { code, signal } = exit;
+      const { stdout, stderr } = output;
       if (code !== 0 && /heap out of memory|Allocation failed/i.test(stderr)) memoryExceeded = true;
       let result: string | undefined;
       let resultIsJson = false;
@@ -138,20 +138,15 @@ export class ScriptRunner {
       }
       return { result, resultIsJson, exitCode: code, signal, stdout, stderr, timedOut, memoryExceeded, durationMs: performance.now() - started, sha256 };
     } finally {
-      clearTimeout(timer);
-      if (watchdog) clearInterval(watchdog);
-      this.running.delete(handle);
+      timer.cancel();
+      watchdog?.cancel();
+      this.running.delete(child);
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  /** The script processes running now (for /threads). */
-  active(): Array<{ pid: number; startedAt: number }> {
-    return [...this.running].filter((r): r is typeof r & { pid: number } => r.pid !== undefined).map((r) => ({ pid: r.pid, startedAt: r.startedAt }));
-  }
-
-  /** Kills every script still running (console stop). */
-  killAll(): void {
-    for (const r of this.running) r.kill();
+  /** Kills every script still running and waits for them (console stop). */
+  async killAll(): Promise<void> {
+    await Promise.all([...this.running].map((p) => p.dispose()));
   }
 }

@@ -14,34 +14,3 @@ export function maskLogText(text: string, env: Readonly<Record<string, string>> 
   }
   return out.replace(ASSIGNMENT, (_m, key: string, sep: string, value: string) => `${key}${sep}${value.endsWith('****') ? value : maskSecret(value)}`);
 }
-
-/** Splits a byte stream into lines; a line longer than `maxLine` is cut into pieces. */
-export class LineSplitter {
-  private partial = '';
-
-  constructor(
-    private readonly onLine: (line: string) => void,
-    private readonly maxLine = 64 * 1024,
-  ) {}
-
-  push(chunk: string): void {
-    let text = this.partial + chunk;
-    let nl = text.indexOf('\n');
-    while (nl !== -1) {
-      this.onLine(text.slice(0, nl).replace(/\r$/, ''));
-      text = text.slice(nl + 1);
-      nl = text.indexOf('\n');
-    }
-    while (text.length > this.maxLine) {
-      this.onLine(text.slice(0, this.maxLine));
-      text = text.slice(this.maxLine);
-    }
-    this.partial = text;
-  }
-
-  /** Emits what is left (output that did not end with a newline). */
-  flush(): void {
-    if (this.partial !== '') this.onLine(this.partial);
-    this.partial = '';
-  }
-}

@@ -22,6 +22,7 @@ import {
   type RuntimeStopResponse,
 } from '../../../../shared/contracts/runtime.js';
 import type { Clock } from '../../base/clock.js';
+import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { ComponentHealth, HealthRegistry } from '../../base/health.js';
@@ -46,6 +47,8 @@ export interface RuntimeServiceOptions {
   dataDir: string;
   /** The console's environment; children inherit it minus the console's own secrets. */
   env: NodeJS.ProcessEnv;
+  /** Where /threads lists the supervised children. */
+  children?: ChildProcessRegistry;
 }
 
 /** The console's own secrets never reach a child. */
@@ -446,6 +449,7 @@ export class RuntimeService extends BaseService {
         clock: this.options.clock,
         logger: this.log,
         records: this.records,
+        ...(this.options.children ? { children: this.options.children } : {}),
         probe: this.probe,
         log: this.logFor(name),
         emitLog: (line) => this.events.emit('log', line),

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import type { RuntimeProcessConfig } from '../../../../shared/contracts/config/runtime.js';
@@ -6,9 +5,10 @@ import type { LogLine, ProcessState, RuntimeRunParams } from '../../../../shared
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { HealthProbe } from './healthProbe.js';
-import { LineSplitter, maskLogText } from './logText.js';
+import { ManagedProcess, type ChildProcessRegistry } from '../../base/managedProcess.js';
+import { maskLogText } from './logText.js';
 import type { ProcessRecords } from './processRecords.js';
-import { groupExists, processStartTime, signalGroup } from '../../base/processUtil.js';
+import { processStartTime } from '../../base/processUtil.js';
 import type { RotatingLog } from './rotatingLog.js';
 
 /** Characters of child output returned in a start-up failure (contract §8.5). */
@@ -16,7 +16,6 @@ export const START_FAILURE_TAIL_CHARS = 4000;
 const OUTPUT_KEPT_CHARS = 16 * 1024;
 const RECENT_LINES = 20;
 const READY_POLL_MS = 200;
-const OUTPUT_DRAIN_MS = 2000;
 
 /** The run parameters of a gateway started through `POST /api/runtime/start`. */
 export interface RunInfo {
@@ -42,6 +41,8 @@ export interface SupervisorContext {
   clock: Clock;
   logger: Logger;
   records: ProcessRecords;
+  /** Where /threads lists the supervised children (optional). */
+  children?: ChildProcessRegistry;
   probe: HealthProbe;
   log: RotatingLog;
   emitLog(line: LogLine): void;
@@ -80,6 +81,8 @@ export class SupervisedProcess {
   /** Consecutive restarts done by the restart policy (reset by a manual start or a long enough run). */
   restarts = 0;
   launch: LaunchSpec | null = null;
+  private proc: ManagedProcess | null = null;
+  /** Resolves once the current child has exited, its output is read and onExit has run. */
   private exited: Promise<void> | null = null;
   private hasExited = true;
   private startedWall: number | null = null;
@@ -171,38 +174,34 @@ export class SupervisedProcess {
     const gen = ++this.generation;
     this.ctx.emitState(this.name);
 
-    const child = spawn(launch.executable, config.args, {
+    // Its own process group; output goes to the rotating log, the start-up tail and (as lines) to listeners.
+    const proc = ManagedProcess.spawn({
+      command: launch.executable,
+      args: config.args,
       cwd: launch.cwd,
       env: launch.env,
-      detached: process.platform !== 'win32',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      windowsHide: true,
-    });
-    this.hasExited = false;
-    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    child.on('error', (err) => this.ctx.logger.warn({ err, process: this.name }, 'child process error'));
-    // 'close' comes after 'exit' once stdout/stderr are drained (the last lines of a crash).
-    const drained = new Promise<void>((resolve) => child.once('close', () => resolve()));
-    this.exited = new Promise<void>((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.hasExited = true;
-        this.onExit(gen, code, signal);
-        resolve();
-      });
-    });
-    for (const [stream, source] of [['stdout', child.stdout], ['stderr', child.stderr]] as const) {
-      const splitter = new LineSplitter((line) => this.addLine(stream, line));
-      source.setEncoding('utf8');
-      source.on('data', (text: string) => {
+      clock: this.ctx.clock,
+      onOutput: (_stream, text) => {
         this.ctx.log.write(text);
         this.output = (this.output + text).slice(-OUTPUT_KEPT_CHARS);
-        splitter.push(text);
-      });
-      source.once('end', () => splitter.flush());
-    }
+      },
+      onLine: (stream, line) => this.addLine(stream, line),
+      ...(this.ctx.children ? { registry: { registry: this.ctx.children, name: `runtime ${this.name}`, kind: 'runtime' as const, detail: () => [`supervisor state: ${this.state}`, `restarts: ${this.restarts}`] } } : {}),
+    });
+    this.proc = proc;
+    this.hasExited = false;
+    // `exited` resolves after the output is drained (the last lines of a crash are in the tail).
+    this.exited = proc.exited.then((exit) => {
+      this.hasExited = true;
+      if (exit.error) {
+        this.ctx.logger.warn({ err: exit.error, process: this.name }, 'child process error');
+        return;
+      }
+      this.onExit(gen, proc.pid ?? null, exit.code, exit.signal);
+    });
 
-    if (child.pid === undefined) {
-      const err = await spawnError;
+    if (proc.pid === undefined) {
+      const err = (await proc.exited).error ?? new Error('no pid');
       this.hasExited = true;
       this.state = 'exited';
       this.lastError = `failed to spawn: ${err.message}`;
@@ -210,7 +209,7 @@ export class SupervisedProcess {
       this.ctx.emitState(this.name);
       throw new AppError(ErrorCode.INTERNAL_ERROR, `${launch.label} could not be started: ${err.message}`, { status: 500 });
     }
-    const pid = child.pid;
+    const pid = proc.pid;
     this.pid = pid;
     this.startedWall = this.ctx.clock.now();
     this.startedMono = this.ctx.clock.monotonic();
@@ -251,10 +250,7 @@ export class SupervisedProcess {
         `${launch.label} did not become ready within ${config.startupTimeoutSeconds} s (${what}); it was stopped (PID: ${pid})\nRecent log output:\n${this.tail()}`,
       );
     }
-    // exited during start-up: onExit has recorded the code; let the output drain (bounded) for the tail
-    const drainWait = cancellableSleep(this.ctx.clock, OUTPUT_DRAIN_MS);
-    await Promise.race([drained, drainWait.promise]);
-    drainWait.cancel();
+    // exited during start-up: the output has drained and onExit has recorded the code
     const lines = [
       `${launch.label} exited unexpectedly`,
       `Exit code: ${this.exitCode ?? 'unknown'}`,
@@ -301,27 +297,17 @@ export class SupervisedProcess {
   /** SIGTERM to the process group; SIGKILL when it is still there after `graceMs`. */
   private async terminate(graceMs: number): Promise<void> {
     const pid = this.pid;
+    const proc = this.proc;
     const exited = this.exited;
-    if (pid === null || exited === null || this.hasExited) return;
+    if (pid === null || proc === null || exited === null || this.hasExited) return;
     this.supervisorLine(`stopping: SIGTERM to process group ${pid}`);
-    signalGroup(pid, 'SIGTERM');
-    const grace = cancellableSleep(this.ctx.clock, graceMs);
-    const r = await Promise.race([exited.then(() => 'exited' as const), grace.promise]);
-    grace.cancel();
-    if (r !== 'exited') {
-      this.supervisorLine(`still running ${graceMs / 1000} s after SIGTERM: SIGKILL to process group ${pid}`);
-      signalGroup(pid, 'SIGKILL');
-      await exited;
-    }
+    await proc.close(graceMs, () => this.supervisorLine(`still running ${graceMs / 1000} s after SIGTERM: SIGKILL to process group ${pid}`));
+    await exited;
   }
 
-  private onExit(gen: number, code: number | null, signal: NodeJS.Signals | null): void {
-    const pid = this.pid;
-    if (pid !== null) {
-      this.ctx.records.remove(this.name, pid);
-      // Whatever the main process left in its group (grandchildren) goes with it: no orphans.
-      if (groupExists(pid)) signalGroup(pid, 'SIGKILL');
-    }
+  private onExit(gen: number, pid: number | null, code: number | null, signal: NodeJS.Signals | null): void {
+    // (Whatever the main process left in its group was killed when it exited: no orphans.)
+    if (pid !== null) this.ctx.records.remove(this.name, pid);
     if (gen !== this.generation) return;
     this.exitCode = returnCode(code, signal);
     this.exitSignal = signal;

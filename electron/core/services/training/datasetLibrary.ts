@@ -119,8 +119,9 @@ export class DatasetLibrary {
         else done(null, chunk);
       },
     });
+    const sink = createWriteStream(tmp, { mode: 0o600 });
     try {
-      await pipeline(source, limit, createWriteStream(tmp, { mode: 0o600 }));
+      await pipeline(source, limit, sink);
       const inspection = await inspectDataset(tmp);
       if (!inspection.ok) {
         throw invalidRequest(
@@ -132,6 +133,9 @@ export class DatasetLibrary {
       this.options.logger.info({ name: final, rows: inspection.rows, bytes: inspection.bytes }, 'dataset uploaded');
       return await this.get(final);
     } finally {
+      // A failed pipeline settles before the file stream has closed (it may not even have opened):
+      // removing the temp file before then would let the open create it again afterwards.
+      if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
       await rm(tmp, { force: true });
     }
   }

@@ -192,33 +192,3 @@ export function parseTrainerLine(line: string): ParsedLine {
       return typeof o.type === 'string' ? { ok: 'ignored' } : { ok: false, reason: 'missing "type"' };
   }
 }
-
-/**
- * Splits a byte stream into lines (handles chunks that end mid-line and `\r\n`). A line longer
- * than `maxLine` characters is cut (and flagged) so a misbehaving trainer cannot grow memory.
- */
-export class LineSplitter {
-  private buffer = '';
-  constructor(
-    private readonly onLine: (line: string) => void,
-    private readonly maxLine = 64 * 1024,
-  ) {}
-  push(chunk: string): void {
-    this.buffer += chunk;
-    let index: number;
-    while ((index = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, index).replace(/\r$/, '');
-      this.buffer = this.buffer.slice(index + 1);
-      this.onLine(line);
-    }
-    if (this.buffer.length > this.maxLine) {
-      this.onLine(this.buffer.slice(0, this.maxLine));
-      this.buffer = '';
-    }
-  }
-  /** Emits what is left after the stream ended. */
-  end(): void {
-    if (this.buffer !== '') this.onLine(this.buffer.replace(/\r$/, ''));
-    this.buffer = '';
-  }
-}

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -7,9 +6,10 @@ import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import type { Clock, TimerHandle } from '../../base/clock.js';
+import { ManagedProcess, type ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../base/errors.js';
-import { BaseService } from '../../base/lifecycle.js';
+import { BaseService, DisposableStore, type Disposable } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { GpuLease, GpuLockPort, GpuTenantPort, HeartbeatPort, ModelFilesPort } from '../../base/ports.js';
 import type { Store } from '../../base/store.js';
@@ -34,9 +34,9 @@ import {
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
 import { cudaDriverRemedy } from '../../base/gpuErrors.js';
 import { datasetRequestProblems, renderDataset } from './datasets.js';
-import { groupExists, processStartTime, signalGroup } from '../../base/processUtil.js';
+import { processStartTime, signalGroup } from '../../base/processUtil.js';
 import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
-import { LineSplitter, parseTrainerLine, type TrainerMessage } from './protocol.js';
+import { parseTrainerLine, type TrainerMessage } from './protocol.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
 import { ADAPTERS_DIR, type AdapterSidecar } from '../../base/adapters.js';
 import { fullTrainableParams, planLora, readBaseModel, sha256File, type BaseModelInfo, type BaseTensor } from './loraPlan.js';
@@ -72,18 +72,20 @@ export interface TrainingServiceOptions {
   gpuTenant?: GpuTenantPort;
   /** Where the native trainer comes from (tests and benchmarks may pass a prebuilt one). */
   trainer?: () => Promise<TrainerBinary>;
+  /** Where /threads lists the trainer processes. */
+  children?: ChildProcessRegistry;
 }
 
 interface ActiveRun {
   job: JobRow;
   progress: JobProgress;
-  child: ChildProcess | undefined;
+  /** The trainer process (its own process group: cancel reaches its workers too). */
+  proc: ManagedProcess | undefined;
   lease: GpuLease | undefined;
   /** Set once the run must end early: why, and as what. */
   abort: { status: 'cancelled' | 'failed'; reason: string } | undefined;
-  killTimer: TimerHandle | undefined;
-  timers: TimerHandle[];
-  unsubscribe: Array<() => void>;
+  /** What the run owns: the trainer, the lease-renewal and heartbeat timers, the heartbeat subscription. Disposed when it ends. */
+  resources: DisposableStore;
   lastError: string | undefined;
   stderrTail: string[];
   /** The first native assertion or error line the trainer printed (a backtrace follows it). */
@@ -101,6 +103,9 @@ interface ActiveRun {
 }
 
 const MAX_LOG_LINES_PER_JOB = 5000;
+
+/** A timer as a disposable (cancelled when its owner is disposed). */
+const timerDisposable = (timer: TimerHandle): Disposable => ({ dispose: () => timer.cancel() });
 
 /**
  * Known native failures of the llama trainer, in words an operator can act on. The llama.cpp in
@@ -166,6 +171,8 @@ export class TrainingService extends BaseService {
   private pumping = false;
   private pumpAgain = false;
   private retryTimer: TimerHandle | undefined;
+  /** One-shot timers (queue pumps) not fired yet; cancelled when the service stops. */
+  private readonly pendingTimers = new Set<TimerHandle>();
   private waitingLogged = new Set<string>();
   private trainerBuild: Promise<TrainerBinary> | undefined;
   private readonly listeners = new Map<string, Set<(event: TrainingEvent) => void>>();
@@ -217,8 +224,10 @@ export class TrainingService extends BaseService {
     this.disposables.defer(() => {
       this.retryTimer?.cancel();
       this.retryTimer = undefined;
+      for (const t of this.pendingTimers) t.cancel();
+      this.pendingTimers.clear();
     });
-    this.options.clock.setTimeout(() => this.pump(), 0);
+    this.later(() => this.pump());
   }
 
   protected override async onStop(): Promise<void> {
@@ -514,6 +523,15 @@ export class TrainingService extends BaseService {
       });
   }
 
+  /** Runs `fn` on a later turn of the clock; cancelled if the service stops first. */
+  private later(fn: () => void, ms = 0): void {
+    const timer = this.options.clock.setTimeout(() => {
+      this.pendingTimers.delete(timer);
+      fn();
+    }, ms);
+    this.pendingTimers.add(timer);
+  }
+
   private scheduleRetry(): void {
     if (this.retryTimer || !this.running) return;
     this.retryTimer = this.options.clock.setTimeout(() => {
@@ -540,7 +558,7 @@ export class TrainingService extends BaseService {
           return;
         }
         this.finish(job.id, 'failed', `cannot take the GPU lock: ${(err as Error).message}`, null);
-        this.options.clock.setTimeout(() => this.pump(), 0);
+        this.later(() => this.pump());
         return;
       }
     }
@@ -549,7 +567,7 @@ export class TrainingService extends BaseService {
     if (!this.running || !current || current.status !== 'queued') {
       // cancelled (or the service stopped) while the lock was being taken
       if (lease) await this.options.gpuLocks?.release(lease.gpuId, lease.holder, lease.fencingToken).catch(() => undefined);
-      if (this.running) this.options.clock.setTimeout(() => this.pump(), 0);
+      if (this.running) this.later(() => this.pump());
       return;
     }
     await this.startRun(current, lease);
@@ -562,12 +580,10 @@ export class TrainingService extends BaseService {
     const run: ActiveRun = {
       job,
       progress: { currentEpoch: 0, currentStep: 0, totalSteps: 0, learningRate: job.request.hyperParams.learningRate },
-      child: undefined,
+      proc: undefined,
       lease,
       abort: undefined,
-      killTimer: undefined,
-      timers: [],
-      unsubscribe: [],
+      resources: new DisposableStore(),
       lastError: undefined,
       stderrTail: [],
       nativeError: undefined,
@@ -594,8 +610,8 @@ export class TrainingService extends BaseService {
     try {
       if (heartbeats) {
         await heartbeats.register({ taskId: job.id, owner: 'training', ...(lease ? { gpuId: lease.gpuId, fencingToken: lease.fencingToken } : {}), metadata: { baseModel: job.baseModel } });
-        run.unsubscribe.push(heartbeats.onTimeout(job.id, () => this.abort(run, 'failed', 'heartbeat timed out; monitoring released the GPU lock')));
-        run.timers.push(
+        run.resources.defer(heartbeats.onTimeout(job.id, () => this.abort(run, 'failed', 'heartbeat timed out; monitoring released the GPU lock')));
+        run.resources.add(timerDisposable(
           clock.setInterval(() => {
             const { currentStep, totalSteps } = run.progress;
             // `progress` (0–1) is what monitoring shows; the rest travels as detail.
@@ -605,12 +621,12 @@ export class TrainingService extends BaseService {
               else this.options.logger.warn({ err, jobId: job.id }, 'heartbeat failed');
             });
           }, cfg.heartbeatIntervalSeconds * 1000),
-        );
+        ));
       }
       if (lease && gpuLocks) {
         // Renewing also notices a forced release; heartbeats notice it sooner when monitoring is wired.
         const renewMs = Math.max(1000, Math.min(30_000, (lease.ttlSeconds * 1000) / 3));
-        run.timers.push(
+        run.resources.add(timerDisposable(
           clock.setInterval(() => {
             const held = run.lease;
             if (!held) return;
@@ -621,7 +637,7 @@ export class TrainingService extends BaseService {
               (err: unknown) => this.lockLost(run, err),
             );
           }, renewMs),
-        );
+        ));
       }
       const spec = await this.commandFor(run);
       if (lease && this.options.gpuTenant && this.cfg.enginePolicy !== 'keep') {
@@ -635,20 +651,22 @@ export class TrainingService extends BaseService {
       }
       await mkdir(job.plan.outputDir, { recursive: true });
       // Its own process group: cancel reaches a trainer's workers too (a PEFT script's data loaders).
-      const child = spawn(spec.file, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...spec.env }, detached: process.platform !== 'win32' });
-      run.child = child;
-      if (child.pid !== undefined) this.jobs.setTrainerProcess(job.id, { pid: child.pid, startTime: processStartTime(child.pid) });
-      const out = new LineSplitter((line) => this.onStdout(run, line));
-      const err = new LineSplitter((line) => this.onStderr(run, line));
-      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => out.push(chunk));
-      child.stderr?.setEncoding('utf8').on('data', (chunk: string) => err.push(chunk));
-      child.once('error', (e) => {
-        run.lastError = `cannot start the trainer: ${e.message}`;
+      const proc = ManagedProcess.spawn({
+        command: spec.file,
+        args: spec.args,
+        env: { ...process.env, ...spec.env },
+        clock,
+        onLine: (stream, line) => (stream === 'stdout' ? this.onStdout(run, line) : this.onStderr(run, line)),
+        ...(this.options.children ? { registry: { registry: this.options.children, name: `trainer ${job.id}`, kind: 'trainer' as const, detail: () => [`job: ${job.id}`, `backend: ${job.plan.backend}`] } } : {}),
       });
-      child.once('close', (code, signal) => {
-        out.end();
-        err.end();
-        this.finalize(run, code, signal);
+      run.proc = run.resources.add(proc);
+      const pid = proc.pid;
+      if (pid !== undefined) this.jobs.setTrainerProcess(job.id, { pid, startTime: processStartTime(pid) });
+      void proc.exited.then((exit) => {
+        if (exit.error) run.lastError = `cannot start the trainer: ${exit.error.message}`;
+        // Whatever the trainer left running in its group (workers) was killed when it exited.
+        if (exit.strays && !run.abort) this.logRun(run, 'warn', `the trainer left processes in its group ${pid}; killed them`);
+        this.finalize(run, exit.code, exit.signal);
       });
       if (run.abort) this.kill(run);
     } catch (err) {
@@ -873,17 +891,12 @@ export class TrainingService extends BaseService {
     this.kill(run);
   }
 
+  /** SIGTERM to the trainer's group now, SIGKILL after the grace (the exit finalizes the run). */
   private kill(run: ActiveRun): void {
-    const child = run.child;
-    if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const pid = child.pid;
-    signalGroup(pid, 'SIGTERM');
-    run.killTimer ??= this.options.clock.setTimeout(() => {
-      if (child.exitCode === null && child.signalCode === null) {
-        this.logRun(run, 'warn', `trainer did not stop within ${this.cfg.cancelGraceSeconds} s of SIGTERM; sending SIGKILL`);
-        signalGroup(pid, 'SIGKILL');
-      }
-    }, this.cfg.cancelGraceSeconds * 1000);
+    const proc = run.proc;
+    if (!proc || proc.hasExited) return;
+    const graceSeconds = this.cfg.cancelGraceSeconds;
+    void proc.close(graceSeconds * 1000, () => this.logRun(run, 'warn', `trainer did not stop within ${graceSeconds} s of SIGTERM; sending SIGKILL`));
   }
 
   private finalize(run: ActiveRun, code: number | null, signal: NodeJS.Signals | null): void {
@@ -894,15 +907,7 @@ export class TrainingService extends BaseService {
 
   private async finalizeAsync(run: ActiveRun, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     const id = run.job.id;
-    run.killTimer?.cancel();
-    // Whatever the trainer left running in its group (workers) goes with it.
-    const pid = run.child?.pid;
-    if (pid !== undefined && process.platform !== 'win32' && groupExists(pid)) {
-      this.logRun(run, 'warn', `the trainer left processes in its group ${pid}; killing them`);
-      signalGroup(pid, 'SIGKILL');
-    }
-    for (const t of run.timers) t.cancel();
-    for (const u of run.unsubscribe) u();
+    await run.resources.dispose().catch((err: unknown) => this.options.logger.warn({ err, jobId: id }, 'releasing the run\'s resources failed'));
     this.saveProgress(run, true);
     let status: 'completed' | 'failed' | 'cancelled';
     let error: string | null = null;

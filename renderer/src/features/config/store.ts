@@ -3,14 +3,65 @@ import type { ConsoleConfigView } from '../../../../shared/client/apiTypes.js';
 import { ApiError, type ConsoleClient } from '../../../../shared/client/consoleClient.js';
 import { errorText } from '../../lib/format.js';
 
+/** What the schema says about a field (`GET /api/console/config/schema`): shown next to its input. */
+export interface ConfigFieldDoc {
+  description?: string;
+  /** The default as text (`8080`, `[]`, `""`); absent when the field has none. */
+  default?: string;
+  /** Environment variables that pin the field (`x-env`). */
+  env: string[];
+  /** The command-line flag that pins it (`x-flag`). */
+  flag?: string;
+}
+
 /** One editable leaf of the config (`server.httpPort`), with its kind for parsing the input. */
 export interface ConfigField {
   path: string;
-  kind: 'string' | 'number' | 'boolean' | 'json';
+  /** `list`: an array of scalars, edited row by row (the draft holds the rows as a JSON array of strings). */
+  kind: 'string' | 'number' | 'boolean' | 'json' | 'list';
+  /** Type of a `list`'s items. */
+  itemKind?: 'string' | 'number';
   /** The current value as the input shows it. */
   original: string;
   secret: boolean;
   overridden: boolean;
+  /** What pins it when overridden (`env CONSOLE_HTTP_PORT`, `flag --port`). */
+  pinnedBy?: string;
+  doc: ConfigFieldDoc;
+}
+
+type SchemaNode = Record<string, unknown>;
+
+/** The schema node at a dotted path (object properties only). */
+function schemaNodeAt(schema: SchemaNode | null | undefined, path: string): SchemaNode | undefined {
+  let node: SchemaNode | undefined = schema ?? undefined;
+  for (const part of path.split('.')) {
+    const props = node?.properties as Record<string, SchemaNode> | undefined;
+    node = props?.[part];
+    if (!node) return undefined;
+  }
+  return node;
+}
+
+function docOf(node: SchemaNode | undefined): ConfigFieldDoc {
+  if (!node) return { env: [] };
+  const d = node.default;
+  return {
+    ...(typeof node.description === 'string' ? { description: node.description } : {}),
+    ...('default' in node ? { default: typeof d === 'string' && d !== '' ? d : JSON.stringify(d) } : {}),
+    env: Array.isArray(node['x-env']) ? (node['x-env'] as unknown[]).filter((e): e is string => typeof e === 'string') : [],
+    ...(typeof node['x-flag'] === 'string' ? { flag: node['x-flag'] } : {}),
+  };
+}
+
+/** `number` or `string` when `value` is an array of scalars the list editor can handle, else undefined. */
+function listItemKind(value: unknown[], node: SchemaNode | undefined): 'string' | 'number' | undefined {
+  const itemType = (node?.items as SchemaNode | undefined)?.type;
+  if (itemType === 'integer' || itemType === 'number') return 'number';
+  if (itemType === 'string') return 'string';
+  if (node) return undefined; // objects or unions: JSON text
+  if (value.every((v) => typeof v === 'number') && value.length > 0) return 'number';
+  return value.every((v) => typeof v === 'string') ? 'string' : undefined;
 }
 
 export interface ConfigChange {
@@ -22,6 +73,8 @@ export interface ConfigChange {
 export interface ConfigState {
   loading: boolean;
   view: ConsoleConfigView | null;
+  /** The served JSON schema (descriptions, defaults, `x-env`); null until loaded or when it cannot be. */
+  schema: Record<string, unknown> | null;
   fields: ConfigField[];
   draft: Record<string, string>;
   fieldErrors: Record<string, string>;
@@ -39,8 +92,16 @@ export interface ConfigState {
 
 const MASK = /\*\*\*\*$/;
 
-/** Flattens the config into editable leaves (objects recurse; arrays edit as JSON). */
-export function flattenConfig(config: Record<string, unknown>, overridden: readonly string[] = []): ConfigField[] {
+/**
+ * Flattens the config into editable leaves (objects recurse; arrays of scalars edit as lists, other
+ * arrays as JSON), each with what the schema says about it and what pins it.
+ */
+export function flattenConfig(
+  config: Record<string, unknown>,
+  overridden: readonly string[] = [],
+  schema: SchemaNode | null = null,
+  pinnedBy: Readonly<Record<string, string>> = {},
+): ConfigField[] {
   const out: ConfigField[] = [];
   const walk = (value: unknown, prefix: string) => {
     if (value && typeof value === 'object' && !Array.isArray(value)) {
@@ -50,10 +111,31 @@ export function flattenConfig(config: Record<string, unknown>, overridden: reado
       }
       return;
     }
-    const kind: ConfigField['kind'] = typeof value === 'number' ? 'number' : typeof value === 'boolean' ? 'boolean' : typeof value === 'string' ? 'string' : 'json';
-    const original = kind === 'json' ? JSON.stringify(value ?? null) : String(value);
-    const secret = kind === 'string' ? MASK.test(original) : kind === 'json' ? /\*\*\*\*/.test(original) : false;
-    out.push({ path: prefix, kind, original, secret, overridden: overridden.some((p) => prefix === p || prefix.startsWith(`${p}.`)) });
+    const node = schemaNodeAt(schema, prefix);
+    const masked = Array.isArray(value) && /\*\*\*\*/.test(JSON.stringify(value));
+    const itemKind = Array.isArray(value) && !masked ? listItemKind(value, node) : undefined;
+    const kind: ConfigField['kind'] = itemKind
+      ? 'list'
+      : typeof value === 'number'
+        ? 'number'
+        : typeof value === 'boolean'
+          ? 'boolean'
+          : typeof value === 'string'
+            ? 'string'
+            : 'json';
+    const original = kind === 'list' ? JSON.stringify((value as unknown[]).map(String)) : kind === 'json' ? JSON.stringify(value ?? null) : String(value);
+    const secret = kind === 'string' ? MASK.test(original) : kind === 'json' ? masked : false;
+    const pin = overridden.find((p) => prefix === p || prefix.startsWith(`${p}.`));
+    out.push({
+      path: prefix,
+      kind,
+      ...(itemKind ? { itemKind } : {}),
+      original,
+      secret,
+      overridden: pin !== undefined,
+      ...(pin !== undefined && pinnedBy[pin] ? { pinnedBy: pinnedBy[pin] } : {}),
+      doc: docOf(node),
+    });
   };
   walk(config, '');
   return out;
@@ -68,6 +150,18 @@ export function parseField(field: ConfigField, text: string): { value: unknown }
     }
     case 'boolean':
       return text === 'true' || text === 'false' ? { value: text === 'true' } : { error: 'must be true or false' };
+    case 'list': {
+      let rows: unknown;
+      try {
+        rows = JSON.parse(text);
+      } catch {
+        rows = null;
+      }
+      if (!Array.isArray(rows) || !rows.every((r) => typeof r === 'string')) return { error: 'must be a list' };
+      if (field.itemKind !== 'number') return { value: rows };
+      const bad = rows.findIndex((r) => r.trim() === '' || !Number.isFinite(Number(r)));
+      return bad >= 0 ? { error: `item ${bad + 1} must be a number` } : { value: rows.map(Number) };
+    }
     case 'json':
       try {
         return { value: JSON.parse(text) };
@@ -95,6 +189,7 @@ export function createConfigStore(client: ConsoleClient) {
   return createStore<ConfigState>()((set, get) => ({
     loading: false,
     view: null,
+    schema: null,
     fields: [],
     draft: {},
     fieldErrors: {},
@@ -104,8 +199,9 @@ export function createConfigStore(client: ConsoleClient) {
     async load() {
       set({ loading: true, error: null });
       try {
-        const view = await client.config();
-        const fields = flattenConfig(view.config, view.overridden);
+        const [view, schema] = await Promise.all([client.config(), get().schema ? Promise.resolve(get().schema) : client.configSchema().catch(() => null)]);
+        set({ schema });
+        const fields = flattenConfig(view.config, view.overridden, schema, view.pinnedBy);
         set({ view, fields, draft: Object.fromEntries(fields.map((f) => [f.path, f.secret ? '' : f.original])), fieldErrors: {} });
       } catch (err) {
         set({ error: errorText(err) });
@@ -152,7 +248,7 @@ export function createConfigStore(client: ConsoleClient) {
       set({ saving: true, error: null, message: null });
       try {
         const view = await client.patchConfig(buildPatch(values));
-        const fields = flattenConfig(view.config, view.overridden);
+        const fields = flattenConfig(view.config, view.overridden, get().schema, view.pinnedBy);
         set({ view, fields, draft: Object.fromEntries(fields.map((f) => [f.path, f.secret ? '' : f.original])), fieldErrors: {}, message: `Applied ${changes.length} change(s); the console reloaded them.` });
         return true;
       } catch (err) {

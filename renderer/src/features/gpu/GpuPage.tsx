@@ -5,7 +5,7 @@ import { Badge, Empty, ErrorText, Gauge, NotAvailable } from '../../app/componen
 import { bytes, clockTime, duration, pct } from '../../lib/format.js';
 import { gpuDevices } from '../../app/liveStore.js';
 import { path } from '../../lib/read.js';
-import { ttlLeft } from './store.js';
+import { clusterPanel, ttlLeft } from './store.js';
 
 const mib = (v: number | null | undefined) => (typeof v === 'number' ? v * 1024 * 1024 : undefined);
 
@@ -30,6 +30,7 @@ export default function GpuPage() {
 
   const devices = gpuDevices(snapshot);
   const noGpuReason = path(snapshot?.services.monitoring, ['telemetry', 'reason']);
+  const cluster = clusterPanel(snapshot?.services.monitoring);
   if (st.availability === 'missing') return <><h2>GPU &amp; tasks</h2><NotAvailable service="monitoring service" what="GET /api/v1/monitoring/gpu-lock/status" /></>;
   const lock = st.lock;
   const ttl = ttlLeft(lock, st.lockReceivedAt, now);
@@ -141,6 +142,48 @@ export default function GpuPage() {
           </>
         )}
       </section>
+      {cluster ? (
+        <section className="card" aria-labelledby="cluster-h" data-testid="gpu-cluster">
+          <h3 id="cluster-h">Cluster · this node {cluster.nodeId}</h3>
+          <p>
+            {cluster.redisConnected ? <Badge tone="ok">Redis connected</Badge> : <Badge tone="bad">Redis unreachable</Badge>} monitor lease:{' '}
+            <strong data-testid="lease-holder">{cluster.leaseHolder ?? 'nobody'}</strong>
+            {!cluster.redisConnected ? ' · cluster lock and heartbeat operations fail (503) until Redis is back; nobody times tasks out meanwhile' : ''}
+            {cluster.redisConnected && cluster.error ? ` · last read failed: ${cluster.error}` : ''}
+          </p>
+          <table>
+            <thead>
+              <tr><th scope="col">Node</th><th scope="col">GPUs</th><th scope="col">Held locks</th><th scope="col">Tasks</th></tr>
+            </thead>
+            <tbody>
+              {cluster.nodes.map((n) => (
+                <tr key={n.node}>
+                  <td>{n.node}{n.online ? '' : ' (offline)'}</td>
+                  <td>{n.gpus > 0 ? `${n.gpus} NVIDIA` : '—'} · lockable {n.lockable.join(', ') || '—'}</td>
+                  <td>{cluster.locks.filter((l) => l.node === n.node).map((l) => `${l.lockKey} (${l.holder ?? '?'})`).join(', ') || '—'}</td>
+                  <td>{cluster.tasks.filter((t) => t.node === n.node && t.status === 'running').length} running</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {cluster.tasks.length > 0 ? (
+            <table>
+              <thead>
+                <tr><th scope="col">Node</th><th scope="col">Task</th><th scope="col">Name</th><th scope="col">GPU lock</th><th scope="col">State</th><th scope="col">Last beat</th></tr>
+              </thead>
+              <tbody>
+                {cluster.tasks.map((t) => (
+                  <tr key={`${t.node}:${t.taskId}`}>
+                    <td>{t.node}</td><td>{t.taskId}</td><td>{t.owner}</td><td>{t.lockKey ?? '—'}</td>
+                    <td className={t.status === 'running' ? 'ok' : t.status === 'timed_out' ? 'bad' : 'muted'}>{t.status}</td>
+                    <td>{t.status === 'running' ? `${duration(t.lastBeatAgeSeconds)} ago` : '—'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : null}
+        </section>
+      ) : null}
     </>
   );
 }

@@ -3,6 +3,7 @@ import type { GpuLockStatus, HeartbeatsAll } from '../../../../shared/client/api
 import type { ConsoleClient } from '../../../../shared/client/consoleClient.js';
 import { classify, type Availability } from '../../lib/resource.js';
 import { errorText } from '../../lib/format.js';
+import { isObject } from '../../lib/read.js';
 
 export interface GpuState {
   availability: Availability;
@@ -52,3 +53,43 @@ export function createGpuStore(client: ConsoleClient, options: { now?: () => num
   }));
 }
 export type GpuStore = ReturnType<typeof createGpuStore>;
+
+/** One row of the cluster panel (every node's locks and tasks, from the live monitoring snapshot). */
+export interface ClusterPanel {
+  nodeId: string;
+  redisConnected: boolean;
+  leaseHolder: string | null;
+  error: string | null;
+  nodes: Array<{ node: string; online: boolean; gpus: number; lockable: number[] }>;
+  locks: Array<{ node: string; lockKey: string; holder: string | null; taskId: string | null }>;
+  tasks: Array<{ node: string; taskId: string; owner: string; status: string; lockKey: string | null; lastBeatAgeSeconds: number }>;
+}
+
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+const arr = (v: unknown): Array<Record<string, unknown>> => (Array.isArray(v) ? v.filter(isObject) : []);
+
+/** The cluster part of the monitoring snapshot (null on a single box); only held locks are listed. */
+export function clusterPanel(monitoring: unknown): ClusterPanel | null {
+  const c = isObject(monitoring) ? monitoring.cluster : undefined;
+  if (!isObject(c)) return null;
+  const redis = isObject(c.redis) ? c.redis : {};
+  const lease = isObject(c.lease) ? c.lease : {};
+  return {
+    nodeId: str(c.nodeId) ?? '?',
+    redisConnected: redis.connected === true,
+    leaseHolder: str(lease.holder),
+    error: str(c.error),
+    nodes: arr(c.nodes).map((n) => ({ node: str(n.node) ?? '?', online: n.online === true, gpus: Array.isArray(n.gpus) ? n.gpus.length : 0, lockable: Array.isArray(n.lockable) ? n.lockable.filter((g): g is number => typeof g === 'number') : [] })),
+    locks: arr(c.locks)
+      .filter((l) => l.isLocked === true)
+      .map((l) => ({ node: str(l.node) ?? '?', lockKey: str(l.lockKey) ?? '?', holder: str(l.holder), taskId: str(l.taskId) })),
+    tasks: arr(c.tasks).map((t) => ({
+      node: str(t.node) ?? '?',
+      taskId: str(t.taskId) ?? '?',
+      owner: str(t.owner) ?? '',
+      status: str(t.status) ?? '?',
+      lockKey: str(t.lockKey),
+      lastBeatAgeSeconds: typeof t.lastBeatAgeMs === 'number' ? t.lastBeatAgeMs / 1000 : 0,
+    })),
+  };
+}

@@ -1,11 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ConsoleConfig } from '../../../../../shared/contracts/config/index.js';
 import { maskSecretsDeep } from '../../../../../shared/mask.js';
 import { issuesToDetails } from '../../../../../shared/contracts/validate.js';
 import type { Clock } from '../../../base/clock.js';
-import type { ConfigIssue, ConfigStore } from '../../../base/config.js';
+import { annotatedConfigSchema, type ConfigIssue, type ConfigStore } from '../../../base/config.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { Store } from '../../../base/store.js';
 import type { Auth } from '../../auth.js';
@@ -36,11 +35,13 @@ export const consoleConfigPlugin: FastifyPluginAsync<ConsoleConfigPluginOptions>
     config: maskSecretsDeep(config.get()) as Record<string, unknown>,
     file: maskSecretsDeep(config.fileLayer()),
     overridden: config.overriddenPaths(),
+    pinnedBy: config.pinnedBy(),
     path: config.path,
   });
 
   app.get('/api/console/config', { preHandler: auth.admin }, async () => view());
-  app.get('/api/console/config/schema', async () => ConsoleConfig);
+  const schema = annotatedConfigSchema();
+  app.get('/api/console/config/schema', async () => schema);
 
   app.put('/api/console/config', { preHandler: auth.admin, schema: { body: AnyObject } }, async (request) => {
     const result = config.replaceFileLayer(request.body);

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { Kind, type Static, type TSchema } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -10,15 +9,16 @@ import {
   ModelIdParams,
   ModelLoadRequest,
   StreamWithMetadataRequest,
-  type GenerationParameters,
 } from '../../../../../shared/contracts/engine.js';
 import { parsePriority, type Priority } from '../../../../../shared/contracts/priority.js';
 import { checkValue } from '../../../../../shared/contracts/validate.js';
 import type { Clock } from '../../../base/clock.js';
 import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../../base/errors.js';
-import type { EngineRoute, EngineService, GenerationResult, QueuePosition, RunOptions, SamplingParams } from '../../../services/engine/engineService.js';
+import type { EngineRoute, EngineService, GenerationResult, QueuePosition } from '../../../services/engine/engineService.js';
+import { generationId, newId, newTraceId, openAiSampling, restSampling, type GenerateOptions, type GenerationRequest } from '../../../services/engine/generation.js';
 import { TokenChunker } from '../../../services/engine/tokenChunker.js';
 import type { Auth } from '../../auth.js';
+import { clientGoneSignal } from '../../clientGone.js';
 import { errorBody, logServerError, toAppError } from '../errorEnvelope.js';
 import type { OpenAiHandlers, OpenAiModel } from './openaiRouter.js';
 
@@ -167,69 +167,37 @@ class SseResponse {
   }
 }
 
-/** An AbortSignal that fires when the client goes away before the response is complete. */
-function clientGone(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort(new AppError(ErrorCode.INVALID_REQUEST, 'client closed the connection', { status: 499 }));
-  });
-  return controller.signal;
-}
-
 function priorityOf(request: FastifyRequest): Priority {
   return parsePriority(request.headers['x-priority']).priority;
 }
 
-function stopList(stop: string | string[] | null | undefined): string[] | undefined {
-  if (stop === undefined || stop === null) return undefined;
-  return Array.isArray(stop) ? stop : [stop];
+/** What one surface sends on its SSE stream for each step of a generation (`send` writes one `data:` event). */
+interface SseEncoder {
+  started?(): void;
+  text(text: string, tokens: number): void;
+  done(result: GenerationResult): void;
 }
-
-function restParams(g: GenerationParameters | undefined): SamplingParams {
-  return {
-    maxTokens: g?.maxNewTokens ?? 256,
-    temperature: g?.temperature ?? 0.7,
-    topP: g?.topP ?? 0.95,
-    repeatPenalty: g?.repetitionPenalty ?? 1.0,
-    ...(g?.seed !== undefined ? { seed: g.seed } : {}),
-    ...(g?.stop ? { stop: g.stop } : {}),
-  };
-}
-
-function openAiParams(body: ChatCompletionRequest | CompletionRequest): SamplingParams {
-  return {
-    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? 256,
-    temperature: body.temperature ?? 0.7,
-    topP: body.top_p ?? 0.9,
-    repeatPenalty: body.repetition_penalty ?? 1.0,
-    ...(body.frequency_penalty ? { frequencyPenalty: body.frequency_penalty } : {}),
-    ...(body.presence_penalty ? { presencePenalty: body.presence_penalty } : {}),
-    ...(body.seed !== undefined && body.seed !== null ? { seed: body.seed } : {}),
-    ...(stopList(body.stop) ? { stop: stopList(body.stop) } : {}),
-  };
-}
-
-const hex32 = () => randomUUID().replace(/-/g, '');
 
 /**
  * The engine's HTTP surface: the seed API (`/api/v1/inference*`, `/api/v1/models*`, engine
- * status) and the local OpenAI handlers that `openaiRouterPlugin` mounts on `/v1`.
+ * status) and the local OpenAI handlers that `openaiRouterPlugin` mounts on `/v1`. Every
+ * generation route is `engine.generate()` encoded as JSON (`respondJson`) or SSE (`respondSse`).
  */
 export function createEngineHttp({ engine, clock }: { engine: EngineService; clock: Clock }) {
   const unix = () => Math.floor(clock.now() / 1000);
 
-  /** Runs `fn` with the run options every surface shares; remembers the first queue place for headers. */
-  const runOptions = (request: FastifyRequest, reply: FastifyReply, route: EngineRoute, ttl: number | undefined, extra: Partial<RunOptions> = {}) => {
-    const opts: RunOptions = {
-      route,
-      priority: priorityOf(request),
-      requestId: String(request.id),
-      signal: clientGone(reply),
-      ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
-      ...extra,
-    };
-    return opts;
-  };
+  /** Who asks, how urgently, and the signal that the client went away. */
+  const generateOptions = (request: FastifyRequest, reply: FastifyReply, route: EngineRoute, ttl: number | undefined): GenerateOptions => ({
+    route,
+    priority: priorityOf(request),
+    requestId: String(request.id),
+    signal: clientGoneSignal((gone) =>
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) gone();
+      }),
+    ),
+    ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
+  });
 
   /** A malformed body, refused before the engine saw the request. */
   const invalid = (route: EngineRoute, err: unknown) => {
@@ -246,13 +214,6 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
     return e;
   };
 
-  /** An error after the SSE stream started: logged (5xx) and sent as the stream's last event. */
-  const failedMidStream = (request: FastifyRequest, err: unknown) => {
-    const e = toAppError(err);
-    logServerError(request, e, err);
-    return e;
-  };
-
   /** Non-streaming responses carry the queue place the request first had (0 = served at once). */
   const queueHeaders = () => {
     let first: QueuePosition = { position: 0, etaMs: 0 };
@@ -264,6 +225,67 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       },
       apply: (reply: FastifyReply) => void reply.headers({ 'x-queue-position': String(first.position), 'x-queue-eta-ms': String(first.etaMs) }),
     };
+  };
+
+  /** A generation as one JSON response: its result, with the first queue place in headers; any error is an ordinary HTTP error. */
+  const respondJson = async <T>(reply: FastifyReply, route: EngineRoute, request: GenerationRequest, opts: GenerateOptions, encode: (r: GenerationResult) => T): Promise<T> => {
+    const q = queueHeaders();
+    for await (const event of engine.generate(request, opts)) {
+      if (event.type === 'queued') q.onQueued(event.position);
+      else if (event.type === 'error') throw rejected(route, event.error);
+      else if (event.type === 'done') {
+        q.apply(reply);
+        return encode(event.result);
+      }
+    }
+    throw new AppError(ErrorCode.INTERNAL_ERROR, 'the generation ended without a result');
+  };
+
+  /**
+   * A generation as an SSE stream, started on its first `queued` or `started` event: an error
+   * before that is an ordinary HTTP error; after it, the stream's last event (logged when 5xx), then
+   * `[DONE]` as after a result.
+   */
+  const respondSse = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    route: EngineRoute,
+    generation: GenerationRequest,
+    opts: GenerateOptions,
+    errorFormat: 'openai' | 'engine',
+    encoder: (send: (value: unknown) => void) => SseEncoder,
+  ): Promise<FastifyReply> => {
+    const sse = new SseResponse(reply);
+    const enc = encoder((value) => sse.data(value));
+    for await (const event of engine.generate(generation, opts)) {
+      switch (event.type) {
+        case 'queued':
+          sse.queued(event.position);
+          break;
+        case 'started':
+          sse.start({ position: 0, etaMs: 0 });
+          enc.started?.();
+          break;
+        case 'text':
+          enc.text(event.text, event.tokens);
+          break;
+        case 'done':
+          enc.done(event.result);
+          sse.data('[DONE]');
+          sse.end();
+          break;
+        case 'error': {
+          if (!sse.isStarted) throw rejected(route, event.error);
+          const e = toAppError(event.error);
+          logServerError(request, e, event.error);
+          sse.data(errorBody(e, errorFormat).body);
+          sse.data('[DONE]');
+          sse.end();
+          break;
+        }
+      }
+    }
+    return reply;
   };
 
   const usage = (r: GenerationResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
@@ -279,64 +301,49 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       } catch (err) {
         throw invalid(route, err);
       }
-      const id = `chatcmpl-${hex32()}`;
+      const id = newId('chatcmpl');
       const created = unix();
-      const input = {
-        modelId: body.model,
-        messages: body.messages,
-        params: openAiParams(body),
-        ...(body.response_format ? { responseFormat: body.response_format } : {}),
-        ...(body.tools ? { tools: body.tools } : {}),
-        ...(body.tool_choice ? { toolChoice: body.tool_choice } : {}),
+      const generation: GenerationRequest = {
+        kind: 'chat',
+        input: {
+          modelId: body.model,
+          messages: body.messages,
+          params: openAiSampling(body),
+          ...(body.response_format ? { responseFormat: body.response_format } : {}),
+          ...(body.tools ? { tools: body.tools } : {}),
+          ...(body.tool_choice ? { toolChoice: body.tool_choice } : {}),
+        },
       };
+      const opts = generateOptions(request, reply, route, body.ttl);
       const toolCallsOf = (r: GenerationResult) => r.toolCalls?.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: c.arguments } }));
       if (!body.stream) {
-        const q = queueHeaders();
-        const r = await engine.chat(input, runOptions(request, reply, route, body.ttl, { onQueued: q.onQueued })).catch((err: unknown) => {
-          throw rejected(route, err);
+        return respondJson(reply, route, generation, opts, (r) => {
+          const toolCalls = toolCallsOf(r);
+          return {
+            id,
+            object: 'chat.completion',
+            created,
+            model: r.modelId,
+            choices: [{ index: 0, message: { role: 'assistant', content: toolCalls ? (r.text === '' ? null : r.text) : r.text, ...(toolCalls ? { tool_calls: toolCalls } : {}) }, finish_reason: r.finishReason, logprobs: null }],
+            usage: usage(r),
+          };
         });
-        q.apply(reply);
-        const toolCalls = toolCallsOf(r);
-        return {
-          id,
-          object: 'chat.completion',
-          created,
-          model: r.modelId,
-          choices: [{ index: 0, message: { role: 'assistant', content: toolCalls ? (r.text === '' ? null : r.text) : r.text, ...(toolCalls ? { tool_calls: toolCalls } : {}) }, finish_reason: r.finishReason, logprobs: null }],
-          usage: usage(r),
-        };
       }
-      const sse = new SseResponse(reply);
       let model = body.model ?? 'default';
       const chunk = (delta: Record<string, unknown>, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] });
-      try {
-        const r = await engine.chat(
-          input,
-          runOptions(request, reply, route, body.ttl, {
-            onQueued: (p) => sse.queued(p),
-            onStart: () => {
-              sse.start({ position: 0, etaMs: 0 });
-              sse.data(chunk({ role: 'assistant', content: '' }, null));
-            },
-            onText: (text) => {
-              if (text !== '') sse.data(chunk({ content: text }, null));
-            },
-          }),
-        );
-        model = r.modelId;
-        const toolCalls = toolCallsOf(r);
-        if (toolCalls) sse.data(chunk({ tool_calls: toolCalls.map((c, index) => ({ index, ...c })) }, null));
-        sse.data(chunk({}, r.finishReason));
-        if (body.stream_options?.include_usage) sse.data({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage(r) });
-        sse.data('[DONE]');
-        sse.end();
-      } catch (err) {
-        if (!sse.isStarted) throw rejected(route, err);
-        sse.data(errorBody(failedMidStream(request, err), 'openai').body);
-        sse.data('[DONE]');
-        sse.end();
-      }
-      return reply;
+      return respondSse(request, reply, route, generation, opts, 'openai', (send) => ({
+        started: () => send(chunk({ role: 'assistant', content: '' }, null)),
+        text: (text) => {
+          if (text !== '') send(chunk({ content: text }, null));
+        },
+        done: (r) => {
+          model = r.modelId;
+          const toolCalls = toolCallsOf(r);
+          if (toolCalls) send(chunk({ tool_calls: toolCalls.map((c, index) => ({ index, ...c })) }, null));
+          send(chunk({}, r.finishReason));
+          if (body.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage(r) });
+        },
+      }));
     },
 
     async completions(request, reply, raw) {
@@ -348,43 +355,32 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
         throw invalid(route, err);
       }
       const prompt = Array.isArray(body.prompt) ? body.prompt[0]! : body.prompt;
-      const id = `cmpl-${hex32()}`;
+      const id = newId('cmpl');
       const created = unix();
-      const input = { modelId: body.model, prompt, params: openAiParams(body) };
+      const generation: GenerationRequest = { kind: 'completion', input: { modelId: body.model, prompt, params: openAiSampling(body) } };
+      const opts = generateOptions(request, reply, route, body.ttl);
       if (!body.stream) {
-        const q = queueHeaders();
-        const r = await engine.complete(input, runOptions(request, reply, route, body.ttl, { onQueued: q.onQueued })).catch((err: unknown) => {
-          throw rejected(route, err);
-        });
-        q.apply(reply);
-        return { id, object: 'text_completion', created, model: r.modelId, choices: [{ index: 0, text: r.text, finish_reason: r.finishReason, logprobs: null }], usage: usage(r) };
+        return respondJson(reply, route, generation, opts, (r) => ({
+          id,
+          object: 'text_completion',
+          created,
+          model: r.modelId,
+          choices: [{ index: 0, text: r.text, finish_reason: r.finishReason, logprobs: null }],
+          usage: usage(r),
+        }));
       }
-      const sse = new SseResponse(reply);
       let model = body.model ?? 'default';
       const chunk = (text: string, finish: string | null) => ({ id, object: 'text_completion', created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }] });
-      try {
-        const r = await engine.complete(
-          input,
-          runOptions(request, reply, route, body.ttl, {
-            onQueued: (p) => sse.queued(p),
-            onStart: () => sse.start({ position: 0, etaMs: 0 }),
-            onText: (text) => {
-              if (text !== '') sse.data(chunk(text, null));
-            },
-          }),
-        );
-        model = r.modelId;
-        sse.data(chunk('', r.finishReason));
-        if (body.stream_options?.include_usage) sse.data({ id, object: 'text_completion', created, model, choices: [], usage: usage(r) });
-        sse.data('[DONE]');
-        sse.end();
-      } catch (err) {
-        if (!sse.isStarted) throw rejected(route, err);
-        sse.data(errorBody(failedMidStream(request, err), 'openai').body);
-        sse.data('[DONE]');
-        sse.end();
-      }
-      return reply;
+      return respondSse(request, reply, route, generation, opts, 'openai', (send) => ({
+        text: (text) => {
+          if (text !== '') send(chunk(text, null));
+        },
+        done: (r) => {
+          model = r.modelId;
+          send(chunk('', r.finishReason));
+          if (body.stream_options?.include_usage) send({ id, object: 'text_completion', created, model, choices: [], usage: usage(r) });
+        },
+      }));
     },
 
     async embeddings(request, reply, raw) {
@@ -397,7 +393,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
       }
       const inputs = Array.isArray(body.input) ? body.input : [body.input];
       const q = queueHeaders();
-      const r = await engine.embed(body.model, inputs, runOptions(request, reply, route, body.ttl, { onQueued: q.onQueued })).catch((err: unknown) => {
+      const r = await engine.embed(body.model, inputs, { ...generateOptions(request, reply, route, body.ttl), onQueued: q.onQueued }).catch((err: unknown) => {
         throw rejected(route, err);
       });
       q.apply(reply);
@@ -425,26 +421,28 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
   // ------------------------------------------------------------ /api/v1 (seed API)
 
   const plugin: FastifyPluginAsync<EnginePluginOptions> = async (app, { auth }) => {
-    const genId = () => `gen-${hex32().slice(0, 16)}`;
+    const completion = (body: InferenceRequest): GenerationRequest => ({
+      kind: 'completion',
+      input: { modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restSampling(body.generation) },
+    });
 
     app.post('/api/v1/inference', { preHandler: auth.apiKey, schema: { body: InferenceRequest } }, async (request, reply) => {
       const body = request.body as InferenceRequest;
-      const q = queueHeaders();
-      const r = await engine
-        .complete({ modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) }, runOptions(request, reply, 'api_inference', body.ttl, { onQueued: q.onQueued }))
-        .catch((err: unknown) => {
-          throw rejected('api_inference', err);
-        });
-      q.apply(reply);
-      return { id: genId(), modelId: r.modelId, object: 'text_completion', created: unix(), choices: [{ index: 0, text: r.text, finish_reason: r.finishReason }], usage: usage(r) };
+      return respondJson(reply, 'api_inference', completion(body), generateOptions(request, reply, 'api_inference', body.ttl), (r) => ({
+        id: generationId(),
+        modelId: r.modelId,
+        object: 'text_completion',
+        created: unix(),
+        choices: [{ index: 0, text: r.text, finish_reason: r.finishReason }],
+        usage: usage(r),
+      }));
     });
 
     const streamRoute = (path: string, withMetadata: boolean) =>
       app.post(path, { preHandler: auth.apiKey, schema: { body: withMetadata ? StreamWithMetadataRequest : InferenceRequest } }, async (request, reply) => {
         const body = request.body as StreamWithMetadataRequest;
-        const id = genId();
-        const traceId = withMetadata ? (body.metadata?.traceId ?? body.metadata?.trace_id ?? `trace-${randomUUID()}`) : undefined;
-        const sse = new SseResponse(reply);
+        const id = generationId();
+        const traceId = withMetadata ? (body.metadata?.traceId ?? body.metadata?.trace_id ?? newTraceId()) : undefined;
         let offset = 0;
         const event = (text: string, finish?: string) => ({
           id,
@@ -452,29 +450,16 @@ export function createEngineHttp({ engine, clock }: { engine: EngineService; clo
           ...(traceId ? { traceId } : {}),
           choices: [{ index: 0, text, ...(finish ? { finish_reason: finish } : {}), offset }],
         });
-        const chunker = new TokenChunker(engine.chunkSize(), (text) => {
-          sse.data(event(text));
-          offset++;
+        return respondSse(request, reply, 'api_stream', completion(body), generateOptions(request, reply, 'api_stream', body.ttl), 'engine', (send) => {
+          const chunker = new TokenChunker(engine.chunkSize(), (text) => {
+            send(event(text));
+            offset++;
+          });
+          return {
+            text: (text, tokens) => chunker.push(text, tokens),
+            done: (r) => send(event(chunker.take(), r.finishReason)),
+          };
         });
-        try {
-          const r = await engine.complete(
-            { modelId: body.modelId, prompt: body.prompt, adapter: body.adapter, params: restParams(body.generation) },
-            runOptions(request, reply, 'api_stream', body.ttl, {
-              onQueued: (p) => sse.queued(p),
-              onStart: () => sse.start({ position: 0, etaMs: 0 }),
-              onText: (text, tokens) => chunker.push(text, tokens),
-            }),
-          );
-          sse.data(event(chunker.take(), r.finishReason));
-          sse.data('[DONE]');
-          sse.end();
-        } catch (err) {
-          if (!sse.isStarted) throw rejected('api_stream', err);
-          sse.data(errorBody(failedMidStream(request, err), 'engine').body);
-          sse.data('[DONE]');
-          sse.end();
-        }
-        return reply;
       });
     streamRoute('/api/v1/inference/stream', false);
     streamRoute('/api/v1/inference/streamWithMetadata', true);

@@ -26,6 +26,31 @@ export function upstreamModelId(modelId: string): string {
   return rest.includes('/') ? rest : modelId;
 }
 
+/** `"model"` as a JSON key, and any `\u00XX` escape of an ASCII character (which could spell a key). */
+const MODEL_KEY = /"model"\s*:\s*/g;
+const ASCII_ESCAPE = /\\u00[0-7]/i;
+
+/**
+ * The body to send upstream: the client's own JSON text, with only the model id replaced where it
+ * changes, so the body is not serialised again (issue 16). The text is spliced only when that is
+ * certainly the top-level `model`: the key appears once in the whole text, no escape could spell
+ * it elsewhere, and its value is exactly the id routed on; anything else is serialised from the
+ * parsed body as before.
+ */
+export function upstreamBody(raw: string | null, body: Record<string, unknown>, modelId: string, upstreamId: string): string {
+  if (raw !== null && upstreamId === modelId) return raw;
+  if (raw !== null && !ASCII_ESCAPE.test(raw)) {
+    MODEL_KEY.lastIndex = 0;
+    const first = MODEL_KEY.exec(raw);
+    if (first && MODEL_KEY.exec(raw) === null) {
+      const at = first.index + first[0].length;
+      const quoted = JSON.stringify(modelId);
+      if (raw.startsWith(quoted, at)) return `${raw.slice(0, at)}${JSON.stringify(upstreamId)}${raw.slice(at + quoted.length)}`;
+    }
+  }
+  return JSON.stringify({ ...body, model: upstreamId });
+}
+
 type Path = '/chat/completions' | '/completions' | '/embeddings';
 
 /**
@@ -51,7 +76,7 @@ export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpen
       method: 'POST',
       path,
       headers: request.headers,
-      body: JSON.stringify({ ...body, model: upstreamModelId(modelId) }),
+      body: upstreamBody(typeof body.model === 'string' ? request.rawJson : null, body, modelId, upstreamModelId(modelId)),
       priority,
       priorityInvalid: invalid,
       signal: ac.signal,
@@ -298,6 +323,6 @@ export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (ap
     const body = request.body ?? {};
     const details = validate(LimiterResetRequest, body);
     if (details.length > 0) throw new AppError(ErrorCode.INVALID_REQUEST, 'Body must be {} or {"provider": "<name>"}', { details });
-    return { status: 'ok', retreat: limiter.reset((body as LimiterResetRequest).provider) };
+    return { status: 'ok', retreat: await limiter.reset((body as LimiterResetRequest).provider) };
   });
 };

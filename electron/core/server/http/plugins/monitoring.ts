@@ -357,6 +357,35 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
       })),
       heartbeats: { active: s.heartbeats.active.length, dead: s.heartbeats.dead.length, orphaned: s.heartbeats.orphaned.length },
       telemetry: { nvidia_available: s.telemetry.nvidiaAvailable, reason: s.telemetry.reason, latest: s.telemetry.latest },
+      cluster: s.cluster && {
+        node_id: s.cluster.nodeId,
+        redis_connected: s.cluster.redis.connected,
+        lease_holder: s.cluster.lease.holder,
+        lease_held_here: s.cluster.lease.heldHere,
+        error: s.cluster.error,
+        refreshed_at: sec(s.cluster.refreshedWall),
+        nodes: s.cluster.nodes.map((n) => ({ node_id: n.node, online: n.online, lockable: n.lockable, nvidia_available: n.nvidiaAvailable, gpus: n.gpus })),
+        locks: s.cluster.locks.map((v) => ({
+          node_id: v.node,
+          lock_key: v.lockKey,
+          is_locked: v.isLocked,
+          lock_holder: v.holder,
+          task_id: v.taskId,
+          ttl_seconds: v.ttlRemainingSeconds === null ? null : round3(v.ttlRemainingSeconds),
+          lock_age: v.lockAgeSeconds === null ? null : round3(v.lockAgeSeconds),
+        })),
+        tasks: s.cluster.tasks.map((t) => ({
+          node_id: t.node,
+          task_id: t.taskId,
+          task_name: t.owner,
+          status: t.status,
+          gpu_lock: t.lockKey,
+          last_beat_age: round3(t.lastBeatAgeMs / 1000),
+          timeout_seconds: t.timeoutMs / 1000,
+          progress: t.progress,
+          end_reason: t.endReason,
+        })),
+      },
     };
   });
 };

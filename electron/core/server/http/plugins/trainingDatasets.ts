@@ -4,6 +4,7 @@ import { DatasetDetails, DatasetListResponse, DatasetNameParams } from '../../..
 import { invalidRequest } from '../../../base/errors.js';
 import type { DatasetLibrary } from '../../../services/training/datasetLibrary.js';
 import type { Auth } from '../../auth.js';
+import { settledFileStream } from '../multipartFile.js';
 
 export interface TrainingDatasetsPluginOptions extends Record<string, unknown> {
   datasets: DatasetLibrary;
@@ -33,6 +34,7 @@ export const trainingDatasetsPlugin: FastifyPluginAsync<TrainingDatasetsPluginOp
     // One byte over the limit is let through so the library sees it and answers 413.
     const part = await request.file({ limits: { fileSize: datasets.maxUploadBytes + 1, files: 1 }, throwFileSizeLimit: false });
     if (!part) throw missing();
-    return datasets.upload(part.filename, part.file);
+    // Wrapped before anything is awaited: a body cut short before its closing boundary is a 400.
+    return datasets.upload(part.filename, settledFileStream(part.file));
   });
 };

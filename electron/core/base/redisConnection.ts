@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { createClient } from 'redis';
-import { AppError, ErrorCode } from '../../base/errors.js';
+import { AppError, ErrorCode } from './errors.js';
 
 export type RedisClient = ReturnType<typeof createClient>;
 
@@ -45,11 +45,41 @@ export class RedisConnection {
   private lastError: string | null = null;
   private downSinceWall: number | null = null;
   private closed = false;
+  private users = 0;
+  private connecting: Promise<void> | null = null;
   private readonly reconnectListeners = new Set<() => void>();
+  /** A second connection for pub/sub (a subscribed client cannot send commands), opened on first use. */
+  private subscriber: RedisClient | null = null;
+  private readonly channels = new Map<string, Set<(message: string) => void>>();
   readonly redactedUrl: string;
 
   constructor(private readonly o: RedisConnectionOptions) {
     this.redactedUrl = redactRedisUrl(o.url);
+  }
+
+  /**
+   * For each service that uses the connection (GPU locks, provider budgets): connects on the first
+   * use, and the returned release closes it when the last user is done. Either service may stop and
+   * start again on its own.
+   */
+  async open(): Promise<() => Promise<void>> {
+    this.users++;
+    try {
+      this.connecting ??= this.connect().finally(() => {
+        this.connecting = null;
+      });
+      await this.connecting;
+    } catch (err) {
+      this.users--;
+      throw err;
+    }
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      this.users--;
+      if (this.users === 0) await this.close();
+    };
   }
 
   async connect(): Promise<void> {
@@ -136,9 +166,48 @@ export class RedisConnection {
     }
   }
 
+  /**
+   * Subscribes to a channel on the shared subscriber connection (opened on first use; it reconnects
+   * and re-subscribes by itself). Messages lost while Redis is away are not replayed: callers keep
+   * their own state fresh from command replies too. Returns the unsubscribe function.
+   */
+  async subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>> {
+    const client = this.client;
+    if (!client || this.closed) throw this.unavailable(`subscribe ${channel}`, 'not connected');
+    if (!this.subscriber) {
+      const sub = client.duplicate();
+      sub.on('error', () => undefined); // the main client logs connection errors once
+      await this.run(`subscribe ${channel}`, () => sub.connect().then(() => undefined));
+      this.subscriber = sub;
+    }
+    const sub = this.subscriber;
+    let set = this.channels.get(channel);
+    if (!set) {
+      const fresh = new Set<(message: string) => void>();
+      set = fresh;
+      this.channels.set(channel, fresh);
+      await this.run(`subscribe ${channel}`, () =>
+        sub.subscribe(channel, (message: string) => {
+          for (const l of fresh) l(message);
+        }),
+      );
+    }
+    set.add(listener);
+    return async () => {
+      set.delete(listener);
+      if (set.size > 0 || this.channels.get(channel) !== set) return;
+      this.channels.delete(channel);
+      if (sub.isReady) await sub.unsubscribe(channel).catch(() => undefined);
+    };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const sub = this.subscriber;
+    this.subscriber = null;
+    this.channels.clear();
+    if (sub?.isOpen) await sub.disconnect().catch(() => undefined);
     const client = this.client;
     this.client = null;
     if (!client) return;
@@ -158,7 +227,7 @@ export class RedisConnection {
   }
 
   private unavailable(what: string, why: string, cause?: unknown): AppError {
-    return new AppError(ErrorCode.UNAVAILABLE, `Cluster lock store unavailable (${what}): Redis at ${this.redactedUrl}: ${why}. Fail-closed: no GPU lock is granted while Redis is away; retry later.`, {
+    return new AppError(ErrorCode.UNAVAILABLE, `Cluster store unavailable (${what}): Redis at ${this.redactedUrl}: ${why}. Fail-closed: no GPU lock and no shared provider budget token is granted while Redis is away; retry later.`, {
       cause,
       details: [{ type: 'cluster_unavailable', field: 'cluster.redisUrl', description: why }],
     });
