@@ -405,7 +405,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
-      if (limiter) await http.register(limiterPlugin, { limiter, auth, clock });
+      if (limiter) await http.register(limiterPlugin, { limiter, auth, stream });
       await http.register(trainingPlugin, { training, auth, clock });
       await http.register(trainingDatasetsPlugin, { datasets, auth });
       await http.register(runtimePlugin, { runtime, auth, store, clock });
@@ -427,7 +427,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
         await limiterHttp.init();
         await limiterHttp.register(healthPlugin, { health, clock, version, startedAt, startedMono });
         await limiterHttp.register(openaiRouterPlugin, { auth, remote: openaiRemote });
-        await limiterHttp.register(limiterPlugin, { limiter, auth, clock });
+        await limiterHttp.register(limiterPlugin, { limiter, auth, stream });
         addresses.limiterUrl = urlOf(await limiterHttp.listen());
       }
       if (metricsHttp) {

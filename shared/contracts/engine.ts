@@ -207,3 +207,18 @@ export const EmbeddingRequest = Type.Object({
   ttl: Type.Optional(Ttl),
 });
 export type EmbeddingRequest = Static<typeof EmbeddingRequest>;
+
+/** `GET /api/v1/models` (§5.1). */
+export const ModelListResponse = Type.Object({ models: Type.Array(ModelSummary) });
+export type ModelListResponse = Static<typeof ModelListResponse>;
+
+/** One model of `GET /v1/models` (OpenAI list; a provider may add fields). */
+export const OpenAiModel = Type.Object(
+  { id: Type.String(), object: Type.Literal('model'), created: Type.Integer(), owned_by: Type.String() },
+  { additionalProperties: true },
+);
+export type OpenAiModel = Static<typeof OpenAiModel>;
+
+/** `GET /v1/models`: local and provider models together. */
+export const OpenAiModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(OpenAiModel) });
+export type OpenAiModelList = Static<typeof OpenAiModelList>;

@@ -199,3 +199,32 @@ export const MonitoringSnapshotResponse = Type.Object({
   ]),
 });
 export type MonitoringSnapshotResponse = Static<typeof MonitoringSnapshotResponse>;
+
+/** POST /lock/release (§7.6, admin): the seed's Chinese messages kept; a freed lock names its holder. */
+export const ForceReleaseResponse = Type.Object({
+  success: Type.Boolean(),
+  message: Type.String(),
+  lock_key: Type.String(),
+  task_name: Type.String(),
+  released_holder: Type.Optional(Type.String()),
+  fencing_token: Type.Optional(Type.Union([Type.Integer(), Type.String()])),
+  reason: Type.Optional(Type.String()),
+});
+export type ForceReleaseResponse = Static<typeof ForceReleaseResponse>;
+
+/** One GPU of the telemetry sample (nvidia-smi); a value the driver does not report is null. */
+export const GpuReading = Type.Object({
+  index: Type.Integer(),
+  uuid: Type.String(),
+  name: Type.String(),
+  /** Percent 0–100. */
+  utilizationGpu: Nullable(Type.Number()),
+  utilizationMemory: Nullable(Type.Number()),
+  memoryTotalMiB: Nullable(Type.Number()),
+  memoryUsedMiB: Nullable(Type.Number()),
+  memoryFreeMiB: Nullable(Type.Number()),
+  temperatureC: Nullable(Type.Number()),
+  powerDrawW: Nullable(Type.Number()),
+  powerLimitW: Nullable(Type.Number()),
+});
+export type GpuReading = Static<typeof GpuReading>;

@@ -91,6 +91,8 @@ export const ConsoleConfigView = Type.Object({
   file: Type.Record(Type.String(), Type.Unknown()),
   /** Dotted paths set by env vars or flags (a file edit does not change them). */
   overridden: Type.Array(Type.String()),
+  /** What pins each overridden path: `env CONSOLE_HTTP_PORT`, `flag --port`. */
+  pinnedBy: Type.Optional(Type.Record(Type.String(), Type.String())),
   path: Type.String(),
 });
 export type ConsoleConfigView = Static<typeof ConsoleConfigView>;

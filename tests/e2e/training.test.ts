@@ -38,7 +38,7 @@ describe('Training page with the native trainer on the tiny model', () => {
     await page.getByText('Base model is required').waitFor();
     await page.getByLabel('Epochs').fill('1.5');
     await page.getByRole('button', { name: 'Start training' }).click();
-    await page.getByText('Epochs must be a positive whole number').waitFor();
+    await page.getByText('Epochs: expected integer, got 1.5').waitFor();
     const list = (await (await fetch(`${c.url}/api/v1/training/list`)).json()) as { total: number };
     expect(list.total).toBe(0);
   });

@@ -7,17 +7,26 @@ import type { DownloadView } from '../../shared/contracts/models.js';
 import { FakeHf } from '../helpers/fakeHf.js';
 import { tinyGguf } from '../helpers/gguf.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitFor as waitUntil } from '../helpers/training.js';
 
 const REPO = 'acme/Tiny-Chat-GGUF';
 const BIG = 256 * 1024; // F32 elements: ~1 MiB files
 
 /** Reads `event: download` frames from the SSE stream until `until` says stop. */
-async function collectEvents(url: string, until: (events: DownloadView[], raw: string) => boolean, timeoutMs = 30_000): Promise<{ events: DownloadView[]; raw: string }> {
+/**
+ * Opens the SSE stream; resolves once the server answered (it has subscribed), with `done` for
+ * the events collected until `until` holds.
+ */
+async function collectEvents(url: string, until: (events: DownloadView[], raw: string) => boolean, timeoutMs = 30_000): Promise<{ done: Promise<{ events: DownloadView[]; raw: string }> }> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const res = await fetch(url, { signal: controller.signal });
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+  return { done: readEvents(res, until, controller, timer) };
+}
+
+async function readEvents(res: Response, until: (events: DownloadView[], raw: string) => boolean, controller: AbortController, timer: NodeJS.Timeout): Promise<{ events: DownloadView[]; raw: string }> {
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
   const events: DownloadView[] = [];
@@ -77,13 +86,15 @@ describe('model downloads', () => {
   };
   const get = async (id: string) => (await (await fetch(`${tc.url}/api/v1/library/downloads/${id}`)).json()) as DownloadView;
   const waitFor = async (id: string, ok: (d: DownloadView) => boolean, timeoutMs = 30_000): Promise<DownloadView> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const d = await get(id);
-      if (ok(d)) return d;
-      if (Date.now() > deadline) throw new Error(`timed out waiting; last: ${JSON.stringify(d)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    return waitUntil(
+      async () => {
+        const d = await get(id);
+        return ok(d) ? d : undefined;
+      },
+      timeoutMs,
+      `download ${id}`,
+      50,
+    );
   };
 
   it('downloads hf:owner/repo:quant with progress on the SSE stream, verifies sha256 and lists the model', async () => {
@@ -96,13 +107,13 @@ describe('model downloads', () => {
       `${tc.url}/api/v1/library/downloads/events`,
       (ev, raw) => ev.some((e) => e.status === 'failed') || (ev.some((e) => e.status === 'completed') && raw.includes('event: files')),
     );
-    await new Promise((r) => setTimeout(r, 100)); // let the stream subscribe before the download starts
+    const { done: eventsCollected } = await eventsDone; // the stream has subscribed before the download starts
     const { status, body } = await start({ uri: `hf:${REPO}:Q4_K_M` });
     expect(status).toBe(202);
     expect(body).toMatchObject({ name: 'tiny-chat-Q4_K_M', bytesTotal: big.length, sha256: sha(big) });
     expect(['queued', 'downloading']).toContain(body.status);
     expect(body.id).toMatch(/^dl-/);
-    const { events, raw } = await eventsDone;
+    const { events, raw } = await eventsCollected;
     expect(raw.startsWith('retry: 3000')).toBe(true);
     expect(raw).toContain('event: files\ndata: {}\n\n');
     const mine = events.filter((e) => e.id === body.id);

@@ -38,3 +38,12 @@ export function clockTime(ms: number): string {
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * One bad field (a `details` entry of `validate()` or of a server error) as a form shows it:
+ * `Base model is required`, `Epochs: expected integer, got 1.5`.
+ */
+export function fieldMessage(detail: { field?: string; description: string }, label: string = detail.field ?? ''): string {
+  if (!label) return detail.description;
+  return /^(is|must) /.test(detail.description) ? `${label} ${detail.description}` : `${label}: ${detail.description}`;
+}

@@ -90,13 +90,8 @@ export function toStartRequest(req: TrainingRequestMessage): StartTrainingReques
     hyperParams,
     ...(loraConfig ? { loraConfig } : {}),
   };
-  const parsed = parseWithDefaults(StartTrainingRequest, candidate);
-  if (!parsed.ok) {
-    throw invalidRequest(
-      'Invalid request',
-      parsed.issues.map((i) => ({ type: 'validation', field: SNAKE[i.path] ?? i.path, description: `expected ${i.expected}, got ${i.got}` })),
-    );
-  }
+  const parsed = parseWithDefaults(StartTrainingRequest, candidate, { rename: SNAKE });
+  if (!parsed.ok) throw invalidRequest('Invalid request', parsed.details);
   return parsed.value;
 }
 

@@ -1,5 +1,9 @@
+import type { TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, ErrorCode, describeDetails, type ErrorDetail } from '../../base/errors.js';
+import { coerce, validate } from '../../../../shared/contracts/validate.js';
+import { AppError, ErrorCode, describeDetails } from '../../base/errors.js';
 import type { Logger } from 'pino';
 
 declare module 'fastify' {
@@ -69,47 +73,29 @@ export function errorBody(err: AppError, family: ErrorFamily): { contentType: st
   }
 }
 
-interface AjvLikeError {
-  instancePath?: string;
-  keyword?: string;
-  message?: string;
-  params?: Record<string, unknown>;
-}
-
-/** Turns Fastify/ajv validation errors into one detail per bad field. */
-export function validationDetails(errors: readonly AjvLikeError[], context: string | undefined): ErrorDetail[] {
-  const prefix = context && context !== 'body' ? `${context === 'querystring' ? 'query' : context}.` : '';
-  const seen = new Set<string>();
-  const out: ErrorDetail[] = [];
-  for (const e of errors) {
-    let field = (e.instancePath ?? '').split('/').filter(Boolean).join('.');
-    let description = e.message ?? 'is invalid';
-    if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') {
-      field = field ? `${field}.${e.params.missingProperty}` : e.params.missingProperty;
-      description = 'is required';
-    } else if (e.keyword === 'additionalProperties' && typeof e.params?.additionalProperty === 'string') {
-      field = field ? `${field}.${e.params.additionalProperty}` : e.params.additionalProperty;
-      description = 'is not a known field';
-    } else if (e.keyword === 'enum' && Array.isArray(e.params?.allowedValues)) {
-      description = `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
-    }
-    const fullField = `${prefix}${field}` || context || 'body';
-    const key = `${fullField}|${e.keyword ?? ''}`;
-    if (seen.has(fullField) || seen.has(key)) continue;
-    seen.add(fullField);
-    out.push({ type: 'validation', field: fullField, description });
-  }
-  return out;
+/**
+ * The validator compiler of every route: the contract schema is checked by the one `validate()`
+ * (shared/contracts/validate.ts), after values are coerced (text inputs such as `?limit=5`, and
+ * JSON bodies as Fastify's ajv did with `coerceTypes`) and defaults filled. A bad request is an AppError listing every bad field; fields of
+ * the query string and path parameters are named `query.x` / `params.x`.
+ */
+export function schemaValidator({ schema, httpPart }: { schema: unknown; httpPart?: string }): (data: unknown) => { value: unknown } | { error: Error } {
+  const typed = schema as TSchema;
+  const compiled = TypeCompiler.Compile(typed);
+  const prefix = httpPart === 'querystring' ? 'query.' : httpPart && httpPart !== 'body' ? `${httpPart}.` : '';
+  return (data) => {
+    const value: unknown = Value.Default(typed, coerce(typed, data));
+    if (compiled.Check(value)) return { value };
+    const details = validate(typed, value, { prefix });
+    if (details.length === 0) return { value };
+    return { error: new AppError(ErrorCode.INVALID_REQUEST, 'Invalid request', { details }) };
+  };
 }
 
 /** Converts anything thrown into an AppError (Fastify's own errors included). */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  const e = error as { code?: string; statusCode?: number; message?: string; validation?: AjvLikeError[]; validationContext?: string };
-  if (Array.isArray(e.validation)) {
-    const details = validationDetails(e.validation, e.validationContext);
-    return new AppError(ErrorCode.INVALID_REQUEST, 'Invalid request', { details });
-  }
+  const e = error as { code?: string; statusCode?: number; message?: string };
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 'Request body is too large');

@@ -17,7 +17,7 @@ import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import { isAllowedHost, isAllowedOrigin } from './hostOrigin.js';
-import { logServerError, sendError, toAppError } from './errorEnvelope.js';
+import { logServerError, schemaValidator, sendError, toAppError } from './errorEnvelope.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -109,8 +109,6 @@ export class HttpServer {
       // Unique per process and cheap (a UUID per request costs ~10 % of /health throughput);
       // a client's own X-Request-Id is kept as is.
       genReqId: requestIdGenerator(),
-      // strictNumbers: NaN and Infinity (`?offset=1e999`, a JSON 1e999) fail "number"/"integer" instead of reaching SQL.
-      ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true, strictNumbers: true } },
       routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
       // Errors Fastify raises before routing (a URL that does not decode, e.g. `%ff` or `%c0%ae`) get
       // the route family's envelope like any other 400 instead of Fastify's own shape.
@@ -128,6 +126,9 @@ export class HttpServer {
   private installEdgeRules(): void {
     const app = this.app;
     const { config, metrics } = this.options;
+
+    // Every route's schema goes through the one validate() (errors list every bad field).
+    app.setValidatorCompiler(schemaValidator);
 
     // Only JSON (and multipart on routes that opt in): browser form posts that skip CORS
     // preflight (text/plain, urlencoded) get 415.
@@ -206,23 +207,6 @@ export class HttpServer {
       if (typeof origin === 'string' && !isAllowedOrigin(origin, server.allowedOrigins)) {
         done(new AppError(ErrorCode.FORBIDDEN, `Origin not allowed: ${origin} (add it to server.allowedOrigins)`));
         return;
-      }
-      done();
-    });
-
-    // ajv coerces a query string like `?limit=1e999` to Infinity and then lets it pass `maximum`
-    // (strictNumbers only applies to values that were numbers already), so the SQL below answered
-    // 500 "datatype mismatch". Validated query values must be finite numbers.
-    app.addHook('preHandler', (request, _reply, done) => {
-      const query = request.query as Record<string, unknown> | undefined;
-      if (query && typeof query === 'object') {
-        for (const [k, v] of Object.entries(query)) {
-          const values = Array.isArray(v) ? v : [v];
-          if (values.some((x) => typeof x === 'number' && !Number.isFinite(x))) {
-            done(new AppError(ErrorCode.INVALID_REQUEST, 'Invalid request', { details: [{ type: 'validation', field: `query.${k}`, description: 'must be a finite number' }] }));
-            return;
-          }
-        }
       }
       done();
     });

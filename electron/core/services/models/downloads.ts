@@ -12,6 +12,7 @@ import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode, type ErrorDetail } from '../../base/errors.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { Store } from '../../base/store.js';
+import { DownloadRecords, type DownloadRecord } from './downloadRecords.js';
 import { inspectGguf } from './gguf.js';
 import { parseModelUri, resolveModelUri, type ModelUri } from './modelUri.js';
 import { GGUF_EXT, idProblem } from './paths.js';
@@ -49,43 +50,14 @@ const SPEED_WINDOW_MS = 5000;
 /** Finished download records kept across restarts. */
 const HISTORY_LIMIT = 200;
 
-interface Job {
-  id: string;
-  uri: string;
-  name: string;
-  url: string;
-  status: DownloadStatus;
-  bytesDone: number;
-  bytesTotal: number | null;
-  /** Expected sha256, then the verified one. */
-  sha256: string | null;
-  attempts: number;
-  error: string | undefined;
-  createdAt: number;
-  updatedAt: number;
-  finishedAt: number | undefined;
+/** A download in memory: its record plus the running transfer's state. */
+interface Job extends DownloadRecord {
   abort: AbortController | undefined;
   running: Promise<void> | undefined;
   cancelRequested: boolean;
   samples: Array<[t: number, bytes: number]>;
   lastEmit: number;
   lastPersist: number;
-}
-
-interface Row {
-  id: string;
-  uri: string;
-  name: string;
-  status: string;
-  url: string;
-  bytes_done: number;
-  bytes_total: number | null;
-  sha256: string | null;
-  attempts: number;
-  error: string | null;
-  created_at: number;
-  updated_at: number;
-  finished_at: number | null;
 }
 
 /** A transfer problem; `retriable` ones are retried with an HTTP Range resume. */
@@ -141,8 +113,10 @@ export class ModelDownloads {
   private active = 0;
   private readonly outcomes: Counter<'outcome'> | undefined;
   private readonly bytes: Counter | undefined;
+  private readonly records: DownloadRecords;
 
   constructor(private readonly options: ModelDownloadsOptions) {
+    this.records = new DownloadRecords(options.store);
     const registry = options.metrics?.registry;
     if (registry) {
       this.outcomes = new Counter({ name: 'console_model_downloads_total', help: 'Model downloads finished, by outcome', labelNames: ['outcome'], registers: [registry] });
@@ -173,15 +147,9 @@ export class ModelDownloads {
     }
     this.jobs.clear();
     // Keep the history bounded: the newest finished records only.
-    this.options.store.db
-      .prepare(
-        `DELETE FROM model_downloads WHERE status IN ('completed', 'failed', 'cancelled') AND id NOT IN
-           (SELECT id FROM model_downloads WHERE status IN ('completed', 'failed', 'cancelled') ORDER BY created_at DESC LIMIT ?)`,
-      )
-      .run(HISTORY_LIMIT);
-    const rows = this.options.store.db.prepare('SELECT * FROM model_downloads ORDER BY created_at').all() as Row[];
-    for (const row of rows) {
-      const job = this.fromRow(row);
+    this.records.pruneFinished(HISTORY_LIMIT);
+    for (const record of this.records.list()) {
+      const job = this.fromRecord(record);
       if (ACTIVE.has(job.status)) {
         // Interrupted by a stop or a crash: resume from what the partial file holds.
         job.status = 'queued';
@@ -317,7 +285,7 @@ export class ModelDownloads {
     const job = this.find(id);
     if (!ACTIVE.has(job.status)) {
       this.jobs.delete(id);
-      this.options.store.db.prepare('DELETE FROM model_downloads WHERE id = ?').run(id);
+      this.records.remove(id);
       return this.view(job);
     }
     job.cancelRequested = true;
@@ -566,46 +534,12 @@ export class ModelDownloads {
   private persist(job: Job): void {
     job.lastPersist = this.options.clock.monotonic();
     job.updatedAt = this.options.clock.now();
-    this.options.store.db
-      .prepare(
-        `INSERT INTO model_downloads (id, uri, name, status, url, bytes_done, bytes_total, sha256, attempts, error, created_at, updated_at, finished_at)
-         VALUES (@id, @uri, @name, @status, @url, @bytes_done, @bytes_total, @sha256, @attempts, @error, @created_at, @updated_at, @finished_at)
-         ON CONFLICT(id) DO UPDATE SET status = excluded.status, url = excluded.url, bytes_done = excluded.bytes_done, bytes_total = excluded.bytes_total,
-           sha256 = excluded.sha256, attempts = excluded.attempts, error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at`,
-      )
-      .run({
-        id: job.id,
-        uri: job.uri,
-        name: job.name,
-        status: job.status,
-        url: job.url,
-        bytes_done: job.bytesDone,
-        bytes_total: job.bytesTotal,
-        sha256: job.sha256,
-        attempts: job.attempts,
-        error: job.error ?? null,
-        created_at: job.createdAt,
-        updated_at: job.updatedAt,
-        finished_at: job.finishedAt ?? null,
-      });
+    this.records.put(job);
   }
 
-  private fromRow(row: Row): Job {
-    const status = (['queued', 'downloading', 'verifying', 'completed', 'failed', 'cancelled'] as const).find((s) => s === row.status) ?? 'failed';
+  private fromRecord(record: DownloadRecord): Job {
     return {
-      id: row.id,
-      uri: row.uri,
-      name: row.name,
-      url: row.url,
-      status,
-      bytesDone: row.bytes_done,
-      bytesTotal: row.bytes_total,
-      sha256: row.sha256,
-      attempts: row.attempts,
-      error: row.error ?? undefined,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-      finishedAt: row.finished_at ?? undefined,
+      ...record,
       abort: undefined,
       running: undefined,
       cancelRequested: false,

@@ -1,7 +1,10 @@
+import { Type } from '@sinclair/typebox';
 import { createStore } from 'zustand/vanilla';
 import type { ChatMessage } from '../../../../shared/client/apiTypes.js';
 import type { ConsoleClient } from '../../../../shared/client/consoleClient.js';
-import { errorText } from '../../lib/format.js';
+import { ChatCompletionRequest } from '../../../../shared/contracts/engine.js';
+import { validate } from '../../../../shared/contracts/validate.js';
+import { errorText, fieldMessage } from '../../lib/format.js';
 
 export interface ChatParamsState {
   temperature: number;
@@ -28,12 +31,13 @@ export interface ChatState {
   clear(): void;
 }
 
-/** Range checks the OpenAI surface applies (contract §3.4), shown before sending. */
+/** The sampling fields of the OpenAI request the chat form edits (contract §3.4). */
+const ChatParamsSchema = Type.Pick(ChatCompletionRequest, ['temperature', 'max_tokens', 'top_p']);
+
+/** The server's own checks (the one `validate()`), shown before sending; every bad field, one per line. */
 export function validateParams(p: ChatParamsState): string | null {
-  if (!(p.temperature >= 0 && p.temperature <= 2)) return 'temperature must be between 0 and 2';
-  if (!(Number.isInteger(p.max_tokens) && p.max_tokens >= 1)) return 'max tokens must be a positive whole number';
-  if (!(p.top_p > 0 && p.top_p <= 1)) return 'top_p must be in (0, 1]';
-  return null;
+  const details = validate(ChatParamsSchema, p);
+  return details.length === 0 ? null : details.map((d) => fieldMessage(d)).join('\n');
 }
 
 export function createChatStore(client: ConsoleClient, options: { now?: () => number } = {}) {

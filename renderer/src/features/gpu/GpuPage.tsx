@@ -132,7 +132,7 @@ export default function GpuPage() {
                   <tr key={id}><td>{id}</td><td>{t.task_name}</td><td className="ok">{t.status}</td><td>{clockTime(t.last_update * 1000)}</td></tr>
                 ))}
                 {hb.orphaned_tasks.map((t) => (
-                  <tr key={`o-${t.task_id}`}><td>{t.task_id}</td><td>—</td><td className="bad">orphaned</td><td>{clockTime(t.last_update * 1000)}</td></tr>
+                  <tr key={`o-${t.task_id}`}><td>{t.task_id}</td><td>—</td><td className="bad">orphaned</td><td>{t.last_update === null ? '—' : clockTime(t.last_update * 1000)}</td></tr>
                 ))}
                 {hb.dead_tasks.map((t) => (
                   <tr key={`d-${t.task_id}`}><td>{t.task_id}</td><td>—</td><td className="muted">dead</td><td>{t.last_update ? clockTime(t.last_update * 1000) : '—'}</td></tr>

@@ -6,7 +6,7 @@ import { WINDOWS, type ChartLine } from '../../lib/chartTypes.js';
 import { LiveChart } from '../../lib/LiveChart.js';
 import { clockTime, num, pct } from '../../lib/format.js';
 import { mergeWindows } from '../../lib/series.js';
-import { isLimiterStatus, queueDepth } from './store.js';
+import { depthsOf, isLimiterStatus, queueDepth } from './store.js';
 
 const BUCKET_LINES: ChartLine[] = [
   { key: 'tokens', name: 'tokens in bucket', color: 'var(--chart-1)' },
@@ -14,7 +14,7 @@ const BUCKET_LINES: ChartLine[] = [
 ];
 const RPM_LINES: ChartLine[] = [{ key: 'rpm', name: 'RPM', color: 'var(--chart-4)' }];
 const RATIO_LINES: ChartLine[] = [{ key: 'ratio', name: '429 ratio', color: 'var(--chart-2)' }];
-const PRIORITIES = ['URGENT', 'HIGH', 'NORMAL', 'LOW'];
+const PRIORITIES = ['URGENT', 'HIGH', 'NORMAL', 'LOW'] as const;
 const TONE: Record<string, 'ok' | 'warn' | 'bad'> = { normal: 'ok', recover: 'warn', retreat: 'bad' };
 
 export default function LimiterPage() {
@@ -49,7 +49,7 @@ export default function LimiterPage() {
       {Object.keys(st.providers).length === 0 ? <Empty title="No provider configured">Add a provider (e.g. NVIDIA) in Config → limiter, with its API key.</Empty> : null}
       {Object.entries(st.providers).map(([name, p]) => {
         const h = st.history[name];
-        const by = p.queue.depth_by_priority ?? p.queue.per_priority ?? {};
+        const by = depthsOf(p) ?? {};
         const recent = st.recent[name] ?? [];
         return (
           <section key={name} className="card" aria-labelledby={`prov-${name}`} data-testid={`limiter-${name}`}>

@@ -1,11 +1,13 @@
 import { createStore } from 'zustand/vanilla';
 import type { LimiterStatus } from '../../../../shared/client/apiTypes.js';
 import type { ConsoleClient } from '../../../../shared/client/consoleClient.js';
+import type { LimiterProviderStatus, PriorityDepths } from '../../../../shared/contracts/limiter.js';
 import { RingSeries } from '../../lib/series.js';
 import { classify, type Availability } from '../../lib/resource.js';
 import { errorText } from '../../lib/format.js';
 
-type ProviderStatus = Omit<LimiterStatus, 'providers' | 'uptime_seconds'>;
+/** What the top level (the default provider) and each `providers` entry of §6.7 have in common. */
+type ProviderStatus = Pick<LimiterProviderStatus, 'requests' | 'errors' | 'queue' | 'token_bucket' | 'retreat'>;
 
 /** Live history of one provider's limiter. */
 export interface ProviderHistory {
@@ -67,8 +69,14 @@ export function providersOf(status: LimiterStatus): Record<string, ProviderStatu
   return { nvidia: status };
 }
 
+/** Queue depth per priority: `depth_by_priority` in a status, `per_priority` in a dashboard-stream frame (contract §6.7). */
+export function depthsOf(p: ProviderStatus): Partial<PriorityDepths> | undefined {
+  const queue: Partial<Pick<LimiterProviderStatus['queue'], 'depth_by_priority'>> & { per_priority?: PriorityDepths } = p.queue;
+  return queue.depth_by_priority ?? queue.per_priority;
+}
+
 export function queueDepth(p: ProviderStatus): number {
-  const by = p.queue.depth_by_priority ?? p.queue.per_priority;
+  const by = depthsOf(p);
   if (by) return Object.values(by).reduce((a, b) => a + b, 0);
   return p.queue.current_size;
 }

@@ -51,7 +51,7 @@ export default function ModelsPage() {
                   <tr key={m.id}>
                     <td>{m.name ?? m.id}<div className="muted">{m.id}</div></td>
                     <td><Badge tone={m.status === 'ready' ? 'ok' : m.status === 'error' ? 'bad' : 'muted'}>{m.status}</Badge></td>
-                    <td>{bytes(m.sizeBytes)}</td>
+                    <td>{bytes(st.files.find((f) => f.id === m.id)?.sizeBytes)}</td>
                     <td className="row">
                       {m.status === 'ready' || m.status === 'loading' ? (
                         <button type="button" disabled={!!st.busy[`unload:${m.id}`]} onClick={() => void models.getState().unload(m.id)}>Unload</button>

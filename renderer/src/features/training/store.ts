@@ -3,7 +3,9 @@ import type { TrainingList, TrainingStartRequest, TrainingStatus } from '../../.
 import { ApiError, type ConsoleClient } from '../../../../shared/client/consoleClient.js';
 import type { DatasetDetails, DatasetSummary } from '../../../../shared/contracts/datasets.js';
 import { classify, type Availability } from '../../lib/resource.js';
-import { errorText } from '../../lib/format.js';
+import { StartTrainingRequest } from '../../../../shared/contracts/training.js';
+import { parseWithDefaults } from '../../../../shared/contracts/validate.js';
+import { errorText, fieldMessage } from '../../lib/format.js';
 
 export interface TrainingForm {
   baseModel: string;
@@ -20,8 +22,6 @@ export interface TrainingForm {
   /** LoRA target modules (Hugging Face names); empty = the server's default (q_proj, v_proj). */
   targetModules: string[];
 }
-
-type NumericField = 'epochs' | 'learningRate' | 'batchSize' | 'loraRank' | 'loraAlpha' | 'maxSeqLength';
 
 /** The target modules the form offers (the server maps them to the model's GGUF weights). */
 export const TARGET_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'output'] as const;
@@ -75,24 +75,32 @@ export function describeDataset(d: Pick<DatasetSummary, 'rows' | 'shapes'>): str
 
 export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
-/** Client-side checks mirroring contract §4.1 (the server validates again). */
+const LABELS: Record<keyof TrainingForm, string> = {
+  baseModel: 'Base model',
+  datasetPath: 'Dataset path',
+  outputDir: 'Output directory',
+  epochs: 'Epochs',
+  learningRate: 'Learning rate',
+  batchSize: 'Batch size',
+  loraRank: 'LoRA rank',
+  maxSeqLength: 'Max sequence length',
+  method: 'Method',
+  loraAlpha: 'LoRA alpha',
+  targetModules: 'Target modules',
+};
+
+/**
+ * The server's own check of the request the form sends (the one `validate()` against contract
+ * §4.1's schema, defaults filled), keyed by form field. The server validates again.
+ */
 export function validateTrainingForm(f: TrainingForm): Record<string, string> {
+  const parsed = parseWithDefaults(StartTrainingRequest, formToRequest(f));
   const errors: Record<string, string> = {};
-  if (!f.baseModel.trim()) errors.baseModel = 'Base model is required (a local model id or path)';
-  if (!f.datasetPath.trim()) errors.datasetPath = 'Dataset path is required';
-  if (!f.outputDir.trim()) errors.outputDir = 'Output directory is required';
-  const positive = (key: NumericField, label: string, integer: boolean) => {
-    const raw = f[key].trim();
-    if (!raw) return;
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) errors[key] = `${label} must be a positive ${integer ? 'whole ' : ''}number`;
-  };
-  positive('epochs', 'Epochs', true);
-  positive('learningRate', 'Learning rate', false);
-  positive('batchSize', 'Batch size', true);
-  positive('loraRank', 'LoRA rank', true);
-  positive('loraAlpha', 'LoRA alpha', true);
-  positive('maxSeqLength', 'Max sequence length', true);
+  if (parsed.ok) return errors;
+  for (const d of parsed.details) {
+    const key = FIELD_MAP[d.field ?? ''] ?? (d.field as keyof TrainingForm);
+    errors[key] ??= fieldMessage(d, LABELS[key] ?? d.field);
+  }
   return errors;
 }
 

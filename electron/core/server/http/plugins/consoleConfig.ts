@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { maskSecretsDeep } from '../../../../../shared/mask.js';
+import { issuesToDetails } from '../../../../../shared/contracts/validate.js';
 import type { Clock } from '../../../base/clock.js';
 import { annotatedConfigSchema, type ConfigIssue, type ConfigStore } from '../../../base/config.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
@@ -19,7 +20,7 @@ const AnyObject = Type.Record(Type.String(), Type.Unknown());
 
 function invalid(issues: readonly ConfigIssue[]): AppError {
   return new AppError(ErrorCode.INVALID_REQUEST, 'Invalid config; nothing was changed', {
-    details: issues.map((i) => ({ type: 'validation', field: i.path, description: `expected ${i.expected}, got ${i.got}` })),
+    details: issuesToDetails(issues),
   });
 }
 

@@ -1,11 +1,15 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Value } from '@sinclair/typebox/value';
 import type { WebSocket } from 'ws';
-import { LimiterConfigPatch, LimiterResetRequest, type LimiterSnapshot } from '../../../../../shared/contracts/limiter.js';
+import type { ConsoleSnapshot } from '../../../../../shared/contracts/console.js';
+import { LimiterConfigPatch, LimiterResetRequest } from '../../../../../shared/contracts/limiter.js';
 import { parsePriority } from '../../../../../shared/contracts/priority.js';
-import { pointerToPath } from '../../../../../shared/contracts/validate.js';
-import type { Clock, TimerHandle } from '../../../base/clock.js';
+import { pointerToPath, validate } from '../../../../../shared/contracts/validate.js';
+import { packageRoot } from '../../../base/packageInfo.js';
+import type { SnapshotStream } from '../../../base/snapshots.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { LimiterEvent, LimiterService } from '../../../services/limiter/limiterService.js';
 import type { Auth } from '../../auth.js';
@@ -160,18 +164,23 @@ interface Viewer {
   close(): void;
 }
 
+/** The console's one snapshot stream, as the limiter's dashboard needs it. */
+export type SnapshotFeed = Pick<SnapshotStream, 'subscribe'>;
+
 /**
- * Pushes the limiter's shared snapshot to every viewer once per second with ONE timer (started by
- * the first viewer, stopped by the last) and ONE serialisation per tick; transitions go out at once.
+ * The limiter's dashboard stream (contract §6.7) as a view of the console's one snapshot stream
+ * (base/snapshots.ts): no timer or snapshot of its own. Each tick's `services.limiter` is
+ * serialised once for every viewer; transitions go out at once (one subscription to the
+ * limiter's events while anyone watches).
  */
 export class DashboardBroadcaster {
-  private readonly viewers = new Set<Viewer>();
-  private timer: TimerHandle | null = null;
+  private readonly viewers = new Map<Viewer, () => void>();
   private unsubscribe: (() => void) | null = null;
+  private last: { seq: number; time: number; json: string } | null = null;
 
   constructor(
-    private readonly source: { snapshot(): LimiterSnapshot; onEvent(l: (e: LimiterEvent) => void): () => void },
-    private readonly clock: Clock,
+    private readonly source: { onEvent(l: (e: LimiterEvent) => void): () => void },
+    private readonly stream: SnapshotFeed,
   ) {}
 
   get size(): number {
@@ -179,84 +188,52 @@ export class DashboardBroadcaster {
   }
 
   add(viewer: Viewer): () => void {
-    this.viewers.add(viewer);
-    viewer.snapshot(this.frame());
-    if (!this.timer) {
-      this.timer = this.clock.setInterval(() => this.tick(), 1000);
+    if (!this.unsubscribe) {
       this.unsubscribe = this.source.onEvent((e) => {
         const json = JSON.stringify(e.event);
-        for (const v of this.viewers) v.event(json);
+        for (const v of this.viewers.keys()) v.event(json);
       });
     }
+    this.viewers.set(viewer, this.stream.subscribe((snapshot) => viewer.snapshot(this.frame(snapshot))));
     return () => this.remove(viewer);
   }
 
-  /** Closes every viewer and the timer (plugin close). */
+  /** Closes every viewer (plugin close). */
   closeAll(): void {
-    for (const v of [...this.viewers]) {
+    for (const v of [...this.viewers.keys()]) {
       v.close();
       this.remove(v);
     }
   }
 
   private remove(viewer: Viewer): void {
-    if (!this.viewers.delete(viewer)) return;
+    const off = this.viewers.get(viewer);
+    if (!off) return;
+    this.viewers.delete(viewer);
+    off();
     if (this.viewers.size === 0) {
-      this.timer?.cancel();
-      this.timer = null;
       this.unsubscribe?.();
       this.unsubscribe = null;
     }
   }
 
-  private frame(): string {
-    try {
-      return JSON.stringify(this.source.snapshot());
-    } catch {
-      return JSON.stringify({ error: 'internal' });
-    }
-  }
-
-  private tick(): void {
-    const json = this.frame();
-    for (const v of this.viewers) v.snapshot(json);
+  /** The limiter's part of a console snapshot, serialised once per snapshot. */
+  private frame(snapshot: ConsoleSnapshot): string {
+    if (this.last?.seq === snapshot.seq && this.last.time === snapshot.time) return this.last.json;
+    const limiter = snapshot.services.limiter;
+    const json = limiter === undefined || snapshot.errors?.limiter !== undefined ? JSON.stringify({ error: 'internal' }) : JSON.stringify(limiter);
+    this.last = { seq: snapshot.seq, time: snapshot.time, json };
+    return json;
   }
 }
-
-/** `GET /api/dashboard` (contract §6.7): a small live page for plain browsers; the desktop UI replaces it. */
-const DASHBOARD_HTML = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Limiter</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}#off{color:#b00;display:none}</style>
-</head><body><h1>Limiter</h1><p id="off">disconnected</p><table id="t"></table><h2>Transitions</h2><ol id="tr"></ol>
-<script>
-const t = document.getElementById('t'), tr = document.getElementById('tr'), off = document.getElementById('off');
-let last = Date.now();
-setInterval(() => { off.style.display = Date.now() - last > 5000 ? 'block' : 'none'; }, 1000);
-const es = new EventSource('/api/dashboard/stream');
-es.onmessage = (m) => {
-  last = Date.now();
-  const s = JSON.parse(m.data);
-  if (s.error) return;
-  t.replaceChildren(...Object.values(s.providers).map((p) => {
-    const row = document.createElement('tr');
-    for (const v of [p.provider, p.retreat.state, p.retreat.effective_rpm + ' rpm', 'tokens ' + p.token_bucket.tokens, 'queue ' + p.queue.current_size + '/' + p.queue.max_size, '429 ' + (p.retreat.upstream_429_rate * 100).toFixed(1) + ' %']) {
-      const td = document.createElement('td'); td.textContent = String(v); row.append(td);
-    }
-    return row;
-  }));
-  tr.replaceChildren(...s.recent_transitions.slice().reverse().map((e) => {
-    const li = document.createElement('li');
-    li.textContent = new Date(e.timestamp * 1000).toLocaleTimeString() + ' ' + e.provider + ': ' + e.from + ' → ' + e.to + ' (' + e.previous_rpm + ' → ' + e.rpm + ' rpm, ' + e.reason + ')';
-    return li;
-  }));
-};
-</script></body></html>
-`;
 
 export interface LimiterPluginOptions extends Record<string, unknown> {
   limiter: LimiterService;
   auth: Auth;
-  clock: Clock;
+  /** The console's snapshot stream (the limiter registers `limiter` in its registry). */
+  stream: SnapshotFeed;
+  /** `GET /api/dashboard`'s page; default `resources/limiter-dashboard.html`. */
+  dashboardPagePath?: string;
 }
 
 /** 422 for type errors, 400 for values out of range (contract §6.8); every bad field listed. */
@@ -286,15 +263,17 @@ function patchError(body: unknown): AppError | null {
  * Limiter status, dashboard stream (SSE + WebSocket), admin config and reset (contract §6.7, §6.8).
  * Reads go through `auth.apiKey` (open on loopback without keys); writes need the admin token.
  */
-export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (app, { limiter, auth, clock }) => {
-  const broadcaster = new DashboardBroadcaster(limiter, clock);
+export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (app, { limiter, auth, stream, dashboardPagePath }) => {
+  const broadcaster = new DashboardBroadcaster(limiter, stream);
+  // `GET /api/dashboard` (contract §6.7): a small live page for plain browsers; the desktop UI replaces it.
+  const dashboardPage = readFileSync(dashboardPagePath ?? join(packageRoot(), 'resources', 'limiter-dashboard.html'), 'utf8');
   app.addHook('onClose', async () => broadcaster.closeAll());
 
   const status = async () => limiter.status();
   app.get('/api/limiter/status', { preHandler: auth.apiKey }, status);
   app.get('/status', { preHandler: auth.apiKey }, status);
 
-  app.get('/api/dashboard', { preHandler: auth.apiKey }, async (_request, reply) => reply.header('cache-control', 'max-age=300').type('text/html; charset=utf-8').send(DASHBOARD_HTML));
+  app.get('/api/dashboard', { preHandler: auth.apiKey }, async (_request, reply) => reply.header('cache-control', 'max-age=300').type('text/html; charset=utf-8').send(dashboardPage));
 
   app.get('/api/dashboard/stream', { preHandler: auth.apiKey }, async (request, reply) => {
     const stream = new PassThrough();
@@ -342,11 +321,8 @@ export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (ap
 
   app.post('/api/limiter/admin/reset', { preHandler: auth.admin }, async (request) => {
     const body = request.body ?? {};
-    if (!Value.Check(LimiterResetRequest, body)) {
-      throw new AppError(ErrorCode.INVALID_REQUEST, 'Body must be {} or {"provider": "<name>"}', {
-        details: [...Value.Errors(LimiterResetRequest, body)].map((e) => ({ type: 'validation', field: pointerToPath(e.path) || 'body', description: e.message })),
-      });
-    }
+    const details = validate(LimiterResetRequest, body);
+    if (details.length > 0) throw new AppError(ErrorCode.INVALID_REQUEST, 'Body must be {} or {"provider": "<name>"}', { details });
     return { status: 'ok', retreat: await limiter.reset((body as LimiterResetRequest).provider) };
   });
 };
