@@ -7,7 +7,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { PRIORITIES, type Priority } from '../../../../shared/contracts/priority.js';
-import { checkValue } from '../../../../shared/contracts/validate.js';
+import { validate } from '../../../../shared/contracts/validate.js';
 import { InferenceRequest, type GenerationParameters } from '../../../../shared/contracts/engine.js';
 import { invalidRequest } from '../../base/errors.js';
 import type { CompletionInput, EngineRoute, EngineService } from '../../services/engine/engineService.js';
@@ -70,14 +70,9 @@ function toInput(req: PredictRequestMessage): CompletionInput {
     ...(g?.seed !== undefined && g.seed !== null ? { seed: g.seed } : {}),
   };
   const candidate = { modelId: req.model_id ?? '', prompt: req.prompt ?? '', generation };
-  const issues = checkValue(InferenceRequest, candidate);
-  if (issues.length > 0) {
-    const snake: Record<string, string> = { modelId: 'model_id', 'generation.maxNewTokens': 'generation.max_new_tokens', 'generation.topP': 'generation.top_p', 'generation.repetitionPenalty': 'generation.repetition_penalty' };
-    throw invalidRequest(
-      'Invalid request',
-      issues.map((i) => ({ type: 'validation', field: snake[i.path] ?? i.path, description: `expected ${i.expected}, got ${i.got}` })),
-    );
-  }
+  const snake: Record<string, string> = { modelId: 'model_id', 'generation.maxNewTokens': 'generation.max_new_tokens', 'generation.topP': 'generation.top_p', 'generation.repetitionPenalty': 'generation.repetition_penalty' };
+  const details = validate(InferenceRequest, candidate, { rename: snake });
+  if (details.length > 0) throw invalidRequest('Invalid request', details);
   return { modelId: candidate.modelId, prompt: candidate.prompt, adapter: req.adapter ?? '', params: restSampling(generation) };
 }
 

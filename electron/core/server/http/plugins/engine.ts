@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { Kind, type Static, type TSchema } from '@sinclair/typebox';
+import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   ChatCompletionRequest,
@@ -11,9 +11,9 @@ import {
   StreamWithMetadataRequest,
 } from '../../../../../shared/contracts/engine.js';
 import { parsePriority, type Priority } from '../../../../../shared/contracts/priority.js';
-import { checkValue } from '../../../../../shared/contracts/validate.js';
+import { validate } from '../../../../../shared/contracts/validate.js';
 import type { Clock } from '../../../base/clock.js';
-import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../../base/errors.js';
+import { AppError, ErrorCode, invalidRequest } from '../../../base/errors.js';
 import type { EngineRoute, EngineService, GenerationResult, QueuePosition } from '../../../services/engine/engineService.js';
 import { generationId, newId, newTraceId, openAiSampling, restSampling, type GenerateOptions, type GenerationRequest } from '../../../services/engine/generation.js';
 import { TokenChunker } from '../../../services/engine/tokenChunker.js';
@@ -28,103 +28,10 @@ export interface EnginePluginOptions extends Record<string, unknown> {
   clock: Clock;
 }
 
-type Json = unknown;
-
-function kindOf(schema: TSchema): string {
-  return String((schema as { [Kind]?: string })[Kind] ?? '');
-}
-
-/** Whether a union member is meant for a value of this JS type (to explain the right member's rule). */
-function memberFits(member: TSchema, value: Json): boolean {
-  const kind = kindOf(member);
-  if (value === null) return kind === 'Null';
-  if (Array.isArray(value)) return kind === 'Array';
-  if (kind === 'Literal') return typeof (member as { const?: unknown }).const === typeof value;
-  switch (typeof value) {
-    case 'number':
-      return kind === 'Number' || kind === 'Integer';
-    case 'string':
-      return kind === 'String';
-    case 'boolean':
-      return kind === 'Boolean';
-    case 'object':
-      return kind === 'Object' || kind === 'Record';
-    default:
-      return false;
-  }
-}
-
-/** `type` literals of object members (OpenAI's tagged unions such as `response_format`). */
-function tags(members: TSchema[]): Map<unknown, TSchema> {
-  const out = new Map<unknown, TSchema>();
-  for (const m of members) {
-    const tag = kindOf(m) === 'Object' ? (m as unknown as { properties: Record<string, TSchema> }).properties.type : undefined;
-    if (tag && kindOf(tag) === 'Literal') out.set((tag as { const?: unknown }).const, m);
-  }
-  return out;
-}
-
-function pickMember(members: TSchema[], value: Json): TSchema | undefined {
-  const tagged = tags(members);
-  if (tagged.size > 1 && value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    const m = tagged.get((value as Record<string, unknown>).type);
-    if (m) return m;
-  }
-  return members.find((m) => kindOf(m) !== 'Literal' && memberFits(m, value));
-}
-
-function resolveUnion(schema: TSchema, value: Json): TSchema {
-  if (kindOf(schema) !== 'Union') return schema;
-  return pickMember((schema as unknown as { anyOf: TSchema[] }).anyOf, value) ?? schema;
-}
-
-/** The schema and value at a dotted path (unions resolved by the value's type). */
-function at(schema: TSchema, value: Json, path: string[]): { schema: TSchema | undefined; value: Json } {
-  let s: TSchema | undefined = schema;
-  let v: Json = value;
-  for (const seg of path) {
-    if (!s) break;
-    s = resolveUnion(s, v);
-    const kind = kindOf(s);
-    if (kind === 'Object') s = (s as unknown as { properties: Record<string, TSchema> }).properties[seg];
-    else if (kind === 'Array') s = (s as unknown as { items: TSchema }).items;
-    else if (kind === 'Record') s = Object.values((s as unknown as { patternProperties: Record<string, TSchema> }).patternProperties)[0];
-    else s = undefined;
-    v = v !== null && typeof v === 'object' ? (v as Record<string, Json>)[seg] : undefined;
-  }
-  return { schema: s, value: v };
-}
-
-/** A readable rule for a union failure ("must be one of ..." or the matching member's own rule, at its own field). */
-function explainUnion(schema: TSchema, value: Json): { subpath: string; rule: string; got?: string } | undefined {
-  if (kindOf(schema) !== 'Union') return undefined;
-  const members = (schema as unknown as { anyOf: TSchema[] }).anyOf;
-  const literals = members.filter((m) => kindOf(m) === 'Literal').map((m) => JSON.stringify((m as { const?: unknown }).const));
-  const tagged = tags(members);
-  if (tagged.size > 1 && value !== null && typeof value === 'object' && !Array.isArray(value) && !tagged.has((value as Record<string, unknown>).type)) {
-    return { subpath: 'type', rule: `must be one of ${[...tagged.keys()].map((k) => JSON.stringify(k)).join(', ')}`, got: JSON.stringify((value as Record<string, unknown>).type) };
-  }
-  const fitting = pickMember(members, value);
-  if (fitting) {
-    const issue = checkValue(fitting, value)[0];
-    if (issue) return { subpath: issue.path, rule: `expected ${issue.expected}${literals.length > 0 ? ` (or ${literals.join(', ')})` : ''}`, got: issue.got };
-  }
-  const kinds = members.filter((m) => kindOf(m) !== 'Literal').map((m) => kindOf(m).toLowerCase());
-  return { subpath: '', rule: `must be ${[...literals, ...kinds].join(' or ')}` };
-}
-
-/** Validates `value` against one contract schema; 400 listing every bad field. */
+/** Validates `value` against one contract schema with the one `validate()`; 400 listing every bad field. */
 export function validateBody<S extends TSchema>(schema: S, value: unknown): Static<S> {
-  const issues = checkValue(schema, value);
-  if (issues.length === 0) return value as Static<S>;
-  const details: ErrorDetail[] = issues.map((i) => {
-    const path = i.path === '' ? [] : i.path.split('.');
-    const here = at(schema, value, path);
-    const union = here.schema ? explainUnion(here.schema, here.value) : undefined;
-    if (!union) return { type: 'validation', field: i.path || 'body', description: `expected ${i.expected}, got ${i.got}` };
-    const field = [i.path, union.subpath].filter((p) => p !== '').join('.') || 'body';
-    return { type: 'validation', field, description: `${union.rule}, got ${union.got ?? i.got}` };
-  });
+  const details = validate(schema, value);
+  if (details.length === 0) return value as Static<S>;
   throw invalidRequest('Invalid request', details);
 }
 
