@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { installTinyModel } from '../helpers/tinyModel.js';
-import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS } from './support.js';
+import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS, signedInPage } from './support.js';
 
 describe('Chat page streams from the tiny local model', () => {
   let c: TestConsole;
@@ -18,9 +18,7 @@ describe('Chat page streams from the tiny local model', () => {
     installTinyModel(dataDir, 'tiny');
     c = await startConsole({ dataDir, config: { engine: { gpu: 'false', threads: 1, detectOnStart: false, contextSize: 4096 } } });
     browser = await launchChromium();
-    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    await page.goto(c.console.loginUrl() ?? c.url);
-    await page.getByText('Admin signed in').waitFor({ timeout: 20_000 });
+    page = await signedInPage(browser, c);
   }, 240_000);
 
   afterAll(async () => {

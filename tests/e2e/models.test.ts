@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeHf } from '../helpers/fakeHf.js';
 import { tinyGguf } from '../helpers/gguf.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
-import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS } from './support.js';
+import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS, signedInPage } from './support.js';
 
 describe('Models page: downloads from a local HTTP server', () => {
   let hf: FakeHf;
@@ -24,9 +24,7 @@ describe('Models page: downloads from a local HTTP server', () => {
     ]);
     c = await startConsole({ config: { engine: { library: { hfEndpoint: hf.url } } } });
     browser = await launchChromium();
-    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    await page.goto(c.console.loginUrl() ?? c.url);
-    await page.getByText('Admin signed in').waitFor({ timeout: 20_000 });
+    page = await signedInPage(browser, c);
   }, 240_000);
 
   afterAll(async () => {

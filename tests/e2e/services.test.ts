@@ -3,7 +3,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstreamSim, type UpstreamSim } from '../../scripts/upstream-sim.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
-import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS } from './support.js';
+import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS, signedInPage } from './support.js';
 
 describe('Limiter and GPU pages against the real services', () => {
   let sim: UpstreamSim;
@@ -19,9 +19,7 @@ describe('Limiter and GPU pages against the real services', () => {
       config: { limiter: { upstream_url: sim.baseUrl, rate_rpm: 2400, bucket_capacity: 40, retreat_window_seconds: 2, recover_window_seconds: 600, request_timeout: 30 } },
     });
     browser = await launchChromium();
-    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    await page.goto(c.console.loginUrl() ?? c.url);
-    await page.getByText('Admin signed in').waitFor({ timeout: 20_000 });
+    page = await signedInPage(browser, c);
   }, 240_000);
 
   afterAll(async () => {

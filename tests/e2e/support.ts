@@ -61,3 +61,11 @@ export function watchErrors(page: Page): string[] {
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   return errors;
 }
+
+/** A 1280×900 page signed in as admin through the console's one-time login link. */
+export async function signedInPage(browser: Browser, c: { url: string; console: { loginUrl(): string | null } }): Promise<Page> {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  await page.goto(c.console.loginUrl() ?? c.url);
+  await page.getByText('Admin signed in').waitFor({ timeout: 20_000 });
+  return page;
+}

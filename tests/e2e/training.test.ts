@@ -7,7 +7,7 @@ import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { installTinyModel } from '../helpers/tinyModel.js';
 import { writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
 import { TEST_TRAINER_DIR, writeCatDataset } from '../helpers/training.js';
-import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS } from './support.js';
+import { axeViolations, ensureDashboardBuilt, launchChromium, SCREENSHOTS, signedInPage } from './support.js';
 
 describe('Training page with the native trainer on the tiny model', () => {
   let c: TestConsole;
@@ -22,9 +22,7 @@ describe('Training page with the native trainer on the tiny model', () => {
     writeCatDataset(dataDir);
     c = await startConsole({ dataDir, config: { engine: { gpu: 'false', threads: 1, detectOnStart: false }, training: { trainerDir: TEST_TRAINER_DIR, threads: 1, gpu: 'cpu' } } });
     browser = await launchChromium();
-    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    await page.goto(c.console.loginUrl() ?? c.url);
-    await page.getByText('Admin signed in').waitFor({ timeout: 20_000 });
+    page = await signedInPage(browser, c);
   }, 240_000);
 
   afterAll(async () => {
