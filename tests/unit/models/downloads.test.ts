@@ -83,13 +83,19 @@ describe('download retries run on the injected clock', () => {
     expect(existsSync(join(library.dir, 'down.gguf'))).toBe(false);
   });
 
-  it('does not retry a 404', async () => {
+  it('does not retry a 404; the request and the cancel are audited', async () => {
     await open(5);
     hf.addRepo('unit/gone', [{ path: 'gone.gguf', bytes: tinyGguf(), failTimes: 1, failStatus: 404 }]);
     const view = await library.downloads.create({ uri: 'hf:unit/gone' }, 'admin');
     await until(() => current(view.id).status === 'failed', 'failure');
     expect(current(view.id)).toMatchObject({ attempts: 1 });
     expect(current(view.id).error).toMatch(/HTTP 404/);
+    // removing the failed record from the history is audited like any cancel, with the caller as actor
+    await library.downloads.cancel(view.id, 'tray');
+    expect(store.recentAudit(10)).toEqual([
+      expect.objectContaining({ actor: 'tray', action: 'models.download.cancel', target: 'gone', detail: { id: view.id, status: 'failed' } }),
+      expect.objectContaining({ actor: 'admin', action: 'models.download', target: 'gone', detail: { id: view.id, uri: 'hf:unit/gone' } }),
+    ]);
   });
 
   it('stop() during a backoff cancels its timer and keeps the download queued for the next start', async () => {

@@ -196,6 +196,19 @@ describe('ModelLibrary', () => {
     expect((await rejection(library.deleteFile('bye', 'admin'))).code).toBe('MODEL_NOT_FOUND');
   });
 
+  it('audits imports and deletions with the actor the caller passes, and nothing that was refused', async () => {
+    const src = join(outside, 'audited.gguf');
+    writeTinyGguf(src);
+    await library.importFile(src, 'kept', 'tray');
+    await rejection(library.importFile(src, 'kept', 'admin')); // CONFLICT: not audited
+    await library.deleteFile('kept', 'admin');
+    await rejection(library.deleteFile('kept', 'admin')); // MODEL_NOT_FOUND: not audited
+    expect(store.recentAudit(10)).toEqual([
+      expect.objectContaining({ actor: 'admin', action: 'models.delete', target: 'kept', detail: null }),
+      expect.objectContaining({ actor: 'tray', action: 'models.import', target: 'kept', detail: { path: src } }),
+    ]);
+  });
+
   it('notices files dropped into the dir (fs.watch) and stops watching on stop', async () => {
     const changed = new Promise<void>((resolve) => library.onChange(resolve));
     writeTinyGguf(join(modelsDir, 'dropped.gguf'));

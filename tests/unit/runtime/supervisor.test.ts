@@ -94,15 +94,15 @@ afterEach(async () => {
 const gatewayEnv = { MODEL_NAME: 'tiny', OPENAI_API_KEY: 'sk-test-123456', FINNHUB_API_KEY: 'fh-test-123456' };
 
 describe('RuntimeService (real child processes, fake clock)', () => {
-  it('starts the gateway, waits for its health URL, reports it, and stops it', async () => {
+  it('starts the gateway, waits for its health URL, reports it, and stops it (each audited with the caller as actor)', async () => {
     const port = await freePort();
-    const { svc, clock } = build({
+    const { svc, clock, store } = build({
       processes: [
         { name: 'gateway', command: node, args: [join(fixtures, 'healthy.mjs')], env: { ...gatewayEnv, PORT: String(port) }, port, healthUrl: `http://127.0.0.1:${port}/health`, startupTimeoutSeconds: 3600 },
       ],
     });
     await svc.start();
-    const started = await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }, 'admin'));
+    const started = await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }, 'tray'));
     expect(started).toMatchObject({ status: 'started', port });
     expect(started.run_id).toMatch(/^\d{8}_\d{6}$/);
     expect(isProcessAlive(started.pid)).toBe(true);
@@ -126,6 +126,12 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(svc.gatewayStatus().process_status).toBe('not_running');
     expect(svc.mode().mode).toBe('stopped');
     await expect(svc.stopGateway('admin')).rejects.toMatchObject({ status: 400, message: 'No runtime is currently running.' });
+    // the refused start and stop wrote nothing; the two that ran did, newest first
+    expect(store.recentAudit(10)).toMatchObject([
+      { actor: 'admin', action: 'runtime.stop', target: 'gateway', detail: { message: stopped.message } },
+      { actor: 'tray', action: 'runtime.start', target: 'gateway', detail: { run_id: started.run_id, pid: started.pid } },
+    ]);
+    expect(store.recentAudit(10)).toHaveLength(2);
   });
 
   it('a crash during start-up fails the start with the exit code and the last 4000 characters of output', async () => {
@@ -295,14 +301,15 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(isProcessAlive(pid)).toBe(false);
   });
 
-  it('auto-starts processes marked autoStart when the service starts', async () => {
-    const { svc, clock } = build({
+  it('auto-starts processes marked autoStart when the service starts (not an admin action: not audited)', async () => {
+    const { svc, clock, store } = build({
       processes: [{ name: 'auto', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 1, stopGraceSeconds: 0, autoStart: true }],
     });
     await svc.start();
     expect(svc.get('auto').state).toBe('starting');
     await drive(clock, (async () => waitFor(() => svc.get('auto').state === 'running'))());
     expect(isProcessAlive(svc.get('auto').pid!)).toBe(true);
+    expect(store.recentAudit(10)).toEqual([]);
   });
 
   it('refuses to start with a bad config, listing every problem', async () => {
@@ -359,6 +366,8 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(first.svc.get('gateway').orphan).toBeNull();
     expect(first.store.db.prepare('SELECT COUNT(*) AS n FROM runtime_processes').get()).toEqual({ n: 0 });
     await expect(first.svc.killOrphan('gateway', 'admin')).rejects.toMatchObject({ status: 404 });
+    expect(first.store.recentAudit(10)).toMatchObject([{ actor: 'admin', action: 'runtime.orphan.kill', target: 'gateway', detail: { pid: orphan.pid } }]);
+    expect(first.store.recentAudit(10)).toHaveLength(1);
   });
 });
 
