@@ -103,6 +103,8 @@ export interface ServiceControl {
 export interface Console {
   readonly settings: Settings;
   readonly config: ConfigStore;
+  /** Audited config changes (replace, patch, reload), whatever asks for them. */
+  readonly configAdmin: ConfigAdmin;
   readonly clock: Clock;
   readonly store: Store;
   readonly logs: LoggerRegistry;
@@ -451,6 +453,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   return {
     settings,
     config,
+    configAdmin,
     clock,
     store,
     logs,
