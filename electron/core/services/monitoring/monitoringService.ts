@@ -408,6 +408,29 @@ export class MonitoringService extends BaseService {
     };
   }
 
+  /**
+   * Other nodes' heartbeat tasks, read from Redis now (null on a single box; Redis away: 503
+   * `UNAVAILABLE`), sorted by their state: ended (dead), running past their timeout by Redis time
+   * (orphaned) or running (active). This node's own tasks stay with {@link HeartbeatService.overview}.
+   */
+  async otherNodesTasks(): Promise<{ active: ClusterTask[]; dead: ClusterTask[]; orphaned: ClusterTask[] } | null> {
+    const cluster = this.o.cluster;
+    if (!cluster) return null;
+    const out = { active: [] as ClusterTask[], dead: [] as ClusterTask[], orphaned: [] as ClusterTask[] };
+    for (const t of await cluster.heartbeats.clusterTasks()) {
+      if (t.node === cluster.nodeId) continue;
+      if (t.status !== 'running') out.dead.push(t);
+      else if (t.lastBeatAgeMs > t.timeoutMs) out.orphaned.push(t);
+      else out.active.push(t);
+    }
+    return out;
+  }
+
+  /** This console's node id in a cluster (null on a single box). */
+  get nodeId(): string | null {
+    return this.o.cluster?.nodeId ?? null;
+  }
+
   /** The cluster as the last check saw it; null on a single box. */
   clusterView(): ClusterView | null {
     const cluster = this.o.cluster;
