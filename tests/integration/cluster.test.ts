@@ -197,3 +197,62 @@ describe.skipIf(missing !== null)('cluster start-up errors', () => {
     await expect(startConsole({ config: { cluster: { redisUrl: 'http://nope' } } })).rejects.toThrow(/cluster\.redisUrl/);
   });
 });
+
+describe.skipIf(missing !== null)('the monitor lease holder applies the lock-age rule to other nodes\' GPU locks', () => {
+  let redis: TestRedis;
+  const nodes: Record<string, TestConsole> = {};
+  const GPU_TIMEOUT = 2;
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    for (const id of ['x', 'y', 'z']) {
+      nodes[id] = await startConsole({
+        config: {
+          cluster: { redisUrl: redis.url, nodeId: id, monitorLeaseSeconds: 3 },
+          monitoring: { monitor: { checkIntervalSeconds: 0.3 }, locks: { gpuIds: [0, 1], maxTtlSeconds: 60, gpuTimeoutSeconds: GPU_TIMEOUT } },
+        },
+      });
+    }
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of Object.values(nodes)) await c.close();
+    await redis?.stop();
+  }, 60_000);
+
+  it('a lock on a dead node past gpu_timeout without a live heartbeat is released once; a lock whose task beats is kept', async () => {
+    const post = async (node: string, path: string, body: unknown) => {
+      const res = await fetch(`${nodes[node]!.url}/api/v1/monitoring${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as Body };
+    };
+    const locked = async (key: string) => ((await (await fetch(`${nodes.x!.url}/api/v1/monitoring/gpu-lock/status?lock_key=${key}`)).json()) as Body).is_locked;
+    // Node y is gone (its own monitor no longer applies the rule to its GPUs).
+    await nodes.y!.close();
+    delete nodes.y;
+    // Both taken through x on y's GPUs, long TTLs: only the lock-age rule can free them in time.
+    const orphan = await post('x', '/gpu-lock/acquire', { lock_key: 'gpu_lock:y:0', task_name: 'forgotten', ttl_seconds: 60 });
+    expect(orphan.status).toBe(200);
+    // keeper's task beats on z (another node than the lock's): its lock stays.
+    expect((await post('z', '/heartbeat/task/keeper/start', { task_name: 'keeper', timeout_seconds: 30 })).status).toBe(200);
+    expect((await post('x', '/gpu-lock/acquire', { lock_key: 'gpu_lock:y:1', task_name: 'keeper', ttl_seconds: 60, task_id: 'keeper' })).status).toBe(200);
+
+    const deadline = Date.now() + 15_000;
+    while ((await locked('gpu_lock:y:0')) !== false) {
+      if (Date.now() > deadline) throw new Error('gpu_lock:y:0 was not released');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // A few more checks by whoever holds the lease: nothing more happens.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await locked('gpu_lock:y:1')).toBe(true);
+    let audits = 0;
+    for (const c of Object.values(nodes)) {
+      const { entries } = (await (await fetch(`${c.url}/api/console/audit?limit=1000`, { headers: c.admin })).json()) as { entries: Array<{ action: string; target: string | null; actor: string }> };
+      audits += entries.filter((e) => e.action === 'monitoring.lock.timeout' && e.target === 'gpu_lock:y:0').length;
+      expect(entries.some((e) => e.action === 'monitoring.lock.timeout' && e.target === 'gpu_lock:y:1')).toBe(false);
+    }
+    expect(audits).toBe(1);
+    // The next holder gets it at once, with a larger token.
+    const next = await post('z', '/gpu-lock/acquire', { lock_key: 'gpu_lock:y:0', task_name: 'next', ttl_seconds: 5 });
+    expect(next.status).toBe(200);
+    expect(next.body.fencing_token as number).toBeGreaterThan(orphan.body.fencing_token as number);
+  }, 40_000);
+});
