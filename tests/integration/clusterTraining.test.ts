@@ -85,8 +85,13 @@ describe.skipIf(missing !== null || process.platform !== 'linux')(`a training jo
     await redis.stop();
     await sleep(2000);
     await redis.restart();
+    const backAt = Date.now() / 1000;
     // A few renewals after Redis is back, while the job still runs.
     await sleep(2500);
+    // Its heartbeats went on too: node o sees the job's task running, with a beat after the restart.
+    const all = (await (await fetch(`${o.url}/api/v1/monitoring/heartbeat/all`)).json()) as { active_tasks: Record<string, { node?: string; status: string; last_update: number }> };
+    expect(all.active_tasks[`t/${jobId}`]).toMatchObject({ node: 't', status: 'running' });
+    expect(all.active_tasks[`t/${jobId}`]!.last_update).toBeGreaterThan(backAt);
     contending = false;
     await contender;
     await expectRunning();
