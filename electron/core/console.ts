@@ -263,6 +263,12 @@ export function createConsole(options: ConsoleOptions = {}): Console {
         },
       };
     });
+    // Readiness: a cluster node whose Redis is away cannot grant a lock or a shared token (fail
+    // closed), so it is not ready; it is again as soon as the client has reconnected.
+    health.addReadiness('cluster', () => {
+      const connected = c.connection.state().connected;
+      return { fields: { cluster_redis_reachable: connected }, ready: connected };
+    });
   }
   // The one audit log: services record the admin actions they perform, whatever the surface.
   const audit = new StoreAuditLog(store, clock);

@@ -125,10 +125,24 @@ export const LockStatusResponse = Type.Object({
 });
 export type LockStatusResponse = Static<typeof LockStatusResponse>;
 
-/** GET /heartbeat/all (§7.4). */
+/**
+ * GET /heartbeat/all (§7.4). Extension (cluster only): every node's tasks, each with its `node`; in
+ * `active_tasks` another node's task is keyed `<node>/<task id>` and carries its `task_id`.
+ */
 export const HeartbeatAllResponse = Type.Object({
-  active_tasks: Type.Record(Type.String(), Type.Object({ task_name: Type.String(), last_update: Type.Number(), status: Type.String(), progress: Nullable(Type.Number()), gpu_lock: Type.Union([Type.String(), Type.Null()]) })),
-  dead_tasks: Type.Array(Type.Object({ task_id: Type.String(), task_name: Type.String(), status: Type.String(), last_update: Type.Number(), reason: Type.Union([Type.String(), Type.Null()]) })),
+  active_tasks: Type.Record(
+    Type.String(),
+    Type.Object({
+      task_name: Type.String(),
+      last_update: Type.Number(),
+      status: Type.String(),
+      progress: Nullable(Type.Number()),
+      gpu_lock: Type.Union([Type.String(), Type.Null()]),
+      node: Type.Optional(Type.String()),
+      task_id: Type.Optional(Type.String()),
+    }),
+  ),
+  dead_tasks: Type.Array(Type.Object({ task_id: Type.String(), task_name: Type.String(), status: Type.String(), last_update: Type.Number(), reason: Type.Union([Type.String(), Type.Null()]), node: Type.Optional(Type.String()) })),
   orphaned_tasks: Type.Array(
     Type.Object({
       task_id: Type.Union([Type.String(), Type.Null()]),
@@ -136,6 +150,7 @@ export const HeartbeatAllResponse = Type.Object({
       timeout: Type.Boolean(),
       reason: Type.String(),
       lock_key: Type.Union([Type.String(), Type.Null()]),
+      node: Type.Optional(Type.String()),
     }),
   ),
   statistics: Type.Object({ total_tasks: Type.Integer(), active_count: Type.Integer(), dead_count: Type.Integer(), orphaned_count: Type.Integer(), average_heartbeat_interval: Type.Number() }),

@@ -1,5 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Why Redis tests are skipped here, or null when `redis-server` is installed. */
 export function redisMissingReason(): string | null {
@@ -35,13 +38,20 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-/** A throwaway redis-server on a free port (no persistence), for tests. */
+/**
+ * A throwaway redis-server on a free port, for tests: without persistence by default, or
+ * (`persistent`) with an append-only file fsynced on every write in a temporary folder, as the
+ * docs set it up, so a restart keeps the data (a short outage, not a loss).
+ */
 export class TestRedis {
   private child: ChildProcess | null = null;
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly dataDir: string | null,
+  ) {}
 
-  static async start(): Promise<TestRedis> {
-    const r = new TestRedis(await freePort());
+  static async start(options: { persistent?: boolean } = {}): Promise<TestRedis> {
+    const r = new TestRedis(await freePort(), options.persistent ? mkdtempSync(join(tmpdir(), 'test-redis-')) : null);
     await r.restart();
     return r;
   }
@@ -50,10 +60,11 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** (Re)starts the server on the same port; its data is gone (no persistence). */
+  /** (Re)starts the server on the same port; its data is gone unless it is `persistent`. */
   async restart(): Promise<void> {
     if (this.child) await this.stop();
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const persistence = this.dataDir === null ? ['--appendonly', 'no'] : ['--dir', this.dataDir, '--appendonly', 'yes', '--appendfsync', 'always'];
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' });
     this.child = child;
     for (let i = 0; i < 100; i++) {
       if (await ping(this.port)) return;
@@ -61,6 +72,12 @@ export class TestRedis {
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error('redis-server did not answer PING');
+  }
+
+  /** Stops the server and removes its data (persistent only). */
+  async destroy(): Promise<void> {
+    await this.stop();
+    if (this.dataDir !== null) rmSync(this.dataDir, { recursive: true, force: true });
   }
 
   /** Kills the server (SIGKILL: like a crash). */

@@ -77,6 +77,32 @@ describe.skipIf(missing !== null)(`GPU locks shared by several consoles through 
     expect((await post('a', '/gpu-lock/acquire', { lock_key: 'gpu_lock:b:7', task_name: 'x' })).status).toBe(404);
   });
 
+  it('GET /heartbeat/all on any node lists every node\'s tasks with their node id', async () => {
+    // (the heartbeat timeout is capped by locks.maxTtlSeconds)
+    const start = (node: string, id: string, name: string) => post(node, `/heartbeat/task/${id}/start`, { task_name: name, timeout_seconds: MAX_TTL });
+    expect(await start('a', 'extract-1', 'ffmpeg')).toMatchObject({ status: 200 });
+    expect(await start('b', 'extract-1', 'whisper')).toMatchObject({ status: 200 });
+    expect(await start('b', 'extract-2', 'done-soon')).toMatchObject({ status: 200 });
+    const stop = await fetch(`${nodes.b!.url}/api/v1/monitoring/heartbeat/task/extract-2`, { method: 'DELETE' });
+    expect(stop.status).toBe(200);
+
+    const onC = (await get('c', '/api/v1/monitoring/heartbeat/all')).body as Body & { active_tasks: Record<string, unknown>; dead_tasks: Array<Record<string, unknown>>; statistics: Record<string, number> };
+    expect(onC.active_tasks).toEqual({
+      'a/extract-1': expect.objectContaining({ node: 'a', task_id: 'extract-1', task_name: 'ffmpeg', status: 'running' }),
+      'b/extract-1': expect.objectContaining({ node: 'b', task_id: 'extract-1', task_name: 'whisper', status: 'running' }),
+    });
+    expect(onC.dead_tasks).toEqual([expect.objectContaining({ node: 'b', task_id: 'extract-2', status: 'completed' })]);
+    expect(onC.statistics).toMatchObject({ total_tasks: 3, active_count: 2, dead_count: 1, orphaned_count: 0 });
+    // A node's own task keeps its plain key (as on a single box), with its node id added.
+    const onA = (await get('a', '/api/v1/monitoring/heartbeat/all')).body as Body & { active_tasks: Record<string, unknown> };
+    expect(Object.keys(onA.active_tasks).sort()).toEqual(['b/extract-1', 'extract-1']);
+    expect(onA.active_tasks['extract-1']).toMatchObject({ node: 'a', task_name: 'ffmpeg' });
+
+    for (const [node, id] of [['a', 'extract-1'], ['b', 'extract-1']] as const) {
+      expect((await fetch(`${nodes[node]!.url}/api/v1/monitoring/heartbeat/task/${id}`, { method: 'DELETE' })).status).toBe(200);
+    }
+  });
+
   it('fencing tokens increase across nodes and across a restart of a node', async () => {
     const tokens: number[] = [];
     const round = async (via: string, key: string) => {
@@ -111,6 +137,10 @@ describe.skipIf(missing !== null)(`GPU locks shared by several consoles through 
     expect((await post('c', '/gpu-lock/renew', { lock_key: 'gpu_lock:0', task_name: 'long-job', fencing_token: heldToken })).status).toBe(503);
     const down = await get('b', '/api/v1/health/details');
     expect((down.body.components as Record<string, { status: string; details: Record<string, unknown> }>).cluster).toMatchObject({ status: 'DOWN', details: { nodeId: 'b', connected: false } });
+    // Readiness: not ready while Redis is away (nothing shared can be granted).
+    const notReady = await get('b', '/health/ready');
+    expect(notReady.status).toBe(503);
+    expect(notReady.body).toMatchObject({ ready: false, cluster_redis_reachable: false });
 
     // Redis comes back without its data (no persistence): the lock of long-job is gone from it.
     await redis.restart();
@@ -121,6 +151,9 @@ describe.skipIf(missing !== null)(`GPU locks shared by several consoles through 
       if (Date.now() > deadline) throw new Error('cluster did not reconnect');
       await new Promise((r) => setTimeout(r, 100));
     }
+    const ready = await get('b', '/health/ready');
+    expect(ready.body).toMatchObject({ ready: true, cluster_redis_reachable: true });
+    expect(ready.status).toBe(200);
     // long-job may still be using the GPU: nobody gets it until the longest TTL has passed.
     const early = await post('b', '/gpu-lock/acquire', { lock_key: 'gpu_lock:c:0', task_name: 'intruder-b' });
     expect(early.status).toBe(503);
@@ -163,4 +196,63 @@ describe.skipIf(missing !== null)('cluster start-up errors', () => {
   it('a malformed URL is a config error', async () => {
     await expect(startConsole({ config: { cluster: { redisUrl: 'http://nope' } } })).rejects.toThrow(/cluster\.redisUrl/);
   });
+});
+
+describe.skipIf(missing !== null)('the monitor lease holder applies the lock-age rule to other nodes\' GPU locks', () => {
+  let redis: TestRedis;
+  const nodes: Record<string, TestConsole> = {};
+  const GPU_TIMEOUT = 2;
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    for (const id of ['x', 'y', 'z']) {
+      nodes[id] = await startConsole({
+        config: {
+          cluster: { redisUrl: redis.url, nodeId: id, monitorLeaseSeconds: 3 },
+          monitoring: { monitor: { checkIntervalSeconds: 0.3 }, locks: { gpuIds: [0, 1], maxTtlSeconds: 60, gpuTimeoutSeconds: GPU_TIMEOUT } },
+        },
+      });
+    }
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of Object.values(nodes)) await c.close();
+    await redis?.stop();
+  }, 60_000);
+
+  it('a lock on a dead node past gpu_timeout without a live heartbeat is released once; a lock whose task beats is kept', async () => {
+    const post = async (node: string, path: string, body: unknown) => {
+      const res = await fetch(`${nodes[node]!.url}/api/v1/monitoring${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as Body };
+    };
+    const locked = async (key: string) => ((await (await fetch(`${nodes.x!.url}/api/v1/monitoring/gpu-lock/status?lock_key=${key}`)).json()) as Body).is_locked;
+    // Node y is gone (its own monitor no longer applies the rule to its GPUs).
+    await nodes.y!.close();
+    delete nodes.y;
+    // Both taken through x on y's GPUs, long TTLs: only the lock-age rule can free them in time.
+    const orphan = await post('x', '/gpu-lock/acquire', { lock_key: 'gpu_lock:y:0', task_name: 'forgotten', ttl_seconds: 60 });
+    expect(orphan.status).toBe(200);
+    // keeper's task beats on z (another node than the lock's): its lock stays.
+    expect((await post('z', '/heartbeat/task/keeper/start', { task_name: 'keeper', timeout_seconds: 30 })).status).toBe(200);
+    expect((await post('x', '/gpu-lock/acquire', { lock_key: 'gpu_lock:y:1', task_name: 'keeper', ttl_seconds: 60, task_id: 'keeper' })).status).toBe(200);
+
+    const deadline = Date.now() + 15_000;
+    while ((await locked('gpu_lock:y:0')) !== false) {
+      if (Date.now() > deadline) throw new Error('gpu_lock:y:0 was not released');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // A few more checks by whoever holds the lease: nothing more happens.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await locked('gpu_lock:y:1')).toBe(true);
+    let audits = 0;
+    for (const c of Object.values(nodes)) {
+      const { entries } = (await (await fetch(`${c.url}/api/console/audit?limit=1000`, { headers: c.admin })).json()) as { entries: Array<{ action: string; target: string | null; actor: string }> };
+      audits += entries.filter((e) => e.action === 'monitoring.lock.timeout' && e.target === 'gpu_lock:y:0').length;
+      expect(entries.some((e) => e.action === 'monitoring.lock.timeout' && e.target === 'gpu_lock:y:1')).toBe(false);
+    }
+    expect(audits).toBe(1);
+    // The next holder gets it at once, with a larger token.
+    const next = await post('z', '/gpu-lock/acquire', { lock_key: 'gpu_lock:y:0', task_name: 'next', ttl_seconds: 5 });
+    expect(next.status).toBe(200);
+    expect(next.body.fencing_token as number).toBeGreaterThan(orphan.body.fencing_token as number);
+  }, 40_000);
 });

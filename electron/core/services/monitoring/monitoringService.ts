@@ -17,7 +17,7 @@ import { clusterLockKeyOf, type LockRecord, type LockStore, type TaskRecord } fr
 import { PersistentClock } from './persistentClock.js';
 import type { RedisConnection } from '../../base/redisConnection.js';
 import type { RedisLockStore } from './redisLockStore.js';
-import { TimeoutManager, type TimeoutCheckResult } from './timeoutManager.js';
+import { TimeoutManager, type ClusterLockAge, type TimeoutCheckResult } from './timeoutManager.js';
 
 export interface MonitoringServiceOptions {
   config: ConfigStore;
@@ -363,6 +363,8 @@ export class MonitoringService extends BaseService {
         const stale = tasks.filter((t) => t.status !== 'running' && (t.endedWall ?? t.lastUpdateWall) <= cutoff);
         await hb.forget(stale);
         if (result.actionsTaken.length > 0 || stale.length > 0) tasks = await hb.clusterTasks();
+        const aged = await this.sweepOtherNodesLocks(tasks);
+        result = { checkedLocks: [...result.checkedLocks, ...aged.checkedLocks], timeoutsDetected: result.timeoutsDetected + aged.timeoutsDetected, actionsTaken: [...result.actionsTaken, ...aged.actionsTaken] };
       }
       for (const t of tasks) {
         if (t.node !== cluster.nodeId) continue;
@@ -377,6 +379,37 @@ export class MonitoringService extends BaseService {
       this.o.logger.warn({ err }, 'cluster monitor check failed');
       return none;
     }
+  }
+
+  /**
+   * The lease holder applies the lock-age rule (locks.gpuTimeoutSeconds) to the other nodes' GPU
+   * locks: a node that died cannot free its own. A lock's task is live when a running task of any
+   * node, within its timeout by Redis time, has the lock's task id or its GPU and fencing token.
+   */
+  private async sweepOtherNodesLocks(tasks: readonly ClusterTask[]): Promise<TimeoutCheckResult> {
+    const cluster = this.o.cluster!;
+    const held: Array<ClusterLockAge & { locks: GpuLockService }> = [];
+    for (const n of await listNodeGpus(cluster.connection)) {
+      if (n.node === cluster.nodeId) continue;
+      const locks = await this.locksFor(n.node);
+      await locks.refresh();
+      for (const gpuId of locks.gpuIds()) {
+        const v = this.lockView(gpuId, locks);
+        if (v.lock) held.push({ node: n.node, gpuId, lock: v.lock, ageMs: (v.lockAgeSeconds ?? 0) * 1000, locks });
+      }
+    }
+    const live = tasks.filter((t) => t.status === 'running' && t.lastBeatAgeMs <= t.timeoutMs);
+    return this.timeouts.sweepClusterLocks({
+      self: cluster.nodeId,
+      locks: held,
+      isLive: (l) => live.some((t) => (l.lock.taskId !== null ? t.taskId === l.lock.taskId : t.gpuId === l.gpuId && t.fencingToken === l.lock.token)),
+      release: async (l, reason) => {
+        const owner = held.find((h) => h.node === l.node && h.gpuId === l.gpuId)!;
+        const freed = await owner.locks.forceRelease(l.gpuId, { actor: `timeout-manager@${cluster.nodeId}`, reason, cause: 'timed_out', onlyToken: l.lock.token });
+        return freed !== null;
+      },
+      audit: this.o.audit,
+    });
   }
 
   private async readCluster(tasks: ClusterTask[]): Promise<void> {
@@ -406,6 +439,29 @@ export class MonitoringService extends BaseService {
       locks,
       tasks: tasks.map(({ fencingToken: _t, metadata: _m, progressDetail: _d, ...rest }) => ({ ...rest, lockKey: rest.gpuId === null ? null : clusterLockKeyOf(rest.node, rest.gpuId) })),
     };
+  }
+
+  /**
+   * Other nodes' heartbeat tasks, read from Redis now (null on a single box; Redis away: 503
+   * `UNAVAILABLE`), sorted by their state: ended (dead), running past their timeout by Redis time
+   * (orphaned) or running (active). This node's own tasks stay with {@link HeartbeatService.overview}.
+   */
+  async otherNodesTasks(): Promise<{ active: ClusterTask[]; dead: ClusterTask[]; orphaned: ClusterTask[] } | null> {
+    const cluster = this.o.cluster;
+    if (!cluster) return null;
+    const out = { active: [] as ClusterTask[], dead: [] as ClusterTask[], orphaned: [] as ClusterTask[] };
+    for (const t of await cluster.heartbeats.clusterTasks()) {
+      if (t.node === cluster.nodeId) continue;
+      if (t.status !== 'running') out.dead.push(t);
+      else if (t.lastBeatAgeMs > t.timeoutMs) out.orphaned.push(t);
+      else out.active.push(t);
+    }
+    return out;
+  }
+
+  /** This console's node id in a cluster (null on a single box). */
+  get nodeId(): string | null {
+    return this.o.cluster?.nodeId ?? null;
   }
 
   /** The cluster as the last check saw it; null on a single box. */

@@ -5,7 +5,7 @@ import type { GpuLockService } from './gpuLocks.js';
 import type { HeartbeatService } from './heartbeats.js';
 import type { MonitoringMetrics } from './monitoringMetrics.js';
 import type { ClusterTask, ClusterTimeoutOutcome } from './clusterHeartbeats.js';
-import { clusterLockKeyOf, lockKeyOf, type HistoryEntry, type LockStore, type TaskRecord } from './lockStore.js';
+import { clusterLockKeyOf, lockKeyOf, type HistoryEntry, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
 import type { PersistentClock } from './persistentClock.js';
 import type { TimeoutRecovery } from '../../../../shared/contracts/config/monitoring.js';
 
@@ -73,6 +73,29 @@ export interface ClusterSweep {
   /** Frees the task's lock (only with the task's fencing token); true when it was freed. */
   releaseLock(task: ClusterTask, reason: string): Promise<boolean>;
   /** The audit log (one entry per task timed out). */
+  audit: AuditPort;
+}
+
+/** A lock of another node, as the lease holder's lock-age sweep sees it (cluster only). */
+export interface ClusterLockAge {
+  node: string;
+  gpuId: number;
+  lock: LockRecord;
+  /** Age of the lock, ms. */
+  ageMs: number;
+}
+
+/** What the lease holder's sweep over other nodes' GPU locks needs (cluster only). */
+export interface ClusterLockSweep {
+  /** The node running the sweep (it holds the monitor lease). */
+  self: string;
+  /** Other nodes' held locks, read from Redis just now. */
+  locks: readonly ClusterLockAge[];
+  /** Whether the task the lock was taken for beats (on any node, by Redis time). */
+  isLive(lock: ClusterLockAge): boolean;
+  /** Frees the lock only if it still carries this token (compare-and-set); true when it was freed. */
+  release(lock: ClusterLockAge, reason: string): Promise<boolean>;
+  /** The audit log (one entry per lock freed). */
   audit: AuditPort;
 }
 
@@ -213,6 +236,43 @@ export class TimeoutManager {
     this.stats.currentTimeouts = waiting;
     this.stats.totalTimeoutsDetected += detected;
     return { checkedLocks: [], timeoutsDetected: detected, actionsTaken: taken };
+  }
+
+  /**
+   * The lease holder's lock-age rule for other nodes' GPUs (a node that died cannot apply it to its
+   * own locks): a lock older than gpu_timeout whose task has no live heartbeat anywhere in the cluster
+   * is freed by a compare-and-set on its fencing token, so it is freed (and audited) once even while
+   * the lease changes hands or the owner's own check acts at the same moment.
+   */
+  async sweepClusterLocks(c: ClusterLockSweep): Promise<TimeoutCheckResult> {
+    const settings = this.o.settings();
+    const taken: TimeoutActionRecord[] = [];
+    let detected = 0;
+    for (const l of c.locks) {
+      if (l.ageMs <= settings.gpuTimeoutSeconds * 1000 || c.isLive(l)) continue;
+      detected++;
+      if (!settings.autoRecovery) {
+        this.stats.currentTimeouts++;
+        continue;
+      }
+      const lockKey = clusterLockKeyOf(l.node, l.gpuId);
+      const reason = `${lockKey} held ${(l.ageMs / 1000).toFixed(0)} s (over gpu_timeout ${settings.gpuTimeoutSeconds} s) by ${l.lock.holder} without a live heartbeat`;
+      let freed = false;
+      try {
+        freed = await c.release(l, reason);
+      } catch (err) {
+        taken.push(this.act('force_release_gpu_lock', { taskId: l.lock.taskId, lockKey, result: 'failed', detail: (err as Error).message }));
+        continue;
+      }
+      taken.push(this.act('force_release_gpu_lock', { taskId: l.lock.taskId, lockKey, result: freed ? 'success' : 'skipped', detail: freed ? reason : 'the lock changed hands meanwhile' }));
+      if (!freed) continue;
+      this.stats.resourcesReleased++;
+      this.o.logger.warn({ lockKey, holder: l.lock.holder, by: c.self }, `cluster GPU lock timed out: ${reason}`);
+      c.audit.record({ actor: `timeout-manager@${c.self}`, action: 'monitoring.lock.timeout', target: lockKey, detail: { reason, holder: l.lock.holder, fencing_token: l.lock.token, task_id: l.lock.taskId } });
+      this.emit({ kind: 'lock', taskId: l.lock.taskId, lockKey, recovery: 'none', reason: 'gpu_timeout' });
+    }
+    this.stats.totalTimeoutsDetected += detected;
+    return { checkedLocks: c.locks.map((l) => clusterLockKeyOf(l.node, l.gpuId)), timeoutsDetected: detected, actionsTaken: taken };
   }
 
   /**

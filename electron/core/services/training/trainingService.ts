@@ -611,18 +611,50 @@ export class TrainingService extends BaseService {
       if (lease && gpuLocks) {
         // Renewing also notices a forced release; heartbeats notice it sooner when monitoring is wired.
         const renewMs = Math.max(1000, Math.min(30_000, (lease.ttlSeconds * 1000) / 3));
-        run.resources.add(timerDisposable(
-          clock.setInterval(() => {
-            const held = run.lease;
-            if (!held) return;
-            gpuLocks.renew(held.gpuId, held.holder, held.fencingToken).then(
-              (renewed) => {
-                run.lease = renewed;
-              },
-              (err: unknown) => this.lockLost(run, err),
-            );
-          }, renewMs),
-        ));
+        // A renewal the lock store could not answer (503: Redis of a cluster away for a moment) is
+        // retried until the lock would expire: the lock is ours until the last renewal's TTL runs out,
+        // and nobody else can take it before. Only past that the job fails (lock lost).
+        let heldUntil = clock.monotonic() + lease.ttlSeconds * 1000;
+        let renewing = false;
+        let outageSince: number | null = null;
+        let retry: TimerHandle | undefined;
+        run.resources.add({ dispose: () => retry?.cancel() });
+        const renew = (): void => {
+          const held = run.lease;
+          if (!held || renewing || run.abort) return;
+          renewing = true;
+          retry?.cancel();
+          retry = undefined;
+          const sentAt = clock.monotonic();
+          gpuLocks.renew(held.gpuId, held.holder, held.fencingToken).then(
+            (renewed) => {
+              renewing = false;
+              run.lease = renewed;
+              heldUntil = sentAt + renewed.ttlSeconds * 1000;
+              if (outageSince !== null) this.logRun(run, 'info', `GPU lock renewed again after ${((clock.monotonic() - outageSince) / 1000).toFixed(1)} s of failed renewals`);
+              outageSince = null;
+            },
+            (err: unknown) => {
+              renewing = false;
+              if (!(err instanceof AppError && err.code === ErrorCode.UNAVAILABLE)) {
+                this.lockLost(run, err);
+                return;
+              }
+              const now = clock.monotonic();
+              const left = heldUntil - now;
+              if (left <= 0) {
+                this.lockLost(run, err, `gpu lock lost: not renewed within its ${held.ttlSeconds} s TTL (lock store unavailable)`);
+                return;
+              }
+              if (outageSince === null) {
+                outageSince = now;
+                this.logRun(run, 'warn', `could not renew the GPU lock (${err.message}); retrying until it would expire in ${(left / 1000).toFixed(1)} s`);
+              }
+              retry = clock.setTimeout(renew, Math.max(50, Math.min(500, left / 4)));
+            },
+          );
+        };
+        run.resources.add(timerDisposable(clock.setInterval(renew, renewMs)));
       }
       const spec = await this.commandFor(run);
       if (lease && this.options.gpuTenant && this.cfg.enginePolicy !== 'keep') {
@@ -861,11 +893,11 @@ export class TrainingService extends BaseService {
   }
 
   /** The GPU lock was taken away (forced release, expiry): the job fails with the contract's reason. */
-  private lockLost(run: ActiveRun, err: unknown): void {
+  private lockLost(run: ActiveRun, err: unknown, reason = 'gpu lock force-released'): void {
     if (run.abort || this.active !== run) return;
     run.lease = undefined;
     this.logRun(run, 'error', `lost the GPU lock: ${(err as Error).message}`);
-    this.abort(run, 'failed', 'gpu lock force-released');
+    this.abort(run, 'failed', reason);
   }
 
   /** Ends a run early: SIGTERM now, SIGKILL after the grace. Safe to call twice. */

@@ -22,7 +22,7 @@ import type { ConfigStore } from '../../../base/config.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { MonitoringService } from '../../../services/monitoring/monitoringService.js';
 import type { GpuLockService } from '../../../services/monitoring/gpuLocks.js';
-import { lockKeyOf, parseClusterLockKey } from '../../../services/monitoring/lockStore.js';
+import { clusterLockKeyOf, lockKeyOf, parseClusterLockKey } from '../../../services/monitoring/lockStore.js';
 import { CONFIGURED_ACTIONS } from '../../../services/monitoring/timeoutManager.js';
 import type { Auth } from '../../auth.js';
 
@@ -214,18 +214,41 @@ export const monitoringPlugin: FastifyPluginAsync<MonitoringPluginOptions> = asy
 
   app.get(`${P}/heartbeat/all`, read, async (): Promise<HeartbeatAllResponse> => {
     const o = m.heartbeats.overview();
+    // Cluster: every node's tasks, each with its node id; other nodes' tasks are keyed
+    // `<node>/<task id>` in active_tasks (this node's keep their plain id, as on a single box).
+    const others = await m.otherNodesTasks();
+    const self = m.nodeId;
+    const node = self === null ? {} : { node: self };
     const active: HeartbeatAllResponse['active_tasks'] = {};
-    for (const t of o.active) active[t.taskId] = { task_name: t.owner, last_update: t.lastUpdateWall / 1000, status: t.status, progress: t.progress, gpu_lock: t.gpuId === null ? null : lockKeyOf(t.gpuId) };
+    for (const t of o.active) active[t.taskId] = { task_name: t.owner, last_update: t.lastUpdateWall / 1000, status: t.status, progress: t.progress, gpu_lock: t.gpuId === null ? null : lockKeyOf(t.gpuId), ...node };
+    const dead: HeartbeatAllResponse['dead_tasks'] = o.dead.map((t) => ({ task_id: t.taskId, task_name: t.owner, status: t.status, last_update: t.lastUpdateWall / 1000, reason: t.endReason, ...node }));
+    const orphaned: HeartbeatAllResponse['orphaned_tasks'] = o.orphaned.map((x) => ({ task_id: x.taskId, last_update: sec(x.lastUpdateWall), timeout: x.timeout, reason: x.reason, lock_key: x.lockKey, ...node }));
+    let total = o.total;
+    let intervalSum = o.averageInterval * o.active.filter((t) => t.beats >= 2).length;
+    let intervalCount = o.active.filter((t) => t.beats >= 2).length;
+    if (others) {
+      const lockKey = (t: { node: string; gpuId: number | null }) => (t.gpuId === null ? null : clusterLockKeyOf(t.node, t.gpuId));
+      for (const t of others.active) {
+        active[`${t.node}/${t.taskId}`] = { task_name: t.owner, last_update: t.lastUpdateWall / 1000, status: t.status, progress: t.progress, gpu_lock: lockKey(t), node: t.node, task_id: t.taskId };
+        if (t.beats >= 2) {
+          intervalSum += (t.lastUpdateWall - t.startWall) / t.beats / 1000;
+          intervalCount++;
+        }
+      }
+      for (const t of others.dead) dead.push({ task_id: t.taskId, task_name: t.owner, status: t.status, last_update: t.lastUpdateWall / 1000, reason: t.endReason, node: t.node });
+      for (const t of others.orphaned) orphaned.push({ task_id: t.taskId, last_update: t.lastUpdateWall / 1000, timeout: true, reason: 'heartbeat_timeout', lock_key: lockKey(t), node: t.node });
+      total += others.active.length + others.dead.length + others.orphaned.length;
+    }
     return {
       active_tasks: active,
-      dead_tasks: o.dead.map((t) => ({ task_id: t.taskId, task_name: t.owner, status: t.status, last_update: t.lastUpdateWall / 1000, reason: t.endReason })),
-      orphaned_tasks: o.orphaned.map((x) => ({ task_id: x.taskId, last_update: sec(x.lastUpdateWall), timeout: x.timeout, reason: x.reason, lock_key: x.lockKey })),
+      dead_tasks: dead,
+      orphaned_tasks: orphaned,
       statistics: {
-        total_tasks: o.total,
-        active_count: o.active.length,
-        dead_count: o.dead.length,
-        orphaned_count: o.orphaned.length,
-        average_heartbeat_interval: round3(o.averageInterval),
+        total_tasks: total,
+        active_count: Object.keys(active).length,
+        dead_count: dead.length,
+        orphaned_count: orphaned.length,
+        average_heartbeat_interval: round3(intervalCount === 0 ? 0 : intervalSum / intervalCount),
       },
       timestamp: now(),
     };
