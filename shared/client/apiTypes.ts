@@ -13,7 +13,7 @@ import type { GatewayStatusResponse, ProcessInfo as ContractProcessInfo, Runtime
 import type { ListTrainingResponse, LogsResponse, LossResponse, StartTrainingInput, TrainingJobStatus } from '../contracts/training.js';
 
 /** §6.7 `GET /api/limiter/status`. */
-export type LimiterStatus = ContractLimiterStatus;
+export type LimiterStatus = Static<typeof ContractLimiterStatus>;
 
 /** §7.1 `GET /api/v1/monitoring/gpu-lock/status`. */
 export type GpuLockStatus = Static<typeof LockStatusResponse>;

@@ -1,10 +1,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startUpstreamSim, type UpstreamSim } from '../../scripts/upstream-sim.js';
+import { LimiterSnapshot, LimiterStatus, LimiterTransitionEvent } from '../../shared/contracts/limiter.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 
 const KEY = 'nvapi-supersecret-key-123';
@@ -12,6 +15,11 @@ const json = { 'content-type': 'application/json' };
 
 async function post(c: TestConsole, path: string, body: unknown, headers: Record<string, string> = {}) {
   return fetch(`${c.url}${path}`, { method: 'POST', headers: { ...json, ...headers }, body: JSON.stringify(body) });
+}
+
+/** Where `value` departs from the contract schema (`path: message` per bad field; empty when it conforms). */
+function schemaErrors(schema: TSchema, value: unknown): string[] {
+  return [...Value.Errors(schema, value)].map((e) => `${e.path}: ${e.message}`);
 }
 
 /** Reads SSE frames until `pred` matches one, or fails after `ms`. */
@@ -181,11 +189,13 @@ describe('limiter through /v1 against the upstream simulator', () => {
     const status = await fetch(`${c.url}/api/limiter/status`);
     expect(status.status).toBe(200);
     const s = (await status.json()) as Record<string, Record<string, unknown>>;
+    expect(schemaErrors(LimiterStatus, s)).toEqual([]);
     expect(Object.keys(s)).toEqual(expect.arrayContaining(['requests', 'errors', 'queue', 'token_bucket', 'retreat', 'uptime_seconds', 'providers']));
     expect(s.queue!.depth_by_priority).toEqual({ URGENT: 0, HIGH: 0, NORMAL: 0, LOW: 0 });
     expect(s.retreat).toMatchObject({ state: 'normal', base_rpm: 6000 });
     expect((s.requests!.nvidia as number) > 0).toBe(true);
     const alias = await (await fetch(`${c.url}/status`)).text();
+    expect(schemaErrors(LimiterStatus, JSON.parse(alias))).toEqual([]);
     const cfg = await (await fetch(`${c.url}/api/admin/config`, { headers: c.admin })).text();
     const consoleCfg = await (await fetch(`${c.url}/api/console/config`, { headers: c.admin })).text();
     for (const text of [JSON.stringify(s), alias, cfg, consoleCfg, c.logs.join('\n')]) expect(text).not.toContain(KEY);
@@ -264,9 +274,12 @@ describe('retreat against a throttling upstream (scaled-up rates)', () => {
       expect(statuses).toContain(429); // upstream 429s are relayed unchanged
       const frames = await framesP;
       expect(frames[0]).toMatch(/^retry: 3000\ndata: \{/);
+      expect(schemaErrors(LimiterSnapshot, JSON.parse(frames[0]!.split('data: ')[1]!))).toEqual([]);
       const transition = JSON.parse(frames[frames.length - 1]!.split('data: ')[1]!) as { provider: string; to: string; rpm: number };
       expect(transition).toMatchObject({ provider: 'nvidia', to: 'retreat' });
+      expect(schemaErrors(LimiterTransitionEvent, transition)).toEqual([]);
       const s = (await (await fetch(`${c.url}/api/limiter/status`)).json()) as { retreat: { state: string; effective_rpm: number } };
+      expect(schemaErrors(LimiterStatus, s)).toEqual([]);
       expect(s.retreat.state).not.toBe('normal');
       expect(s.retreat.effective_rpm).toBeLessThan(2400);
       const metrics = await (await fetch(`${c.url}/metrics`)).text();
@@ -299,6 +312,7 @@ describe('retreat against a throttling upstream (scaled-up rates)', () => {
       });
       const parsed = JSON.parse(msg) as { type: string; data: { queue: { per_priority: Record<string, number> }; retreat: { state: string } } };
       expect(parsed.type).toBe('snapshot');
+      expect(schemaErrors(LimiterSnapshot, parsed.data)).toEqual([]);
       expect(parsed.data.queue.per_priority).toEqual({ URGENT: 0, HIGH: 0, NORMAL: 0, LOW: 0 });
       expect(parsed.data.retreat.state).toBe('normal');
       ws.close();
