@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { startUpstreamSim, type UpstreamSim } from '../../scripts/upstream-sim.js';
 import { LimiterSnapshot, LimiterStatus, LimiterTransitionEvent } from '../../shared/contracts/limiter.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const KEY = 'nvapi-supersecret-key-123';
 const json = { 'content-type': 'application/json' };
@@ -145,8 +146,7 @@ describe('limiter through /v1 against the upstream simulator', () => {
     const reader = res.body!.getReader();
     await reader.read();
     ac.abort();
-    const deadline = Date.now() + 10_000;
-    while (sim.stats().abortedStreams === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitUntil(() => sim.stats().abortedStreams !== before, 10_000, 'the upstream to see its stream aborted', 50);
     expect(sim.stats().abortedStreams).toBe(before + 1);
   });
 
@@ -372,8 +372,7 @@ describe('queue over HTTP', () => {
       const queued = fetch(`${c.url}/v1/chat/completions`, { method: 'POST', headers: json, body: JSON.stringify({ model: 'nvidia/meta/x', messages: [] }), signal: ac.signal }).catch(
         (e: Error) => e,
       );
-      const deadline = Date.now() + 10_000;
-      while ((await status()).queue.current_size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await waitUntil(async () => (await status()).queue.current_size > 0, 10_000, 'the second request to be queued');
       const full = await post(c, '/v1/chat/completions', { model: 'nvidia/meta/x', messages: [] }, { 'x-priority': 'urgent' });
       expect(full.status).toBe(503);
       const body = (await full.json()) as { error: { type: string; message: string } };
@@ -381,7 +380,7 @@ describe('queue over HTTP', () => {
       expect(body.error.message).toContain('队列已满');
       ac.abort();
       await queued;
-      while ((await status()).queue.current_size !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await waitUntil(async () => (await status()).queue.current_size === 0, 10_000, 'the disconnected client to leave the queue');
       const s = await status();
       expect(s.queue.current_size).toBe(0);
       expect(s.errors.queue_full_rejects).toBe(1);
