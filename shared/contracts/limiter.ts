@@ -136,6 +136,10 @@ export const LimiterStatus = Type.Object(
 );
 export type LimiterStatus = Static<typeof LimiterStatus>;
 
+/** `POST /api/limiter/admin/reset` response (contract §6.8): the retreat block of the (first) provider reset. */
+export const LimiterResetResponse = Type.Object({ status: Type.Literal('ok'), retreat: LimiterRetreatStatus }, { additionalProperties: false });
+export type LimiterResetResponse = Static<typeof LimiterResetResponse>;
+
 /** The queue of a dashboard frame: as in `/status`, with `per_priority` in place of `depth_by_priority`. */
 export const LimiterSnapshotQueue = Type.Composite([Type.Omit(LimiterQueueStatus, ['depth_by_priority']), Type.Object({ per_priority: PriorityDepths })], {
   additionalProperties: false,

@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startUpstreamSim, type UpstreamSim } from '../../scripts/upstream-sim.js';
-import { LimiterSnapshot, LimiterStatus, LimiterTransitionEvent } from '../../shared/contracts/limiter.js';
+import { LimiterResetResponse, LimiterSnapshot, LimiterStatus, LimiterTransitionEvent } from '../../shared/contracts/limiter.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -245,8 +245,9 @@ describe('limiter admin config (contract §6.8)', () => {
     const s = (await (await fetch(`${c.url}/api/limiter/status`)).json()) as { retreat: { base_rpm: number; effective_rpm: number }; queue: { full_policy: string } };
     expect(s.retreat).toMatchObject({ base_rpm: 90, effective_rpm: 90 });
     expect(s.queue.full_policy).toBe('drop_lowest');
-    const reset = await post(c, '/api/limiter/admin/reset', {}, c.admin);
-    expect(await reset.json()).toMatchObject({ status: 'ok', retreat: { state: 'normal', effective_rpm: 90 } });
+    const reset = (await (await post(c, '/api/limiter/admin/reset', {}, c.admin)).json()) as unknown;
+    expect(schemaErrors(LimiterResetResponse, reset)).toEqual([]);
+    expect(reset).toMatchObject({ status: 'ok', retreat: { state: 'normal', effective_rpm: 90 } });
   });
 });
 
