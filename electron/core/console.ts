@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Gauge } from 'prom-client';
 import { ensureAdminToken } from './base/adminToken.js';
 import { SystemClock, type Clock } from './base/clock.js';
+import { ConfigAdmin } from './base/configAdmin.js';
 import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type Settings } from './base/config.js';
 import { HealthRegistry } from './base/health.js';
 import type { Service } from './base/lifecycle.js';
@@ -14,6 +14,7 @@ import { packageRoot, packageVersion } from './base/packageInfo.js';
 import { PeriodicTaskRegistry, type PeriodicTask } from './base/periodic.js';
 import { CoreStats, SnapshotRegistry, SnapshotStream } from './base/snapshots.js';
 import { Store, StoreCorruptError } from './base/store.js';
+import { StoreAuditLog } from './base/audit.js';
 import { backupStore, restoreLastBackup } from './base/storeBackup.js';
 import { Auth } from './server/auth.js';
 import { GrpcServer } from './server/grpc/grpcServer.js';
@@ -102,6 +103,8 @@ export interface ServiceControl {
 export interface Console {
   readonly settings: Settings;
   readonly config: ConfigStore;
+  /** Audited config changes (replace, patch, reload), whatever asks for them. */
+  readonly configAdmin: ConfigAdmin;
   readonly clock: Clock;
   readonly store: Store;
   readonly logs: LoggerRegistry;
@@ -261,9 +264,12 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       };
     });
   }
-  const monitoring = new MonitoringService({ config, clock, children, store, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
-  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, health, dataDir: settings.dataDir, env, children });
-  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics });
+  // The one audit log: services record the admin actions they perform, whatever the surface.
+  const audit = new StoreAuditLog(store, clock);
+  const configAdmin = new ConfigAdmin(config, audit);
+  const monitoring = new MonitoringService({ config, clock, children, audit, lockStore: cluster?.store ?? sqliteLocks, cluster, logger: logs.get('monitoring'), metrics, periodic, health });
+  const runtime = new RuntimeService({ config, clock, logger: logs.get('runtime'), store, metrics, audit, health, dataDir: settings.dataDir, env, children });
+  const models = new ModelLibrary({ config, dataDir: settings.dataDir, clock, logger: logs.get('models'), store, metrics, audit });
   // The backend self-test's probe runs as a child like any other (listed in /threads).
   const engine = new EngineService({ config, clock, logger: logs.get('engine'), metrics, models, selfTest: (backend) => selfTestBackend(backend, { clock, children }) });
   const training = new TrainingService({
@@ -322,11 +328,10 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   }
 
   // --- the core's own periodic tasks ---
-  const uptime = new Gauge({ name: 'console_uptime_seconds', help: 'Seconds since the console started', registers: [metrics.registry] });
   const startedMono = clock.monotonic();
   const startedAt = clock.now();
   const coreTasks: PeriodicTask[] = [
-    periodic.register({ name: 'metrics-uptime', level: 'low', intervalSeconds: 15, run: () => uptime.set((clock.monotonic() - startedMono) / 1000) }),
+    periodic.register({ name: 'metrics-uptime', level: 'low', intervalSeconds: 15, run: () => metrics.uptime.set((clock.monotonic() - startedMono) / 1000) }),
     periodic.register({ name: 'store-checkpoint', level: 'low', intervalSeconds: 300, runOnStart: false, run: () => store.checkpoint() }),
   ];
   // Rolling online backups (one at start, after migrations, then every intervalSeconds).
@@ -401,15 +406,15 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await http.init();
       await http.register(healthPlugin, { health, clock, version, startedAt, startedMono });
       await http.register(opsPlugin, { ops, logs, metrics, periodic, auth });
-      await http.register(consoleConfigPlugin, { config, store, auth, clock });
+      await http.register(consoleConfigPlugin, { config, admin: configAdmin, store, auth });
       await http.register(monitoringPlugin, { monitoring, config, clock, auth });
       await http.register(openaiRouterPlugin, { auth, local: openaiLocal, remote: openaiRemote });
       await http.register(engineHttp.plugin, { engine, auth, clock });
       if (limiter) await http.register(limiterPlugin, { limiter, auth, stream });
       await http.register(trainingPlugin, { training, auth, clock });
       await http.register(trainingDatasetsPlugin, { datasets, auth });
-      await http.register(runtimePlugin, { runtime, auth, store, clock });
-      await http.register(modelLibraryPlugin, { library: models, auth, store, clock });
+      await http.register(runtimePlugin, { runtime, auth });
+      await http.register(modelLibraryPlugin, { library: models, auth, clock });
       await http.register(alertsPlugin, { inbox: alertInbox, auth });
       await http.register(consoleStreamPlugin, { stream, logs, auth, loginLink, adminToken });
       await http.register(dashboardPlugin, { root: options.dashboardRoot ?? join(packageRoot(), 'dist/renderer') });
@@ -448,6 +453,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   return {
     settings,
     config,
+    configAdmin,
     clock,
     store,
     logs,

@@ -53,9 +53,13 @@ async function main(): Promise<number> {
   const onSigint = () => shutdown('SIGINT');
   const onSigterm = () => shutdown('SIGTERM');
   const onSighup = () => {
-    const result = app.config.reload();
-    if (!result.ok) app.logs.get('console').error({ issues: result.issues }, 'config reload failed; keeping the old config');
-    else app.logs.get('console').info('config reloaded');
+    try {
+      app.configAdmin.reload('signal:SIGHUP');
+      app.logs.get('console').info('config reloaded');
+    } catch (err) {
+      const details = (err as { details?: unknown }).details;
+      app.logs.get('console').error({ issues: details ?? (err as Error).message }, 'config reload failed; keeping the old config');
+    }
   };
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);

@@ -18,6 +18,7 @@ import { MetricsRegistry } from '../../electron/core/base/metrics.js';
 import { PeriodicTaskRegistry } from '../../electron/core/base/periodic.js';
 import { createConsole } from '../../electron/core/console.js';
 import { GpuTelemetry } from '../../electron/core/services/monitoring/gpuTelemetry.js';
+import { TelemetryMetrics } from '../../electron/core/services/monitoring/monitoringMetrics.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const log = (msg: string) => process.stderr.write(`monitoring bench: ${msg}\n`);
@@ -166,7 +167,7 @@ async function telemetryCost(nvidiaSmiPath: string, nvidiaSmiLoop: boolean, dura
   const t = new GpuTelemetry({
     clock,
     logger: logs.get('telemetry'),
-    metrics: new MetricsRegistry(),
+    metrics: new TelemetryMetrics(new MetricsRegistry()),
     periodic: new PeriodicTaskRegistry(clock, logs.get('periodic')),
     settings: () => ({ enabled: true, intervalSeconds: 1, historySize: 1000, nvidiaSmiPath, nvidiaSmiTimeoutMs: 5000, nvidiaSmiLoop }),
   });

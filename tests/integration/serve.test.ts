@@ -42,6 +42,28 @@ describe('headless entry (npm run serve)', () => {
     expect(p.stdout().split('\n').filter((l) => l.startsWith('{'))).toEqual([]);
   }, 30_000);
 
+  it('SIGHUP re-reads config.json (audited as the signal); a broken file keeps the old config', async () => {
+    const p = spawnServe(['--port', '0', '--grpc-port', '0'], { CONSOLE_DATA_DIR: dir });
+    const { url } = await p.ready;
+    const admin = { authorization: `Bearer ${readFileSync(join(dir, 'admin-token'), 'utf8').trim()}` };
+    const configView = async () => ((await (await fetch(`${url}/api/console/config`, { headers: admin })).json()) as { config: { engine: { parallel: number } } }).config;
+    const until = async (what: string, check: () => Promise<boolean>) => {
+      for (let i = 0; i < 100 && !(await check()); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await check(), what).toBe(true);
+    };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: { parallel: 3 } }));
+    p.child.kill('SIGHUP');
+    await until('engine.parallel 3 after SIGHUP', async () => (await configView()).engine.parallel === 3);
+    const audit = (await (await fetch(`${url}/api/console/audit`, { headers: admin })).json()) as { entries: Array<{ action: string; actor: string }> };
+    expect(audit.entries).toContainEqual(expect.objectContaining({ action: 'config.reload', actor: 'signal:SIGHUP' }));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: { parallel: 'many' } }));
+    p.child.kill('SIGHUP');
+    await until('the reload failure is logged', async () => p.stdout().includes('config reload failed'));
+    expect((await configView()).engine.parallel).toBe(3);
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  }, 30_000);
+
   it('exits 0 on SIGINT too', async () => {
     const p = spawnServe(['--port', '0', '--grpc-port', '0', '--data-dir', dir]);
     await p.ready;

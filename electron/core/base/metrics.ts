@@ -9,6 +9,8 @@ export class MetricsRegistry {
   readonly registry = new Registry();
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
+  /** Set by the console's `metrics-uptime` periodic task. */
+  readonly uptime: Gauge;
   private readonly loopDelay: IntervalHistogram;
   private readonly resetHooks = new Set<() => void>();
 
@@ -29,6 +31,7 @@ export class MetricsRegistry {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [this.registry],
     });
+    this.uptime = new Gauge({ name: 'console_uptime_seconds', help: 'Seconds since the console started', registers: [this.registry] });
     const loop = this.loopDelay;
     new Gauge({
       name: 'console_event_loop_lag_p99_seconds',

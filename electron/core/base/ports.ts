@@ -114,3 +114,22 @@ export interface GpuTenantPort {
   /** The job ended: models may use the GPU again. */
   reclaimGpu(holder: string): void;
 }
+
+/** One admin action for the audit log. `actor` is who asked (`admin` over HTTP/gRPC with the admin token, a service name when the console acted on its own). */
+export interface AuditRecord {
+  actor: string;
+  action: string;
+  /** What the action applied to (a process, model, download, lock key); absent for console-wide actions. */
+  target?: string;
+  /** JSON-serialisable detail; secrets already masked by the caller. */
+  detail?: unknown;
+}
+
+/**
+ * The audit log (implemented over the store in the composition root). Services record the admin
+ * actions they perform, so every surface (HTTP, gRPC, tray) audits the same way; the time is taken
+ * from the injected clock by the implementation.
+ */
+export interface AuditPort {
+  record(entry: AuditRecord): void;
+}

@@ -10,6 +10,8 @@ import { ModelLibrary } from '../../../electron/core/services/models/modelLibrar
 import type { DownloadView } from '../../../shared/contracts/models.js';
 import { FakeHf } from '../../helpers/fakeHf.js';
 import { tinyGguf } from '../../helpers/gguf.js';
+import { StoreAuditLog } from '../../../electron/core/base/audit.js';
+import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 
 /** Waits for I/O (not for time: the clock is fake) until `ok` holds. */
 async function until(ok: () => boolean, what: string): Promise<void> {
@@ -44,7 +46,7 @@ describe('download retries run on the injected clock', () => {
     clock = new FakeClock();
     const settings = loadSettings({ env: {}, dataDir: root, overrides: { engine: { library: { hfEndpoint: hf.url, downloadRetries: retries } } } });
     store = new Store({ path: join(root, 'console.db') });
-    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir: root, clock, logger: pino({ level: 'silent' }), store });
+    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir: root, clock, logger: pino({ level: 'silent' }), store, metrics: new MetricsRegistry(), audit: new StoreAuditLog(store, clock) });
     await library.start();
   }
   const fileRequests = (repo: string) => hf.requests.filter((r) => r.url.startsWith(`/cdn/${repo}/`)).length;
@@ -53,7 +55,7 @@ describe('download retries run on the injected clock', () => {
   it('backs off 250 ms (clock time) after a 503, then resumes and completes', async () => {
     await open(3);
     hf.addRepo('unit/flaky', [{ path: 'flaky.gguf', bytes: tinyGguf({ elements: 1024 }), failTimes: 1 }]);
-    const view = await library.downloads.create({ uri: 'hf:unit/flaky' });
+    const view = await library.downloads.create({ uri: 'hf:unit/flaky' }, 'admin');
     await until(() => current(view.id).error !== undefined, 'first failure');
     expect(current(view.id)).toMatchObject({ status: 'downloading', attempts: 1 });
     expect(current(view.id).error).toMatch(/HTTP 503.*retrying in 250 ms/);
@@ -73,7 +75,7 @@ describe('download retries run on the injected clock', () => {
   it('gives up after the configured retries without progress and leaves no file', async () => {
     await open(1);
     hf.addRepo('unit/down', [{ path: 'down.gguf', bytes: tinyGguf(), failTimes: 100 }]);
-    const view = await library.downloads.create({ uri: 'hf:unit/down' });
+    const view = await library.downloads.create({ uri: 'hf:unit/down' }, 'admin');
     await until(() => current(view.id).error !== undefined, 'first failure');
     clock.advance(250);
     await until(() => current(view.id).status === 'failed', 'failure');
@@ -83,19 +85,25 @@ describe('download retries run on the injected clock', () => {
     expect(existsSync(join(library.dir, 'down.gguf'))).toBe(false);
   });
 
-  it('does not retry a 404', async () => {
+  it('does not retry a 404; the request and the cancel are audited', async () => {
     await open(5);
     hf.addRepo('unit/gone', [{ path: 'gone.gguf', bytes: tinyGguf(), failTimes: 1, failStatus: 404 }]);
-    const view = await library.downloads.create({ uri: 'hf:unit/gone' });
+    const view = await library.downloads.create({ uri: 'hf:unit/gone' }, 'admin');
     await until(() => current(view.id).status === 'failed', 'failure');
     expect(current(view.id)).toMatchObject({ attempts: 1 });
     expect(current(view.id).error).toMatch(/HTTP 404/);
+    // removing the failed record from the history is audited like any cancel, with the caller as actor
+    await library.downloads.cancel(view.id, 'tray');
+    expect(store.recentAudit(10)).toEqual([
+      expect.objectContaining({ actor: 'tray', action: 'models.download.cancel', target: 'gone', detail: { id: view.id, status: 'failed' } }),
+      expect.objectContaining({ actor: 'admin', action: 'models.download', target: 'gone', detail: { id: view.id, uri: 'hf:unit/gone' } }),
+    ]);
   });
 
   it('stop() during a backoff cancels its timer and keeps the download queued for the next start', async () => {
     await open(3);
     hf.addRepo('unit/later', [{ path: 'later.gguf', bytes: tinyGguf(), failTimes: 1 }]);
-    const view = await library.downloads.create({ uri: 'hf:unit/later' });
+    const view = await library.downloads.create({ uri: 'hf:unit/later' }, 'admin');
     await until(() => current(view.id).error !== undefined, 'first failure');
     expect(clock.pendingTimers()).toBeGreaterThan(0);
     await library.stop();

@@ -10,6 +10,8 @@ import { Store } from '../../../electron/core/base/store.js';
 import { ModelLibrary } from '../../../electron/core/services/models/modelLibrary.js';
 import { idProblem } from '../../../electron/core/services/models/paths.js';
 import { tinyGguf, writeTinyGguf } from '../../helpers/gguf.js';
+import { StoreAuditLog } from '../../../electron/core/base/audit.js';
+import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 
 const BAD_IDS = [
   '..',
@@ -68,7 +70,8 @@ describe('ModelLibrary', () => {
     mkdirSync(outside, { recursive: true });
     const settings = loadSettings({ env: {}, dataDir });
     store = new Store({ path: ':memory:' });
-    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir, clock: new SystemClock(), logger: pino({ level: 'silent' }), store });
+    const clock = new SystemClock();
+    library = new ModelLibrary({ config: new ConfigStore(settings), dataDir, clock, logger: pino({ level: 'silent' }), store, metrics: new MetricsRegistry(), audit: new StoreAuditLog(store, clock) });
     await library.start();
     modelsDir = library.dir;
   });
@@ -111,7 +114,7 @@ describe('ModelLibrary', () => {
   it.each(BAD_IDS)('deleteFile(%j) rejects and deletes nothing', async (id) => {
     writeTinyGguf(join(outside, 'victim.gguf'));
     writeTinyGguf(join(root, 'escape.gguf'));
-    const err = await rejection(library.deleteFile(id));
+    const err = await rejection(library.deleteFile(id, 'admin'));
     expect(err.code).toBe('INVALID_REQUEST');
     expect(existsSync(join(outside, 'victim.gguf'))).toBe(true);
     expect(existsSync(join(root, 'escape.gguf'))).toBe(true);
@@ -125,7 +128,7 @@ describe('ModelLibrary', () => {
     const err = await rejection(library.get('leak'));
     expect(err.code).toBe('INVALID_REQUEST');
     expect(err.message).toMatch(/outside the models dir/);
-    expect((await rejection(library.deleteFile('leak'))).code).toBe('INVALID_REQUEST');
+    expect((await rejection(library.deleteFile('leak', 'admin'))).code).toBe('INVALID_REQUEST');
     expect(existsSync(join(outside, 'secret.gguf'))).toBe(true);
   });
 
@@ -135,7 +138,7 @@ describe('ModelLibrary', () => {
     symlinkSync(join(modelsDir, 'store', 'real.gguf'), join(modelsDir, 'alias.gguf'));
     const alias = await library.get('alias');
     expect(alias?.path).toBe(join(modelsDir, 'store', 'real.gguf'));
-    await library.deleteFile('alias');
+    await library.deleteFile('alias', 'admin');
     expect(existsSync(join(modelsDir, 'alias.gguf'))).toBe(false);
     expect(existsSync(join(modelsDir, 'store', 'real.gguf'))).toBe(true);
   });
@@ -145,10 +148,10 @@ describe('ModelLibrary', () => {
     const bytes = writeTinyGguf(src, { seed: 7 });
     let changes = 0;
     const off = library.onChange(() => changes++);
-    const imported = await library.importFile(src);
+    const imported = await library.importFile(src, undefined, 'admin');
     expect(imported).toMatchObject({ id: 'My-Model.Q4_K_M', path: join(modelsDir, 'My-Model.Q4_K_M.gguf'), architecture: 'llama' });
     expect(readFileSync(imported.path).equals(bytes)).toBe(true);
-    await library.importFile(src, 'renamed');
+    await library.importFile(src, 'renamed', 'admin');
     expect((await library.list()).map((f) => f.id)).toEqual(['My-Model.Q4_K_M', 'renamed']);
     expect(changes).toBeGreaterThanOrEqual(2);
     off();
@@ -158,7 +161,7 @@ describe('ModelLibrary', () => {
   it('refuses to import a file that is not a GGUF, leaving nothing behind', async () => {
     const src = join(outside, 'fake.gguf');
     writeFileSync(src, 'GGUF but not really');
-    const err = await rejection(library.importFile(src));
+    const err = await rejection(library.importFile(src, undefined, 'admin'));
     expect(err.code).toBe('INVALID_REQUEST');
     expect(err.details?.[0]).toMatchObject({ type: 'invalid_gguf', field: 'path' });
     expect(await library.list()).toEqual([]);
@@ -169,7 +172,7 @@ describe('ModelLibrary', () => {
   it.each(['../escape', '%2e%2e', '/abs/olute', 'a\\b', 'x\u0000y'])('refuses import name %j and writes nothing outside', async (name) => {
     const src = join(outside, 'ok.gguf');
     writeTinyGguf(src);
-    const err = await rejection(library.importFile(src, name));
+    const err = await rejection(library.importFile(src, name, 'admin'));
     expect(err.code).toBe('INVALID_REQUEST');
     expect(err.details?.[0]?.field).toBe('name');
     expect(readdirSync(root).sort()).toEqual(['data', 'outside']);
@@ -177,20 +180,33 @@ describe('ModelLibrary', () => {
   });
 
   it('refuses relative, missing and non-file import paths, and existing names', async () => {
-    expect((await rejection(library.importFile('relative/x.gguf'))).details?.[0]?.field).toBe('path');
-    expect((await rejection(library.importFile(join(outside, 'missing.gguf')))).details?.[0]?.description).toBe('no such file');
-    expect((await rejection(library.importFile(outside, 'dir'))).details?.[0]?.description).toBe('is not a regular file');
+    expect((await rejection(library.importFile('relative/x.gguf', undefined, 'admin'))).details?.[0]?.field).toBe('path');
+    expect((await rejection(library.importFile(join(outside, 'missing.gguf'), undefined, 'admin'))).details?.[0]?.description).toBe('no such file');
+    expect((await rejection(library.importFile(outside, 'dir', 'admin'))).details?.[0]?.description).toBe('is not a regular file');
     const src = join(outside, 'dup.gguf');
     writeTinyGguf(src);
-    await library.importFile(src);
-    expect((await rejection(library.importFile(src))).code).toBe('CONFLICT');
+    await library.importFile(src, undefined, 'admin');
+    expect((await rejection(library.importFile(src, undefined, 'admin'))).code).toBe('CONFLICT');
   });
 
   it('deletes a model file and reports unknown ids as MODEL_NOT_FOUND', async () => {
     writeTinyGguf(join(modelsDir, 'bye.gguf'));
-    await library.deleteFile('bye');
+    await library.deleteFile('bye', 'admin');
     expect(await library.list()).toEqual([]);
-    expect((await rejection(library.deleteFile('bye'))).code).toBe('MODEL_NOT_FOUND');
+    expect((await rejection(library.deleteFile('bye', 'admin'))).code).toBe('MODEL_NOT_FOUND');
+  });
+
+  it('audits imports and deletions with the actor the caller passes, and nothing that was refused', async () => {
+    const src = join(outside, 'audited.gguf');
+    writeTinyGguf(src);
+    await library.importFile(src, 'kept', 'tray');
+    await rejection(library.importFile(src, 'kept', 'admin')); // CONFLICT: not audited
+    await library.deleteFile('kept', 'admin');
+    await rejection(library.deleteFile('kept', 'admin')); // MODEL_NOT_FOUND: not audited
+    expect(store.recentAudit(10)).toEqual([
+      expect.objectContaining({ actor: 'admin', action: 'models.delete', target: 'kept', detail: null }),
+      expect.objectContaining({ actor: 'tray', action: 'models.import', target: 'kept', detail: { path: src } }),
+    ]);
   });
 
   it('notices files dropped into the dir (fs.watch) and stops watching on stop', async () => {

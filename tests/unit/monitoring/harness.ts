@@ -12,6 +12,7 @@ import { PeriodicTaskRegistry } from '../../../electron/core/base/periodic.js';
 import { Store } from '../../../electron/core/base/store.js';
 import { MonitoringService } from '../../../electron/core/services/monitoring/monitoringService.js';
 import { SqliteLockStore } from '../../../electron/core/services/monitoring/sqliteLockStore.js';
+import { StoreAuditLog } from '../../../electron/core/base/audit.js';
 
 export interface Harness {
   clock: FakeClock;
@@ -49,7 +50,7 @@ export async function createHarness(monitoring: Layer = {}, clock = new FakeCloc
   const metrics = new MetricsRegistry();
   const periodic = new PeriodicTaskRegistry(clock, loggers.get('periodic'));
   const store = new Store({ path: join(dir, 'console.db') });
-  const service = new MonitoringService({ config, clock, store, lockStore: new SqliteLockStore(store), logger: loggers.get('monitoring'), metrics, periodic, health: new HealthRegistry() });
+  const service = new MonitoringService({ config, clock, audit: new StoreAuditLog(store, clock), lockStore: new SqliteLockStore(store), logger: loggers.get('monitoring'), metrics, periodic, health: new HealthRegistry() });
   await service.start();
   let stopped = false;
   const stop = async () => {

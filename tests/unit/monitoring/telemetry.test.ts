@@ -10,6 +10,7 @@ import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import { PeriodicTaskRegistry } from '../../../electron/core/base/periodic.js';
 import { GpuTelemetry } from '../../../electron/core/services/monitoring/gpuTelemetry.js';
 import { NvidiaSmiParseError, parseNvidiaSmi } from '../../../electron/core/services/monitoring/nvidiaSmi.js';
+import { TelemetryMetrics } from '../../../electron/core/services/monitoring/monitoringMetrics.js';
 import { waitUntil } from '../../helpers/wait.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/nvidia-smi');
@@ -25,7 +26,7 @@ function telemetry(nvidiaSmiPath: string, nvidiaSmiLoop = false) {
     clock,
     children,
     logger: logs.get('telemetry'),
-    metrics,
+    metrics: new TelemetryMetrics(metrics),
     periodic,
     settings: () => ({ enabled: true, intervalSeconds: 0.2, historySize: 3, nvidiaSmiPath, nvidiaSmiTimeoutMs: 10_000, nvidiaSmiLoop }),
   });

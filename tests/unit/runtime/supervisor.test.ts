@@ -13,6 +13,7 @@ import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import { Store } from '../../../electron/core/base/store.js';
 import { isProcessAlive } from '../../../electron/core/base/processUtil.js';
 import { RuntimeService } from '../../../electron/core/services/runtime/runtimeService.js';
+import { StoreAuditLog } from '../../../electron/core/base/audit.js';
 import { waitUntil } from '../../helpers/wait.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/runtime');
@@ -68,6 +69,7 @@ function build(runtime: Record<string, unknown>): Harness {
     logger: pino({ level: 'silent' }),
     store,
     metrics: new MetricsRegistry(),
+    audit: new StoreAuditLog(store, clock),
     health: new HealthRegistry(),
     dataDir,
     env: {},
@@ -88,15 +90,15 @@ afterEach(async () => {
 const gatewayEnv = { MODEL_NAME: 'tiny', OPENAI_API_KEY: 'sk-test-123456', FINNHUB_API_KEY: 'fh-test-123456' };
 
 describe('RuntimeService (real child processes, fake clock)', () => {
-  it('starts the gateway, waits for its health URL, reports it, and stops it', async () => {
+  it('starts the gateway, waits for its health URL, reports it, and stops it (each audited with the caller as actor)', async () => {
     const port = await freePort();
-    const { svc, clock } = build({
+    const { svc, clock, store } = build({
       processes: [
         { name: 'gateway', command: node, args: [join(fixtures, 'healthy.mjs')], env: { ...gatewayEnv, PORT: String(port) }, port, healthUrl: `http://127.0.0.1:${port}/health`, startupTimeoutSeconds: 3600 },
       ],
     });
     await svc.start();
-    const started = await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }));
+    const started = await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }, 'tray'));
     expect(started).toMatchObject({ status: 'started', port });
     expect(started.run_id).toMatch(/^\d{8}_\d{6}$/);
     expect(isProcessAlive(started.pid)).toBe(true);
@@ -113,13 +115,19 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     // the run parameters reach the child's environment
     await waitFor(() => svc.snapshot().processes[0]!.last_lines.some((l) => l.includes(`mode=live run=${started.run_id}`)));
 
-    await expect(svc.startGateway({ mode: 'live', tickers: ['AAPL'] })).rejects.toMatchObject({ status: 409 });
-    const stopped = await drive(clock, svc.stopGateway());
+    await expect(svc.startGateway({ mode: 'live', tickers: ['AAPL'] }, 'admin')).rejects.toMatchObject({ status: 409 });
+    const stopped = await drive(clock, svc.stopGateway('admin'));
     expect(stopped).toEqual({ status: 'stopped', message: `Runtime stopped successfully (PID: ${started.pid})` });
     expect(isProcessAlive(started.pid)).toBe(false);
     expect(svc.gatewayStatus().process_status).toBe('not_running');
     expect(svc.mode().mode).toBe('stopped');
-    await expect(svc.stopGateway()).rejects.toMatchObject({ status: 400, message: 'No runtime is currently running.' });
+    await expect(svc.stopGateway('admin')).rejects.toMatchObject({ status: 400, message: 'No runtime is currently running.' });
+    // the refused start and stop wrote nothing; the two that ran did, newest first
+    expect(store.recentAudit(10)).toMatchObject([
+      { actor: 'admin', action: 'runtime.stop', target: 'gateway', detail: { message: stopped.message } },
+      { actor: 'tray', action: 'runtime.start', target: 'gateway', detail: { run_id: started.run_id, pid: started.pid } },
+    ]);
+    expect(store.recentAudit(10)).toHaveLength(2);
   });
 
   it('a crash during start-up fails the start with the exit code and the last 4000 characters of output', async () => {
@@ -127,7 +135,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
       processes: [{ name: 'gateway', command: node, args: [join(fixtures, 'crash.mjs')], env: gatewayEnv, startupWatchSeconds: 3600 }],
     });
     await svc.start();
-    const err = (await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] })).catch((e: unknown) => e)) as AppError;
+    const err = (await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }, 'admin')).catch((e: unknown) => e)) as AppError;
     expect(err).toBeInstanceOf(AppError);
     expect(err.status).toBe(500);
     const [head, code, label, ...rest] = err.message.split('\n');
@@ -140,7 +148,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(tail).not.toContain('sk-abcdef123456'); // secrets masked
     expect(err.message).not.toContain('Configuration issues detected');
     expect(svc.gatewayStatus().process_status).toBe('exited');
-    await expect(svc.stopGateway()).rejects.toThrow(/^No runtime is currently running\. Previous Gateway process exited with code 1\. PID: \d+$/);
+    await expect(svc.stopGateway('admin')).rejects.toThrow(/^No runtime is currently running\. Previous Gateway process exited with code 1\. PID: \d+$/);
     expect(svc.apiStatus().status).toBe('degraded');
   });
 
@@ -155,7 +163,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
         ],
       });
       await svc.start();
-      await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }));
+      await drive(clock, svc.startGateway({ mode: 'live', tickers: ['AAPL'] }, 'admin'));
       expect(svc.apiStatus().status).toBe('operational');
       await waitFor(() => svc.gatewayStatus().process_status === 'exited');
       expect(svc.apiStatus()).toMatchObject({ status: expected, runtime: { gateway_running: false } });
@@ -168,11 +176,11 @@ describe('RuntimeService (real child processes, fake clock)', () => {
       processes: [{ name: 'stubborn', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 0.5, stopGraceSeconds: 10 }],
     });
     await svc.start();
-    const info = await drive(clock, svc.startProcess('stubborn'));
+    const info = await drive(clock, svc.startProcess('stubborn', 'admin'));
     const pid = info.pid!;
     await waitFor(() => svc.snapshot().processes[0]!.last_lines.some((l) => l.startsWith('ready')));
     let done = false;
-    const stopping = svc.stopProcess('stubborn').finally(() => (done = true));
+    const stopping = svc.stopProcess('stubborn', 'admin').finally(() => (done = true));
     await waitFor(() => svc.snapshot().processes[0]!.last_lines.includes('ignoring SIGTERM'));
     clock.advance(9_900);
     // A fixed wait on purpose: 100 ms before the grace ends nothing may happen; there is no event to wait for.
@@ -201,7 +209,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
       ],
     });
     await svc.start();
-    let info = await drive(clock, svc.startProcess('worker'));
+    let info = await drive(clock, svc.startProcess('worker', 'admin'));
     const firstPid = info.pid!;
 
     process.kill(firstPid, 'SIGKILL');
@@ -242,7 +250,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
       ],
     });
     await svc.start();
-    const started = svc.startProcess('slow');
+    const started = svc.startProcess('slow', 'admin');
     await waitFor(() => svc.snapshot().processes[0]!.last_lines.some((l) => l.startsWith('listening')));
     const pid = svc.get('slow').pid!;
     const err = (await drive(clock, started, 250).catch((e: unknown) => e)) as AppError;
@@ -260,7 +268,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
       ],
     });
     await svc.start();
-    await drive(clock, svc.startProcess('flaky'));
+    await drive(clock, svc.startProcess('flaky', 'admin'));
     await waitFor(() => svc.get('flaky').state === 'backoff');
     expect(svc.get('flaky')).toMatchObject({ exit_code: 1, next_restart_in_seconds: 30, last_error: 'exited unexpectedly with code 1' });
     await svc.stop();
@@ -279,26 +287,27 @@ describe('RuntimeService (real child processes, fake clock)', () => {
       ],
     });
     await svc.start();
-    const starting = svc.startProcess('slow').catch((e: unknown) => e as AppError);
+    const starting = svc.startProcess('slow', 'admin').catch((e: unknown) => e as AppError);
     await waitFor(() => svc.snapshot().processes[0]!.last_lines.some((l) => l.startsWith('listening')));
     const pid = svc.get('slow').pid!;
     expect(svc.get('slow').state).toBe('starting');
-    await expect(svc.startProcess('slow')).rejects.toMatchObject({ status: 409 });
-    const stopped = await drive(clock, svc.stopProcess('slow'));
+    await expect(svc.startProcess('slow', 'admin')).rejects.toMatchObject({ status: 409 });
+    const stopped = await drive(clock, svc.stopProcess('slow', 'admin'));
     expect(stopped.state).toBe('not_running');
     const err = await starting;
     expect(err).toMatchObject({ status: 409, message: expect.stringMatching(/start was cancelled by a stop request/) });
     expect(isProcessAlive(pid)).toBe(false);
   });
 
-  it('auto-starts processes marked autoStart when the service starts', async () => {
-    const { svc, clock } = build({
+  it('auto-starts processes marked autoStart when the service starts (not an admin action: not audited)', async () => {
+    const { svc, clock, store } = build({
       processes: [{ name: 'auto', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 1, stopGraceSeconds: 0, autoStart: true }],
     });
     await svc.start();
     expect(svc.get('auto').state).toBe('starting');
     await drive(clock, (async () => waitFor(() => svc.get('auto').state === 'running'))());
     expect(isProcessAlive(svc.get('auto').pid!)).toBe(true);
+    expect(store.recentAudit(10)).toEqual([]);
   });
 
   it('refuses to start with a bad config, listing every problem', async () => {
@@ -306,7 +315,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
       processes: [{ name: 'gateway', command: '/no/such/binary', cwd: '/no/such/dir', healthUrl: 'http://[bad', requiredEnv: ['NEEDED_VAR'] }],
     });
     await svc.start();
-    const err = (await svc.startGateway({ mode: 'live', tickers: [], initial_cash: 0 }).catch((e: unknown) => e)) as AppError;
+    const err = (await svc.startGateway({ mode: 'live', tickers: [], initial_cash: 0 }, 'admin').catch((e: unknown) => e)) as AppError;
     expect(err.status).toBe(400);
     expect(err.message.startsWith('Gateway configuration validation failed: ')).toBe(true);
     const issues = err.message.slice('Gateway configuration validation failed: '.length).split('; ');
@@ -346,15 +355,17 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(info.orphan?.message).toMatch(/^orphan from a previous run/);
     expect(first.svc.list().map((p) => p.name)).toEqual(['gateway']);
     expect(first.svc.apiStatus().status).toBe('degraded');
-    await expect(first.svc.startGateway({ mode: 'live', tickers: ['A'] })).rejects.toMatchObject({ status: 400 }); // not configured
+    await expect(first.svc.startGateway({ mode: 'live', tickers: ['A'] }, 'admin')).rejects.toMatchObject({ status: 400 }); // not configured
     // stubborn ignores SIGTERM: SIGKILL after the (default 10 s) grace, on the fake clock
-    const killed = await drive(first.clock, first.svc.killOrphan('gateway'), 500);
+    const killed = await drive(first.clock, first.svc.killOrphan('gateway', 'admin'), 500);
     expect(killed).toMatchObject({ status: 'killed', pid: orphan.pid });
     await waitFor(() => orphan.exitCode !== null || orphan.signalCode !== null);
     expect(isProcessAlive(orphan.pid!)).toBe(false);
     expect(first.svc.get('gateway').orphan).toBeNull();
     expect(first.store.db.prepare('SELECT COUNT(*) AS n FROM runtime_processes').get()).toEqual({ n: 0 });
-    await expect(first.svc.killOrphan('gateway')).rejects.toMatchObject({ status: 404 });
+    await expect(first.svc.killOrphan('gateway', 'admin')).rejects.toMatchObject({ status: 404 });
+    expect(first.store.recentAudit(10)).toMatchObject([{ actor: 'admin', action: 'runtime.orphan.kill', target: 'gateway', detail: { pid: orphan.pid } }]);
+    expect(first.store.recentAudit(10)).toHaveLength(1);
   });
 });
 
@@ -372,7 +383,7 @@ describe('RuntimeService log streaming', () => {
         if (line.line.startsWith('ready ')) abort.abort();
       }
     })();
-    const info = await drive(clock, svc.startProcess('stubborn'));
+    const info = await drive(clock, svc.startProcess('stubborn', 'admin'));
     await reading;
     expect(seen.some((l) => l.startsWith('supervisor:') && l.includes(`started pid ${info.pid}`))).toBe(true);
     expect(seen.at(-1)).toBe(`stdout:ready ${info.pid}`);

@@ -4,14 +4,15 @@ import { readdir, stat, statfs, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import type { DownloadStatus, DownloadView } from '../../../../shared/contracts/models.js';
 import type { Clock } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode, type ErrorDetail } from '../../base/errors.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
+import type { AuditPort } from '../../base/ports.js';
 import type { Store } from '../../base/store.js';
+import { DownloadMetrics } from './downloadMetrics.js';
 import { DownloadRecords, type DownloadRecord } from './downloadRecords.js';
 import { inspectGguf } from './gguf.js';
 import { parseModelUri, resolveModelUri, type ModelUri } from './modelUri.js';
@@ -31,7 +32,9 @@ export interface ModelDownloadsOptions {
   config: ConfigStore;
   clock: Clock;
   logger: Logger;
-  metrics?: MetricsRegistry;
+  metrics: MetricsRegistry;
+  /** Requests and cancellations are recorded here (with the actor the surface passes in). */
+  audit: AuditPort;
   userAgent: string;
   /** HTTP dispatcher (tests may inject one); default: an undici Agent that follows redirects. */
   dispatcher?: Dispatcher;
@@ -111,26 +114,13 @@ export class ModelDownloads {
   private stopping = false;
   private started = false;
   private active = 0;
-  private readonly outcomes: Counter<'outcome'> | undefined;
-  private readonly bytes: Counter | undefined;
+  private readonly metrics: DownloadMetrics;
   private readonly records: DownloadRecords;
 
   constructor(private readonly options: ModelDownloadsOptions) {
     this.records = new DownloadRecords(options.store);
-    const registry = options.metrics?.registry;
-    if (registry) {
-      this.outcomes = new Counter({ name: 'console_model_downloads_total', help: 'Model downloads finished, by outcome', labelNames: ['outcome'], registers: [registry] });
-      this.bytes = new Counter({ name: 'console_model_download_bytes_total', help: 'Bytes received by model downloads', registers: [registry] });
-      const jobs = this.jobs;
-      new Gauge({
-        name: 'console_model_downloads_active',
-        help: 'Model downloads queued or running',
-        registers: [registry],
-        collect() {
-          this.set([...jobs.values()].filter((j) => ACTIVE.has(j.status)).length);
-        },
-      });
-    }
+    const jobs = this.jobs;
+    this.metrics = new DownloadMetrics(options.metrics, { active: () => [...jobs.values()].filter((j) => ACTIVE.has(j.status)).length });
   }
 
   // --- lifecycle (driven by the library) ---
@@ -179,9 +169,9 @@ export class ModelDownloads {
 
   /**
    * Validates a request (every bad field listed), resolves the URI (Hugging Face API for `hf:`),
-   * checks the target name is free, and queues the download.
+   * checks the target name is free, and queues the download. Audited as `actor`.
    */
-  async create(input: DownloadRequestInput): Promise<DownloadView> {
+  async create(input: DownloadRequestInput, actor: string): Promise<DownloadView> {
     this.assertStarted();
     const details: ErrorDetail[] = [];
     let parsed: ModelUri | undefined;
@@ -253,6 +243,7 @@ export class ModelDownloads {
     this.jobs.set(job.id, job);
     this.persist(job);
     this.options.logger.info({ id: job.id, uri: job.uri, name, url: job.url }, 'download queued');
+    this.options.audit.record({ actor, action: 'models.download', target: name, detail: { id: job.id, uri: job.uri } });
     this.emit(job);
     this.pump();
     return this.view(job);
@@ -279,14 +270,14 @@ export class ModelDownloads {
 
   /**
    * Cancels an active download (its partial file is removed) and returns it; on a finished one,
-   * removes the record from the history and returns it as it was.
+   * removes the record from the history and returns it as it was. Audited as `actor`.
    */
-  async cancel(id: string): Promise<DownloadView> {
+  async cancel(id: string, actor: string): Promise<DownloadView> {
     const job = this.find(id);
     if (!ACTIVE.has(job.status)) {
       this.jobs.delete(id);
       this.records.remove(id);
-      return this.view(job);
+      return this.audited(this.view(job), actor);
     }
     job.cancelRequested = true;
     if (job.running) {
@@ -296,7 +287,12 @@ export class ModelDownloads {
       await unlink(this.partialPath(job.id)).catch(() => undefined);
       this.finish(job, 'cancelled');
     }
-    return this.view(job);
+    return this.audited(this.view(job), actor);
+  }
+
+  private audited(view: DownloadView, actor: string): DownloadView {
+    this.options.audit.record({ actor, action: 'models.download.cancel', target: view.name, detail: { id: view.id, status: view.status } });
+    return view;
   }
 
   /** Progress and state changes; returns the unsubscribe function. */
@@ -466,7 +462,7 @@ export class ModelDownloads {
 
   private onBytes(job: Job, n: number): void {
     job.bytesDone += n;
-    this.bytes?.inc(n);
+    this.metrics.bytes.inc(n);
     const now = this.options.clock.monotonic();
     const last = job.samples[job.samples.length - 1];
     if (!last || now - last[0] >= 100) {
@@ -512,7 +508,7 @@ export class ModelDownloads {
     job.status = status;
     job.finishedAt = this.options.clock.now();
     job.samples = [];
-    this.outcomes?.inc({ outcome: status });
+    this.metrics.outcomes.inc({ outcome: status });
     this.persist(job);
     this.emit(job);
   }

@@ -14,7 +14,7 @@ import { ADAPTERS_DIR, type AdapterSidecar } from '../../base/adapters.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import { packageRoot, packageVersion } from '../../base/packageInfo.js';
 import type { Store } from '../../base/store.js';
-import type { LocalAdapterFile, LocalModelFile, ModelFilesPort } from '../../base/ports.js';
+import type { AuditPort, LocalAdapterFile, LocalModelFile, ModelFilesPort } from '../../base/ports.js';
 import { ModelDownloads } from './downloads.js';
 import { inspectGguf, type GgufSummary } from './gguf.js';
 import { GGUF_EXT, assertSafeId, idProblem, isInside, modelPathFor, resolveModelPath } from './paths.js';
@@ -27,7 +27,9 @@ export interface ModelLibraryOptions {
   logger: Logger;
   /** Download records are kept here (table `model_downloads`). */
   store: Store;
-  metrics?: MetricsRegistry;
+  metrics: MetricsRegistry;
+  /** Imports, deletions and downloads are recorded here (with the actor the surface passes in). */
+  audit: AuditPort;
   /** HTTP dispatcher for downloads (tests); default: an undici Agent that follows redirects. */
   dispatcher?: Dispatcher;
   /** The catalog of recommended models; default `resources/model-catalog.json`. */
@@ -69,6 +71,7 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
       clock: options.clock,
       logger: options.logger,
       metrics: options.metrics,
+      audit: options.audit,
       dispatcher: options.dispatcher,
       userAgent: `gpu-console/${packageVersion()} (model library)`,
     });
@@ -216,8 +219,9 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
    * Copies a local GGUF file into the models dir. The copy is staged in the hidden staging dir,
    * checked as GGUF, then published under `<name>.gguf` with a no-clobber link, so a half copy or
    * a bad file never becomes visible. `sourcePath` must be absolute (it is an admin's local file).
+   * Audited as `actor`.
    */
-  async importFile(sourcePath: string, name?: string): Promise<LocalModelFile> {
+  async importFile(sourcePath: string, name: string | undefined, actor: string): Promise<LocalModelFile> {
     if (sourcePath.includes('\u0000') || !isAbsolute(sourcePath)) {
       throw new AppError(ErrorCode.INVALID_REQUEST, 'Invalid import path', {
         details: [{ type: 'invalid_path', field: 'path', description: 'must be an absolute path without NUL characters' }],
@@ -275,17 +279,19 @@ export class ModelLibrary extends BaseService implements ModelFilesPort {
     this.notify();
     const file = await this.describe(id);
     if (!file) throw new AppError(ErrorCode.INTERNAL_ERROR, `Imported model '${id}' vanished`);
+    this.options.audit.record({ actor, action: 'models.import', target: file.id, detail: { path: sourcePath } });
     return file;
   }
 
-  /** Deletes a model file (a symlink entry is removed, never its target). */
-  async deleteFile(id: string): Promise<void> {
+  /** Deletes a model file (a symlink entry is removed, never its target); audited as `actor`. */
+  async deleteFile(id: string, actor: string): Promise<void> {
     assertSafeId(id);
     const resolved = await resolveModelPath(this.dir, id);
     if (!resolved) throw this.notFound(id);
     await unlink(resolved.linkPath);
     this.cache.delete(resolved.realPath);
     this.options.logger.info({ id }, 'model deleted');
+    this.options.audit.record({ actor, action: 'models.delete', target: id });
     this.notify();
   }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import { AppError, ErrorCode, type ErrorDetail } from '../../base/errors.js';
-import type { GpuLease, GpuLockPort, GpuLockRequest } from '../../base/ports.js';
+import type { AuditPort, GpuLease, GpuLockPort, GpuLockRequest } from '../../base/ports.js';
 import { lockKeyOf, type HistoryEntry, type LockRecord, type LockRefusal, type LockStore } from './lockStore.js';
 import type { PersistentClock } from './persistentClock.js';
 
@@ -26,8 +26,8 @@ export interface GpuLockServiceOptions {
   knownGpus: () => ReadonlySet<number>;
   /** Lock key shown for a GPU (default `gpu_lock:<id>`; another node's GPUs: `gpu_lock:<node>:<id>`). */
   keyOf?: (gpuId: number) => string;
-  /** Appends an admin action to the audit log. */
-  audit: (entry: { actor: string; action: string; target: string; detail: Record<string, unknown> }) => void;
+  /** The audit log (forced releases are recorded there). */
+  audit: AuditPort;
 }
 
 /** Per-GPU counters since start (contract §7.1 `statistics`). */
@@ -227,7 +227,7 @@ export class GpuLockService implements GpuLockPort {
     }
     const cause = how.cause ?? 'force_released';
     if (cause === 'force_released') {
-      this.o.audit({ actor: how.actor, action: 'monitoring.lock.force_release', target: this.key(gpuId), detail: { reason: how.reason, released: freed ? { holder: freed.holder, fencing_token: freed.token, purpose: freed.purpose } : null } });
+      this.o.audit.record({ actor: how.actor, action: 'monitoring.lock.force_release', target: this.key(gpuId), detail: { reason: how.reason, released: freed ? { holder: freed.holder, fencing_token: freed.token, purpose: freed.purpose } : null } });
     }
     if (!freed) {
       if (how.onlyToken === undefined) {

@@ -1,10 +1,10 @@
-import { Gauge } from 'prom-client';
+import type { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import si from 'systeminformation';
 import type { Clock } from '../../base/clock.js';
 import type { ChildProcessRegistry } from '../../base/managedProcess.js';
-import type { MetricsRegistry } from '../../base/metrics.js';
 import type { PeriodicTask, PeriodicTaskRegistry } from '../../base/periodic.js';
+import type { TelemetryMetrics } from './monitoringMetrics.js';
 import { NvidiaSmiStream, queryNvidiaSmi, type NvidiaGpuReading, type NvidiaSmiResult } from './nvidiaSmi.js';
 
 export interface TelemetrySample {
@@ -38,7 +38,7 @@ export interface GpuTelemetryOptions {
   /** Where /threads lists the nvidia-smi children. */
   children?: ChildProcessRegistry;
   logger: Logger;
-  metrics: MetricsRegistry;
+  metrics: TelemetryMetrics;
   periodic: PeriodicTaskRegistry;
   settings: () => { enabled: boolean; intervalSeconds: number; historySize: number; nvidiaSmiPath: string; nvidiaSmiTimeoutMs: number; nvidiaSmiLoop: boolean };
 }
@@ -62,27 +62,10 @@ export class GpuTelemetry {
   private running = false;
   private stream: NvidiaSmiStream | null = null;
   private streamKey = '';
-  private readonly gauges: {
-    util: Gauge<'gpu'>;
-    memUsed: Gauge<'gpu'>;
-    memTotal: Gauge<'gpu'>;
-    temp: Gauge<'gpu'>;
-    power: Gauge<'gpu'>;
-    cpu: Gauge;
-    hostMem: Gauge;
-  };
+  private readonly gauges: TelemetryMetrics;
 
   constructor(private readonly o: GpuTelemetryOptions) {
-    const registers = [o.metrics.registry];
-    this.gauges = {
-      util: new Gauge({ name: 'console_gpu_utilization_percent', help: 'GPU utilisation (nvidia-smi), percent', labelNames: ['gpu'], registers }),
-      memUsed: new Gauge({ name: 'console_gpu_memory_used_bytes', help: 'GPU memory used (nvidia-smi)', labelNames: ['gpu'], registers }),
-      memTotal: new Gauge({ name: 'console_gpu_memory_total_bytes', help: 'GPU memory total (nvidia-smi)', labelNames: ['gpu'], registers }),
-      temp: new Gauge({ name: 'console_gpu_temperature_celsius', help: 'GPU temperature (nvidia-smi)', labelNames: ['gpu'], registers }),
-      power: new Gauge({ name: 'console_gpu_power_watts', help: 'GPU power draw (nvidia-smi)', labelNames: ['gpu'], registers }),
-      cpu: new Gauge({ name: 'console_host_cpu_load_percent', help: 'Host CPU load, percent', registers }),
-      hostMem: new Gauge({ name: 'console_host_memory_used_bytes', help: 'Host memory in use (excluding caches)', registers }),
-    };
+    this.gauges = o.metrics;
     this.task = o.periodic.register({ name: 'monitoring-telemetry', level: 'low', intervalSeconds: o.settings().intervalSeconds, run: () => this.sample().then(() => undefined) });
   }
 

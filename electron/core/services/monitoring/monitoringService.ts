@@ -1,4 +1,3 @@
-import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../../base/clock.js';
 import type { ChildProcessRegistry } from '../../base/managedProcess.js';
@@ -8,11 +7,12 @@ import { AppError, ErrorCode } from '../../base/errors.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { PeriodicTask, PeriodicTaskRegistry } from '../../base/periodic.js';
-import type { Store } from '../../base/store.js';
+import type { AuditPort } from '../../base/ports.js';
 import { listNodeGpus, MonitorLease, publishNodeGpus, type ClusterTask, type NodeGpus, type RedisHeartbeatStore } from './clusterHeartbeats.js';
 import { GpuLockService, type LockStats } from './gpuLocks.js';
 import { GpuTelemetry, type TelemetrySample } from './gpuTelemetry.js';
 import { HeartbeatService, type HeartbeatOverview, type OrphanInfo } from './heartbeats.js';
+import { MonitoringMetrics } from './monitoringMetrics.js';
 import { clusterLockKeyOf, type LockRecord, type LockStore, type TaskRecord } from './lockStore.js';
 import { PersistentClock } from './persistentClock.js';
 import type { RedisConnection } from '../../base/redisConnection.js';
@@ -24,8 +24,8 @@ export interface MonitoringServiceOptions {
   clock: Clock;
   /** Where /threads lists the nvidia-smi children. */
   children?: ChildProcessRegistry;
-  /** The store's audit log (forced releases are admin actions). */
-  store: Store;
+  /** The audit log (forced releases and timeouts are recorded there). */
+  audit: AuditPort;
   lockStore: LockStore;
   /**
    * Set when GPU locks are shared through Redis (`cluster.redisUrl`): `lockStore` is then this
@@ -147,7 +147,24 @@ export class MonitoringService extends BaseService {
     const log = o.logger;
     this.pclock = new PersistentClock(o.clock);
     o.lockStore.attachClock?.(this.pclock);
-    this.telemetry = new GpuTelemetry({ clock: o.clock, ...(o.children ? { children: o.children } : {}), logger: log.child({ part: 'telemetry' }), metrics: o.metrics, periodic: o.periodic, settings: () => cfg().telemetry });
+    const cluster = o.cluster;
+    const commitStats = o.lockStore.commitStats?.bind(o.lockStore);
+    // The gauges read the parts below when scraped (they all exist by then).
+    const metrics = new MonitoringMetrics(o.metrics, {
+      locks: () =>
+        this.locks.gpuIds().map((id) => {
+          const v = this.lockView(id);
+          return { lockKey: v.lockKey, token: v.lock?.token ?? null, ageSeconds: v.lockAgeSeconds };
+        }),
+      heartbeatTasks: () => {
+        const h = this.heartbeats.overview();
+        return { active: h.active.length, dead: h.dead.length, orphaned: h.orphaned.length };
+      },
+      heartbeatMaxAgeSeconds: () => this.heartbeats.maxBeatAgeSeconds(),
+      ...(commitStats ? { storeCommits: commitStats } : {}),
+      ...(cluster ? { leaseHeld: () => this.clusterView()?.lease.heldHere === true } : {}),
+    });
+    this.telemetry = new GpuTelemetry({ clock: o.clock, ...(o.children ? { children: o.children } : {}), logger: log.child({ part: 'telemetry' }), metrics: metrics.telemetry, periodic: o.periodic, settings: () => cfg().telemetry });
     this.locks = new GpuLockService({
       store: o.lockStore,
       clock: o.clock,
@@ -155,23 +172,11 @@ export class MonitoringService extends BaseService {
       logger: log.child({ part: 'locks' }),
       limits: () => ({ ...cfg().locks, maxRetryAttempts: cfg().timeout.maxRetryAttempts }),
       knownGpus: () => new Set([...cfg().locks.gpuIds, ...this.telemetry.gpuIndices()]),
-      audit: (e) => o.store.audit({ ...e, at: o.clock.now() }),
+      audit: o.audit,
     });
-    const beats = new Counter({
-      name: 'console_heartbeat_beats_total',
-      help: 'Heartbeats received, by result (ok; refused: unknown or ended task, lost lock, stale token)',
-      labelNames: ['result'],
-      registers: [o.metrics.registry],
-    });
-    const zeroBeats = () => {
-      for (const result of ['ok', 'refused']) beats.inc({ result }, 0);
-    };
-    zeroBeats();
-    o.metrics.onReset(zeroBeats);
-    const cluster = o.cluster;
     this.lease = cluster ? new MonitorLease({ redis: cluster.connection, node: cluster.nodeId, ttlMs: () => o.config.get().cluster.monitorLeaseSeconds * 1000 }) : null;
     this.heartbeats = new HeartbeatService({
-      onBeat: (result) => beats.inc({ result }),
+      onBeat: (result) => metrics.beats.inc({ result }),
       store: cluster?.heartbeats ?? o.lockStore,
       clock: o.clock,
       pclock: this.pclock,
@@ -191,11 +196,10 @@ export class MonitoringService extends BaseService {
       clock: o.clock,
       pclock: this.pclock,
       logger: log.child({ part: 'timeout' }),
-      metrics: o.metrics,
+      metrics,
       settings: () => ({ ...cfg().timeout, gpuTimeoutSeconds: cfg().locks.gpuTimeoutSeconds }),
     });
     this.monitorTask = o.periodic.register({ name: 'gpu-monitor', level: 'high', intervalSeconds: cfg().monitor.checkIntervalSeconds, run: () => this.check().then(() => undefined) });
-    this.registerMetrics();
     o.health.addComponent('monitor', () => ({ status: this.monitor.running ? 'UP' : 'DOWN', details: { running: this.monitor.running, status: this.overallHealth().status } }));
     o.health.addReadiness('monitor', () => ({ fields: { monitor_running: this.monitor.running }, ready: true }));
   }
@@ -268,7 +272,7 @@ export class MonitoringService extends BaseService {
         limits: () => ({ ...this.o.config.get().monitoring.locks, maxRetryAttempts: this.o.config.get().monitoring.timeout.maxRetryAttempts }),
         knownGpus: () => known,
         keyOf: (gpuId) => clusterLockKeyOf(node, gpuId),
-        audit: (e) => this.o.store.audit({ ...e, at: this.o.clock.now() }),
+        audit: this.o.audit,
       });
       const entry = { locks, gpus: known, ready: locks.init() };
       entry.ready.catch(() => this.remote.delete(node));
@@ -352,7 +356,7 @@ export class MonitoringService extends BaseService {
             const freed = await locks.forceRelease(t.gpuId!, { actor: `timeout-manager@${cluster.nodeId}`, reason, cause: 'timed_out', onlyToken: t.fencingToken! });
             return freed !== null;
           },
-          audit: (e) => this.o.store.audit({ ...e, at: this.o.clock.now() }),
+          audit: this.o.audit,
         });
         // Ended tasks stay listed for heartbeat.endedRetentionSeconds, also those of a node that is gone.
         const cutoff = this.o.clock.now() - cfg.heartbeat.endedRetentionSeconds * 1000;
@@ -546,97 +550,5 @@ export class MonitoringService extends BaseService {
       telemetry: { nvidiaAvailable: t.nvidia.available, reason: t.nvidia.reason, latest: t.latest },
       cluster: this.clusterView(),
     };
-  }
-
-  private registerMetrics(): void {
-    const registers = [this.o.metrics.registry];
-    const locks = () => this.locks.gpuIds().map((id) => this.lockView(id));
-    new Gauge({
-      name: 'console_gpu_lock_held',
-      help: 'Whether the GPU lock is held (1) or free (0)',
-      labelNames: ['lock_key'],
-      registers,
-      collect() {
-        for (const v of locks()) this.set({ lock_key: v.lockKey }, v.lock ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'console_gpu_lock_age_seconds',
-      help: 'Age of the held GPU lock (0 when free)',
-      labelNames: ['lock_key'],
-      registers,
-      collect() {
-        for (const v of locks()) this.set({ lock_key: v.lockKey }, v.lockAgeSeconds ?? 0);
-      },
-    });
-    // Occupancy (the alert's "held > 80 % of the time") is rate() of this counter. It is advanced
-    // at scrape time from each lock's age, so a hold that starts and ends between two scrapes is missed.
-    const accounted = new Map<string, { token: number; ageSeconds: number }>();
-    new Counter({
-      name: 'console_gpu_lock_held_seconds_total',
-      help: 'Seconds each GPU lock has been held (advanced when scraped)',
-      labelNames: ['lock_key'],
-      registers,
-      collect() {
-        for (const v of locks()) {
-          const prev = accounted.get(v.lockKey);
-          if (!v.lock) {
-            accounted.delete(v.lockKey);
-            this.inc({ lock_key: v.lockKey }, 0);
-            continue;
-          }
-          const age = Math.max(0, v.lockAgeSeconds ?? 0);
-          const from = prev && prev.token === v.lock.token ? Math.min(prev.ageSeconds, age) : 0;
-          this.inc({ lock_key: v.lockKey }, age - from);
-          accounted.set(v.lockKey, { token: v.lock.token, ageSeconds: age });
-        }
-      },
-    });
-    const lockStore = this.o.lockStore;
-    if (lockStore.commitStats) {
-      new Gauge({
-        name: 'console_monitoring_store_commits',
-        help: 'Durable lock-store commits since start, and the operations they carried (kind=commits|operations)',
-        labelNames: ['kind'],
-        registers,
-        collect() {
-          const s = lockStore.commitStats!();
-          this.set({ kind: 'commits' }, s.commits);
-          this.set({ kind: 'operations' }, s.operations);
-        },
-      });
-    }
-    if (this.o.cluster) {
-      const view = () => this.clusterView();
-      new Gauge({
-        name: 'console_cluster_monitor_lease_held',
-        help: 'Whether this node holds the cluster monitor lease (1: its monitor times heartbeats out for the cluster)',
-        registers,
-        collect() {
-          this.set(view()?.lease.heldHere ? 1 : 0);
-        },
-      });
-    }
-    const heartbeats = this.heartbeats;
-    new Gauge({
-      name: 'console_heartbeat_tasks',
-      help: 'Tasks by heartbeat state',
-      labelNames: ['state'],
-      registers,
-      collect() {
-        const o = heartbeats.overview();
-        this.set({ state: 'active' }, o.active.length);
-        this.set({ state: 'dead' }, o.dead.length);
-        this.set({ state: 'orphaned' }, o.orphaned.length);
-      },
-    });
-    new Gauge({
-      name: 'console_heartbeat_max_age_seconds',
-      help: 'Seconds since the stalest running task last beat (0 when none runs)',
-      registers,
-      collect() {
-        this.set(heartbeats.maxBeatAgeSeconds());
-      },
-    });
   }
 }

@@ -1,9 +1,9 @@
-import { Counter } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../../base/clock.js';
-import type { MetricsRegistry } from '../../base/metrics.js';
+import type { AuditPort } from '../../base/ports.js';
 import type { GpuLockService } from './gpuLocks.js';
 import type { HeartbeatService } from './heartbeats.js';
+import type { MonitoringMetrics } from './monitoringMetrics.js';
 import type { ClusterTask, ClusterTimeoutOutcome } from './clusterHeartbeats.js';
 import { clusterLockKeyOf, lockKeyOf, type HistoryEntry, type LockStore, type TaskRecord } from './lockStore.js';
 import type { PersistentClock } from './persistentClock.js';
@@ -54,7 +54,8 @@ export interface TimeoutManagerOptions {
   clock: Clock;
   pclock: PersistentClock;
   logger: Logger;
-  metrics: MetricsRegistry;
+  /** Counts every action in `timeoutActions`. */
+  metrics: Pick<MonitoringMetrics, 'timeoutActions'>;
   /** A task's heartbeat is live within its own registered timeout (the configured heartbeat timeout by default). */
   settings: () => { autoRecovery: boolean; recovery: TimeoutRecovery; maxRetryAttempts: number; gpuTimeoutSeconds: number };
 }
@@ -71,8 +72,8 @@ export interface ClusterSweep {
   timeOut(task: ClusterTask): Promise<ClusterTimeoutOutcome | null>;
   /** Frees the task's lock (only with the task's fencing token); true when it was freed. */
   releaseLock(task: ClusterTask, reason: string): Promise<boolean>;
-  /** Appends to the audit log (once per task timed out). */
-  audit(entry: { actor: string; action: string; target: string; detail: Record<string, unknown> }): void;
+  /** The audit log (one entry per task timed out). */
+  audit: AuditPort;
 }
 
 /**
@@ -87,11 +88,8 @@ export class TimeoutManager {
   private readonly stats: TimeoutStats = { totalTimeoutsDetected: 0, tasksRecovered: 0, resourcesReleased: 0, currentTimeouts: 0 };
   private readonly actions: TimeoutActionRecord[] = [];
   private readonly listeners = new Set<(e: TimeoutEvent) => void>();
-  private readonly counter: Counter<'action'>;
 
-  constructor(private readonly o: TimeoutManagerOptions) {
-    this.counter = new Counter({ name: 'console_monitoring_timeout_actions_total', help: 'Actions taken by the timeout manager', labelNames: ['action'], registers: [o.metrics.registry] });
-  }
+  constructor(private readonly o: TimeoutManagerOptions) {}
 
   async init(): Promise<void> {
     const stored = await this.o.store.recentHistory('timeout', null, ACTIONS_SHOWN);
@@ -207,7 +205,7 @@ export class TimeoutManager {
       taken.push(this.act('update_task_status', { taskId: task.taskId, lockKey, result: 'success', detail: `${taskRef} timed_out` }));
       this.o.logger.warn({ taskId: task.taskId, node: task.node, owner: task.owner, lockKey, released, by: c.self }, `cluster task heartbeat timed out: ${reason}`);
       taken.push(this.act('log_timeout_event', { taskId: task.taskId, lockKey, result: 'success', detail: reason }));
-      c.audit({ actor: `timeout-manager@${c.self}`, action: 'monitoring.task.timeout', target: taskRef, detail: { reason, lock_key: lockKey, lock_released: released, recovery: settings.recovery } });
+      c.audit.record({ actor: `timeout-manager@${c.self}`, action: 'monitoring.task.timeout', target: taskRef, detail: { reason, lock_key: lockKey, lock_released: released, recovery: settings.recovery } });
       this.emit({ kind: 'task', taskId: task.taskId, lockKey, recovery: settings.recovery === 'notify' ? 'notify' : 'cancel', reason });
       this.stats.tasksRecovered++;
       taken.push(this.act('timeout_recovery', { taskId: task.taskId, lockKey, result: 'success', detail: settings.recovery }));
@@ -282,7 +280,7 @@ export class TimeoutManager {
 
   private act(action: TimeoutActionRecord['action'], r: Omit<TimeoutActionRecord, 'atWall' | 'action'>): TimeoutActionRecord {
     const record: TimeoutActionRecord = { atWall: this.o.clock.now(), action, ...r };
-    this.counter.inc({ action });
+    this.o.metrics.timeoutActions.inc({ action });
     this.actions.unshift(record);
     if (this.actions.length > ACTIONS_SHOWN) this.actions.length = ACTIONS_SHOWN;
     const entry: HistoryEntry = {

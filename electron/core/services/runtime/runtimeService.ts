@@ -1,7 +1,6 @@
 import { EventEmitter, on } from 'node:events';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
 import type { RuntimeConfig, RuntimeProcessConfig } from '../../../../shared/contracts/config/runtime.js';
 import {
   validateStartRequest,
@@ -28,12 +27,14 @@ import { AppError, ErrorCode } from '../../base/errors.js';
 import type { ComponentHealth, HealthRegistry } from '../../base/health.js';
 import { BaseService } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
+import type { AuditPort } from '../../base/ports.js';
 import type { Store } from '../../base/store.js';
 import { HealthProbe } from './healthProbe.js';
 import { maskLogText } from './logText.js';
 import { ProcessRecords, type ProcessRecord } from './processRecords.js';
 import { isDirectory, isProcessAlive, processStartTime, resolveExecutable, signalGroup } from '../../base/processUtil.js';
 import { RotatingLog } from './rotatingLog.js';
+import { RuntimeMetrics } from './runtimeMetrics.js';
 import { SupervisedProcess, type LaunchSpec, type RunInfo } from './supervisedProcess.js';
 
 export interface RuntimeServiceOptions {
@@ -42,6 +43,8 @@ export interface RuntimeServiceOptions {
   logger: Logger;
   store: Store;
   metrics: MetricsRegistry;
+  /** Start/stop/kill are recorded here (with the actor the surface passes in). */
+  audit: AuditPort;
   health: HealthRegistry;
   /** Logs go to `<dataDir>/logs/runtime/<name>.log`; relative `cwd`s resolve against it. */
   dataDir: string;
@@ -91,7 +94,7 @@ export class RuntimeService extends BaseService {
   private readonly events = new EventEmitter();
   private readonly probe = new HealthProbe(1000);
   private readonly records: ProcessRecords;
-  private readonly restartsTotal: Counter<'process'>;
+  private readonly metrics: RuntimeMetrics;
   private readonly log: Logger;
 
   constructor(private readonly options: RuntimeServiceOptions) {
@@ -99,21 +102,7 @@ export class RuntimeService extends BaseService {
     this.log = options.logger;
     this.records = new ProcessRecords(options.store);
     this.events.setMaxListeners(0);
-    this.restartsTotal = new Counter({
-      name: 'console_runtime_restarts_total',
-      help: 'Restarts done by the runtime restart policy, by configured process name',
-      labelNames: ['process'],
-      registers: [options.metrics.registry],
-    });
-    const gatewayUp = () => (this.gatewayProcess()?.state === 'running' ? 1 : 0);
-    new Gauge({
-      name: 'console_gateway_up',
-      help: '1 when the supervised gateway process is running',
-      registers: [options.metrics.registry],
-      collect() {
-        this.set(gatewayUp());
-      },
-    });
+    this.metrics = new RuntimeMetrics(options.metrics, { gatewayUp: () => this.gatewayProcess()?.state === 'running' });
     options.health.addComponent('runtime', () => this.component());
     options.health.addLivenessField('gateway', () => this.livenessGateway());
   }
@@ -136,7 +125,7 @@ export class RuntimeService extends BaseService {
   private autoStart(): void {
     for (const spec of this.cfg.processes) {
       if (!spec.autoStart || spec.name === this.cfg.gateway) continue;
-      void this.startProcess(spec.name).catch((err: unknown) =>
+      void this.launchProcess(spec.name).catch((err: unknown) =>
         this.log.error({ process: spec.name, err: (err as Error).message }, 'auto-start failed'),
       );
     }
@@ -232,8 +221,8 @@ export class RuntimeService extends BaseService {
     };
   }
 
-  /** `POST /api/runtime/start`: validates everything first and lists every problem. */
-  async startGateway(body: unknown): Promise<RuntimeStartResponse> {
+  /** `POST /api/runtime/start`: validates everything first and lists every problem; audited as `actor`. */
+  async startGateway(body: unknown, actor: string): Promise<RuntimeStartResponse> {
     this.requireRunning();
     const name = this.cfg.gateway;
     const p = this.proc(name);
@@ -264,11 +253,12 @@ export class RuntimeService extends BaseService {
       return again;
     };
     const pid = await p.start(launch);
+    this.options.audit.record({ actor, action: 'runtime.start', target: 'gateway', detail: { run_id: run.runId, pid } });
     return { status: 'started', run_id: run.runId, pid, port: this.gatewayPort() };
   }
 
-  /** `POST /api/runtime/stop`. */
-  async stopGateway(): Promise<RuntimeStopResponse> {
+  /** `POST /api/runtime/stop`; audited as `actor`. */
+  async stopGateway(actor: string): Promise<RuntimeStopResponse> {
     const name = this.cfg.gateway;
     const p = this.processes.get(name);
     if (!p || !(p.active || p.state === 'backoff')) {
@@ -280,7 +270,9 @@ export class RuntimeService extends BaseService {
       throw new AppError(ErrorCode.INVALID_REQUEST, `No runtime is currently running.${hint}`);
     }
     const pid = await p.stop();
-    return { status: 'stopped', message: `Runtime stopped successfully (PID: ${pid ?? 'unknown'})` };
+    const message = `Runtime stopped successfully (PID: ${pid ?? 'unknown'})`;
+    this.options.audit.record({ actor, action: 'runtime.stop', target: 'gateway', detail: { message } });
+    return { status: 'stopped', message };
   }
 
   // --- every process (extension) -----------------------------------------------------------
@@ -296,8 +288,15 @@ export class RuntimeService extends BaseService {
     return this.info(name);
   }
 
-  /** Starts a configured process other than the gateway (which starts with run parameters, §8.5). */
-  async startProcess(name: string): Promise<ProcessInfo> {
+  /** Starts a configured process other than the gateway (which starts with run parameters, §8.5); audited as `actor`. */
+  async startProcess(name: string, actor: string): Promise<ProcessInfo> {
+    const info = await this.launchProcess(name);
+    this.options.audit.record({ actor, action: 'runtime.process.start', target: name, detail: { pid: info.pid } });
+    return info;
+  }
+
+  /** Starts a non-gateway process (the public start and `autoStart`, which is not an admin action). */
+  private async launchProcess(name: string): Promise<ProcessInfo> {
     this.requireRunning();
     if (name === this.cfg.gateway) {
       throw new AppError(ErrorCode.INVALID_REQUEST, `'${name}' is the gateway: start it with POST /api/runtime/start and its run parameters`);
@@ -320,19 +319,23 @@ export class RuntimeService extends BaseService {
     return this.info(name);
   }
 
-  async stopProcess(name: string): Promise<ProcessInfo> {
+  /** Stops a process; audited as `actor`. */
+  async stopProcess(name: string, actor: string): Promise<ProcessInfo> {
     if (!this.known(name)) throw this.unknown(name);
     const p = this.processes.get(name);
     if (!p || !(p.active || p.state === 'backoff')) throw new AppError(ErrorCode.INVALID_REQUEST, `Process '${name}' is not running`);
     await p.stop();
-    return this.info(name);
+    const info = this.info(name);
+    this.options.audit.record({ actor, action: 'runtime.process.stop', target: name, detail: { pid: info.pid } });
+    return info;
   }
 
-  /** Kills a process a previous console run left behind (SIGTERM to its group, SIGKILL after the grace period). */
-  async killOrphan(name: string): Promise<OrphanKillResponse> {
+  /** Kills a process a previous console run left behind (SIGTERM to its group, SIGKILL after the grace period); audited as `actor`. */
+  async killOrphan(name: string, actor: string): Promise<OrphanKillResponse> {
     const orphan = this.liveOrphan(name);
     if (!orphan) throw new AppError(ErrorCode.NOT_FOUND, `No orphan process recorded for '${name}'`);
     await this.killRecord(orphan);
+    this.options.audit.record({ actor, action: 'runtime.orphan.kill', target: name, detail: { pid: orphan.pid } });
     return { status: 'killed', pid: orphan.pid, message: `Killed ${ORPHAN_MESSAGE} (PID: ${orphan.pid})` };
   }
 
@@ -454,7 +457,7 @@ export class RuntimeService extends BaseService {
         log: this.logFor(name),
         emitLog: (line) => this.events.emit('log', line),
         emitState: (n) => this.events.emit('state', n),
-        onRestart: (n) => this.restartsTotal.inc({ process: n }),
+        onRestart: (n) => this.metrics.restarts.inc({ process: n }),
       });
       this.processes.set(name, p);
     }
@@ -540,7 +543,7 @@ export class RuntimeService extends BaseService {
       if (this.cfg.orphanPolicy === 'kill') {
         this.log.warn({ process: record.name, pid: record.pid }, `killing ${ORPHAN_MESSAGE}`);
         await this.killRecord(record);
-        this.options.store.audit({ actor: 'runtime', action: 'runtime.orphan.kill', target: record.name, detail: { pid: record.pid, policy: 'kill' }, at: this.options.clock.now() });
+        this.options.audit.record({ actor: 'runtime', action: 'runtime.orphan.kill', target: record.name, detail: { pid: record.pid, policy: 'kill' } });
       } else {
         this.log.warn({ process: record.name, pid: record.pid }, `${ORPHAN_MESSAGE}: still alive; not owned by this console`);
         this.orphans.set(record.name, record);

@@ -4,7 +4,6 @@ import { copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'nod
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import { ManagedProcess, type ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
@@ -31,6 +30,7 @@ import {
   type TrainingResult,
   type TrainingSnapshot,
 } from '../../../../shared/contracts/training.js';
+import { TrainingMetrics } from './trainingMetrics.js';
 import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
 import { cudaDriverRemedy } from '../../base/gpuErrors.js';
 import { datasetRequestProblems, renderDataset } from './datasets.js';
@@ -176,28 +176,13 @@ export class TrainingService extends BaseService {
   private waitingLogged = new Set<string>();
   private trainerBuild: Promise<TrainerBinary> | undefined;
   private readonly listeners = new Map<string, Set<(event: TrainingEvent) => void>>();
-  private readonly stepsTotal: Counter;
-  private readonly lossGauge: Gauge;
-  private readonly valLossGauge: Gauge;
+  private readonly metrics: TrainingMetrics;
 
   constructor(private readonly options: TrainingServiceOptions) {
     super();
     this.jobs = new TrainingJobStore(options.store);
-    const registers = [options.metrics.registry];
     const jobs = this.jobs;
-    new Gauge({
-      name: 'console_training_jobs',
-      help: 'Training jobs by status',
-      labelNames: ['status'],
-      registers,
-      collect() {
-        const counts = jobs.countByStatus();
-        for (const s of ['queued', 'running', 'paused', 'completed', 'failed', 'cancelled']) this.set({ status: s }, counts[s] ?? 0);
-      },
-    });
-    this.stepsTotal = new Counter({ name: 'console_training_steps_total', help: 'Optimizer steps done by training jobs', registers });
-    this.lossGauge = new Gauge({ name: 'console_training_loss', help: 'Training loss of the running (or last) job', registers });
-    this.valLossGauge = new Gauge({ name: 'console_training_validation_loss', help: 'Validation loss of the running (or last) job', registers });
+    this.metrics = new TrainingMetrics(options.metrics, { countByStatus: () => jobs.countByStatus() });
   }
 
   private get cfg() {
@@ -602,8 +587,8 @@ export class TrainingService extends BaseService {
     // job id, which is the lock's public holder name) is what renews or releases the lock.
     this.log(job.id, 'info', lease ? `started; holding gpu_lock:${lease.gpuId}` : 'started');
     this.emitStatus(job.id);
-    this.lossGauge.reset();
-    this.valLossGauge.reset();
+    this.metrics.loss.reset();
+    this.metrics.validationLoss.reset();
 
     const cfg = this.cfg;
     const { heartbeats, gpuLocks } = this.options;
@@ -813,12 +798,12 @@ export class TrainingService extends BaseService {
         if (m.learningRate !== undefined) p.learningRate = m.learningRate;
         if (m.accuracy !== undefined) p.accuracy = m.accuracy;
         if (m.step > run.lastStep) {
-          this.stepsTotal.inc(m.step - run.lastStep);
+          this.metrics.steps.inc(m.step - run.lastStep);
           run.lastStep = m.step;
         }
         if (m.loss !== undefined) {
           p.loss = m.loss;
-          this.lossGauge.set(m.loss);
+          this.metrics.loss.set(m.loss);
           const point = { step: m.step, epoch: m.epoch, loss: m.loss, ...(m.accuracy !== undefined ? { accuracy: m.accuracy } : {}), at: clock.now() };
           this.jobs.addLoss(id, point);
           this.emit(id, { type: 'progress', data: point });
@@ -861,7 +846,7 @@ export class TrainingService extends BaseService {
 
   private onValidation(run: ActiveRun, epoch: number, step: number, valLoss: number, valAccuracy: number | undefined): void {
     run.progress.valLoss = valLoss;
-    this.valLossGauge.set(valLoss);
+    this.metrics.validationLoss.set(valLoss);
     const point = { step, epoch, valLoss, ...(valAccuracy !== undefined ? { valAccuracy } : {}), at: this.options.clock.now() };
     this.jobs.addValidation(run.job.id, point);
     this.emit(run.job.id, { type: 'validation', data: point });

@@ -22,8 +22,11 @@ import { clientGoneSignal } from '../../clientGone.js';
 import { errorBody, logServerError, toAppError } from '../errorEnvelope.js';
 import type { OpenAiHandlers, OpenAiModel } from './openaiRouter.js';
 
+/** What the HTTP surface needs of the engine (a fake implements it in the plugin's own tests). */
+export type EngineHttpPort = Pick<EngineService, 'generate' | 'embed' | 'chunkSize' | 'listModels' | 'getModel' | 'load' | 'unload' | 'snapshot' | 'waiting' | 'recordRejected'>;
+
 export interface EnginePluginOptions extends Record<string, unknown> {
-  engine: EngineService;
+  engine: EngineHttpPort;
   auth: Auth;
   clock: Clock;
 }
@@ -90,7 +93,7 @@ interface SseEncoder {
  * status) and the local OpenAI handlers that `openaiRouterPlugin` mounts on `/v1`. Every
  * generation route is `engine.generate()` encoded as JSON (`respondJson`) or SSE (`respondSse`).
  */
-export function createEngineHttp({ engine, clock }: { engine: EngineService; clock: Clock }) {
+export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; clock: Clock }) {
   const unix = () => Math.floor(clock.now() / 1000);
 
   /** Who asks, how urgently, and the signal that the client went away. */

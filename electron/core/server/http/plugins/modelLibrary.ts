@@ -11,14 +11,12 @@ import {
 import type { Clock } from '../../../base/clock.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { LocalModelFile } from '../../../base/ports.js';
-import type { Store } from '../../../base/store.js';
 import type { ModelLibrary } from '../../../services/models/modelLibrary.js';
 import type { Auth } from '../../auth.js';
 
 export interface ModelLibraryPluginOptions extends Record<string, unknown> {
   library: ModelLibrary;
   auth: Auth;
-  store: Store;
   clock: Clock;
 }
 
@@ -40,9 +38,10 @@ function fileView(file: LocalModelFile): ModelFileView {
  * disk, import, delete, downloads and their live progress (SSE). Writes need the admin token;
  * reads follow the `/api/v1` API-key rule.
  */
-export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> = async (fastify, { library, auth, store, clock }) => {
+export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> = async (fastify, { library, auth, clock }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const audit = (action: string, target: string, detail?: unknown) => store.audit({ actor: 'admin', action, target, detail, at: clock.now() });
+  // Writes need the admin token, so the library audits them as `admin`.
+  const actor = 'admin';
 
   app.get('/api/v1/library/catalog', { preHandler: auth.apiKey }, async () => library.catalog());
 
@@ -60,20 +59,17 @@ export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> =
   });
 
   app.post('/api/v1/library/import', { preHandler: auth.admin, schema: { body: ImportRequest } }, async (request, reply) => {
-    const file = await library.importFile(request.body.path, request.body.name);
-    audit('models.import', file.id, { path: request.body.path });
+    const file = await library.importFile(request.body.path, request.body.name, actor);
     return reply.code(201).send(fileView(file));
   });
 
   app.delete('/api/v1/library/files/:id', { preHandler: auth.admin, schema: { params: FileIdParams } }, async (request) => {
-    await library.deleteFile(request.params.id);
-    audit('models.delete', request.params.id);
+    await library.deleteFile(request.params.id, actor);
     return { deleted: request.params.id };
   });
 
   app.post('/api/v1/library/downloads', { preHandler: auth.admin, schema: { body: DownloadRequest } }, async (request, reply) => {
-    const view = await library.downloads.create(request.body);
-    audit('models.download', view.name, { id: view.id, uri: view.uri });
+    const view = await library.downloads.create(request.body, actor);
     return reply.code(202).send(view);
   });
 
@@ -120,9 +116,5 @@ export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> =
 
   app.get('/api/v1/library/downloads/:id', { preHandler: auth.apiKey, schema: { params: DownloadIdParams } }, async (request) => library.downloads.get(request.params.id));
 
-  app.delete('/api/v1/library/downloads/:id', { preHandler: auth.admin, schema: { params: DownloadIdParams } }, async (request) => {
-    const view = await library.downloads.cancel(request.params.id);
-    audit('models.download.cancel', view.name, { id: view.id, status: view.status });
-    return view;
-  });
+  app.delete('/api/v1/library/downloads/:id', { preHandler: auth.admin, schema: { params: DownloadIdParams } }, async (request) => library.downloads.cancel(request.params.id, actor));
 };

@@ -1,16 +1,12 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { LogStreamQuery, LogTailQuery, ProcessNameParams, type LogLine } from '../../../../../shared/contracts/runtime.js';
-import type { Clock } from '../../../base/clock.js';
-import type { Store } from '../../../base/store.js';
 import type { RuntimeService } from '../../../services/runtime/runtimeService.js';
 import type { Auth } from '../../auth.js';
 
 export interface RuntimePluginOptions extends Record<string, unknown> {
   runtime: RuntimeService;
   auth: Auth;
-  store: Store;
-  clock: Clock;
 }
 
 /**
@@ -18,9 +14,10 @@ export interface RuntimePluginOptions extends Record<string, unknown> {
  * every supervised process, log tail and live log stream (SSE), orphan kill and the dashboard
  * snapshot. Start, stop, kill and logs need the admin token (checked before anything else).
  */
-export const runtimePlugin: FastifyPluginAsync<RuntimePluginOptions> = async (fastify, { runtime, auth, store, clock }) => {
+export const runtimePlugin: FastifyPluginAsync<RuntimePluginOptions> = async (fastify, { runtime, auth }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const audit = (action: string, target: string, detail?: unknown) => store.audit({ actor: 'admin', action, target, detail, at: clock.now() });
+  // Writes need the admin token, so the service audits them as `admin`.
+  const actor = 'admin';
 
   // --- contract §8 ---
   app.get('/api/runtime/mode', { preHandler: auth.apiKey }, async () => runtime.mode());
@@ -31,17 +28,9 @@ export const runtimePlugin: FastifyPluginAsync<RuntimePluginOptions> = async (fa
 
   // The body is checked by the service in one pass with the process config and environment, so
   // the 400 lists every problem (contract §8.5), not just the first failing layer.
-  app.post('/api/runtime/start', { onRequest: auth.admin }, async (request) => {
-    const result = await runtime.startGateway(request.body);
-    audit('runtime.start', 'gateway', { run_id: result.run_id, pid: result.pid });
-    return result;
-  });
+  app.post('/api/runtime/start', { onRequest: auth.admin }, async (request) => runtime.startGateway(request.body, actor));
 
-  app.post('/api/runtime/stop', { onRequest: auth.admin }, async () => {
-    const result = await runtime.stopGateway();
-    audit('runtime.stop', 'gateway', { message: result.message });
-    return result;
-  });
+  app.post('/api/runtime/stop', { onRequest: auth.admin }, async () => runtime.stopGateway(actor));
 
   // --- every process (extension) ---
   app.get('/api/runtime/processes', { preHandler: auth.apiKey }, async () => ({ processes: runtime.list() }));
@@ -50,23 +39,11 @@ export const runtimePlugin: FastifyPluginAsync<RuntimePluginOptions> = async (fa
 
   app.get('/api/runtime/processes/:name', { preHandler: auth.apiKey, schema: { params: ProcessNameParams } }, async (request) => runtime.get(request.params.name));
 
-  app.post('/api/runtime/processes/:name/start', { onRequest: auth.admin, schema: { params: ProcessNameParams } }, async (request) => {
-    const info = await runtime.startProcess(request.params.name);
-    audit('runtime.process.start', request.params.name, { pid: info.pid });
-    return info;
-  });
+  app.post('/api/runtime/processes/:name/start', { onRequest: auth.admin, schema: { params: ProcessNameParams } }, async (request) => runtime.startProcess(request.params.name, actor));
 
-  app.post('/api/runtime/processes/:name/stop', { onRequest: auth.admin, schema: { params: ProcessNameParams } }, async (request) => {
-    const info = await runtime.stopProcess(request.params.name);
-    audit('runtime.process.stop', request.params.name, { pid: info.pid });
-    return info;
-  });
+  app.post('/api/runtime/processes/:name/stop', { onRequest: auth.admin, schema: { params: ProcessNameParams } }, async (request) => runtime.stopProcess(request.params.name, actor));
 
-  app.post('/api/runtime/processes/:name/orphan/kill', { onRequest: auth.admin, schema: { params: ProcessNameParams } }, async (request) => {
-    const result = await runtime.killOrphan(request.params.name);
-    audit('runtime.orphan.kill', request.params.name, { pid: result.pid });
-    return result;
-  });
+  app.post('/api/runtime/processes/:name/orphan/kill', { onRequest: auth.admin, schema: { params: ProcessNameParams } }, async (request) => runtime.killOrphan(request.params.name, actor));
 
   app.get('/api/runtime/processes/:name/logs', { onRequest: auth.admin, schema: { params: ProcessNameParams, querystring: LogTailQuery } }, async (request) =>
     runtime.tail(request.params.name, request.query.lines ?? 200),
