@@ -5,7 +5,7 @@
  */
 import type { Static } from '@sinclair/typebox';
 import type { ChatCompletionRequest, ChatMessage as ContractChatMessage, ModelListResponse, ModelSummary, OpenAiModelList as ContractOpenAiModelList } from '../contracts/engine.js';
-import type { LimiterStatus as ContractLimiterStatus } from '../contracts/limiter.js';
+import type { LimiterResetResponse, LimiterStatus as ContractLimiterStatus } from '../contracts/limiter.js';
 import type { CatalogEntry as ContractCatalogEntry, DownloadView, ModelFileView } from '../contracts/models.js';
 import type { ForceReleaseResponse, GpuReading, HeartbeatAllResponse, LockStatusResponse } from '../contracts/monitoring.js';
 import type { ComponentsHealthResponse, ConsoleConfigView as ContractConsoleConfigView } from '../contracts/ops.js';
@@ -13,7 +13,10 @@ import type { GatewayStatusResponse, ProcessInfo as ContractProcessInfo, Runtime
 import type { ListTrainingResponse, LogsResponse, LossResponse, StartTrainingInput, TrainingJobStatus } from '../contracts/training.js';
 
 /** §6.7 `GET /api/limiter/status`. */
-export type LimiterStatus = ContractLimiterStatus;
+export type LimiterStatus = Static<typeof ContractLimiterStatus>;
+
+/** §6.8 `POST /api/limiter/admin/reset`. */
+export type LimiterResetResult = Static<typeof LimiterResetResponse>;
 
 /** §7.1 `GET /api/v1/monitoring/gpu-lock/status`. */
 export type GpuLockStatus = Static<typeof LockStatusResponse>;

@@ -9,6 +9,7 @@ import type {
   HeartbeatsAll,
   LibraryFile,
   ProcessInfo,
+  LimiterResetResult,
   LimiterStatus,
   LockReleaseResult,
   ModelsList,
@@ -208,7 +209,7 @@ export class ConsoleClient {
     return this.request<LimiterStatus>('GET', '/api/limiter/status');
   }
   limiterReset() {
-    return this.request<{ status: string }>('POST', '/api/limiter/admin/reset');
+    return this.request<LimiterResetResult>('POST', '/api/limiter/admin/reset');
   }
 
   // --- monitoring (§7) ---

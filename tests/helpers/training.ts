@@ -30,13 +30,5 @@ export function processesMentioning(needle: string): number[] {
   return out;
 }
 
-/** Polls `fn` until it returns a value, or throws after `timeoutMs`. */
-export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+/** The bounded polling helpers live in wait.ts; re-exported for the files that import them from here. */
+export { waitFor, waitUntil } from './wait.js';

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisMissingReason, TestRedis } from '../helpers/redisServer.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitFor, waitUntil } from '../helpers/wait.js';
 
 /*
  * Three consoles (nodes a, b, c: separate data dirs, one process) share GPU locks through one real
@@ -144,13 +145,15 @@ describe.skipIf(missing !== null)(`GPU locks shared by several consoles through 
 
     // Redis comes back without its data (no persistence): the lock of long-job is gone from it.
     await redis.restart();
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const states = await Promise.all(ids.map(async (id) => ((await get(id, '/api/v1/health/details')).body.components as Record<string, { status: string }>).cluster?.status));
-      if (states.every((st) => st === 'UP')) break;
-      if (Date.now() > deadline) throw new Error('cluster did not reconnect');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitUntil(
+      async () => {
+        const states = await Promise.all(ids.map(async (id) => ((await get(id, '/api/v1/health/details')).body.components as Record<string, { status: string }>).cluster?.status));
+        return states.every((st) => st === 'UP');
+      },
+      10_000,
+      'every node to report the cluster UP again after Redis came back',
+      100,
+    );
     const ready = await get('b', '/health/ready');
     expect(ready.body).toMatchObject({ ready: true, cluster_redis_reachable: true });
     expect(ready.status).toBe(200);
@@ -162,16 +165,18 @@ describe.skipIf(missing !== null)(`GPU locks shared by several consoles through 
     expect((await post('a', '/gpu-lock/renew', { lock_key: 'gpu_lock:c:0', task_name: 'long-job', fencing_token: heldToken })).status).toBe(409);
 
     // After the grace period: granted again, with a token above every earlier one.
-    let after: { status: number; body: Body } | undefined;
-    const until = Date.now() + (MAX_TTL + 5) * 1000;
-    while (Date.now() < until) {
-      after = await post('a', '/gpu-lock/acquire', { lock_key: 'gpu_lock:c:0', task_name: 'next-job' });
-      if (after.status === 200) break;
-      expect(after.status).toBe(503);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    expect(after?.status).toBe(200);
-    expect(after!.body.fencing_token as number).toBeGreaterThan(heldToken);
+    const after = await waitFor(
+      async () => {
+        const r = await post('a', '/gpu-lock/acquire', { lock_key: 'gpu_lock:c:0', task_name: 'next-job' });
+        if (r.status === 200) return r;
+        expect(r.status).toBe(503); // still in the grace period
+        return undefined;
+      },
+      (MAX_TTL + 5) * 1000,
+      'the lock to be granted again once the grace period is over',
+      250,
+    );
+    expect(after.body.fencing_token as number).toBeGreaterThan(heldToken);
     // Still exactly one holder.
     expect((await post('c', '/gpu-lock/acquire', { lock_key: 'gpu_lock:0', task_name: 'other' })).status).toBe(409);
   }, 40_000);

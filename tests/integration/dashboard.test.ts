@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { FakeClock } from '../../electron/core/base/clock.js';
 import type { ConsoleSnapshot, StreamServerMessage } from '../../shared/contracts/console.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitUntil } from '../helpers/wait.js';
 
 /** A WebSocket viewer that records every message and lets a test wait for one. */
 function viewer(url: string) {
@@ -97,9 +98,12 @@ describe('dashboard serving and the console live stream', () => {
     expect(ta.data.seq).toBe(seq0 + 1);
     expect(tb.data).toEqual(ta.data);
     expect(ta.data.core.viewers).toBe(2);
+    // The stream's 1 s tick is a timer on the injected clock; it is cancelled once the server has
+    // seen both sockets close (nothing else schedules clock timers while the clock stands still).
+    const watching = clock.pendingTimers();
     a.close();
     b.close();
-    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil(() => clock.pendingTimers() === watching - 1, 5000, 'the stream to stop ticking once both viewers closed');
     // nobody watches: ticks build nothing
     await clock.advanceAsync(5000);
     const late = viewer(wsUrl);

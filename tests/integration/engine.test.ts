@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aiServiceProtoPath, PROTO_LOADER_OPTIONS } from '../../electron/core/server/grpc/aiService.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { installTinyModel, tinyModelPath } from '../helpers/tinyModel.js';
+import { waitUntil } from '../helpers/wait.js';
 
 interface StreamPredictResponse {
   trace_id: string;
@@ -38,13 +39,7 @@ async function json(res: Response): Promise<Record<string, unknown>> {
 }
 
 /** Waits for a condition the server reaches asynchronously (polling the status endpoint, bounded). */
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = (check: () => Promise<boolean>, what: string): Promise<void> => waitUntil(check, 5000, what, 25);
 
 /** Reads an SSE body until `stop` returns true for the text so far. */
 async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, stop: (text: string) => boolean): Promise<string> {

@@ -1,17 +1,26 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startUpstreamSim, type UpstreamSim } from '../../scripts/upstream-sim.js';
+import { LimiterResetResponse, LimiterSnapshot, LimiterStatus, LimiterTransitionEvent } from '../../shared/contracts/limiter.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const KEY = 'nvapi-supersecret-key-123';
 const json = { 'content-type': 'application/json' };
 
 async function post(c: TestConsole, path: string, body: unknown, headers: Record<string, string> = {}) {
   return fetch(`${c.url}${path}`, { method: 'POST', headers: { ...json, ...headers }, body: JSON.stringify(body) });
+}
+
+/** Where `value` departs from the contract schema (`path: message` per bad field; empty when it conforms). */
+function schemaErrors(schema: TSchema, value: unknown): string[] {
+  return [...Value.Errors(schema, value)].map((e) => `${e.path}: ${e.message}`);
 }
 
 /** Reads SSE frames until `pred` matches one, or fails after `ms`. */
@@ -137,8 +146,7 @@ describe('limiter through /v1 against the upstream simulator', () => {
     const reader = res.body!.getReader();
     await reader.read();
     ac.abort();
-    const deadline = Date.now() + 10_000;
-    while (sim.stats().abortedStreams === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitUntil(() => sim.stats().abortedStreams !== before, 10_000, 'the upstream to see its stream aborted', 50);
     expect(sim.stats().abortedStreams).toBe(before + 1);
   });
 
@@ -181,11 +189,13 @@ describe('limiter through /v1 against the upstream simulator', () => {
     const status = await fetch(`${c.url}/api/limiter/status`);
     expect(status.status).toBe(200);
     const s = (await status.json()) as Record<string, Record<string, unknown>>;
+    expect(schemaErrors(LimiterStatus, s)).toEqual([]);
     expect(Object.keys(s)).toEqual(expect.arrayContaining(['requests', 'errors', 'queue', 'token_bucket', 'retreat', 'uptime_seconds', 'providers']));
     expect(s.queue!.depth_by_priority).toEqual({ URGENT: 0, HIGH: 0, NORMAL: 0, LOW: 0 });
     expect(s.retreat).toMatchObject({ state: 'normal', base_rpm: 6000 });
     expect((s.requests!.nvidia as number) > 0).toBe(true);
     const alias = await (await fetch(`${c.url}/status`)).text();
+    expect(schemaErrors(LimiterStatus, JSON.parse(alias))).toEqual([]);
     const cfg = await (await fetch(`${c.url}/api/admin/config`, { headers: c.admin })).text();
     const consoleCfg = await (await fetch(`${c.url}/api/console/config`, { headers: c.admin })).text();
     for (const text of [JSON.stringify(s), alias, cfg, consoleCfg, c.logs.join('\n')]) expect(text).not.toContain(KEY);
@@ -235,8 +245,9 @@ describe('limiter admin config (contract §6.8)', () => {
     const s = (await (await fetch(`${c.url}/api/limiter/status`)).json()) as { retreat: { base_rpm: number; effective_rpm: number }; queue: { full_policy: string } };
     expect(s.retreat).toMatchObject({ base_rpm: 90, effective_rpm: 90 });
     expect(s.queue.full_policy).toBe('drop_lowest');
-    const reset = await post(c, '/api/limiter/admin/reset', {}, c.admin);
-    expect(await reset.json()).toMatchObject({ status: 'ok', retreat: { state: 'normal', effective_rpm: 90 } });
+    const reset = (await (await post(c, '/api/limiter/admin/reset', {}, c.admin)).json()) as unknown;
+    expect(schemaErrors(LimiterResetResponse, reset)).toEqual([]);
+    expect(reset).toMatchObject({ status: 'ok', retreat: { state: 'normal', effective_rpm: 90 } });
   });
 });
 
@@ -264,9 +275,12 @@ describe('retreat against a throttling upstream (scaled-up rates)', () => {
       expect(statuses).toContain(429); // upstream 429s are relayed unchanged
       const frames = await framesP;
       expect(frames[0]).toMatch(/^retry: 3000\ndata: \{/);
+      expect(schemaErrors(LimiterSnapshot, JSON.parse(frames[0]!.split('data: ')[1]!))).toEqual([]);
       const transition = JSON.parse(frames[frames.length - 1]!.split('data: ')[1]!) as { provider: string; to: string; rpm: number };
       expect(transition).toMatchObject({ provider: 'nvidia', to: 'retreat' });
+      expect(schemaErrors(LimiterTransitionEvent, transition)).toEqual([]);
       const s = (await (await fetch(`${c.url}/api/limiter/status`)).json()) as { retreat: { state: string; effective_rpm: number } };
+      expect(schemaErrors(LimiterStatus, s)).toEqual([]);
       expect(s.retreat.state).not.toBe('normal');
       expect(s.retreat.effective_rpm).toBeLessThan(2400);
       const metrics = await (await fetch(`${c.url}/metrics`)).text();
@@ -299,6 +313,7 @@ describe('retreat against a throttling upstream (scaled-up rates)', () => {
       });
       const parsed = JSON.parse(msg) as { type: string; data: { queue: { per_priority: Record<string, number> }; retreat: { state: string } } };
       expect(parsed.type).toBe('snapshot');
+      expect(schemaErrors(LimiterSnapshot, parsed.data)).toEqual([]);
       expect(parsed.data.queue.per_priority).toEqual({ URGENT: 0, HIGH: 0, NORMAL: 0, LOW: 0 });
       expect(parsed.data.retreat.state).toBe('normal');
       ws.close();
@@ -358,8 +373,7 @@ describe('queue over HTTP', () => {
       const queued = fetch(`${c.url}/v1/chat/completions`, { method: 'POST', headers: json, body: JSON.stringify({ model: 'nvidia/meta/x', messages: [] }), signal: ac.signal }).catch(
         (e: Error) => e,
       );
-      const deadline = Date.now() + 10_000;
-      while ((await status()).queue.current_size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await waitUntil(async () => (await status()).queue.current_size > 0, 10_000, 'the second request to be queued');
       const full = await post(c, '/v1/chat/completions', { model: 'nvidia/meta/x', messages: [] }, { 'x-priority': 'urgent' });
       expect(full.status).toBe(503);
       const body = (await full.json()) as { error: { type: string; message: string } };
@@ -367,7 +381,7 @@ describe('queue over HTTP', () => {
       expect(body.error.message).toContain('队列已满');
       ac.abort();
       await queued;
-      while ((await status()).queue.current_size !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await waitUntil(async () => (await status()).queue.current_size === 0, 10_000, 'the disconnected client to leave the queue');
       const s = await status();
       expect(s.queue.current_size).toBe(0);
       expect(s.errors.queue_full_rejects).toBe(1);

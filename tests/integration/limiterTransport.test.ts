@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const json = { 'content-type': 'application/json' };
 
@@ -115,8 +116,7 @@ describe('limiter transport failures (contract §6.9)', () => {
     const res = await post('faulty/org/reset-stream');
     expect(res.status).toBe(200);
     await res.text().catch(() => '');
-    const deadline = Date.now() + 5000;
-    while ((await status('faulty')).errors.upstream_errors === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(async () => (await status('faulty')).errors.upstream_errors !== before, 5000, 'the reset stream to count as an upstream error');
     expect((await status('faulty')).errors.upstream_errors).toBe(before + 1);
     expect(await metric(/sidecar_upstream_errors_total\{provider="faulty",status_code="transport"\} (\d+)/)).toBe(before + 1);
   });

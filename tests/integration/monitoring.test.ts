@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../electron/core/base/clock.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const json = { 'content-type': 'application/json' };
 type Body = Record<string, unknown> & { error?: { code: string; message: string; details?: Array<{ field?: string; description: string; type: string }> } };
@@ -233,10 +234,15 @@ describe('GPU telemetry through a fake nvidia-smi on a real console', () => {
       const P = `${c.url}/api/v1/monitoring`;
       let body: { gpu_available: boolean; latest: { gpus: Array<{ name: string }> } | null } = { gpu_available: false, latest: null };
       const ready = () => body.gpu_available && (body.latest?.gpus.length ?? 0) > 0;
-      for (let i = 0; i < 200 && !ready(); i++) {
-        body = (await (await fetch(`${P}/telemetry`)).json()) as typeof body;
-        if (!ready()) await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitUntil(
+        async () => {
+          body = (await (await fetch(`${P}/telemetry`)).json()) as typeof body;
+          return ready();
+        },
+        20_000,
+        'the telemetry to report the fake GPUs',
+        100,
+      );
       expect(body.latest?.gpus.map((g) => g.name)).toEqual(['NVIDIA GeForce RTX 4090', 'NVIDIA GeForce RTX 3060']);
       const acquire = await fetch(`${P}/gpu-lock/acquire`, { method: 'POST', headers: json, body: JSON.stringify({ lock_key: 'gpu_lock:1', task_name: 'uses-3060' }) });
       expect(acquire.status).toBe(200);

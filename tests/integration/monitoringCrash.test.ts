@@ -7,6 +7,7 @@ import { startUpstreamSim, type UpstreamSim } from '../../scripts/upstream-sim.j
 import { spawnServe, type ServeProcess } from '../helpers/spawnServe.js';
 import { writeTinyModel } from '../../electron/core/services/engine/tinyGguf.js';
 import { TEST_TRAINER_DIR, processesMentioning, writeCatDataset } from '../helpers/training.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const json = { 'content-type': 'application/json' };
 type Reply = { status: number; body: Record<string, unknown> };
@@ -68,7 +69,7 @@ describe('kill -9 of the console mid-operation, then restart', () => {
         }
       }
     })();
-    while (lastAckedToken < 20) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(() => lastAckedToken >= 20, 30_000, '20 acknowledged lock acquisitions before the kill');
     proc.child.kill('SIGKILL');
     expect(await proc.exited).toBe('SIGKILL');
     stop = true;
@@ -167,7 +168,7 @@ describe('kill -9 of the console mid-operation, then restart', () => {
         })
       ).json()) as { jobId: string };
       const jobStatus = async () => (await (await fetch(`${url}/api/v1/training/status/${job.jobId}`)).json()) as { status: string; progress: { currentStep: number } };
-      for (let i = 0; i < 600 && (await jobStatus()).progress.currentStep < 1; i++) await new Promise((r) => setTimeout(r, 100));
+      await waitUntil(async () => (await jobStatus()).progress.currentStep >= 1, 60_000, 'the training job to make its first step', 100);
       const trainerPids = processesMentioning(`${job.jobId}.json`);
       expect(trainerPids.length).toBe(1);
 
@@ -190,6 +191,7 @@ describe('kill -9 of the console mid-operation, then restart', () => {
           }
         }
       })();
+      // A fixed wait on purpose: the kill lands at a seeded random moment under load (the point of the test).
       await new Promise((r) => setTimeout(r, 200 + Math.floor(random() * 1500)));
       proc.child.kill('SIGKILL');
       expect(await proc.exited).toBe('SIGKILL');
@@ -200,8 +202,7 @@ describe('kill -9 of the console mid-operation, then restart', () => {
       expect(sim.stats().rateLimited).toBeGreaterThan(0);
 
       // the trainer dies with the console (the kernel's parent-death signal), so nothing is left behind
-      for (let i = 0; i < 50 && processesMentioning(`${job.jobId}.json`).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-      expect(processesMentioning(`${job.jobId}.json`)).toEqual([]);
+      await waitUntil(() => processesMentioning(`${job.jobId}.json`).length === 0, 5000, 'the trainer to die with the console', 100);
       const db = new Database(join(dir, 'console.db'));
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
       const learned = db.prepare('SELECT rpm, state, base_rpm, updated_at FROM limiter_learned_rate WHERE provider = ?').get('nvidia') as

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitFor } from '../helpers/wait.js';
 
 async function runScript(c: TestConsole, source: string): Promise<{ status: number; text: string }> {
   const form = new FormData();
@@ -69,11 +70,15 @@ describe('POST /run_script when enabled', () => {
     expect(health.status).toBe(200);
     expect(performance.now() - t0).toBeLessThan(1000);
     // /threads lists the script's process while it runs, and no longer once it was killed
-    let threads = '';
-    for (let i = 0; i < 50 && !threads.includes('[child-process]'); i++) {
-      threads = await (await fetch(`${c.url}/threads?name=run_script`, { headers: c.admin })).text();
-      if (!threads.includes('[child-process]')) await new Promise((r) => setTimeout(r, 20));
-    }
+    const threads = await waitFor(
+      async () => {
+        const text = await (await fetch(`${c.url}/threads?name=run_script`, { headers: c.admin })).text();
+        return text.includes('[child-process]') ? text : undefined;
+      },
+      5000,
+      '/threads to list the running script',
+      20,
+    );
     expect(threads).toMatch(/Process \d+: run_script \[child-process\]/);
     expect(threads).toContain('kind: run_script');
     expect(threads).toContain('state: running');

@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../electron/core/base/processUtil.js';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../fixtures/runtime');
 const node = process.execPath;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -19,14 +19,6 @@ function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting');
-    await sleep(50);
-  }
 }
 
 const gatewayEnv = { MODEL_NAME: 'tiny', OPENAI_API_KEY: 'sk-test-123456', FINNHUB_API_KEY: 'fh-test-123456' };
@@ -183,7 +175,7 @@ describe('runtime supervisor over HTTP (§8)', () => {
     expect(snapshot.processes.map((p) => [p.name, p.state])).toEqual([['broken', 'not_running'], ['crashgw', 'not_running'], ['gateway', 'running'], ['stubborn', 'not_running']]);
 
     // the grandchild it spawned lives in the same process group
-    await waitFor(async () => ((await get<{ lines: string[] }>('/api/runtime/processes/gateway/logs', c.admin)).body.lines ?? []).some((l) => l.startsWith('grandchild ')));
+    await waitUntil(async () => ((await get<{ lines: string[] }>('/api/runtime/processes/gateway/logs', c.admin)).body.lines ?? []).some((l) => l.startsWith('grandchild ')), 20_000, 'the gateway to log its grandchild', 50);
     const tail = (await get<{ lines: string[]; file: string }>('/api/runtime/processes/gateway/logs?lines=500', c.admin)).body;
     const grandchild = Number(tail.lines.find((l) => l.startsWith('grandchild '))!.split(' ')[1]);
     expect(isProcessAlive(grandchild)).toBe(true);
@@ -216,7 +208,7 @@ describe('runtime supervisor over HTTP (§8)', () => {
     // rotation: ~12 KB of output with logMaxBytes 4096 and 2 rotated files kept
     expect((await fetch(`http://127.0.0.1:${port}/emit?n=120&size=100`)).status).toBe(200);
     const logPath = join(c.dataDir, 'logs', 'runtime', 'gateway.log');
-    await waitFor(async () => ((await get<{ lines: string[] }>('/api/runtime/processes/gateway/logs?lines=1', c.admin)).body.lines[0] ?? '').startsWith('line 000119'));
+    await waitUntil(async () => ((await get<{ lines: string[] }>('/api/runtime/processes/gateway/logs?lines=1', c.admin)).body.lines[0] ?? '').startsWith('line 000119'), 20_000, 'the last of 120 log lines', 50);
     expect(existsSync(`${logPath}.1`)).toBe(true);
     expect(existsSync(`${logPath}.2`)).toBe(true);
     expect(existsSync(`${logPath}.3`)).toBe(false);
@@ -230,7 +222,7 @@ describe('runtime supervisor over HTTP (§8)', () => {
     expect(stop.status).toBe(200);
     expect(await stop.json()).toEqual({ status: 'stopped', message: `Runtime stopped successfully (PID: ${started.pid})` });
     expect(isProcessAlive(started.pid)).toBe(false);
-    await waitFor(() => !isProcessAlive(grandchild), 5000);
+    await waitUntil(() => !isProcessAlive(grandchild), 5000, `the grandchild ${grandchild} to exit`);
     const again = await post('/api/runtime/stop', undefined, c.admin);
     expect(again.status).toBe(400);
     expect(await again.json()).toEqual({ detail: 'No runtime is currently running.' });
@@ -271,12 +263,17 @@ describe('runtime supervisor over HTTP (§8)', () => {
     const stubborn = (await (await post('/api/runtime/processes/stubborn/start', undefined, c.admin)).json()) as { pid: number; state: string };
     expect(stubborn.state).toBe('running');
     let grandchild = 0;
-    await waitFor(async () => {
-      const lines = (await get<{ lines: string[] }>('/api/runtime/processes/gateway/logs?lines=50', c.admin)).body.lines;
-      const found = lines.filter((l) => l.startsWith('grandchild ')).at(-1);
-      grandchild = found ? Number(found.split(' ')[1]) : 0;
-      return grandchild > 0 && isProcessAlive(grandchild);
-    });
+    await waitUntil(
+      async () => {
+        const lines = (await get<{ lines: string[] }>('/api/runtime/processes/gateway/logs?lines=50', c.admin)).body.lines;
+        const found = lines.filter((l) => l.startsWith('grandchild ')).at(-1);
+        grandchild = found ? Number(found.split(' ')[1]) : 0;
+        return grandchild > 0 && isProcessAlive(grandchild);
+      },
+      20_000,
+      'the gateway to log a live grandchild',
+      50,
+    );
     await c.close();
     expect(isProcessAlive(started.pid)).toBe(false);
     expect(isProcessAlive(stubborn.pid)).toBe(false);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { repoRoot, spawnServe } from '../helpers/spawnServe.js';
+import { waitUntil } from '../helpers/wait.js';
 
 describe('headless entry (npm run serve)', () => {
   let dir: string;
@@ -47,10 +48,7 @@ describe('headless entry (npm run serve)', () => {
     const { url } = await p.ready;
     const admin = { authorization: `Bearer ${readFileSync(join(dir, 'admin-token'), 'utf8').trim()}` };
     const configView = async () => ((await (await fetch(`${url}/api/console/config`, { headers: admin })).json()) as { config: { engine: { parallel: number } } }).config;
-    const until = async (what: string, check: () => Promise<boolean>) => {
-      for (let i = 0; i < 100 && !(await check()); i++) await new Promise((r) => setTimeout(r, 100));
-      expect(await check(), what).toBe(true);
-    };
+    const until = (what: string, check: () => Promise<boolean>) => waitUntil(check, 10_000, what, 100);
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: { parallel: 3 } }));
     p.child.kill('SIGHUP');
     await until('engine.parallel 3 after SIGHUP', async () => (await configView()).engine.parallel === 3);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BaseService, DisposableStore } from '../../../electron/core/base/lifecycle.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 describe('DisposableStore', () => {
   it('disposes in reverse order, marks itself disposed and disposes late additions at once', async () => {
@@ -61,11 +62,12 @@ describe('BaseService', () => {
     expect(svc.late()).toBe(true);
     await svc.start();
     expect(svc.running).toBe(true);
-    await new Promise((r) => setTimeout(r, 30));
-    expect(svc.ticks).toBeGreaterThan(0);
+    await waitUntil(() => svc.ticks > 0, 5000, 'the restarted service to tick');
     await svc.stop();
     expect(svc.released).toBe(2);
     const ticks = svc.ticks;
+    // A fixed wait on purpose: after stop() nothing may tick, and there is no event to wait for;
+    // 30 ms is six of its 5 ms tick intervals.
     await new Promise((r) => setTimeout(r, 30));
     expect(svc.ticks).toBe(ticks);
   });

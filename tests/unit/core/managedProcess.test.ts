@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SystemClock } from '../../../electron/core/base/clock.js';
 import { ChildProcessRegistry, LineSplitter, ManagedProcess } from '../../../electron/core/base/managedProcess.js';
 import { isProcessAlive } from '../../../electron/core/base/processUtil.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const clock = new SystemClock();
 let dir: string;
@@ -23,13 +24,9 @@ async function firstLine(p: ManagedProcess): Promise<string> {
   throw new Error('no output');
 }
 
-async function gone(pid: number, timeoutMs = 5000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!isProcessAlive(pid)) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
+/** Waits (bounded) for process `pid` to be gone; `what` names it in the error. */
+async function gone(pid: number, what: string): Promise<void> {
+  await waitUntil(() => !isProcessAlive(pid), 5000, `${what} (pid ${pid}) to exit`);
 }
 
 beforeAll(() => {
@@ -82,7 +79,7 @@ describe.skipIf(process.platform === 'win32')('ManagedProcess', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(250);
     expect(escalated).toBe(true);
     expect(exit.signal).toBe('SIGKILL');
-    expect(await gone(grandchild)).toBe(true);
+    await gone(grandchild, 'the grandchild');
     expect(await p.close(300)).toBe(exit);
   });
 
@@ -103,7 +100,7 @@ describe.skipIf(process.platform === 'win32')('ManagedProcess', () => {
       expect(owned.state).toBe('running');
     }
     expect(p.exit?.signal).toBe('SIGKILL');
-    expect(await gone(grandchild)).toBe(true);
+    await gone(grandchild, 'the grandchild');
   });
 
   it('kills what the process left in its group when it exits by itself', async () => {
@@ -113,7 +110,7 @@ describe.skipIf(process.platform === 'win32')('ManagedProcess', () => {
     const p = ManagedProcess.spawn({ command: process.execPath, args: ['--input-type=module', '-e', script], clock });
     const exit = await p.exited;
     expect(exit).toMatchObject({ code: 0, strays: true });
-    expect(await gone(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
+    await gone(Number(readFileSync(pidFile, 'utf8')), 'the process in the pid file');
   });
 
   it('a spawn failure resolves exited with the error', async () => {

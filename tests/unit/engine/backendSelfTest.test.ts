@@ -4,6 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ChildProcessRegistry } from '../../../electron/core/base/managedProcess.js';
 import { chooseBackend, probeFailureReason, selfTestBackend, type SelfTestResult } from '../../../electron/core/services/engine/backendSelfTest.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/engine');
 
@@ -30,7 +31,7 @@ describe('GPU backend self-test', () => {
   it('a probe that hangs is killed at the timeout; /threads\' registry lists it while it runs', async () => {
     const children = new ChildProcessRegistry();
     const pending = selfTestBackend('vulkan', { moduleUrl: 'data:text/javascript,await new Promise(() => setInterval(() => {}, 1000));', timeoutMs: 1500, children });
-    for (let i = 0; i < 100 && children.list().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => children.list().length > 0, 1000, 'the probe to be registered as a child process', 10);
     expect(children.list()).toEqual([expect.objectContaining({ name: 'self-test vulkan', kind: 'self-test', state: 'running' })]);
     const r = await pending;
     expect(r).toMatchObject({ backend: 'vulkan', ok: false, reason: 'probe did not finish within 1500 ms' });

@@ -10,6 +10,7 @@ import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import type { LocalModelFile, ModelFilesPort } from '../../../electron/core/base/ports.js';
 import { EngineService, type EngineServiceOptions, type GenerationEvent, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
 import { tinyModelPath } from '../../helpers/tinyModel.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 /** A small ModelFilesPort over a folder: every `<id>.gguf` is a model. */
 class DirModelFiles implements ModelFilesPort {
@@ -75,10 +76,9 @@ async function harness(engineConfig: Layer, extra: Pick<EngineServiceOptions, 's
 const greedy = { maxTokens: 6, temperature: 0 };
 const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ route: 'api_inference', priority: 'normal', requestId: 'r', ...extra });
 
-/** Lets the unload that a fired timer started finish. */
-async function settle(engine: EngineService, predicate: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !predicate(); i++) await new Promise((r) => setTimeout(r, 5));
-  void engine;
+/** Waits for what a fired timer or a file event started (an unload, a queue change) to finish. */
+async function settle(predicate: () => boolean, what: string): Promise<void> {
+  await waitUntil(predicate, 5000, what, 5);
 }
 
 describe('EngineService: loading, idle unload, errors', () => {
@@ -107,14 +107,14 @@ describe('EngineService: loading, idle unload, errors', () => {
     h.clock.advance(599_000);
     expect(h.engine.snapshot().loadedModels).toHaveLength(1);
     h.clock.advance(2_000);
-    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    await settle(() => h.engine.snapshot().loadedModels.length === 0, 'the model to be unloaded');
     expect(h.engine.snapshot().loadedModels).toEqual([]);
     expect((await h.engine.getModel('tiny')).status).toBe('unloaded');
 
     await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ ttlSeconds: 5 }));
     expect(h.engine.snapshot().loadedModels[0]?.idleTtlSeconds).toBe(5);
     h.clock.advance(5_001);
-    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    await settle(() => h.engine.snapshot().loadedModels.length === 0, 'the model to be unloaded');
     expect(h.engine.snapshot().loadedModels).toEqual([]);
   });
 
@@ -124,13 +124,13 @@ describe('EngineService: loading, idle unload, errors', () => {
     const t = new Date(Date.now() + 5000);
     utimesSync(join(h.modelsDir, 'tiny.gguf'), t, t);
     h.files.emit();
-    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    await settle(() => h.engine.snapshot().loadedModels.length === 0, 'the model to be unloaded');
     expect(h.engine.snapshot().loadedModels).toEqual([]);
     const after = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
     expect(after.text).not.toBe(before.text);
     copyFileSync(tinyModelPath(1), join(h.modelsDir, 'tiny.gguf'));
     h.files.emit();
-    await settle(h.engine, () => h.engine.snapshot().loadedModels.length === 0);
+    await settle(() => h.engine.snapshot().loadedModels.length === 0, 'the model to be unloaded');
   });
 
   it('answers 404 listing the available ids for an unknown model', async () => {
@@ -207,7 +207,7 @@ describe('EngineService: sequences and the priority queue', () => {
     const places: Record<string, number[]> = { low: [], urgent: [] };
     const low = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'low', priority: 'low', onQueued: (p) => places.low!.push(p.position), onStart: () => order.push('low') }));
     const urgent = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'urgent', priority: 'urgent', onQueued: (p) => places.urgent!.push(p.position), onStart: () => order.push('urgent') }));
-    await settle(h.engine, () => h.engine.snapshot().queue.total === 2);
+    await settle(() => h.engine.snapshot().queue.total === 2, 'two requests in the queue');
     expect(h.engine.snapshot().queue.depth).toEqual({ urgent: 1, high: 0, normal: 0, low: 1 });
     expect(h.engine.waiting().map((w) => [w.id, w.position])).toEqual([
       ['urgent', 1],
@@ -239,7 +239,7 @@ describe('EngineService: sequences and the priority queue', () => {
     const consumed = (async () => {
       for await (const e of h.engine.generate({ kind: 'completion', input }, opts({ requestId: 'gen' }))) events.push(e);
     })();
-    await settle(h.engine, () => h.engine.snapshot().queue.total === 1);
+    await settle(() => h.engine.snapshot().queue.total === 1, 'one request in the queue');
     holder.abort(new Error('client gone'));
     await hold.result;
     await consumed;
@@ -271,7 +271,7 @@ describe('EngineService: sequences and the priority queue', () => {
     const waiter = new AbortController();
     let started = false;
     const queued = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'w', signal: waiter.signal, onStart: () => (started = true) }));
-    await settle(h.engine, () => h.engine.snapshot().queue.total === 1);
+    await settle(() => h.engine.snapshot().queue.total === 1, 'one request in the queue');
     waiter.abort(new Error('gone while waiting'));
     await expect(queued).rejects.toThrow('gone while waiting');
     expect(h.engine.snapshot().queue.total).toBe(0);

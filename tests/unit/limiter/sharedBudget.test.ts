@@ -8,16 +8,10 @@ import { retreatParams } from '../../../electron/core/services/limiter/providerL
 import type { RetreatTransition } from '../../../electron/core/services/limiter/retreatController.js';
 import { fingerprint, RedisBudgetStore } from '../../../electron/core/services/limiter/sharedBudget.js';
 import { redisMissingReason, TestRedis } from '../../helpers/redisServer.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const missing = redisMissingReason();
 const settings = (over: Partial<LimitSettings> = {}) => ({ ...(Value.Default(LimitSettings, {}) as LimitSettings), ...over });
-const until = async (pred: () => boolean | Promise<boolean>, ms = 2000) => {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
 
 /** Two nodes (two connections) on one real redis-server share one budget per provider key. */
 describe.skipIf(missing !== null)(`RedisBudgetStore${missing ? ` (skipped: ${missing})` : ''}`, () => {
@@ -74,7 +68,7 @@ describe.skipIf(missing !== null)(`RedisBudgetStore${missing ? ` (skipped: ${mis
     for (let i = 0; i < 5; i++) await b!.record(false, true, 0);
     expect(seen[0]).toEqual([]);
     await a!.record(true, true, 800);
-    await until(() => seen[0]!.length === 1 && seen[1]!.length === 1);
+    await waitUntil(() => seen[0]!.length === 1 && seen[1]!.length === 1, 2000, 'both nodes to hear the retreat', 10);
     for (const got of seen) expect(got[0]).toMatchObject({ from: 'normal', to: 'retreat', previousRpm: 600, rpm: 300, reason: 'retreat' });
     expect(a!.view).toMatchObject({ state: 'retreat', rpm: 300 });
     expect(b!.view).toMatchObject({ state: 'retreat', rpm: 300 });
@@ -84,13 +78,13 @@ describe.skipIf(missing !== null)(`RedisBudgetStore${missing ? ` (skipped: ${mis
     if (!paused.granted) expect(paused.waitMs).toBeGreaterThan(500);
 
     await b!.reset();
-    await until(() => seen[0]!.length === 2);
+    await waitUntil(() => seen[0]!.length === 2, 2000, 'node a to hear the reset', 10);
     expect(seen[0]![1]).toMatchObject({ from: 'retreat', to: 'normal', rpm: 600, reason: 'reset' });
     expect(await a!.take()).toEqual({ granted: true });
 
     a!.setParams(retreatParams({ ...s, rate_rpm: 900 }), 5);
     await a!.take();
-    await until(() => seen[1]!.length === 3);
+    await waitUntil(() => seen[1]!.length === 3, 2000, 'node b to hear the new base rate', 10);
     expect(seen[1]![2]).toMatchObject({ to: 'normal', previousRpm: 600, rpm: 900, reason: 'rate_changed' });
   });
 
@@ -100,15 +94,20 @@ describe.skipIf(missing !== null)(`RedisBudgetStore${missing ? ` (skipped: ${mis
     await redis.stop();
     await expect(a.take()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     await redis.restart();
-    await until(() => conns.every((c) => c.ready), 5000);
+    await waitUntil(() => conns.every((c) => c.ready), 5000, 'both connections to be ready after Redis came back', 10);
     expect(await a.take()).toEqual({ granted: true });
     // The subscriber connection came back too: transitions still reach every node.
     const heard: string[] = [];
     const [x, y] = stores.map((st, i) => st.open('p4', 'k', retreatParams(s), 40, (t) => heard.push(`${i}:${t.to}`)));
-    await until(async () => {
-      await x!.record(true, true, 0);
-      return heard.includes('0:retreat') && heard.includes('1:retreat');
-    }, 5000);
+    await waitUntil(
+      async () => {
+        await x!.record(true, true, 0);
+        return heard.includes('0:retreat') && heard.includes('1:retreat');
+      },
+      5000,
+      'both nodes to hear a retreat through the resubscribed channel',
+      10,
+    );
     expect(y!.view.state).toBe('retreat');
   });
 });

@@ -61,6 +61,8 @@ describe('download retries run on the injected clock', () => {
     expect(current(view.id).error).toMatch(/HTTP 503.*retrying in 250 ms/);
     expect(fileRequests('unit/flaky')).toBe(1);
     clock.advance(249);
+    // A fixed wait on purpose: the retry must NOT start 1 ms early, and there is no event to wait
+    // for; 20 ms gives a wrongly scheduled retry the time to reach the fake hub.
     await new Promise((r) => setTimeout(r, 20));
     expect(fileRequests('unit/flaky')).toBe(1);
     clock.advance(1);

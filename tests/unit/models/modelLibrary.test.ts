@@ -218,6 +218,8 @@ describe('ModelLibrary', () => {
     let after = 0;
     library.onChange(() => after++);
     writeTinyGguf(join(modelsDir, 'late.gguf'));
+    // A fixed wait on purpose: the point is that NO change event comes after stop(), and there is
+    // no event to wait for; 400 ms is twice the library's 200 ms change debounce.
     await new Promise((r) => setTimeout(r, 400));
     expect(after).toBe(0);
     await library.start();

@@ -9,8 +9,10 @@ import type { TaskRecord } from '../../../electron/core/services/monitoring/lock
 import { RedisConnection } from '../../../electron/core/base/redisConnection.js';
 import { SqliteLockStore } from '../../../electron/core/services/monitoring/sqliteLockStore.js';
 import { redisMissingReason, TestRedis } from '../../helpers/redisServer.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const missing = redisMissingReason();
+/** Fixed waits here let Redis's own clock (TIME, which timeouts and leases are judged on) move on; it cannot be faked. */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const task = (taskId: string, timeoutMs: number): TaskRecord => ({
@@ -150,7 +152,7 @@ describe.skipIf(missing !== null)(`RedisHeartbeatStore and MonitorLease${missing
     expect(lease.holder).toBeNull();
     await expect(n1.putTask(task('job-x', 1000), stamp())).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     await redis.restart();
-    for (let i = 0; i < 50 && !conn.ready; i++) await sleep(100);
+    await waitUntil(() => conn.ready, 5000, 'the connection to be ready again after Redis restarted', 100);
     expect(await lease.tick()).toBe(true);
     await n1.putTask(task('job-x', 1000), stamp());
     expect((await n2.clusterTasks()).map((x) => x.taskId)).toEqual(['job-x']);

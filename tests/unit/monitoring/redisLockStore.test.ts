@@ -10,6 +10,7 @@ import { SqliteLockStore } from '../../../electron/core/services/monitoring/sqli
 import { redisMissingReason, TestRedis } from '../../helpers/redisServer.js';
 
 const missing = redisMissingReason();
+/** Fixed waits here let Redis's own clock (TIME, which expiry is judged on) move on; it cannot be faked. */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The Redis LockStore's compare-and-set rules, against a real redis-server. */

@@ -11,6 +11,7 @@ import { PeriodicTaskRegistry } from '../../../electron/core/base/periodic.js';
 import { GpuTelemetry } from '../../../electron/core/services/monitoring/gpuTelemetry.js';
 import { NvidiaSmiParseError, parseNvidiaSmi } from '../../../electron/core/services/monitoring/nvidiaSmi.js';
 import { TelemetryMetrics } from '../../../electron/core/services/monitoring/monitoringMetrics.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/nvidia-smi');
 const recorded = readFileSync(join(fixtures, 'query-gpu-2x.csv'), 'utf8');
@@ -103,7 +104,7 @@ describe('GpuTelemetry', () => {
       await started.t.sample(); // one-shot: detects the GPU, starts the loop
       const pid = started.t.streamPid();
       expect(pid).toBeGreaterThan(0);
-      for (let i = 0; i < 100 && (await started.t.sample()).gpus.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await waitUntil(async () => (await started.t.sample()).gpus.length > 0, 5000, 'the streaming nvidia-smi to report the GPUs', 50);
       const s = await started.t.sample();
       expect(s.gpus.map((g) => g.index)).toEqual([0, 1]);
       expect(started.t.streamPid()).toBe(pid); // the same process, not one per sample

@@ -14,6 +14,7 @@ import { createLogsStore } from '../../../renderer/src/features/logs/store.js';
 import { createModelsStore, validateModelUri } from '../../../renderer/src/features/models/store.js';
 import { createTrainingStore, formToRequest, mergeLoss, validateTrainingForm } from '../../../renderer/src/features/training/store.js';
 import { alertsFor } from '../../../renderer/src/features/overview/alerts.js';
+import { waitUntil } from '../../helpers/wait.js';
 import { fakeFetch, snapshot, sseResponse } from './fakes.js';
 
 function source() {
@@ -286,8 +287,7 @@ describe('chat store', () => {
     const chat = createChatStore(new ConsoleClient({ baseUrl: '', fetch: fetchImpl }));
     chat.getState().setModel('tiny');
     const p = chat.getState().send('go on forever');
-    await new Promise((r) => setTimeout(r, 20));
-    expect(chat.getState().messages.at(-1)?.content).toBe('partial');
+    await waitUntil(() => chat.getState().messages.at(-1)?.content === 'partial', 5000, 'the first streamed chunk to reach the chat');
     chat.getState().stop();
     await p;
     expect(aborted).toBe(true);

@@ -14,6 +14,7 @@ import { Store } from '../../../electron/core/base/store.js';
 import { isProcessAlive } from '../../../electron/core/base/processUtil.js';
 import { RuntimeService } from '../../../electron/core/services/runtime/runtimeService.js';
 import { StoreAuditLog } from '../../../electron/core/base/audit.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/runtime');
 const node = process.execPath;
@@ -45,13 +46,8 @@ async function drive<T>(clock: FakeClock, work: Promise<T>, stepMs = 50): Promis
   return tracked;
 }
 
-async function waitFor(check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const start = Date.now();
-  while (!check()) {
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting');
-    await realSleep(20);
-  }
-}
+/** The shared bounded waitUntil; the condition's own source says what did not happen. */
+const waitFor = (check: () => boolean, timeoutMs = 20_000): Promise<void> => waitUntil(check, timeoutMs, check.toString());
 
 interface Harness {
   svc: RuntimeService;
@@ -187,6 +183,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     const stopping = svc.stopProcess('stubborn', 'admin').finally(() => (done = true));
     await waitFor(() => svc.snapshot().processes[0]!.last_lines.includes('ignoring SIGTERM'));
     clock.advance(9_900);
+    // A fixed wait on purpose: 100 ms before the grace ends nothing may happen; there is no event to wait for.
     await realSleep(200);
     expect(done).toBe(false);
     expect(isProcessAlive(pid)).toBe(true);
@@ -221,6 +218,7 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(info.exit_code).toBe(-9);
     expect(info.next_restart_in_seconds).toBe(1);
     clock.advance(999);
+    // A fixed wait on purpose: 1 ms before the backoff ends no restart may start; there is no event to wait for.
     await realSleep(100);
     expect(svc.get('worker').state).toBe('backoff');
     clock.advance(1);

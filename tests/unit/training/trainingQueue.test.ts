@@ -13,7 +13,7 @@ import type { GpuLease, GpuLockPort, GpuLockRequest, HeartbeatPort, TaskRegistra
 import { Store } from '../../../electron/core/base/store.js';
 import { TrainingService } from '../../../electron/core/services/training/trainingService.js';
 import type { StartTrainingRequest, TrainingJobStatus } from '../../../shared/contracts/training.js';
-import { processesMentioning, waitFor } from '../../helpers/training.js';
+import { processesMentioning, waitFor, waitUntil } from '../../helpers/training.js';
 
 const FAKE_TRAINER = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'fakeTrainer.mjs');
 
@@ -192,7 +192,7 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     const a = await service.submit(request('stubborn', { steps: 1000, stepMs: 20, ignoreTerm: true }));
     await settle(a.jobId, (s) => s.status === 'running' && s.progress.currentStep > 0);
     const cancelled = service.cancel(a.jobId);
-    await new Promise((r) => setTimeout(r, 200));
+    await waitUntil(() => service.logs(a.jobId).lines.some((l) => l.message.includes('ignoring SIGTERM')), 5000, 'the trainer to get (and ignore) SIGTERM');
     expect(processesMentioning(`${a.jobId}.json`).length).toBe(1); // still alive: SIGTERM ignored
     clock.advance(5000);
     expect(await cancelled).toEqual({ jobId: a.jobId, status: 'cancelled', message: 'Training job has been cancelled' });
