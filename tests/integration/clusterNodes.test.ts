@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisMissingReason, TestRedis } from '../helpers/redisServer.js';
 import { spawnServe, type ServeProcess } from '../helpers/spawnServe.js';
+import { waitFor } from '../helpers/wait.js';
 
 /*
  * Three console processes (nodes a, b, c: separate data dirs and node ids, one real redis-server).
@@ -29,15 +30,7 @@ type Snapshot = {
 const LEASE_SECONDS = 5;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(150);
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> => waitFor(fn, ms, what, 150);
 
 describe.skipIf(missing !== null)(`heartbeats shared by console processes through Redis${missing ? ` (skipped: ${missing})` : ''}`, () => {
   let redis: TestRedis;
