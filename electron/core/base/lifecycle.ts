@@ -3,10 +3,28 @@ export interface Disposable {
   dispose(): void | Promise<void>;
 }
 
-/** Every service has an explicit lifecycle; both calls are safe to make twice. */
+/** How a service winds down when it is closed (drained) rather than destroyed (aborted). */
+export interface CloseOptions {
+  /**
+   * Fires when the grace period is over: work still in flight is then aborted as by destroy().
+   * The composition root builds it from the injected clock; absent, the drain waits as long as the
+   * work in flight takes.
+   */
+  readonly deadline?: AbortSignal;
+}
+
+/**
+ * Every service has an explicit lifecycle; every call is safe to make twice.
+ * - `close()` drains: new work is refused at once (503 UNAVAILABLE, "… is stopping"), work in
+ *   flight may finish until `deadline` fires, then what is left is aborted and resources released.
+ * - `destroy()` aborts: work in flight is cancelled now and resources released.
+ * - `stop()` is `destroy()` (kept as the short name every caller and test uses).
+ */
 export interface Service {
   readonly name: string;
   start(): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
+  destroy(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -65,11 +83,18 @@ export class DisposableStore implements Disposable {
 export abstract class BaseService implements Service {
   abstract readonly name: string;
   protected disposables = new DisposableStore();
-  private state: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped';
+  private state: 'stopped' | 'starting' | 'running' | 'draining' | 'stopping' = 'stopped';
   private pending: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
 
+  /** True while the service accepts new work (false while it drains, stops or is stopped). */
   get running(): boolean {
     return this.state === 'running';
+  }
+
+  /** True while close() lets work in flight finish (new work is already refused). */
+  get draining(): boolean {
+    return this.state === 'draining';
   }
 
   /** Re-reads the state after an await (defeats TypeScript's narrowing). */
@@ -100,9 +125,32 @@ export abstract class BaseService implements Service {
     }
   }
 
-  async stop(): Promise<void> {
+  /** Drains (see Service): refuses new work, waits for onDrain() until `deadline`, then stops. */
+  async close(options: CloseOptions = {}): Promise<void> {
     if (this.pending) await this.pending.catch(() => undefined);
+    if (this.closing) return this.closing;
     if (this.state !== 'running') return;
+    this.state = 'draining';
+    const deadline = options.deadline ?? new AbortController().signal;
+    this.closing = (async () => {
+      try {
+        await this.onDrain(deadline);
+      } catch {
+        // a drain that fails ends early; what is left is aborted below
+      }
+      await this.destroy();
+    })();
+    try {
+      await this.closing;
+    } finally {
+      this.closing = null;
+    }
+  }
+
+  /** Aborts (see Service): cancels work in flight now and releases every resource. */
+  async destroy(): Promise<void> {
+    if (this.pending) await this.pending.catch(() => undefined);
+    if (this.state !== 'running' && this.state !== 'draining') return;
     this.state = 'stopping';
     try {
       await this.onStop();
@@ -112,7 +160,23 @@ export abstract class BaseService implements Service {
     }
   }
 
+  /** The same as destroy(). */
+  stop(): Promise<void> {
+    return this.destroy();
+  }
+
   protected abstract onStart(): Promise<void>;
+
+  /**
+   * Waits until the work in flight has finished, or until `deadline` fires (then it should return
+   * promptly; onStop aborts what is left). New work is already refused: `running` is false.
+   * Default: nothing to wait for.
+   */
+  protected async onDrain(_deadline: AbortSignal): Promise<void> {
+    // default: no work of its own in flight
+  }
+
+  /** Aborts work in flight and releases what onStart() did not register in `disposables`. */
   protected async onStop(): Promise<void> {
     // default: only the disposables are released
   }
