@@ -6,7 +6,8 @@
 // short real-time run through a real Console and the HTTP simulator at scaled-up rates proves the
 // wiring. Part 2, overhead: the proxy vs calling the simulator directly, 1, 8 (0 ms only) and 50
 // concurrent clients, with an upstream answering in 0 ms (the proxy's own cost) and in 20 ms;
-// `proxy_vs_direct_0ms` repeats the 0 ms throughput ratios at 1 and 8 clients (issue 16, goal ≥ 0.8).
+// `proxy_vs_direct_0ms` repeats the 0 ms throughput ratios at 1 and 8 clients (issue 16, goal ≥ 0.8),
+// beside two floors that only relay (bare node:http + undici; one Fastify route): what any Node proxy costs.
 // BENCH_PARTS=overhead BENCH_OVERHEAD_LATENCIES=0 runs only that part.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -427,25 +428,40 @@ async function measure(origin: string, path: string, concurrency: number, count:
  * Proxy vs direct with limits far above demand. With an upstream that answers in 0 ms the figures
  * are the proxy's own CPU cost (on 2 shared cores: proxy, simulator and load generator compete);
  * with 20 ms (still far below a real provider's latency) they are what a client sees.
+ *
+ * Two floors run beside the console (scripts/bench/bare-proxy.ts): a bare node:http + undici relay
+ * and the same through one Fastify route. They do nothing but relay, so they show what any Node
+ * proxy costs here, and how much of the console's cost is its own (routing, queue, bucket, metrics,
+ * logs, checks).
  */
 async function overhead(latencyMs: number): Promise<Record<string, unknown>> {
-  // One process (tsx as a loader, not its CLI, which runs the script in a child): its CPU time is readable.
+  // One process each (tsx as a loader, not its CLI, which runs the script in a child): its CPU time is readable.
   const sim = await startProcess(['--import', 'tsx', 'scripts/upstream-sim.ts', '--port', '0', '--rpm', '100000000', '--latency-ms', String(latencyMs)], /listening on (http:\/\/[\d.:]+)\/v1/, {});
   const dir = mkdtempSync(join(tmpdir(), 'limiter-bench-'));
-  const consoleProc = await startProcess(['scripts/serve.mjs', '--port', '0', '--grpc-port', '0'], /console ready (http:\/\/\S+) grpc/, {
-    CONSOLE_DATA_DIR: dir,
-    CONSOLE_LOG_LEVEL: 'warn',
-    SIDECAR_LOG_LEVEL: 'WARNING',
-    SIDECAR_UPSTREAM: `${sim.url}/v1`,
-    SIDECAR_RATE_RPM: '1000000',
-    SIDECAR_BUCKET_CAPACITY: '1000000',
-    SIDECAR_API_KEY: 'bench-key',
-  }).catch(async (err: unknown) => {
-    await stopProcess(sim.child);
-    throw err;
-  });
+  const procs: ChildProcess[] = [sim.child];
   const out: Record<string, unknown> = {};
   try {
+    const floor = (kind: string) => startProcess(['--import', 'tsx', 'scripts/bench/bare-proxy.ts', '--upstream', sim.url, '--kind', kind], /listening on (http:\/\/[\d.:]+)/, {});
+    const nodeFloor = await floor('node');
+    procs.push(nodeFloor.child);
+    const fastifyFloor = await floor('fastify');
+    procs.push(fastifyFloor.child);
+    const consoleProc = await startProcess(['scripts/serve.mjs', '--port', '0', '--grpc-port', '0'], /console ready (http:\/\/\S+) grpc/, {
+      CONSOLE_DATA_DIR: dir,
+      CONSOLE_LOG_LEVEL: 'warn',
+      SIDECAR_LOG_LEVEL: 'WARNING',
+      SIDECAR_UPSTREAM: `${sim.url}/v1`,
+      SIDECAR_RATE_RPM: '1000000',
+      SIDECAR_BUCKET_CAPACITY: '1000000',
+      SIDECAR_API_KEY: 'bench-key',
+    });
+    procs.push(consoleProc.child);
+    const targets = [
+      { key: 'direct', proc: sim },
+      { key: 'node_floor', proc: nodeFloor },
+      { key: 'fastify_floor', proc: fastifyFloor },
+      { key: 'console', proc: consoleProc },
+    ] as const;
     const plan: ReadonlyArray<readonly [number, number]> =
       latencyMs === 0
         ? [
@@ -458,33 +474,36 @@ async function overhead(latencyMs: number): Promise<Record<string, unknown>> {
             [50, 4000],
           ];
     for (const [concurrency, count] of plan) {
-      // CPU per request (warm-up included) of the simulator alone, then of the console proxying
-      // to it: unlike the rates, not skewed by whatever else shares the cores.
-      // The console's idle CPU (timers, telemetry) over the same time is taken off. Direct and proxy
-      // alternate in three rounds and the median round counts, so a burst of load from whatever
-      // else runs on the machine does not decide the ratio.
-      const idle0 = cpuMs(consoleProc.child.pid);
+      // CPU per request (warm-up included) of each process while it serves: unlike the rates, not
+      // skewed by whatever else shares the cores. Each proxy's idle CPU over the same time is taken
+      // off. The four targets take turns in three rounds and the median round counts, so a burst of
+      // load from whatever else runs on the machine does not decide the ratio.
+      const idle0 = targets.map((t) => cpuMs(t.proc.child.pid));
       const idleT0 = performance.now();
       await new Promise((r) => setTimeout(r, 2000));
-      const idleCpuPerMs = (cpuMs(consoleProc.child.pid) - idle0) / (performance.now() - idleT0);
-      const rounds: Array<{ direct: Awaited<ReturnType<typeof measure>>; proxy: Awaited<ReturnType<typeof measure>>; simCpu: number; consoleCpu: number }> = [];
+      const idlePerMs = targets.map((t, i) => (cpuMs(t.proc.child.pid) - idle0[i]!) / (performance.now() - idleT0));
+      type Run = Awaited<ReturnType<typeof measure>> & { cpu: number };
+      const rounds: Array<Record<(typeof targets)[number]['key'], Run>> = [];
       const perRound = Math.ceil(count / 3);
       const sent = perRound + Math.min(200, perRound);
       for (let round = 0; round < 3; round++) {
-        const simCpu0 = cpuMs(sim.child.pid);
-        const d = await measure(sim.url, '/v1/chat/completions', concurrency, perRound);
-        const simCpu = (cpuMs(sim.child.pid) - simCpu0) / sent;
-        const consoleCpu0 = cpuMs(consoleProc.child.pid);
-        const t = performance.now();
-        const p = await measure(consoleProc.url, '/v1/chat/completions', concurrency, perRound);
-        const consoleCpu = (cpuMs(consoleProc.child.pid) - consoleCpu0 - idleCpuPerMs * (performance.now() - t)) / sent;
-        rounds.push({ direct: d, proxy: p, simCpu, consoleCpu });
+        const r = {} as Record<(typeof targets)[number]['key'], Run>;
+        for (const [i, t] of targets.entries()) {
+          const cpu0 = cpuMs(t.proc.child.pid);
+          const t0 = performance.now();
+          const m = await measure(t.proc.url, '/v1/chat/completions', concurrency, perRound);
+          r[t.key] = { ...m, cpu: (cpuMs(t.proc.child.pid) - cpu0 - idlePerMs[i]! * (performance.now() - t0)) / sent };
+        }
+        rounds.push(r);
       }
-      const mid = <T>(xs: T[], key: (x: T) => number): T => [...xs].sort((a, b) => key(a) - key(b))[1]!;
-      const median = mid(rounds, (r) => r.proxy.rps / r.direct.rps);
-      const { direct, proxy } = median;
-      const simCpuPerReq = mid(rounds, (r) => r.simCpu).simCpu;
-      const consoleCpuPerReq = mid(rounds, (r) => r.consoleCpu).consoleCpu;
+      const mid = (key: (r: (typeof rounds)[number]) => number) => [...rounds].sort((a, b) => key(a) - key(b))[1]!;
+      const median = mid((r) => r.console.rps / r.direct.rps);
+      const { direct, console: proxy } = median;
+      const cpu = (k: (typeof targets)[number]['key']) => r3(mid((r) => r[k].cpu)[k].cpu);
+      const ratio = (k: (typeof targets)[number]['key'], base: (typeof targets)[number]['key']) => {
+        const m = mid((r) => r[k].rps / r[base].rps); // the median round of this ratio
+        return r3(m[k].rps / m[base].rps);
+      };
       out[`c${concurrency}`] = {
         direct_p50_ms: r3(direct.p50),
         direct_p99_ms: r3(direct.p99),
@@ -495,16 +514,21 @@ async function overhead(latencyMs: number): Promise<Record<string, unknown>> {
         direct_rps: Math.round(direct.rps),
         proxy_rps: Math.round(proxy.rps),
         throughput_ratio: r3(proxy.rps / direct.rps),
-        upstream_cpu_ms_per_req: r3(simCpuPerReq),
-        proxy_cpu_ms_per_req: r3(consoleCpuPerReq),
-        errors: rounds.reduce((n, r) => n + r.direct.errors + r.proxy.errors, 0),
-        rounds_ratio: rounds.map((r) => r3(r.proxy.rps / r.direct.rps)),
+        node_floor_vs_direct: ratio('node_floor', 'direct'),
+        fastify_floor_vs_direct: ratio('fastify_floor', 'direct'),
+        proxy_vs_node_floor: ratio('console', 'node_floor'),
+        proxy_vs_fastify_floor: ratio('console', 'fastify_floor'),
+        upstream_cpu_ms_per_req: cpu('direct'),
+        node_floor_cpu_ms_per_req: cpu('node_floor'),
+        fastify_floor_cpu_ms_per_req: cpu('fastify_floor'),
+        proxy_cpu_ms_per_req: cpu('console'),
+        errors: rounds.reduce((n, r) => n + Object.values(r).reduce((m, x) => m + x.errors, 0), 0),
+        rounds_ratio: rounds.map((r) => r3(r.console.rps / r.direct.rps)),
       };
       log(`overhead (upstream ${latencyMs} ms) c=${concurrency}: ${JSON.stringify(out[`c${concurrency}`])}`);
     }
   } finally {
-    await stopProcess(consoleProc.child);
-    await stopProcess(sim.child);
+    for (const p of procs.reverse()) await stopProcess(p);
     rmSync(dir, { recursive: true, force: true });
   }
   return out;
@@ -520,13 +544,39 @@ const oh: Record<string, unknown> = {};
 const latencies = (process.env.BENCH_OVERHEAD_LATENCIES ?? '0,20').split(',').map(Number);
 if (parts.includes('overhead')) for (const latency of latencies) oh[`upstream_${latency}ms`] = await overhead(latency);
 // Issue 16's figure side by side: proxy vs direct throughput with a 0 ms upstream (goal ≥ 0.8×).
-type Figures = { throughput_ratio: number; proxy_rps: number; direct_rps: number; proxy_cpu_ms_per_req: number };
+type Figures = {
+  throughput_ratio: number;
+  proxy_rps: number;
+  direct_rps: number;
+  proxy_cpu_ms_per_req: number;
+  node_floor_vs_direct: number;
+  proxy_vs_node_floor: number;
+  proxy_vs_fastify_floor: number;
+  node_floor_cpu_ms_per_req: number;
+  fastify_floor_cpu_ms_per_req: number;
+};
 const zero = oh.upstream_0ms as Record<string, Figures> | undefined;
 const proxyVsDirect = zero
   ? Object.fromEntries(
       ['c1', 'c8']
         .filter((k) => zero[k])
-        .map((k) => [k, { direct_rps: zero[k]!.direct_rps, proxy_rps: zero[k]!.proxy_rps, ratio: zero[k]!.throughput_ratio, proxy_cpu_ms_per_req: zero[k]!.proxy_cpu_ms_per_req }]),
+        .map((k) => {
+          const f = zero[k]!;
+          return [
+            k,
+            {
+              direct_rps: f.direct_rps,
+              proxy_rps: f.proxy_rps,
+              ratio: f.throughput_ratio,
+              node_floor_ratio: f.node_floor_vs_direct,
+              proxy_vs_node_floor: f.proxy_vs_node_floor,
+              proxy_vs_fastify_floor: f.proxy_vs_fastify_floor,
+              proxy_cpu_ms_per_req: f.proxy_cpu_ms_per_req,
+              node_floor_cpu_ms_per_req: f.node_floor_cpu_ms_per_req,
+              fastify_floor_cpu_ms_per_req: f.fastify_floor_cpu_ms_per_req,
+            },
+          ];
+        }),
     )
   : {};
 process.stdout.write(

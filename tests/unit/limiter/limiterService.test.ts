@@ -21,8 +21,9 @@ function build(limiter: Layer = {}, rates = new MemoryLearnedRateStore(), clock 
   dirs.push(dataDir);
   const settings = loadSettings({ env: {}, dataDir, overrides: { limiter: { upstream_url: 'http://127.0.0.1:9/v1', ...limiter } } });
   const config = new ConfigStore(settings);
-  const service = new LimiterService({ config, clock, logger: pino({ level: 'silent' }), metrics: new MetricsRegistry(), rates, env: {} });
-  return { service, clock, rates, config };
+  const metrics = new MetricsRegistry();
+  const service = new LimiterService({ config, clock, logger: pino({ level: 'silent' }), metrics, rates, env: {} });
+  return { service, clock, rates, config, metrics };
 }
 
 describe('LimiterService', () => {
@@ -56,6 +57,43 @@ describe('LimiterService', () => {
     expect(same.service.status().retreat).toMatchObject({ state: 'retreat', effective_rpm: 12.5 });
     const changed = build({ rate_rpm: 60 }, rates);
     expect(changed.service.status().retreat).toMatchObject({ state: 'normal', effective_rpm: 60 });
+  });
+
+  it('counts every proxied request in its series by priority, also after a metrics reset (granted at once or queued)', async () => {
+    const upstream = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const { service, metrics } = build({ upstream_url: url, rate_rpm: 6000, bucket_capacity: 100 });
+    await service.start();
+    const call = async (priority: 'high' | 'low') => {
+      const res = await service.proxy({ provider: 'nvidia', method: 'POST', path: '/chat/completions', headers: {}, body: '{}', priority, priorityInvalid: false, signal: new AbortController().signal, requestId: 'r' });
+      await service.readBody('nvidia', res);
+    };
+    const value = async (name: string, labels: Record<string, string>) => {
+      // A histogram's `_count` is one of its values (metricName), not a metric of its own.
+      const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name.replace(/_count$/, ''));
+      const v = metric?.values.find(
+        (x) => ((x as { metricName?: string }).metricName ?? metric.name) === name && Object.entries(labels).every(([k, l]) => (x.labels as Record<string, unknown>)[k] === l),
+      );
+      return v?.value ?? 0;
+    };
+    try {
+      await call('high');
+      await call('high');
+      await call('low');
+      expect(await value('sidecar_requests_total', { provider: 'nvidia', priority: 'HIGH', status: 'success' })).toBe(2);
+      expect(await value('sidecar_requests_total', { provider: 'nvidia', priority: 'LOW', status: 'success' })).toBe(1);
+      expect(await value('sidecar_queue_latency_seconds_count', { provider: 'nvidia', priority: 'HIGH' })).toBe(2);
+      expect(await value('sidecar_upstream_latency_seconds_count', { provider: 'nvidia' })).toBe(3);
+      metrics.reset();
+      await call('high');
+      expect(await value('sidecar_requests_total', { provider: 'nvidia', priority: 'HIGH', status: 'success' })).toBe(1);
+      expect(await value('sidecar_queue_latency_seconds_count', { provider: 'nvidia', priority: 'HIGH' })).toBe(1);
+      expect(await value('sidecar_upstream_latency_seconds_count', { provider: 'nvidia' })).toBe(1);
+    } finally {
+      await service.stop();
+      await new Promise((r) => upstream.close(r));
+    }
   });
 
   it('writes a change of state at once, rate steps inside one state at most once per second (and on stop)', async () => {

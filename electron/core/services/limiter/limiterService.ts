@@ -237,7 +237,8 @@ export class LimiterService extends BaseService {
           },
           'request_completed',
         );
-      res.body.once('close', finished);
+      // Built only when it will be written (`request_completed` is info; the log level may be above).
+      if (log.isLevelEnabled('info')) res.body.once('close', finished);
       // A failure after the headers (reset mid-stream, body timeout) is a transport error too.
       res.body.once('error', (err) => this.transportFailed(entry, mapUpstreamError(err, limiter.limits.request_timeout * 1000), 'body', call.requestId));
       return res;

@@ -38,6 +38,9 @@ export interface ProviderLimiterHooks {
   onSharedError?(err: Error): void;
 }
 
+/** The grant of a request that did not wait. */
+const IMMEDIATE: Grant = Object.freeze({ waitedMs: 0, passthrough: false });
+
 interface Ticket {
   readonly priority: Priority;
   readonly enqueuedAt: number;
@@ -223,6 +226,14 @@ export class ProviderLimiter {
         passthrough = true;
         this.counters.passthrough++;
       }
+    }
+    // Nothing waits and a token is there: granted at once, without a ticket, a timeout timer or an
+    // abort listener (the common case below the rate; priorities only matter when requests wait).
+    if (!passthrough && !this.shared && this.queue.size === 0 && this.bypass.length === 0 && this.bucket.tryTake()) {
+      this.counters.totalEnqueued++; // it went through the queue, in no time
+      this.counters.totalDequeued++;
+      this.hooks.onGrant?.(priority, 0);
+      return Promise.resolve(IMMEDIATE);
     }
     return new Promise<Grant>((resolve, reject) => {
       const ticket: Ticket = {

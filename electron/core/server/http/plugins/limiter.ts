@@ -53,6 +53,8 @@ export function upstreamBody(raw: string | null, body: Record<string, unknown>, 
 
 type Path = '/chat/completions' | '/completions' | '/embeddings';
 
+const EVENT_STREAM = /event-stream/i;
+
 /**
  * The limiter's side of `/v1` (contract §3.4, §6): model ids with a configured provider prefix go
  * through the provider's queue and bucket; provider-looking ids with an unknown prefix get a 404
@@ -83,17 +85,16 @@ export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpen
       requestId: request.id,
       modelId,
     });
+    const streaming = EVENT_STREAM.test(res.headers['content-type'] ?? '');
+    const headers: Record<string, string> = { ...res.headers, 'x-request-id': request.id };
     reply.code(res.status);
-    for (const [k, v] of Object.entries(res.headers)) {
-      if (k === 'content-length' && /event-stream/i.test(res.headers['content-type'] ?? '')) continue;
-      reply.header(k, v);
-    }
-    reply.header('x-request-id', request.id);
-    const streaming = /event-stream/i.test(res.headers['content-type'] ?? '');
     if (streaming) {
-      reply.header('x-accel-buffering', 'no');
+      delete headers['content-length'];
+      headers['x-accel-buffering'] = 'no';
+      reply.headers(headers);
       return reply.send(res.body); // relayed chunk by chunk as the upstream sends them
     }
+    reply.headers(headers);
     // A plain JSON answer of known small size goes out in one write (headers and body together).
     const length = Number(res.headers['content-length']);
     if (Number.isFinite(length) && length <= 1024 * 1024) {
