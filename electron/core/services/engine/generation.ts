@@ -58,6 +58,19 @@ export class EventChannel<T> implements AsyncIterable<T> {
   }
 }
 
+/**
+ * Runs a generation to its end: resolves with the result of its `done` event, rejects with the
+ * error of its `error` event. `onEvent` sees every event on the way (queue places, text).
+ */
+export async function collect(events: AsyncIterable<GenerationEvent>, onEvent?: (event: GenerationEvent) => void): Promise<GenerationResult> {
+  for await (const event of events) {
+    onEvent?.(event);
+    if (event.type === 'done') return event.result;
+    if (event.type === 'error') throw event.error;
+  }
+  throw new Error('the generation ended without a result');
+}
+
 // ------------------------------------------------------------------ ids
 
 /** Every id a generation surface hands out: `<prefix>-<hex>` (`chatcmpl-…`, `cmpl-…`, `gen-…`, `grpc-…`). */
