@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TObject, TSchema } from '@sinclair/typebox';
+import { AppError, ErrorCode } from '../../base/errors.js';
 import { ChatCompletionRequest, GenerationParameters, type CompletionRequest } from '../../../../shared/contracts/engine.js';
 import type { ChatInput, CompletionInput, GenerationResult, RunOptions, SamplingParams } from './engineService.js';
 import type { QueuePosition } from './waitQueue.js';
@@ -68,7 +69,7 @@ export async function collect(events: AsyncIterable<GenerationEvent>, onEvent?: 
     if (event.type === 'done') return event.result;
     if (event.type === 'error') throw event.error;
   }
-  throw new Error('the generation ended without a result');
+  throw new AppError(ErrorCode.INTERNAL_ERROR, 'the generation ended without a result');
 }
 
 // ------------------------------------------------------------------ ids
