@@ -339,6 +339,8 @@ describe('EngineService: close() drains', () => {
       expect(stopping(late[0])).toBe(true);
       const load = await h.engine.load('tiny').catch((e: unknown) => e);
       expect(load).toMatchObject({ status: 503, message: 'The engine is stopping' });
+      const embedding = await h.engine.embed('tiny', ['a'], opts({ requestId: 'embed' })).catch((e: unknown) => e);
+      expect(embedding).toMatchObject({ status: 503, message: 'The engine is stopping' });
 
       // The queued request never started: it is refused at once, before the running one ends.
       await queued.ended;
@@ -358,6 +360,21 @@ describe('EngineService: close() drains', () => {
       // Closed: refused as not running.
       const after = await complete(h.engine, input, opts()).catch((e: unknown) => e);
       expect(after).toMatchObject({ status: 503, message: 'The engine is not running' });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses a request accepted before the drain that still waits for its model to load', async () => {
+    const h = await harness({ threads: 1, parallel: 1 });
+    try {
+      const waiting = watch(h, { modelId: 'tiny', prompt: 'a', params: greedy }, 'loading');
+      await settle(() => h.engine.snapshot().loading.includes('tiny'), 'the model to be loading');
+      await h.engine.close({ deadline: new AbortController().signal });
+      await waiting.ended;
+      expect(waiting.events.map((e) => e.type)).toEqual(['error']);
+      expect(stopping(last(waiting.events))).toBe(true);
+      expect(h.engine.snapshot()).toMatchObject({ activeSequences: 0, loadedModels: [], loading: [] });
     } finally {
       await h.close();
     }
