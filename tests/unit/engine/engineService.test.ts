@@ -8,7 +8,8 @@ import { ConfigStore, loadSettings, type Layer } from '../../../electron/core/ba
 import { AppError } from '../../../electron/core/base/errors.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import type { LocalModelFile, ModelFilesPort } from '../../../electron/core/base/ports.js';
-import { EngineService, type EngineServiceOptions, type GenerationEvent, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
+import { EngineService, type CompletionInput, type EngineServiceOptions, type GenerationEvent, type GenerationResult, type RunOptions } from '../../../electron/core/services/engine/engineService.js';
+import { collect } from '../../../electron/core/services/engine/generation.js';
 import { tinyModelPath } from '../../helpers/tinyModel.js';
 import { waitUntil } from '../../helpers/wait.js';
 
@@ -76,6 +77,16 @@ async function harness(engineConfig: Layer, extra: Pick<EngineServiceOptions, 's
 const greedy = { maxTokens: 6, temperature: 0 };
 const opts = (extra: Partial<RunOptions> = {}): RunOptions => ({ route: 'api_inference', priority: 'normal', requestId: 'r', ...extra });
 
+/** A completion through `generate()`, run to its end; the callbacks of `o` see its events. */
+function complete(engine: EngineService, input: CompletionInput, o: RunOptions): Promise<GenerationResult> {
+  const { onQueued, onStart, onText, ...options } = o;
+  return collect(engine.generate({ kind: 'completion', input }, options), (e) => {
+    if (e.type === 'queued') onQueued?.(e.position);
+    else if (e.type === 'started') onStart?.();
+    else if (e.type === 'text') onText?.(e.text, e.tokens);
+  });
+}
+
 /** Waits for what a fired timer or a file event started (an unload, a queue change) to finish. */
 async function settle(predicate: () => boolean, what: string): Promise<void> {
   await waitUntil(predicate, 5000, what, 5);
@@ -90,8 +101,8 @@ describe('EngineService: loading, idle unload, errors', () => {
 
   it('loads on the first request and generates deterministic greedy text', async () => {
     expect(h.engine.snapshot().loadedModels).toEqual([]);
-    const a = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
-    const b = await h.engine.complete({ modelId: undefined, prompt: 'hello', params: greedy }, opts());
+    const a = await complete(h.engine, { modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    const b = await complete(h.engine, { modelId: undefined, prompt: 'hello', params: greedy }, opts());
     expect(a.modelId).toBe('tiny');
     expect(b.modelId).toBe('tiny');
     expect(a.text).toBe(b.text);
@@ -103,7 +114,7 @@ describe('EngineService: loading, idle unload, errors', () => {
   });
 
   it('unloads an idle model after the TTL, and a per-request ttl overrides it', async () => {
-    await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts());
+    await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts());
     h.clock.advance(599_000);
     expect(h.engine.snapshot().loadedModels).toHaveLength(1);
     h.clock.advance(2_000);
@@ -111,7 +122,7 @@ describe('EngineService: loading, idle unload, errors', () => {
     expect(h.engine.snapshot().loadedModels).toEqual([]);
     expect((await h.engine.getModel('tiny')).status).toBe('unloaded');
 
-    await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ ttlSeconds: 5 }));
+    await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts({ ttlSeconds: 5 }));
     expect(h.engine.snapshot().loadedModels[0]?.idleTtlSeconds).toBe(5);
     h.clock.advance(5_001);
     await settle(() => h.engine.snapshot().loadedModels.length === 0, 'the model to be unloaded');
@@ -119,14 +130,14 @@ describe('EngineService: loading, idle unload, errors', () => {
   });
 
   it('unloads a model whose file was replaced, and the next request loads the new file', async () => {
-    const before = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    const before = await complete(h.engine, { modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
     copyFileSync(tinyModelPath(2), join(h.modelsDir, 'tiny.gguf'));
     const t = new Date(Date.now() + 5000);
     utimesSync(join(h.modelsDir, 'tiny.gguf'), t, t);
     h.files.emit();
     await settle(() => h.engine.snapshot().loadedModels.length === 0, 'the model to be unloaded');
     expect(h.engine.snapshot().loadedModels).toEqual([]);
-    const after = await h.engine.complete({ modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
+    const after = await complete(h.engine, { modelId: 'tiny', prompt: 'hello', params: greedy }, opts());
     expect(after.text).not.toBe(before.text);
     copyFileSync(tinyModelPath(1), join(h.modelsDir, 'tiny.gguf'));
     h.files.emit();
@@ -134,7 +145,7 @@ describe('EngineService: loading, idle unload, errors', () => {
   });
 
   it('answers 404 listing the available ids for an unknown model', async () => {
-    const err = await h.engine.complete({ modelId: 'nope', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+    const err = await complete(h.engine, { modelId: 'nope', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AppError);
     expect((err as AppError).status).toBe(404);
     expect((err as AppError).message).toContain('available: tiny');
@@ -142,12 +153,12 @@ describe('EngineService: loading, idle unload, errors', () => {
 
   it('rejects a corrupt GGUF with the file name and reason, and keeps serving', async () => {
     writeFileSync(join(h.modelsDir, 'broken.gguf'), Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(64, 0xff)]));
-    const err = await h.engine.complete({ modelId: 'broken', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+    const err = await complete(h.engine, { modelId: 'broken', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AppError);
     expect((err as AppError).status).toBe(503);
     expect((err as AppError).message).toContain('broken.gguf');
     expect((await h.engine.getModel('broken')).status).toBe('error');
-    const ok = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts());
+    const ok = await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts());
     expect(ok.completionTokens).toBe(6);
     rmSync(join(h.modelsDir, 'broken.gguf'));
   });
@@ -171,7 +182,7 @@ describe('EngineService: loading, idle unload, errors', () => {
     h.config.update({ engine: { maxLoadedModels: 1 } });
     copyFileSync(join(h.modelsDir, 'tiny.gguf'), join(h.modelsDir, 'tiny2.gguf'));
     await h.engine.load('tiny');
-    await h.engine.complete({ modelId: 'tiny2', prompt: 'a', params: greedy }, opts());
+    await complete(h.engine, { modelId: 'tiny2', prompt: 'a', params: greedy }, opts());
     expect(h.engine.snapshot().loadedModels.map((m) => m.id)).toEqual(['tiny2']);
     h.config.update({ engine: { maxLoadedModels: 2 } });
     await h.engine.unload('tiny2');
@@ -193,7 +204,7 @@ describe('EngineService: sequences and the priority queue', () => {
   function holdSequence(controller: AbortController) {
     let started!: () => void;
     const running = new Promise<void>((r) => (started = r));
-    const result = h.engine.complete({ modelId: 'tiny', prompt: 'x', params: { maxTokens: 4000, temperature: 0 } }, opts({ requestId: 'holder', signal: controller.signal, onText: () => started() }));
+    const result = complete(h.engine, { modelId: 'tiny', prompt: 'x', params: { maxTokens: 4000, temperature: 0 } }, opts({ requestId: 'holder', signal: controller.signal, onText: () => started() }));
     return { running, result };
   }
 
@@ -205,8 +216,8 @@ describe('EngineService: sequences and the priority queue', () => {
 
     const order: string[] = [];
     const places: Record<string, number[]> = { low: [], urgent: [] };
-    const low = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'low', priority: 'low', onQueued: (p) => places.low!.push(p.position), onStart: () => order.push('low') }));
-    const urgent = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'urgent', priority: 'urgent', onQueued: (p) => places.urgent!.push(p.position), onStart: () => order.push('urgent') }));
+    const low = complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'low', priority: 'low', onQueued: (p) => places.low!.push(p.position), onStart: () => order.push('low') }));
+    const urgent = complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'urgent', priority: 'urgent', onQueued: (p) => places.urgent!.push(p.position), onStart: () => order.push('urgent') }));
     await settle(() => h.engine.snapshot().queue.total === 2, 'two requests in the queue');
     expect(h.engine.snapshot().queue.depth).toEqual({ urgent: 1, high: 0, normal: 0, low: 1 });
     expect(h.engine.waiting().map((w) => [w.id, w.position])).toEqual([
@@ -216,7 +227,7 @@ describe('EngineService: sequences and the priority queue', () => {
     expect(places.low).toEqual([1, 2]);
     expect(places.urgent).toEqual([1]);
 
-    const full = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'third' })).catch((e: unknown) => e);
+    const full = await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'third' })).catch((e: unknown) => e);
     expect((full as AppError).status).toBe(429);
     expect((full as AppError).headers['retry-after']).toMatch(/^\d+$/);
 
@@ -253,8 +264,8 @@ describe('EngineService: sequences and the priority queue', () => {
     const done = events.at(-1) as Extract<GenerationEvent, { type: 'done' }>;
     const text = events.map((e) => (e.type === 'text' ? e.text : '')).join('');
     expect(text).toBe(done.result.text);
-    // The same generation as complete() gives (greedy, same prompt).
-    expect(done.result.text).toBe((await h.engine.complete(input, opts())).text);
+    // The same text as the same generation run again (greedy, same prompt).
+    expect(done.result.text).toBe((await complete(h.engine, input, opts())).text);
     expect(done.result).toMatchObject({ modelId: 'tiny', finishReason: 'length', completionTokens: 6, aborted: false });
 
     const failed: GenerationEvent[] = [];
@@ -270,7 +281,7 @@ describe('EngineService: sequences and the priority queue', () => {
     await hold.running;
     const waiter = new AbortController();
     let started = false;
-    const queued = h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'w', signal: waiter.signal, onStart: () => (started = true) }));
+    const queued = complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts({ requestId: 'w', signal: waiter.signal, onStart: () => (started = true) }));
     await settle(() => h.engine.snapshot().queue.total === 1, 'one request in the queue');
     waiter.abort(new Error('gone while waiting'));
     await expect(queued).rejects.toThrow('gone while waiting');
@@ -282,10 +293,110 @@ describe('EngineService: sequences and the priority queue', () => {
   });
 
   it('rejects a prompt longer than the context with the token counts, holding no sequence', async () => {
-    const err = await h.engine.complete({ modelId: 'tiny', prompt: 'ab '.repeat(1500), params: greedy }, opts()).catch((e: unknown) => e);
+    const err = await complete(h.engine, { modelId: 'tiny', prompt: 'ab '.repeat(1500), params: greedy }, opts()).catch((e: unknown) => e);
     expect((err as AppError).status).toBe(400);
     expect((err as AppError).message).toMatch(/prompt is \d+ tokens; the model's context holds 4096/);
     expect(h.engine.snapshot().activeSequences).toBe(0);
+  });
+});
+
+describe('EngineService: close() drains', () => {
+  /** A generation consumed in the background: its events, and a promise of its first text. */
+  function watch(h: Harness, input: CompletionInput, requestId: string) {
+    const events: GenerationEvent[] = [];
+    let firstText!: () => void;
+    const producing = new Promise<void>((r) => (firstText = r));
+    const ended = (async () => {
+      for await (const e of h.engine.generate({ kind: 'completion', input }, { route: 'api_inference', priority: 'normal', requestId })) {
+        events.push(e);
+        if (e.type === 'text') firstText();
+      }
+    })();
+    return { events, producing, ended, text: () => events.map((e) => (e.type === 'text' ? e.text : '')).join('') };
+  }
+  const last = (events: GenerationEvent[]) => events.at(-1);
+  const stopping = (e: GenerationEvent | undefined) => e?.type === 'error' && e.error instanceof AppError && e.error.status === 503 && e.error.code === 'UNAVAILABLE' && e.error.message === 'The engine is stopping';
+
+  it('lets a running generation finish with its full text; refuses new requests, queued ones and loads with 503 while it drains', async () => {
+    const h = await harness({ threads: 1, parallel: 1, queueMaxSize: 2, contextSize: 4096 });
+    try {
+      const input = { modelId: 'tiny', prompt: 'hello', params: { maxTokens: 300, temperature: 0 } };
+      const expected = await complete(h.engine, input, opts());
+      expect(expected.completionTokens).toBe(300);
+
+      const running = watch(h, input, 'running');
+      await running.producing;
+      const queued = watch(h, { modelId: 'tiny', prompt: 'a', params: greedy }, 'queued');
+      await settle(() => h.engine.snapshot().queue.total === 1, 'one request in the queue');
+
+      // A deadline that does not fire: the drain waits as long as the running generation takes.
+      const closing = h.engine.close({ deadline: new AbortController().signal });
+      expect(h.engine.draining).toBe(true);
+      expect(h.engine.snapshot().activeSequences).toBe(1);
+      const late: GenerationEvent[] = [];
+      for await (const e of h.engine.generate({ kind: 'completion', input }, opts({ requestId: 'late' }))) late.push(e);
+      expect(late).toHaveLength(1);
+      expect(stopping(late[0])).toBe(true);
+      const load = await h.engine.load('tiny').catch((e: unknown) => e);
+      expect(load).toMatchObject({ status: 503, message: 'The engine is stopping' });
+      const embedding = await h.engine.embed('tiny', ['a'], opts({ requestId: 'embed' })).catch((e: unknown) => e);
+      expect(embedding).toMatchObject({ status: 503, message: 'The engine is stopping' });
+
+      // The queued request never started: it is refused at once, before the running one ends.
+      await queued.ended;
+      expect(queued.events.map((e) => e.type)).toEqual(['queued', 'error']);
+      expect(stopping(last(queued.events))).toBe(true);
+      expect(h.engine.draining).toBe(true);
+
+      await closing;
+      await running.ended;
+      const done = last(running.events);
+      expect(done?.type).toBe('done');
+      const result = (done as Extract<GenerationEvent, { type: 'done' }>).result;
+      expect(result).toMatchObject({ aborted: false, finishReason: 'length', completionTokens: 300, text: expected.text });
+      expect(running.text()).toBe(expected.text);
+      expect(h.engine.running).toBe(false);
+
+      // Closed: refused as not running.
+      const after = await complete(h.engine, input, opts()).catch((e: unknown) => e);
+      expect(after).toMatchObject({ status: 503, message: 'The engine is not running' });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses a request accepted before the drain that still waits for its model to load', async () => {
+    const h = await harness({ threads: 1, parallel: 1 });
+    try {
+      const waiting = watch(h, { modelId: 'tiny', prompt: 'a', params: greedy }, 'loading');
+      await settle(() => h.engine.snapshot().loading.includes('tiny'), 'the model to be loading');
+      await h.engine.close({ deadline: new AbortController().signal });
+      await waiting.ended;
+      expect(waiting.events.map((e) => e.type)).toEqual(['error']);
+      expect(stopping(last(waiting.events))).toBe(true);
+      expect(h.engine.snapshot()).toMatchObject({ activeSequences: 0, loadedModels: [], loading: [] });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('aborts a running generation when the deadline fires: it ends with a 503 error, not a short answer', async () => {
+    const h = await harness({ threads: 1, parallel: 1, contextSize: 4096 });
+    try {
+      const running = watch(h, { modelId: 'tiny', prompt: 'x', params: { maxTokens: 4000, temperature: 0 } }, 'long');
+      await running.producing;
+      await h.engine.close({ deadline: AbortSignal.abort() });
+      await running.ended;
+      const types = running.events.map((e) => e.type);
+      expect(types[0]).toBe('started');
+      expect(types).toContain('text');
+      expect(types).not.toContain('done');
+      expect(stopping(last(running.events))).toBe(true);
+      expect(h.engine.running).toBe(false);
+      expect(h.engine.snapshot()).toMatchObject({ activeSequences: 0, loadedModels: [] });
+    } finally {
+      await h.close();
+    }
   });
 });
 
@@ -295,7 +406,7 @@ describe('EngineService: a forced backend that is missing', () => {
   it('answers 503 with the reason, reports DOWN in health, and keeps running', async () => {
     const h = await harness({ gpu: missing, threads: 1 });
     try {
-      const err = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+      const err = await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
       expect((err as AppError).code).toBe('INSUFFICIENT_RESOURCES');
       expect((err as AppError).message).toContain(`Inference backend '${missing}' is not available`);
       const health = await h.engine.health();
@@ -322,7 +433,7 @@ describe('EngineService: GPU self-test', () => {
       },
     );
     try {
-      const err = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+      const err = await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
       expect((err as AppError).code).toBe('INSUFFICIENT_RESOURCES');
       expect((err as AppError).message).toContain('the cuda backend failed its self-test: CUDA error: the provided PTX');
       const health = await h.engine.health();
@@ -330,7 +441,7 @@ describe('EngineService: GPU self-test', () => {
       expect(health.details).toMatchObject({ backend: null, requestedBackend: 'cuda', selfTests: [{ backend: 'cuda', ok: false }] });
       expect(tested).toEqual(['cuda']);
       // The next request tries the backend again, but does not probe it again.
-      const again = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
+      const again = await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts()).catch((e: unknown) => e);
       expect((again as AppError).message).toContain('the cuda backend failed its self-test');
       expect(tested).toEqual(['cuda']);
     } finally {
@@ -342,7 +453,7 @@ describe('EngineService: GPU self-test', () => {
     let calls = 0;
     const h = await harness({ gpu: 'auto', threads: 1, gpuSelfTest: false }, { selfTest: async () => ({ backend: 'cuda', ok: false, ms: 0, reason: `${++calls}` }) });
     try {
-      const r = await h.engine.complete({ modelId: 'tiny', prompt: 'a', params: greedy }, opts());
+      const r = await complete(h.engine, { modelId: 'tiny', prompt: 'a', params: greedy }, opts());
       expect(r.text.length).toBeGreaterThan(0);
       expect(calls).toBe(0);
       expect((await h.engine.health()).details).not.toHaveProperty('selfTests');

@@ -10,8 +10,8 @@ import { PRIORITIES, type Priority } from '../../../../shared/contracts/priority
 import { validate } from '../../../../shared/contracts/validate.js';
 import { InferenceRequest, type GenerationParameters } from '../../../../shared/contracts/engine.js';
 import { invalidRequest } from '../../base/errors.js';
-import type { CompletionInput, EngineRoute, EngineService } from '../../services/engine/engineService.js';
-import { generationId, newId, newTraceId, restSampling, type GenerateOptions, type GenerationEvent, type GenerationRequest } from '../../services/engine/generation.js';
+import type { CompletionInput, EngineRoute, EngineService, GenerationResult } from '../../services/engine/engineService.js';
+import { collect, generationId, newId, newTraceId, restSampling, type GenerateOptions, type GenerationEvent, type GenerationRequest } from '../../services/engine/generation.js';
 import { TokenChunker } from '../../services/engine/tokenChunker.js';
 import type { Auth } from '../auth.js';
 import { clientGoneSignal } from '../clientGone.js';
@@ -170,20 +170,21 @@ export function createAiService({ engine, auth }: AiServiceOptions): UntypedServ
           return;
         }
         const { request, opts, traceId } = admitted;
-        for await (const event of engine.generate(request, opts)) {
-          if (event.type === 'error') callback(toGrpcError(event.error));
-          else if (event.type === 'done') {
-            const r = event.result;
-            callback(null, {
-              id: generationId(),
-              model_id: r.modelId,
-              text: r.text,
-              finish_reason: r.finishReason,
-              usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens },
-              trace_id: traceId,
-            });
-          }
+        let r: GenerationResult;
+        try {
+          r = await collect(engine.generate(request, opts));
+        } catch (err) {
+          callback(toGrpcError(err));
+          return;
         }
+        callback(null, {
+          id: generationId(),
+          model_id: r.modelId,
+          text: r.text,
+          finish_reason: r.finishReason,
+          usage: { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens },
+          trace_id: traceId,
+        });
       })();
     },
 

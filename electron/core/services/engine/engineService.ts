@@ -22,6 +22,22 @@ import type { QueuePosition, WaitingRequest } from './waitQueue.js';
 /** How long after start-up the backend is detected (when `engine.detectOnStart`). */
 const DETECT_DELAY_MS = 1500;
 
+/** What a request refused or aborted because the engine drains or stops gets (503). */
+const stoppingError = (): AppError => new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping');
+
+/** Resolves once every promise has settled, or when `signal` fires, whichever comes first. */
+function settledOrAborted(promises: readonly Promise<unknown>[], signal: AbortSignal): Promise<void> {
+  if (signal.aborted || promises.length === 0) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    void Promise.allSettled(promises).then(done);
+  });
+}
+
 export type { EngineRoute } from './engineMetrics.js';
 export type { GenerateOptions, GenerationEvent, GenerationRequest } from './generation.js';
 export type { GpuLent } from './modelPool.js';
@@ -140,7 +156,7 @@ const RATE_WINDOW_MS = 10_000;
  * Local inference on node-llama-cpp (contract §3, §5): a facade over the backend (`LlamaBackend`),
  * the loaded models (`ModelPool`) and the priority scheduling of their sequences
  * (`SequenceScheduler`); it runs generations and keeps the engine metrics. Knows nothing of HTTP
- * or gRPC: adapters call run*() with callbacks.
+ * or gRPC: adapters encode the events of `generate()` (and the result of `embed()`).
  */
 export class EngineService extends BaseService {
   readonly name = 'engine';
@@ -148,6 +164,8 @@ export class EngineService extends BaseService {
   private readonly scheduler: SequenceScheduler<LoadedModel>;
   private readonly pool: ModelPool;
   private readonly generations = new Set<Promise<unknown>>();
+  /** Every request accepted (generations and embeddings), from its call to its last event: what a drain waits for. */
+  private readonly accepted = new Set<Promise<unknown>>();
   private readonly metrics: EngineMetrics;
   private readonly log: Logger;
   private readonly rateBuckets: Array<{ at: number; tokens: number }> = [];
@@ -168,7 +186,7 @@ export class EngineService extends BaseService {
       isCurrent: (m) => this.pool.isCurrent(m),
       settled: (m) => this.pool.scheduleIdle(m),
     });
-    this.pool = new ModelPool({ config, clock: options.clock, logger: options.logger, models: options.models, backend: this.backend, scheduler: this.scheduler, isRunning: () => this.running });
+    this.pool = new ModelPool({ config, clock: options.clock, logger: options.logger, models: options.models, backend: this.backend, scheduler: this.scheduler, refusal: () => this.refusal() });
     this.metrics = new EngineMetrics(options.metrics, {
       depth: () => this.scheduler.depthByPriority(),
       active: () => this.pool.activeSequences(),
@@ -193,8 +211,26 @@ export class EngineService extends BaseService {
     }
   }
 
+  /** Why new work is refused now (503), or null while the engine runs. */
+  private refusal(): AppError | null {
+    if (this.running) return null;
+    return this.draining ? stoppingError() : new AppError(ErrorCode.UNAVAILABLE, 'The engine is not running');
+  }
+
+  /**
+   * Drains: new requests are refused (503, see `refusal`), and so is every accepted request that
+   * does not yet hold a sequence or the embedding context (waiting in the queue, for room to load,
+   * or for its model to load): it has produced nothing yet, so a 503 now loses no work and lets its
+   * client retry elsewhere at once instead of waiting for a deadline that may abort it anyway.
+   * Generations already running go on until they end or `deadline` fires; onStop aborts the rest.
+   */
+  protected override async onDrain(deadline: AbortSignal): Promise<void> {
+    this.scheduler.close(stoppingError());
+    await settledOrAborted([...this.accepted], deadline);
+  }
+
   protected override async onStop(): Promise<void> {
-    const stopping = new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping');
+    const stopping = stoppingError();
     this.pool.close();
     this.scheduler.close(stopping);
     for (const c of this.inflight) c.abort(stopping);
@@ -335,6 +371,8 @@ export class EngineService extends BaseService {
         });
         this.generations.add(work);
         const result = await work.finally(() => this.generations.delete(work));
+        // Aborted by the engine (it stops), not by its client: an error, not a short answer.
+        if (result.aborted && controller.signal.aborted && !opts.signal?.aborted) throw controller.signal.reason;
         clean = !result.aborted;
         const tEnd = clock.monotonic();
         const first = tFirst ?? tEnd;
@@ -377,10 +415,6 @@ export class EngineService extends BaseService {
   }
 
   /** Raw text completion (`/v1/completions`, `/api/v1/inference*`, gRPC StreamPredict). */
-  complete(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
-    return this.counted(opts, () => this.runCompletion(input, opts), (r) => r.aborted);
-  }
-
   private async runCompletion(input: CompletionInput, opts: RunOptions): Promise<GenerationResult> {
     const modelId = await this.pool.withAdapter(await this.pool.resolveModelId(input.modelId), input.adapter);
     const m = await this.pool.ensureLoaded(modelId, opts.ttlSeconds, opts, true);
@@ -418,10 +452,6 @@ export class EngineService extends BaseService {
   }
 
   /** Chat completion (`/v1/chat/completions`) with the model's chat template, grammars and tools. */
-  chat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
-    return this.counted(opts, () => this.runChat(input, opts), (r) => r.aborted);
-  }
-
   private async runChat(input: ChatInput, opts: RunOptions): Promise<GenerationResult> {
     const history: ChatHistoryItem[] = toChatHistory(input.messages);
     const modelId = await this.pool.resolveModelId(input.modelId);
@@ -502,7 +532,9 @@ export class EngineService extends BaseService {
    * One generation (completion or chat) as a stream of `GenerationEvent`s: the pipeline every
    * surface (OpenAI SSE and JSON, the seed API's SSE and JSON, gRPC) encodes. It starts at once;
    * aborting `opts.signal` frees its queue place or sequence, and the stream still ends with `done`
-   * (aborted) or `error`. Never throws: a failure is the last event.
+   * (aborted) or `error`. Never throws: a failure is the last event. The only way to run a
+   * generation; `collect()` (generation.ts) runs one to its end. While the engine drains or is
+   * stopped, the stream is one `error` (503 UNAVAILABLE).
    */
   generate(request: GenerationRequest, opts: GenerateOptions): AsyncIterable<GenerationEvent> {
     const events = new EventChannel<GenerationEvent>();
@@ -512,17 +544,36 @@ export class EngineService extends BaseService {
       onStart: () => events.push({ type: 'started' }),
       onText: (text, tokens) => events.push({ type: 'text', text, tokens }),
     };
-    const work = request.kind === 'chat' ? this.chat(request.input, run) : this.complete(request.input, run);
-    work.then(
-      (result) => events.push({ type: 'done', result }),
-      (error: unknown) => events.push({ type: 'error', error }),
-    ).finally(() => events.close());
+    const work = this.admit(run, () => (request.kind === 'chat' ? this.runChat(request.input, run) : this.runCompletion(request.input, run)), (r) => r.aborted);
+    void work
+      .then(
+        (result) => events.push({ type: 'done', result }),
+        (error: unknown) => events.push({ type: 'error', error }),
+      )
+      .finally(() => events.close());
     return events;
   }
 
   /** Embeddings (`/v1/embeddings`): one vector per input, from an embedding context of the model. */
   embed(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {
-    return this.counted(opts, () => this.runEmbedding(modelIdRequested, inputs, opts));
+    return this.admit(opts, () => this.runEmbedding(modelIdRequested, inputs, opts));
+  }
+
+  /**
+   * Accepts a request (or refuses it at once, 503, when the engine does not run), counts it, and
+   * tracks it until it ends so that a drain can wait for it.
+   */
+  private admit<R>(opts: RunOptions, run: () => Promise<R>, aborted?: (r: R) => boolean): Promise<R> {
+    const refused = this.refusal();
+    const work = this.counted(opts, refused ? () => Promise.reject(refused) : run, aborted);
+    if (refused) return work;
+    const tracked = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.accepted.add(tracked);
+    void tracked.then(() => this.accepted.delete(tracked));
+    return work;
   }
 
   private async runEmbedding(modelIdRequested: string | undefined, inputs: readonly string[], opts: RunOptions): Promise<EmbeddingResult> {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TObject, TSchema } from '@sinclair/typebox';
+import { AppError, ErrorCode } from '../../base/errors.js';
 import { ChatCompletionRequest, GenerationParameters, type CompletionRequest } from '../../../../shared/contracts/engine.js';
 import type { ChatInput, CompletionInput, GenerationResult, RunOptions, SamplingParams } from './engineService.js';
 import type { QueuePosition } from './waitQueue.js';
@@ -56,6 +57,19 @@ export class EventChannel<T> implements AsyncIterable<T> {
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
   }
+}
+
+/**
+ * Runs a generation to its end: resolves with the result of its `done` event, rejects with the
+ * error of its `error` event. `onEvent` sees every event on the way (queue places, text).
+ */
+export async function collect(events: AsyncIterable<GenerationEvent>, onEvent?: (event: GenerationEvent) => void): Promise<GenerationResult> {
+  for await (const event of events) {
+    onEvent?.(event);
+    if (event.type === 'done') return event.result;
+    if (event.type === 'error') throw event.error;
+  }
+  throw new AppError(ErrorCode.INTERNAL_ERROR, 'the generation ended without a result');
 }
 
 // ------------------------------------------------------------------ ids

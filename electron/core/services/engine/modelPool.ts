@@ -108,8 +108,8 @@ export interface ModelPoolOptions {
   models: ModelFilesPort;
   backend: LlamaBackend;
   scheduler: SequenceScheduler<LoadedModel>;
-  /** Whether the engine serves requests (loads are refused otherwise). */
-  isRunning: () => boolean;
+  /** Why the engine takes no new work now (loads are then refused with it); null while it runs. */
+  refusal: () => AppError | null;
 }
 
 const fileName = (file: LocalModelFile): string => file.path.split(/[\\/]/).pop() ?? file.id;
@@ -404,7 +404,8 @@ export class ModelPool {
    */
   async ensureLoaded(id: string, ttlSeconds?: number, waiter?: LoadWaiter, pin = false): Promise<LoadedModel> {
     for (;;) {
-      if (this.stopping || !this.options.isRunning()) throw new AppError(ErrorCode.UNAVAILABLE, 'The engine is not running');
+      const refused = this.stopping ? new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping') : this.options.refusal();
+      if (refused) throw refused;
       let m = this.loaded.get(id);
       if (!m) {
         const file = await this.fileFor(id);

@@ -64,7 +64,8 @@ const embedKey = (id: string): string => `${id}#embed`;
  */
 export class SequenceScheduler<M extends SchedulableModel = SchedulableModel> {
   private readonly queue: WaitQueue;
-  private closed = false;
+  /** Set by `close`: why no request may wait or take a slot any more (null while open). */
+  private closedWith: { reason: unknown } | null = null;
 
   constructor(private readonly options: SequenceSchedulerOptions<M>) {
     this.queue = new WaitQueue({
@@ -81,13 +82,25 @@ export class SequenceScheduler<M extends SchedulableModel = SchedulableModel> {
 
   /** Accepts work again (after `close`). */
   open(): void {
-    this.closed = false;
+    this.closedWith = null;
   }
 
-  /** Rejects every waiter with `reason`; freed slots are no longer handed on. */
+  /**
+   * Rejects every waiter with `reason`, and every later request for a sequence, the embedding
+   * context or room to load; freed slots are no longer handed on. Requests holding a slot keep it
+   * until they release it.
+   */
   close(reason: unknown): void {
-    this.closed = true;
+    this.closedWith = { reason };
     this.queue.rejectAll(reason);
+  }
+
+  private get closed(): boolean {
+    return this.closedWith !== null;
+  }
+
+  private assertOpen(): void {
+    if (this.closedWith) throw this.closedWith.reason;
   }
 
   get size(): number {
@@ -116,6 +129,7 @@ export class SequenceScheduler<M extends SchedulableModel = SchedulableModel> {
 
   /** Waits (by priority) for a free sequence of `m`, then takes it. */
   async acquire(m: M, waiter: Waiter): Promise<LlamaContextSequence> {
+    this.assertOpen();
     m.cancelIdle();
     if (m.active >= m.parallel || this.queue.sizeFor(m.id) > 0) {
       await this.queue.wait(waiter.requestId, m.id, waiter.priority, waiter.signal, waiter.onQueued);
@@ -157,6 +171,7 @@ export class SequenceScheduler<M extends SchedulableModel = SchedulableModel> {
 
   /** The embedding context serves one request at a time; others wait by priority under `<id>#embed`. */
   async acquireEmbedding(m: M, waiter: Waiter): Promise<void> {
+    this.assertOpen();
     const key = embedKey(m.id);
     if (m.embeddingBusy || this.queue.sizeFor(key) > 0) await this.queue.wait(waiter.requestId, key, waiter.priority, waiter.signal, waiter.onQueued);
     else m.embeddingBusy = true;
@@ -170,7 +185,8 @@ export class SequenceScheduler<M extends SchedulableModel = SchedulableModel> {
   // ------------------------------------------------------------------ room to load
 
   /** Waits by priority (under `load:<id>`) until something may let a load of `id` go on (see `loadMayProceed`). */
-  waitToLoad(id: string, waiter: Waiter): Promise<void> {
+  async waitToLoad(id: string, waiter: Waiter): Promise<void> {
+    this.assertOpen();
     return this.queue.wait(waiter.requestId, loadKey(id), waiter.priority, waiter.signal, waiter.onQueued);
   }
 

@@ -13,9 +13,9 @@ import {
 import { parsePriority, type Priority } from '../../../../../shared/contracts/priority.js';
 import { validate } from '../../../../../shared/contracts/validate.js';
 import type { Clock } from '../../../base/clock.js';
-import { AppError, ErrorCode, invalidRequest } from '../../../base/errors.js';
+import { AppError, invalidRequest } from '../../../base/errors.js';
 import type { EngineRoute, EngineService, GenerationResult, QueuePosition } from '../../../services/engine/engineService.js';
-import { generationId, newId, newTraceId, openAiSampling, restSampling, type GenerateOptions, type GenerationRequest } from '../../../services/engine/generation.js';
+import { collect, generationId, newId, newTraceId, openAiSampling, restSampling, type GenerateOptions, type GenerationRequest } from '../../../services/engine/generation.js';
 import { TokenChunker } from '../../../services/engine/tokenChunker.js';
 import type { Auth } from '../../auth.js';
 import { clientGoneSignal } from '../../clientGone.js';
@@ -140,15 +140,13 @@ export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; cl
   /** A generation as one JSON response: its result, with the first queue place in headers; any error is an ordinary HTTP error. */
   const respondJson = async <T>(reply: FastifyReply, route: EngineRoute, request: GenerationRequest, opts: GenerateOptions, encode: (r: GenerationResult) => T): Promise<T> => {
     const q = queueHeaders();
-    for await (const event of engine.generate(request, opts)) {
+    const result = await collect(engine.generate(request, opts), (event) => {
       if (event.type === 'queued') q.onQueued(event.position);
-      else if (event.type === 'error') throw rejected(route, event.error);
-      else if (event.type === 'done') {
-        q.apply(reply);
-        return encode(event.result);
-      }
-    }
-    throw new AppError(ErrorCode.INTERNAL_ERROR, 'the generation ended without a result');
+    }).catch((err: unknown) => {
+      throw rejected(route, err);
+    });
+    q.apply(reply);
+    return encode(result);
   };
 
   /**
