@@ -260,4 +260,22 @@ describe.skipIf(missing !== null)('the monitor lease holder applies the lock-age
     expect(next.status).toBe(200);
     expect(next.body.fencing_token as number).toBeGreaterThan(orphan.body.fencing_token as number);
   }, 40_000);
+
+  it("a node's own lock-age check counts heartbeats sent to other nodes: the lock is kept while they beat, freed once they stop", async () => {
+    const post = async (node: string, path: string, body: unknown) => {
+      const res = await fetch(`${nodes[node]!.url}/api/v1/monitoring${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as Body };
+    };
+    const locked = async () => ((await (await fetch(`${nodes.x!.url}/api/v1/monitoring/gpu-lock/status?lock_key=gpu_lock:0`)).json()) as Body).is_locked;
+    // A lock on x's own GPU whose task reports to z (an app that talks to another console).
+    expect((await post('z', '/heartbeat/task/roamer/start', { task_name: 'roamer', timeout_seconds: 30 })).status).toBe(200);
+    expect((await post('x', '/gpu-lock/acquire', { lock_key: 'gpu_lock:0', task_name: 'roamer', ttl_seconds: 60, task_id: 'roamer' })).status).toBe(200);
+    // Well past gpu_timeout, with x checking every 0.3 s: the task beats (on z), so x keeps the lock.
+    await new Promise((r) => setTimeout(r, (GPU_TIMEOUT + 2) * 1000)); // nothing may happen here
+    expect(await locked()).toBe(true);
+    // The task ends on z: no live heartbeat anywhere, the lock is old, so it is freed.
+    const stop = await fetch(`${nodes.z!.url}/api/v1/monitoring/heartbeat/task/roamer`, { method: 'DELETE' });
+    expect(stop.status).toBe(200);
+    await waitUntil(async () => (await locked()) === false, 10_000, 'gpu_lock:0 of x freed by the lock-age rule');
+  }, 30_000);
 });

@@ -315,9 +315,22 @@ export class MonitoringService extends BaseService {
     // Other consoles of a cluster change this console's locks too: decide on what Redis holds now.
     await this.locks.refresh();
     // Cluster: this node checks its own GPUs' locks; heartbeats are the monitor lease holder's.
-    const result = await this.timeouts.check(gpuIds, { tasks: !this.o.cluster });
+    // A lock's task may beat on any node, so its liveness is judged on every node's tasks; with
+    // Redis away it cannot be judged, and no lock is freed for its age (TTLs still run out).
+    let clusterTasks: ClusterTask[] | null = null;
+    let lockTaskLive: ((lock: LockRecord) => boolean) | undefined;
     if (this.o.cluster) {
-      const swept = await this.clusterCheck();
+      try {
+        clusterTasks = await this.o.cluster.heartbeats.clusterTasks();
+        const live = clusterTasks.filter((t) => t.status === 'running' && t.lastBeatAgeMs <= t.timeoutMs);
+        lockTaskLive = (lock) => live.some((t) => (lock.taskId !== null ? t.taskId === lock.taskId : t.fencingToken === lock.token));
+      } catch {
+        lockTaskLive = () => true;
+      }
+    }
+    const result = await this.timeouts.check(gpuIds, { tasks: !this.o.cluster, ...(lockTaskLive ? { lockTaskLive } : {}) });
+    if (this.o.cluster) {
+      const swept = await this.clusterCheck(clusterTasks);
       result.timeoutsDetected += swept.timeoutsDetected;
       result.actionsTaken.push(...swept.actionsTaken);
     }
@@ -337,14 +350,14 @@ export class MonitoringService extends BaseService {
    * and read every node's GPUs, locks and tasks for the snapshot. Redis away: nothing is swept (fail
    * closed), the error is shown, and the next check after Redis is back picks up by itself.
    */
-  private async clusterCheck(): Promise<TimeoutCheckResult> {
+  private async clusterCheck(prefetched: ClusterTask[] | null): Promise<TimeoutCheckResult> {
     const cluster = this.o.cluster!;
     const lease = this.lease!;
     const none: TimeoutCheckResult = { checkedLocks: [], timeoutsDetected: 0, actionsTaken: [] };
     try {
       const hb = cluster.heartbeats;
       let result = none;
-      let tasks = await hb.clusterTasks();
+      let tasks = prefetched ?? (await hb.clusterTasks());
       if (await lease.tick()) {
         const cfg = this.o.config.get().monitoring;
         result = await this.timeouts.sweepCluster({

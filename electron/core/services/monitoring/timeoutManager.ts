@@ -136,8 +136,10 @@ export class TimeoutManager {
   /**
    * One check: expired TTLs, missed heartbeats, task locks past gpu_timeout without a live heartbeat.
    * `tasks: false` (cluster): leave the heartbeats to the monitor lease holder's {@link sweepCluster}.
+   * `lockTaskLive` (cluster): whether a lock's task beats anywhere in the cluster (an app may hold a
+   * lock here and send its heartbeats to another console); by default only this console's tasks count.
    */
-  async check(gpuIds: readonly number[] = this.o.locks.gpuIds(), options: { tasks?: boolean } = {}): Promise<TimeoutCheckResult> {
+  async check(gpuIds: readonly number[] = this.o.locks.gpuIds(), options: { tasks?: boolean; lockTaskLive?: (lock: LockRecord) => boolean } = {}): Promise<TimeoutCheckResult> {
     const settings = this.o.settings();
     const taken: TimeoutActionRecord[] = [];
     let detected = 0;
@@ -168,7 +170,7 @@ export class TimeoutManager {
       if (!lock) continue;
       if (nowBasis - lock.acquiredAt <= settings.gpuTimeoutSeconds * 1000) continue;
       const task = this.o.heartbeats.taskOfLock(lock);
-      if (this.o.heartbeats.isLive(task)) continue;
+      if (this.o.heartbeats.isLive(task) || options.lockTaskLive?.(lock) === true) continue;
       const taskId = lock.taskId ?? task?.taskId ?? null;
       detected++;
       if (!settings.autoRecovery) {
