@@ -207,3 +207,21 @@ export abstract class BaseService implements Service {
     // default: only the disposables are released
   }
 }
+
+/**
+ * For onDrain(): waits until `work` settles or `deadline` fires, whichever comes first. Resolves
+ * true when the work settled (a rejection counts: it is over), false when the deadline cut it.
+ */
+export async function drainUntil(deadline: AbortSignal, work: Promise<unknown>): Promise<boolean> {
+  if (deadline.aborted) return false;
+  let onAbort: () => void = () => undefined;
+  const fired = new Promise<false>((resolve) => {
+    onAbort = () => resolve(false);
+    deadline.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work.then(() => true as const, () => true as const), fired]);
+  } finally {
+    deadline.removeEventListener('abort', onAbort);
+  }
+}
