@@ -73,4 +73,25 @@ describe('Console close (drain) and destroy (abort)', () => {
     expect(await run).not.toMatch(/^200 /);
     expect(tc.logs.some((l) => l.includes('aborting what is left'))).toBe(true);
   }, 60_000);
+
+  it('close() does not wait for watch streams (the dashboard SSE): they end at once, the drain finishes', async () => {
+    c = await start();
+    const tc = c;
+    const res = await fetch(`${tc.url}/api/console/stream/sse`, { headers: tc.admin });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('retry:');
+    const ended = (async () => {
+      try {
+        for (;;) if ((await reader.read()).done) return 'ended';
+      } catch {
+        return 'cut';
+      }
+    })();
+    const t0 = Date.now();
+    await tc.console.close({ graceMs: 60_000 });
+    // Far inside the 60 s grace: the open stream did not hold the drain up.
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(['ended', 'cut']).toContain(await ended);
+  }, 60_000);
 });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
@@ -31,6 +32,11 @@ declare module 'fastify' {
     multipart?: boolean;
     /** Skip the HTTP metrics for this route (e.g. /metrics itself). */
     skipMetrics?: boolean;
+    /**
+     * An endless watch stream (SSE of snapshots, logs, progress): no work of its own, so a drain
+     * ends it at once instead of waiting for it (clients reconnect elsewhere or later).
+     */
+    watch?: boolean;
   }
 }
 
@@ -99,6 +105,8 @@ export class HttpServer {
   private listening = false;
   /** Set by close(): requests in flight answer with `Connection: close`; `cut` ends them all. */
   private closingMode: 'drain' | 'abort' | null = null;
+  /** Open watch streams (`config.watch`), ended when a drain begins. */
+  private readonly watchers = new Set<IncomingMessage>();
 
   constructor(private readonly options: HttpServerOptions) {
     const cfg = options.config.get().server;
@@ -136,6 +144,9 @@ export class HttpServer {
     // `Connection: close`, so its keep-alive socket does not hold the close up once it is done.
     app.addHook('preClose', (done) => {
       if (this.closingMode === 'abort') this.app.server.closeAllConnections();
+      // Watch streams hold no work: a drain does not wait for them.
+      for (const raw of this.watchers) raw.socket.destroy();
+      this.watchers.clear();
       done();
     });
     app.addHook('onSend', (_request, reply, payload, done) => {
@@ -193,6 +204,14 @@ export class HttpServer {
             done(new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Unsupported content type: send application/json'));
             return;
           }
+          done();
+        });
+      }
+      if (route.config?.watch === true) {
+        extraOnRequest.push((request, _reply, done) => {
+          const raw = request.raw;
+          this.watchers.add(raw);
+          raw.socket.once('close', () => this.watchers.delete(raw));
           done();
         });
       }
