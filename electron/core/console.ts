@@ -402,6 +402,21 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   };
 
   /**
+   * Drains one service until `deadline`; when it fires, destroy() aborts the service's drain
+   * whatever deadline that drain had (one the tray started keeps its own otherwise).
+   */
+  const closeService = async (s: Service, deadline: AbortSignal): Promise<void> => {
+    if (deadline.aborted) return s.destroy();
+    const abort = () => void s.destroy().catch(() => undefined);
+    deadline.addEventListener('abort', abort, { once: true });
+    try {
+      await s.close({ deadline });
+    } finally {
+      deadline.removeEventListener('abort', abort);
+    }
+  };
+
+  /**
    * Winds everything down: listeners, then services in reverse start order, then the core's own
    * parts. `deadline` null aborts (stop/destroy); otherwise it drains until `deadline` fires.
    */
@@ -427,7 +442,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await attempt(() => grpc.stop());
     }
     for (const t of coreTasks) t.stop();
-    for (const s of started.reverse()) await attempt(() => (deadline ? s.close({ deadline }) : s.stop()));
+    for (const s of started.reverse()) await attempt(() => (deadline ? closeService(s, deadline) : s.stop()));
     started.length = 0;
     periodic.stopAll();
     metrics.stop();
