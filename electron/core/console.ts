@@ -95,7 +95,11 @@ export interface ServiceControl {
   running(): boolean;
   /** Starts the service, and first what it needs (e.g. training needs monitoring); returns the names started, in order. */
   start(): Promise<string[]>;
-  /** Stops the service, and first what depends on it (e.g. stopping monitoring stops training, whose jobs hold its GPU locks); returns the names stopped, in order. */
+  /**
+   * Stops the service, and first what depends on it (e.g. stopping monitoring stops training, whose
+   * jobs hold its GPU locks); each drains (`close()`) for up to `ops.shutdownGraceSeconds`. Returns
+   * the names stopped, in order.
+   */
   stop(): Promise<string[]>;
 }
 
@@ -131,8 +135,20 @@ export interface Console {
   readonly training: TrainingService;
   /** Starts every service, then the HTTP and gRPC listeners. */
   start(): Promise<ConsoleAddresses>;
-  /** Stops listeners, then services in reverse order; safe to call twice. No handle stays open. */
+  /**
+   * Aborts: stops listeners (connections and calls in flight are cut), then services in reverse
+   * start order (`destroy()`); safe to call twice. No handle stays open. The same as destroy().
+   */
   stop(): Promise<void>;
+  /** Aborts (see stop()); called while close() drains, it aborts what is left at once. */
+  destroy(): Promise<void>;
+  /**
+   * Drains: listeners stop accepting (requests and gRPC calls in flight finish), then every service
+   * `close()`s in reverse start order, all with one deadline `graceMs` from now on the injected
+   * clock (default `ops.shutdownGraceSeconds`); then what is left is aborted and everything is
+   * released as by stop(). Safe to call twice.
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
   addresses(): ConsoleAddresses;
 }
 
@@ -373,10 +389,38 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   /** Services the operator stopped from the tray while the console runs. */
   const pausedServices = new Set<string>();
 
-  const stop = async (): Promise<void> => {
-    if (state === 'stopped' || state === 'new' || state === 'stopping') return;
-    state = 'stopping';
-    log.info('stopping');
+  /** The drain under way (close()), whose deadline a destroy() fires to abort the rest at once. */
+  let drain: AbortController | null = null;
+  let stopping: Promise<void> | null = null;
+
+  /** A deadline `graceMs` from now on the injected clock (default `ops.shutdownGraceSeconds`). */
+  const graceDeadline = (graceMs?: number): { controller: AbortController; cancel: () => void } => {
+    const controller = new AbortController();
+    const ms = Math.max(0, graceMs ?? config.get().ops.shutdownGraceSeconds * 1000);
+    const timer = clock.setTimeout(() => controller.abort(), ms);
+    return { controller, cancel: () => timer.cancel() };
+  };
+
+  /**
+   * Drains one service until `deadline`; when it fires, destroy() aborts the service's drain
+   * whatever deadline that drain had (one the tray started keeps its own otherwise).
+   */
+  const closeService = async (s: Service, deadline: AbortSignal): Promise<void> => {
+    if (deadline.aborted) return s.destroy();
+    const abort = () => void s.destroy().catch(() => undefined);
+    deadline.addEventListener('abort', abort, { once: true });
+    try {
+      await s.close({ deadline });
+    } finally {
+      deadline.removeEventListener('abort', abort);
+    }
+  };
+
+  /**
+   * Winds everything down: listeners, then services in reverse start order, then the core's own
+   * parts. `deadline` null aborts (stop/destroy); otherwise it drains until `deadline` fires.
+   */
+  const shutdown = async (deadline: AbortSignal | null): Promise<void> => {
     const errors: unknown[] = [];
     const attempt = async (fn: () => Promise<void> | void) => {
       try {
@@ -386,12 +430,19 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       }
     };
     stream.stop();
-    await attempt(() => http.close());
-    if (limiterHttp) await attempt(() => limiterHttp.close());
-    if (metricsHttp) await attempt(() => metricsHttp.close());
-    await attempt(() => grpc.stop());
+    if (deadline) {
+      // Every listener stops accepting at once; requests and calls in flight finish (or are cut
+      // when the deadline fires), then the services drain with the same deadline.
+      const listeners = [http, limiterHttp, metricsHttp].filter((h): h is HttpServer => h !== undefined);
+      await Promise.all([...listeners.map((h) => attempt(() => h.close({ deadline }))), attempt(() => grpc.close(deadline))]);
+    } else {
+      await attempt(() => http.close());
+      if (limiterHttp) await attempt(() => limiterHttp.close());
+      if (metricsHttp) await attempt(() => metricsHttp.close());
+      await attempt(() => grpc.stop());
+    }
     for (const t of coreTasks) t.stop();
-    for (const s of started.reverse()) await attempt(() => s.stop());
+    for (const s of started.reverse()) await attempt(() => (deadline ? closeService(s, deadline) : s.stop()));
     started.length = 0;
     periodic.stopAll();
     metrics.stop();
@@ -401,6 +452,42 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     state = 'stopped';
     if (errors.length > 0) throw new AggregateError(errors, 'errors while stopping the console');
   };
+
+  const run = (deadline: AbortSignal | null): Promise<void> => {
+    state = 'stopping';
+    stopping = shutdown(deadline).finally(() => {
+      stopping = null;
+    });
+    return stopping;
+  };
+
+  /** Aborts: cuts work in flight now. During a close() it fires the drain's deadline and waits for it. */
+  const destroy = async (): Promise<void> => {
+    if (stopping) {
+      if (drain && !drain.signal.aborted) log.warn('stop requested again while draining: aborting what is left');
+      drain?.abort();
+      return stopping;
+    }
+    if (state === 'stopped' || state === 'new' || state === 'stopping') return;
+    log.info('stopping');
+    return run(null);
+  };
+
+  /** Drains: stops accepting, lets work in flight finish for up to `graceMs`, then aborts the rest. */
+  const close = async (options: { graceMs?: number } = {}): Promise<void> => {
+    if (stopping) return stopping;
+    if (state === 'stopped' || state === 'new' || state === 'stopping') return;
+    const grace = graceDeadline(options.graceMs);
+    drain = grace.controller;
+    log.info({ graceMs: options.graceMs ?? config.get().ops.shutdownGraceSeconds * 1000 }, 'draining');
+    try {
+      await run(grace.controller.signal);
+    } finally {
+      grace.cancel();
+      drain = null;
+    }
+  };
+  const stop = destroy;
 
   const start = async (): Promise<ConsoleAddresses> => {
     if (state === 'running' && addresses) return addresses;
@@ -481,7 +568,12 @@ export function createConsole(options: ConsoleOptions = {}): Console {
         const svc = byName.get(name);
         if (!svc || !isRunning(name)) return;
         pausedServices.add(name);
-        await svc.stop();
+        const grace = graceDeadline();
+        try {
+          await svc.close({ deadline: grace.controller.signal });
+        } finally {
+          grace.cancel();
+        }
         done.push(name);
       };
       const startWithNeeds = async (name: string, done: string[]): Promise<void> => {
@@ -516,6 +608,8 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     training,
     start,
     stop,
+    close,
+    destroy,
     addresses: () => {
       if (!addresses) throw new Error('console not started');
       return addresses;

@@ -1,7 +1,8 @@
 /**
  * Headless entry (`npm run serve`): builds the Console from flags, env and config.json, prints one
- * ready line, and stops cleanly on SIGINT/SIGTERM (exit 0). Invalid settings, a damaged or too-new
- * store, or a restore with no good backup exit with code 2 and one message.
+ * ready line, and stops cleanly on SIGINT/SIGTERM (exit 0): the first signal drains, a second one
+ * aborts what is left. Invalid settings, a damaged or too-new store, or a restore with no good
+ * backup exit with code 2 and one message.
  */
 import { ConfigError, FLAGS_HELP, parseFlags } from './base/config.js';
 import { StoreCorruptError, StoreVersionError } from './base/store.js';
@@ -30,19 +31,29 @@ async function main(): Promise<number> {
     throw err;
   }
   // Signal handlers go in before start-up, so a signal that arrives while starting (or a second
-  // one while stopping) never falls through to Node's default "die by signal".
-  let stopping = false;
+  // one while stopping) never falls through to Node's default "die by signal". The first signal
+  // drains (close: work in flight may finish for up to ops.shutdownGraceSeconds); a second one
+  // aborts what is left (destroy). Either way the exit code is 0 when stopping succeeds.
+  let signals = 0;
   let running = false;
   let finish: (code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => (finish = resolve));
   const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    app.logs.get('console').info({ signal }, 'shutting down');
-    if (running) stopNow();
+    signals++;
+    const log = app.logs.get('console');
+    if (signals === 1) {
+      const graceSeconds = app.config.get().ops.shutdownGraceSeconds;
+      log.info({ signal }, 'shutting down');
+      log.info({ graceSeconds }, `draining, up to ${graceSeconds} s; send the signal again to abort`);
+      if (running) stopNow();
+    } else if (signals === 2) {
+      log.warn({ signal }, 'second signal: aborting work in flight');
+      if (running) void app.destroy().catch(() => undefined); // the drain's own promise reports the outcome
+    }
   };
   const stopNow = () => {
-    app.stop().then(
+    const stopping = signals > 1 ? app.destroy() : app.close();
+    stopping.then(
       () => finish(0),
       (err: unknown) => {
         process.stderr.write(`console: error while stopping: ${(err as Error).message}\n`);
@@ -87,7 +98,7 @@ async function main(): Promise<number> {
     throw err;
   }
   running = true;
-  if (stopping) {
+  if (signals > 0) {
     stopNow(); // a signal came while starting
     return done.finally(removeHandlers);
   }

@@ -1,6 +1,6 @@
 /**
  * Electron shell (thin, DESIGN rule 7): single instance, paths, createConsole(), a window on the
- * core's own URL, the tray, quit that awaits console.stop(). Everything else is the headless core,
+ * core's own URL, the tray, quit that awaits console.close() (a drain; quit again to abort). Everything else is the headless core,
  * which the dashboard reaches over HTTP like any local app.
  */
 import { app, BrowserWindow, dialog, ipcMain, Menu, nativeImage, session, shell, Tray, type IpcMainEvent, type IpcMainInvokeEvent, type MenuItemConstructorOptions, type WebContents } from 'electron';
@@ -58,10 +58,13 @@ class Shell {
     // Closing the last window keeps the app in the tray (no default quit).
     app.on('window-all-closed', () => undefined);
     app.on('before-quit', (event) => {
+      const again = this.quitting;
       this.quitting = true;
       if (this.stopped || !this.core) return;
       event.preventDefault();
-      void this.shutdown();
+      // The first quit drains (ops.shutdownGraceSeconds); a second one while draining aborts the rest.
+      if (again) void this.core.destroy().catch(() => undefined);
+      else void this.shutdown();
     });
     await app.whenReady();
     const dataDir = process.env.CONSOLE_DATA_DIR ?? join(app.getPath('userData'), 'data');
@@ -84,7 +87,7 @@ class Shell {
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.tray?.destroy();
     try {
-      await this.core?.stop();
+      await this.core?.close();
     } catch (err) {
       process.stderr.write(`console: error while stopping: ${(err as Error).message}\n`);
     }

@@ -86,6 +86,9 @@ export abstract class BaseService implements Service {
   private state: 'stopped' | 'starting' | 'running' | 'draining' | 'stopping' = 'stopped';
   private pending: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
+  /** Aborted by destroy() during a drain, so onDrain() returns at once whatever the deadline. */
+  private drainAbort: AbortController | null = null;
 
   /** True while the service accepts new work (false while it drains, stops or is stopped). */
   get running(): boolean {
@@ -104,6 +107,9 @@ export abstract class BaseService implements Service {
 
   async start(): Promise<void> {
     if (this.state === 'running') return;
+    // A start while a close/destroy is under way waits for it, then starts afresh.
+    if (this.closing) await this.closing.catch(() => undefined);
+    if (this.stopping) await this.stopping.catch(() => undefined);
     if (this.pending) await this.pending;
     if (this.isRunning()) return;
     this.state = 'starting';
@@ -125,18 +131,26 @@ export abstract class BaseService implements Service {
     }
   }
 
-  /** Drains (see Service): refuses new work, waits for onDrain() until `deadline`, then stops. */
+  /**
+   * Drains (see Service): refuses new work, waits for onDrain() until `deadline` (or a destroy()),
+   * then stops. A second call joins the first; a call while destroy() runs waits for it.
+   */
   async close(options: CloseOptions = {}): Promise<void> {
     if (this.pending) await this.pending.catch(() => undefined);
     if (this.closing) return this.closing;
+    if (this.stopping) return this.stopping;
     if (this.state !== 'running') return;
     this.state = 'draining';
-    const deadline = options.deadline ?? new AbortController().signal;
+    const abort = new AbortController();
+    this.drainAbort = abort;
+    const deadline = options.deadline ? AbortSignal.any([options.deadline, abort.signal]) : abort.signal;
     this.closing = (async () => {
       try {
         await this.onDrain(deadline);
       } catch {
         // a drain that fails ends early; what is left is aborted below
+      } finally {
+        this.drainAbort = null;
       }
       await this.destroy();
     })();
@@ -147,16 +161,28 @@ export abstract class BaseService implements Service {
     }
   }
 
-  /** Aborts (see Service): cancels work in flight now and releases every resource. */
+  /**
+   * Aborts (see Service): cancels work in flight now and releases every resource. During a drain
+   * it cuts the drain short (onDrain's signal fires) and aborts what is left.
+   */
   async destroy(): Promise<void> {
     if (this.pending) await this.pending.catch(() => undefined);
+    if (this.stopping) return this.stopping;
     if (this.state !== 'running' && this.state !== 'draining') return;
+    this.drainAbort?.abort();
     this.state = 'stopping';
+    this.stopping = (async () => {
+      try {
+        await this.onStop();
+      } finally {
+        await this.disposables.dispose();
+        this.state = 'stopped';
+      }
+    })();
     try {
-      await this.onStop();
+      await this.stopping;
     } finally {
-      await this.disposables.dispose();
-      this.state = 'stopped';
+      this.stopping = null;
     }
   }
 
@@ -179,5 +205,23 @@ export abstract class BaseService implements Service {
   /** Aborts work in flight and releases what onStart() did not register in `disposables`. */
   protected async onStop(): Promise<void> {
     // default: only the disposables are released
+  }
+}
+
+/**
+ * For onDrain(): waits until `work` settles or `deadline` fires, whichever comes first. Resolves
+ * true when the work settled (a rejection counts: it is over), false when the deadline cut it.
+ */
+export async function drainUntil(deadline: AbortSignal, work: Promise<unknown>): Promise<boolean> {
+  if (deadline.aborted) return false;
+  let onAbort: () => void = () => undefined;
+  const fired = new Promise<false>((resolve) => {
+    onAbort = () => resolve(false);
+    deadline.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work.then(() => true as const, () => true as const), fired]);
+  } finally {
+    deadline.removeEventListener('abort', onAbort);
   }
 }

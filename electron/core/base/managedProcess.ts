@@ -226,19 +226,29 @@ export class ManagedProcess implements AsyncDisposable {
 
   /**
    * Graceful stop: SIGTERM to the group, SIGKILL to the group when it has not exited after
-   * `graceMs` (`onEscalate` is called just before). Resolves with the exit; safe to call twice.
+   * `grace` (milliseconds, or until an AbortSignal fires: a drain's deadline); `onEscalate` is
+   * called just before. Resolves with the exit; safe to call twice.
    */
-  close(graceMs: number, onEscalate?: () => void): Promise<ProcessExit> {
+  close(grace: number | AbortSignal, onEscalate?: () => void): Promise<ProcessExit> {
     if (this.exitInfo) return Promise.resolve(this.exitInfo);
     this.closing ??= (async () => {
       this.stateValue = 'stopping';
       if (!this.hasExited) this.signal('SIGTERM');
       let timer: TimerHandle | undefined;
-      const grace = new Promise<'grace'>((resolve) => {
-        timer = this.options.clock.setTimeout(() => resolve('grace'), graceMs);
+      let onAbort: (() => void) | undefined;
+      const graceOver = new Promise<'grace'>((resolve) => {
+        if (typeof grace === 'number') {
+          timer = this.options.clock.setTimeout(() => resolve('grace'), grace);
+        } else if (grace.aborted) {
+          resolve('grace');
+        } else {
+          onAbort = () => resolve('grace');
+          grace.addEventListener('abort', onAbort, { once: true });
+        }
       });
-      const how = await Promise.race([this.exited.then(() => 'exited' as const), grace]);
+      const how = await Promise.race([this.exited.then(() => 'exited' as const), graceOver]);
       timer?.cancel();
+      if (onAbort && typeof grace !== 'number') grace.removeEventListener('abort', onAbort);
       if (how === 'grace' && !this.hasExited) {
         onEscalate?.();
         this.signal('SIGKILL');

@@ -16,6 +16,13 @@ export const OpsConfig = Type.Object(
       default: 'auto',
       description: 'Log lines on stdout: `auto` = readable lines (pino-pretty) when stdout is a terminal, JSON lines otherwise; `json` or `pretty` force one. Applies at start.',
     }),
+    shutdownGraceSeconds: Type.Number({
+      default: 30,
+      minimum: 0,
+      maximum: 3600,
+      description:
+        'Drain on stop (first SIGINT/SIGTERM, tray Quit, a service stopped from the tray): listeners stop accepting, work in flight (requests, generations, gateway processes, run_script) may finish for up to this many seconds, then what is left is aborted. A second signal aborts at once. Keep systemd `TimeoutStopSec` / `docker stop -t` above it. Read when the stop begins.',
+    }),
     runScript: Type.Object(
       {
         enabled: Type.Boolean({ default: false, description: 'POST /run_script is off unless this is true.' }),
@@ -42,6 +49,7 @@ export const opsSection: ConfigSection<typeof OpsConfig> = {
   env: {
     CONSOLE_LOG_LEVEL: 'logLevel',
     CONSOLE_LOG_FORMAT: 'logFormat',
+    CONSOLE_SHUTDOWN_GRACE_SECONDS: 'shutdownGraceSeconds',
     CONSOLE_RUN_SCRIPT_ENABLED: 'runScript.enabled',
     CONSOLE_STORE_BACKUPS: 'storeBackup.keep',
   },

@@ -72,3 +72,156 @@ describe('BaseService', () => {
     expect(svc.ticks).toBe(ticks);
   });
 });
+
+/** A service with jobs in flight: onDrain waits for them (or the deadline); onStop aborts the rest. */
+class Worker extends BaseService {
+  readonly name = 'worker';
+  readonly events: string[] = [];
+  private jobs = new Set<{ finish: () => void; abort: () => void; done: Promise<'finished' | 'aborted'> }>();
+  drainSignal: AbortSignal | null = null;
+
+  protected async onStart(): Promise<void> {
+    this.events.push('start');
+  }
+
+  /** Starts a job that ends when finish() is called (or aborted by a stop); refused unless running. */
+  submit(): { finish: () => void; done: Promise<'finished' | 'aborted'> } {
+    if (!this.running) throw new Error(`${this.name} is stopping`);
+    let finish!: () => void;
+    let abort!: () => void;
+    const done = new Promise<'finished' | 'aborted'>((resolve) => {
+      finish = () => resolve('finished');
+      abort = () => resolve('aborted');
+    });
+    const job = { finish, abort, done };
+    this.jobs.add(job);
+    void done.then(() => this.jobs.delete(job));
+    return { finish, done };
+  }
+
+  protected override async onDrain(deadline: AbortSignal): Promise<void> {
+    this.drainSignal = deadline;
+    this.events.push('drain');
+    const fired = new Promise<void>((resolve) => {
+      if (deadline.aborted) resolve();
+      deadline.addEventListener('abort', () => resolve(), { once: true });
+    });
+    await Promise.race([Promise.all([...this.jobs].map((j) => j.done)), fired]);
+    this.events.push(deadline.aborted ? 'drain cut' : 'drained');
+  }
+
+  protected override async onStop(): Promise<void> {
+    this.events.push('stop');
+    for (const j of this.jobs) j.abort();
+  }
+}
+
+describe('BaseService close (drain) and destroy (abort)', () => {
+  it('close refuses new work at once, waits for the work in flight, then stops', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    let closed = false;
+    const closing = svc.close().then(() => (closed = true));
+    expect(svc.running).toBe(false);
+    expect(svc.draining).toBe(true);
+    expect(() => svc.submit()).toThrow('worker is stopping');
+    await waitUntil(() => svc.events.includes('drain'), 5000, 'onDrain to be called');
+    expect(closed).toBe(false);
+    job.finish();
+    await closing;
+    expect(await job.done).toBe('finished');
+    expect(svc.events).toEqual(['start', 'drain', 'drained', 'stop']);
+    expect(svc.running).toBe(false);
+    expect(svc.draining).toBe(false);
+  });
+
+  it('proceeds when the deadline fires: what is left is aborted', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    const deadline = new AbortController();
+    const closing = svc.close({ deadline: deadline.signal });
+    await waitUntil(() => svc.events.includes('drain'), 5000, 'onDrain to be called');
+    expect(svc.draining).toBe(true);
+    deadline.abort();
+    await closing;
+    expect(await job.done).toBe('aborted');
+    expect(svc.events).toEqual(['start', 'drain', 'drain cut', 'stop']);
+    expect(svc.draining).toBe(false);
+  });
+
+  it('an already fired deadline drains nothing and stops at once', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    await svc.close({ deadline: AbortSignal.abort() });
+    expect(await job.done).toBe('aborted');
+    expect(svc.events).toEqual(['start', 'drain', 'drain cut', 'stop']);
+  });
+
+  it('destroy during a drain aborts: the drain signal fires, both calls resolve once stopped', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    const closing = svc.close(); // no deadline: only the destroy can end this drain
+    await waitUntil(() => svc.events.includes('drain'), 5000, 'onDrain to be called');
+    expect(svc.drainSignal?.aborted).toBe(false);
+    await svc.destroy();
+    expect(svc.drainSignal?.aborted).toBe(true);
+    expect(await job.done).toBe('aborted');
+    await closing;
+    expect(svc.events.filter((e) => e === 'stop')).toHaveLength(1);
+    expect(svc.events).toContain('drain cut');
+    expect(svc.running).toBe(false);
+    expect(svc.draining).toBe(false);
+  });
+
+  it('is safe to call twice: a second close joins the first, close/destroy after stop do nothing', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    const a = svc.close();
+    const b = svc.close();
+    await waitUntil(() => svc.events.includes('drain'), 5000, 'onDrain to be called');
+    job.finish();
+    await Promise.all([a, b]);
+    await svc.close();
+    await svc.destroy();
+    await svc.stop();
+    expect(svc.events).toEqual(['start', 'drain', 'drained', 'stop']);
+  });
+
+  it('two destroys at once stop once and both wait until stopped; close during a destroy waits for it', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const a = svc.destroy();
+    const b = svc.destroy();
+    const c = svc.close();
+    await Promise.all([a, b, c]);
+    expect(svc.events).toEqual(['start', 'stop']);
+    expect(svc.running).toBe(false);
+  });
+
+  it('start during a drain waits for it to end, then starts afresh', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    const closing = svc.close();
+    const starting = svc.start();
+    await waitUntil(() => svc.events.includes('drain'), 5000, 'onDrain to be called');
+    expect(svc.running).toBe(false);
+    job.finish();
+    await Promise.all([closing, starting]);
+    expect(svc.running).toBe(true);
+    expect(svc.events).toEqual(['start', 'drain', 'drained', 'stop', 'start']);
+    await svc.stop();
+  });
+
+  it('close on a service that never started does nothing', async () => {
+    const svc = new Worker();
+    await svc.close();
+    await svc.destroy();
+    expect(svc.events).toEqual([]);
+  });
+});

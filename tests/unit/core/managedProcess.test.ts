@@ -83,6 +83,24 @@ describe.skipIf(process.platform === 'win32')('ManagedProcess', () => {
     expect(await p.close(300)).toBe(exit);
   });
 
+  it('close(deadline): SIGTERM now, SIGKILL to the group only when the AbortSignal fires', async () => {
+    let escalated = false;
+    const p = ManagedProcess.spawn({ command: process.execPath, args: [join(dir, 'stubborn.mjs')], clock });
+    const { grandchild } = JSON.parse(await firstLine(p)) as { grandchild: number };
+    const deadline = new AbortController();
+    const closing = p.close(deadline.signal, () => (escalated = true));
+    // A fixed wait on purpose: before the deadline nothing may escalate; there is no event to wait for.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(escalated).toBe(false);
+    expect(p.state).toBe('stopping');
+    deadline.abort();
+    const exit = await closing;
+    expect(escalated).toBe(true);
+    expect(exit.signal).toBe('SIGKILL');
+    await gone(grandchild, 'the grandchild');
+    expect(await p.close(AbortSignal.abort())).toBe(exit);
+  });
+
   it('close() of a process that stops on SIGTERM does not escalate', async () => {
     let escalated = false;
     const p = ManagedProcess.spawn({ command: process.execPath, args: ['-e', `console.log('up'); setInterval(() => {}, 1000)`], clock });

@@ -10,6 +10,7 @@ import { ConfigStore, loadSettings, type Layer } from '../../../electron/core/ba
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
 import { MemoryLearnedRateStore, type LearnedRate } from '../../../electron/core/services/limiter/learnedRateStore.js';
 import { LimiterService } from '../../../electron/core/services/limiter/limiterService.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -159,5 +160,45 @@ describe('LimiterService', () => {
     expect(service.status().queue.current_size).toBe(0);
     await service.stop();
     await service.stop();
+  });
+
+  it('close() drains: a call already upstream gets its answer, a new one 503 "The limiter is stopping"; the deadline cuts the rest', async () => {
+    // A real upstream that answers only when the test lets it.
+    const held: Array<() => void> = [];
+    const upstream = createServer((_req, res) => void held.push(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    const { service } = build({ upstream_url: url, rate_rpm: 600, bucket_capacity: 100 });
+    const call = () => service.proxy({ provider: 'nvidia', method: 'POST', path: '/chat/completions', headers: {}, body: '{}', priority: 'normal', priorityInvalid: false, signal: new AbortController().signal, requestId: 'r' });
+    try {
+      await service.start();
+      const first = call();
+      await waitUntil(() => held.length === 1, 5000, 'the first call to reach the upstream');
+      const closing = service.close();
+      expect(service.draining).toBe(true);
+      await expect(call()).rejects.toMatchObject({ code: 'UNAVAILABLE', message: 'The limiter is stopping' });
+      held.shift()!();
+      const res = await first;
+      expect(res.status).toBe(200);
+      expect((await service.readBody('nvidia', res)).toString()).toBe('{"ok":true}');
+      await closing;
+      expect(service.running).toBe(false);
+
+      // Again with a deadline that fires while the call is still upstream: the call is cut.
+      await service.start();
+      const second = call();
+      second.catch(() => undefined);
+      await waitUntil(() => held.length === 1, 5000, 'the second call to reach the upstream');
+      const deadline = new AbortController();
+      const closingAgain = service.close({ deadline: deadline.signal });
+      deadline.abort();
+      await closingAgain;
+      await expect(second).rejects.toBeTruthy();
+      expect(service.running).toBe(false);
+    } finally {
+      await service.stop();
+      upstream.closeAllConnections();
+      await new Promise((r) => upstream.close(r));
+    }
   });
 });

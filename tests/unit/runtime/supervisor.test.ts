@@ -193,6 +193,30 @@ describe('RuntimeService (real child processes, fake clock)', () => {
     expect(isProcessAlive(pid)).toBe(false);
   });
 
+  it('close() drains: SIGTERM now, SIGKILL only when the drain deadline fires (not after stopGraceSeconds)', async () => {
+    const { svc, clock } = build({
+      processes: [{ name: 'stubborn', command: node, args: [join(fixtures, 'stubborn.mjs')], startupWatchSeconds: 0.5, stopGraceSeconds: 1 }],
+    });
+    await svc.start();
+    const info = await drive(clock, svc.startProcess('stubborn', 'admin'));
+    const pid = info.pid!;
+    await waitFor(() => svc.snapshot().processes[0]!.last_lines.some((l) => l.startsWith('ready')));
+    const deadline = new AbortController();
+    let done = false;
+    const closing = svc.close({ deadline: deadline.signal }).finally(() => (done = true));
+    expect(svc.running).toBe(false);
+    await waitFor(() => svc.snapshot().processes[0]!.last_lines.includes('ignoring SIGTERM'));
+    clock.advance(60_000); // far past stopGraceSeconds: the drain's deadline decides, not the per-process grace
+    // A fixed wait on purpose: nothing may happen before the deadline fires; there is no event to wait for.
+    await realSleep(200);
+    expect(done).toBe(false);
+    expect(isProcessAlive(pid)).toBe(true);
+    deadline.abort();
+    await closing;
+    expect(isProcessAlive(pid)).toBe(false);
+    expect(svc.snapshot().processes[0]!.last_lines.some((l) => l.includes('after SIGTERM: SIGKILL'))).toBe(true);
+  });
+
   it('restarts after a crash with exponential backoff on the clock, then gives up', async () => {
     const port = await freePort();
     const { svc, clock } = build({

@@ -192,17 +192,33 @@ export class GrpcServer {
 
   /** Graceful shutdown with a deadline, then force (streams in flight are cancelled). */
   async stop(graceMs = 2000): Promise<void> {
+    const grace = new AbortController();
+    const timer = setTimeout(() => grace.abort(), graceMs);
+    try {
+      await this.close(grace.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Drains: `tryShutdown` (calls in flight finish, new ones are refused), `forceShutdown` when `deadline` fires. */
+  async close(deadline: AbortSignal): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = null;
     this.health.setStatus('', 'NOT_SERVING');
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+      const force = () => {
         server.forceShutdown();
         resolve();
-      }, graceMs);
+      };
+      if (deadline.aborted) {
+        force();
+        return;
+      }
+      deadline.addEventListener('abort', force, { once: true });
       server.tryShutdown(() => {
-        clearTimeout(timer);
+        deadline.removeEventListener('abort', force);
         resolve();
       });
     });

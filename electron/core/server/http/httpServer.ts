@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
@@ -31,6 +32,11 @@ declare module 'fastify' {
     multipart?: boolean;
     /** Skip the HTTP metrics for this route (e.g. /metrics itself). */
     skipMetrics?: boolean;
+    /**
+     * An endless watch stream (SSE of snapshots, logs, progress): no work of its own, so a drain
+     * ends it at once instead of waiting for it (clients reconnect elsewhere or later).
+     */
+    watch?: boolean;
   }
 }
 
@@ -97,12 +103,18 @@ export class HttpServer {
   private readonly routeTable = FindMyWay({ ignoreTrailingSlash: true });
   private readonly routeList: HttpRouteInfo[] = [];
   private listening = false;
+  /** Set by close(): requests in flight answer with `Connection: close`; `cut` ends them all. */
+  private closingMode: 'drain' | 'abort' | null = null;
+  /** Open watch streams (`config.watch`), ended when a drain begins. */
+  private readonly watchers = new Set<IncomingMessage>();
 
   constructor(private readonly options: HttpServerOptions) {
     const cfg = options.config.get().server;
     const fastifyOptions: FastifyServerOptions = {
       bodyLimit: cfg.bodyLimitBytes,
-      forceCloseConnections: true,
+      // close() decides: an abort cuts every connection, a drain lets requests in flight finish
+      // (until its deadline) and only idle keep-alive sockets are closed at once.
+      forceCloseConnections: false,
       return503OnClosing: true,
       logger: false,
       requestIdHeader: 'x-request-id',
@@ -126,6 +138,21 @@ export class HttpServer {
   private installEdgeRules(): void {
     const app = this.app;
     const { config, metrics } = this.options;
+
+    // Closing: an abort cuts every connection just before the listener closes (what Fastify's
+    // forceCloseConnections did); during a drain a request in flight answers with
+    // `Connection: close`, so its keep-alive socket does not hold the close up once it is done.
+    app.addHook('preClose', (done) => {
+      if (this.closingMode === 'abort') this.app.server.closeAllConnections();
+      // Watch streams hold no work: a drain does not wait for them.
+      for (const raw of this.watchers) raw.socket.destroy();
+      this.watchers.clear();
+      done();
+    });
+    app.addHook('onSend', (_request, reply, payload, done) => {
+      if (this.closingMode !== null) reply.header('connection', 'close');
+      done(null, payload);
+    });
 
     // Every route's schema goes through the one validate() (errors list every bad field).
     app.setValidatorCompiler(schemaValidator);
@@ -177,6 +204,14 @@ export class HttpServer {
             done(new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 'Unsupported content type: send application/json'));
             return;
           }
+          done();
+        });
+      }
+      if (route.config?.watch === true) {
+        extraOnRequest.push((request, _reply, done) => {
+          const raw = request.raw;
+          this.watchers.add(raw);
+          raw.socket.once('close', () => this.watchers.delete(raw));
           done();
         });
       }
@@ -266,12 +301,30 @@ export class HttpServer {
     return { host, port: addr.port };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops listening. Without a deadline it aborts: every connection is cut, requests in flight
+   * included. With one it drains: no new connection is accepted, a request on a kept-alive socket
+   * gets 503, requests in flight finish, and when `deadline` fires what is left is cut.
+   */
+  async close(options: { deadline?: AbortSignal } = {}): Promise<void> {
     if (!this.listening) {
       await this.app.close();
       return;
     }
     this.listening = false;
-    await this.app.close();
+    const { deadline } = options;
+    this.closingMode = deadline ? 'drain' : 'abort';
+    const cut = () => {
+      this.closingMode = 'abort';
+      this.app.server.closeAllConnections();
+    };
+    deadline?.addEventListener('abort', cut, { once: true });
+    try {
+      const closed = this.app.close();
+      if (deadline?.aborted) cut();
+      await closed;
+    } finally {
+      deadline?.removeEventListener('abort', cut);
+    }
   }
 }

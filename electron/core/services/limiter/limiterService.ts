@@ -14,7 +14,7 @@ import type { Clock, TimerHandle } from '../../base/clock.js';
 import { ConfigError, type ConfigIssue, type ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
 import type { ComponentHealth, ReadinessPart } from '../../base/health.js';
-import { BaseService } from '../../base/lifecycle.js';
+import { BaseService, drainUntil } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { LearnedRate, LearnedRateStore } from './learnedRateStore.js';
 import type { BudgetStore } from './sharedBudget.js';
@@ -142,6 +142,13 @@ export class LimiterService extends BaseService {
   /** Learned rates not yet written (rate steps inside one state), written together at most once per second. */
   private readonly unsaved = new Map<string, { rate: LearnedRate; at: number }>();
   private saveTimer: TimerHandle | null = null;
+  /** Proxied calls in flight (queued, upstream, or streaming the answer); a drain waits for them. */
+  /** Calls between their arrival and the end of their relayed answer (a drain waits for them). */
+  private inFlight = 0;
+  private readonly idleWaiters: Array<() => void> = [];
+  private readonly callEnded = (): void => {
+    if (--this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  };
 
   constructor(private readonly options: LimiterServiceOptions) {
     super();
@@ -191,8 +198,11 @@ export class LimiterService extends BaseService {
   async proxy(call: ProxyCall): Promise<UpstreamResponse> {
     const entry = this.entries.get(call.provider);
     if (!entry) throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Provider '${call.provider}' is not configured`);
+    if (this.draining) throw new AppError(ErrorCode.UNAVAILABLE, 'The limiter is stopping');
     if (!this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The limiter is not running');
     const { limiter, client } = entry;
+    this.inFlight++; // a counter, not a promise per call: this is the proxy's hot path
+    let handedOver = false;
     const provider = entry.resolved.name;
     const log = this.options.logger;
     if (call.priorityInvalid) this.metrics.invalidPriority.inc({ provider });
@@ -239,6 +249,8 @@ export class LimiterService extends BaseService {
         );
       // Built only when it will be written (`request_completed` is info; the log level may be above).
       if (log.isLevelEnabled('info')) res.body.once('close', finished);
+      res.body.once('close', this.callEnded); // the call is over once its answer has been relayed (or cut)
+      handedOver = true;
       // A failure after the headers (reset mid-stream, body timeout) is a transport error too.
       res.body.once('error', (err) => this.transportFailed(entry, mapUpstreamError(err, limiter.limits.request_timeout * 1000), 'body', call.requestId));
       return res;
@@ -247,6 +259,7 @@ export class LimiterService extends BaseService {
       log.info({ request_id: call.requestId, provider, model_id: call.modelId, error: (err as Error).message }, 'request_failed');
       throw err;
     } finally {
+      if (!handedOver) this.callEnded();
       this.metrics.outcome(provider, call.priority, outcome);
     }
   }
@@ -450,6 +463,15 @@ export class LimiterService extends BaseService {
       if (next.limiter !== prev.limiter) this.reconfigure(next.limiter);
     });
     this.options.logger.info({ providers: this.providers() }, 'limiter started');
+  }
+
+  /** Lets the calls already queued or upstream finish (new ones get 503 "The limiter is stopping"). */
+  protected override async onDrain(deadline: AbortSignal): Promise<void> {
+    if (this.inFlight === 0) return;
+    const log = this.options.logger;
+    log.info({ in_flight: this.inFlight }, 'limiter draining: waiting for the calls in flight');
+    const finished = await drainUntil(deadline, new Promise<void>((resolve) => this.idleWaiters.push(resolve)));
+    if (!finished) log.warn({ in_flight: this.inFlight }, 'limiter drain deadline reached: aborting the calls still in flight');
   }
 
   protected override async onStop(): Promise<void> {

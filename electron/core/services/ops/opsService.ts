@@ -6,7 +6,7 @@ import { maskSecret, isSecretKey } from '../../../../shared/mask.js';
 import type { Clock } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
-import { BaseService } from '../../base/lifecycle.js';
+import { BaseService, drainUntil } from '../../base/lifecycle.js';
 import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import { ScriptRunner, type ScriptRunResult } from './scriptRunner.js';
@@ -45,6 +45,8 @@ export interface ThreadInfo {
 export class OpsService extends BaseService {
   readonly name = 'ops';
   private readonly scripts: ScriptRunner;
+  /** run_script calls in flight; a drain lets them finish until its deadline. */
+  private readonly runs = new Set<Promise<unknown>>();
 
   constructor(private readonly options: OpsServiceOptions) {
     super();
@@ -53,6 +55,13 @@ export class OpsService extends BaseService {
 
   protected async onStart(): Promise<void> {
     this.disposables.defer(() => this.scripts.killAll());
+  }
+
+  /** A script already running may finish until the deadline; then stop kills what is left. */
+  protected override async onDrain(deadline: AbortSignal): Promise<void> {
+    if (this.runs.size === 0) return;
+    this.options.logger.info({ scripts: this.runs.size }, 'ops draining: waiting for run_script in flight');
+    if (!(await drainUntil(deadline, Promise.all([...this.runs])))) this.options.logger.warn({ scripts: this.runs.size }, 'ops drain deadline reached: killing run_script in flight');
   }
 
   /** Every environment variable, keys sorted, secrets masked (§2.1). */
@@ -133,6 +142,8 @@ export class OpsService extends BaseService {
   /** Runs an uploaded script in a child process (§2.9); throws when disabled. */
   async runScript(source: Buffer): Promise<ScriptRunResult> {
     const cfg = this.options.config.get().ops.runScript;
+    if (this.draining) throw new AppError(ErrorCode.UNAVAILABLE, 'run_script is not available: ops is stopping');
+    if (!this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'run_script is not available: ops is not running');
     if (!cfg.enabled) {
       throw new AppError(ErrorCode.FORBIDDEN, 'run_script is disabled. Enable it with "ops": {"runScript": {"enabled": true}} in config.json or CONSOLE_RUN_SCRIPT_ENABLED=true; it also needs the admin token.');
     }
@@ -141,8 +152,14 @@ export class OpsService extends BaseService {
     }
     const token = randomBytes(24).toString('base64url');
     const revoke = this.options.addTemporaryKey(token);
+    const run = this.scripts.run(source, { CONSOLE_URL: this.options.baseUrl(), CONSOLE_RUN_TOKEN: token }, { timeoutMs: cfg.timeoutSeconds * 1000, memoryMb: cfg.memoryMb });
+    this.runs.add(run);
+    void run.then(
+      () => this.runs.delete(run),
+      () => this.runs.delete(run),
+    );
     try {
-      const result = await this.scripts.run(source, { CONSOLE_URL: this.options.baseUrl(), CONSOLE_RUN_TOKEN: token }, { timeoutMs: cfg.timeoutSeconds * 1000, memoryMb: cfg.memoryMb });
+      const result = await run;
       this.options.logger.info(
         { sha256: result.sha256, exitCode: result.exitCode, timedOut: result.timedOut, memoryExceeded: result.memoryExceeded, durationMs: Math.round(result.durationMs) },
         'run_script finished',

@@ -131,6 +131,11 @@ export class RuntimeService extends BaseService {
     }
   }
 
+  /** Gateways get SIGTERM now and until the deadline to exit (then SIGKILL); no restart meanwhile. */
+  protected override async onDrain(deadline: AbortSignal): Promise<void> {
+    await Promise.allSettled([...this.processes.values()].map((p) => p.drain(deadline)));
+  }
+
   protected override async onStop(): Promise<void> {
     await Promise.allSettled([...this.processes.values()].map((p) => p.stop()));
     // Closed, not forgotten: a log reopens on its next write (after a stop → start of the service).

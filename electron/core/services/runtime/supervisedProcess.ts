@@ -163,6 +163,27 @@ export class SupervisedProcess {
     return pid;
   }
 
+  /**
+   * Drains: SIGTERM to the process group, SIGKILL when `deadline` fires (a console stop's grace)
+   * instead of after `stopGraceSeconds`. Resolves with the pid stopped, or null.
+   */
+  async drain(deadline: AbortSignal): Promise<number | null> {
+    if (this.state !== 'starting' && this.state !== 'running') return this.stop();
+    const pid = this.pid;
+    this.stopRequested = true;
+    this.state = 'stopping';
+    this.ctx.emitState(this.name);
+    this.stopPromise = this.terminate(deadline);
+    try {
+      await this.stopPromise;
+    } finally {
+      this.stopPromise = null;
+    }
+    this.state = 'not_running';
+    this.ctx.emitState(this.name);
+    return pid;
+  }
+
   private async launchOnce(launch: LaunchSpec): Promise<number> {
     const { config } = launch;
     this.launch = launch;
@@ -294,14 +315,15 @@ export class SupervisedProcess {
     }
   }
 
-  /** SIGTERM to the process group; SIGKILL when it is still there after `graceMs`. */
-  private async terminate(graceMs: number): Promise<void> {
+  /** SIGTERM to the process group; SIGKILL when it is still there after `grace` (ms, or when a deadline fires). */
+  private async terminate(grace: number | AbortSignal): Promise<void> {
     const pid = this.pid;
     const proc = this.proc;
     const exited = this.exited;
     if (pid === null || proc === null || exited === null || this.hasExited) return;
     this.supervisorLine(`stopping: SIGTERM to process group ${pid}`);
-    await proc.close(graceMs, () => this.supervisorLine(`still running ${graceMs / 1000} s after SIGTERM: SIGKILL to process group ${pid}`));
+    const after = typeof grace === 'number' ? `${grace / 1000} s` : 'the stop deadline';
+    await proc.close(grace, () => this.supervisorLine(`still running ${after} after SIGTERM: SIGKILL to process group ${pid}`));
     await exited;
   }
 

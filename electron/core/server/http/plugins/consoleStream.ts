@@ -141,7 +141,7 @@ export const consoleStreamPlugin: FastifyPluginAsync<ConsoleStreamPluginOptions>
     });
   });
 
-  app.get('/api/console/stream/sse', { schema: { querystring: StreamQuery }, preHandler: streamAuth }, (request, reply) => {
+  app.get('/api/console/stream/sse', { schema: { querystring: StreamQuery }, preHandler: streamAuth, config: { watch: true } }, (request, reply) => {
     const q = request.query;
     const sseAdmin = isAdminToken(q.token);
     if (q.logs && !sseAdmin) throw new AppError(ErrorCode.UNAUTHENTICATED, 'log records need the admin token (?token=<admin token>)');

@@ -276,7 +276,7 @@ export const limiterPlugin: FastifyPluginAsync<LimiterPluginOptions> = async (ap
 
   app.get('/api/dashboard', { preHandler: auth.apiKey }, async (_request, reply) => reply.header('cache-control', 'max-age=300').type('text/html; charset=utf-8').send(dashboardPage));
 
-  app.get('/api/dashboard/stream', { preHandler: auth.apiKey }, async (request, reply) => {
+  app.get('/api/dashboard/stream', { preHandler: auth.apiKey, config: { watch: true } }, async (request, reply) => {
     const stream = new PassThrough();
     let first = true;
     const remove = broadcaster.add({

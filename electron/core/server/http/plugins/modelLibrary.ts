@@ -77,7 +77,7 @@ export const modelLibraryPlugin: FastifyPluginAsync<ModelLibraryPluginOptions> =
 
   // SSE: the active downloads at once, then every progress/state change (`event: download`), and
   // `event: files` whenever the set of model files changes.
-  app.get('/api/v1/library/downloads/events', { preHandler: auth.apiKey, config: { skipMetrics: true } }, async (request, reply) => {
+  app.get('/api/v1/library/downloads/events', { preHandler: auth.apiKey, config: { skipMetrics: true, watch: true } }, async (request, reply) => {
     reply.hijack();
     const raw = reply.raw;
     for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) raw.setHeader(k, v);

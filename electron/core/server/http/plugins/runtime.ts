@@ -50,7 +50,7 @@ export const runtimePlugin: FastifyPluginAsync<RuntimePluginOptions> = async (fa
   );
 
   // Server-sent events: one `history` event with the last lines, then one `log` event per line.
-  app.get('/api/runtime/processes/:name/logs/stream', { onRequest: auth.admin, schema: { params: ProcessNameParams, querystring: LogStreamQuery } }, async (request, reply) => {
+  app.get('/api/runtime/processes/:name/logs/stream', { onRequest: auth.admin, schema: { params: ProcessNameParams, querystring: LogStreamQuery }, config: { watch: true } }, async (request, reply) => {
     const { name } = request.params;
     const history = await runtime.tail(name, request.query.tail ?? 50);
     reply.hijack();

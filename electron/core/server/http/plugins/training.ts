@@ -50,7 +50,7 @@ export const trainingPlugin: FastifyPluginAsync<TrainingPluginOptions> = async (
     training.logs(request.params.jobId, request.query.afterId, request.query.limit),
   );
 
-  app.get('/api/v1/training/:jobId/events', { onRequest: auth.apiKey, schema: { params: JobIdParams } }, async (request, reply) => {
+  app.get('/api/v1/training/:jobId/events', { onRequest: auth.apiKey, schema: { params: JobIdParams }, config: { watch: true } }, async (request, reply) => {
     const { jobId } = request.params;
     const first = training.status(jobId); // 404 before the stream starts
     const stream = new PassThrough();
