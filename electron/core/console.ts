@@ -310,7 +310,7 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   });
   const datasets = new DatasetLibrary({ config, logger: logs.get('training'), dataDir: settings.dataDir });
   const services: Service[] = [ops, monitoring, runtime, models, engine, training];
-  grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth }));
+  grpc.addService('cyllm.v1.TrainingService', trainingServiceDefinition(), createTrainingGrpc({ training, auth, draining: grpc.draining }));
   const engineHttp = createEngineHttp({ engine, clock });
   health.addComponent('engine', () => engine.health());
   grpc.addService('cyllm.v1.AIService', aiServiceDefinition(), createAiService({ engine, auth }));

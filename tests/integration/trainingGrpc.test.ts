@@ -5,6 +5,7 @@ import { trainingProtoPath } from '../../electron/core/server/grpc/trainingServi
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { installTinyModel } from '../helpers/tinyModel.js';
 import { TEST_TRAINER_DIR, writeCatDataset } from '../helpers/training.js';
+import { waitUntil } from '../helpers/wait.js';
 
 interface ProgressMessage {
   job_id: string;
@@ -86,4 +87,28 @@ describe('gRPC TrainingService (contract §10)', () => {
     const bad = await call(client.ListTrainingJobs, { status: 'bogus' });
     expect(bad.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
+
+  // Last: it stops the console.
+  it('a drain ends a StartTraining progress stream at once with UNAVAILABLE (it does not hold the drain up)', async () => {
+    const stream = client.StartTraining({
+      base_model: 'tiny',
+      dataset_path: 'datasets/cat.txt',
+      output_dir: 'grpc-drain',
+      hyper_params: { epochs: 200, learning_rate: 0.001, max_seq_length: 128 },
+    });
+    const messages: ProgressMessage[] = [];
+    const ended = new Promise<string>((resolve) => {
+      stream.on('error', (err: grpc.ServiceError) => resolve(`${err.code} ${err.details}`));
+      stream.on('end', () => resolve('end'));
+    });
+    stream.on('data', (m: ProgressMessage) => messages.push(m));
+    await waitUntil(() => messages.some((m) => m.status === 'RUNNING'), 60_000, 'the job to run');
+    const t0 = Date.now();
+    const closing = c.console.close({ graceMs: 60_000 });
+    const outcome = await ended;
+    expect(outcome).toMatch(new RegExp(`^${grpc.status.UNAVAILABLE} The console is stopping: .*job ${messages[0]!.job_id}`));
+    // Well inside the grace: the stream did not wait for the deadline.
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    await closing;
+  }, 180_000);
 });

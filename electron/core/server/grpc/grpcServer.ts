@@ -159,7 +159,17 @@ export class GrpcServer {
   private readonly services: Array<{ name: string; definition: ServiceDefinition; impl: UntypedServiceImplementation }> = [];
   private boundPort = 0;
 
+  private readonly drainStart = new AbortController();
+
   constructor(private readonly options: GrpcServerOptions) {}
+
+  /**
+   * Fires when a drain begins: endless watch streams (e.g. StartTraining's progress) end then with
+   * UNAVAILABLE instead of holding the drain up until its deadline (their work goes on without them).
+   */
+  get draining(): AbortSignal {
+    return this.drainStart.signal;
+  }
 
   /** Adds a service; `name` is its fully qualified name for health checks (e.g. `cyllm.v1.AIService`). */
   addService(name: string, definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
@@ -207,6 +217,7 @@ export class GrpcServer {
     if (!server) return;
     this.server = null;
     this.health.setStatus('', 'NOT_SERVING');
+    this.drainStart.abort();
     await new Promise<void>((resolve) => {
       const force = () => {
         server.forceShutdown();

@@ -113,13 +113,15 @@ function progressOf(s: TrainingJobStatus) {
 export interface TrainingGrpcOptions {
   training: TrainingService;
   auth: Auth;
+  /** Fires when the gRPC server drains: StartTraining's progress streams end with UNAVAILABLE then. */
+  draining?: AbortSignal;
 }
 
 /**
  * gRPC TrainingService (contract §10) over the same TrainingService as the HTTP routes. Auth:
  * `x-internal-token` (auth.internalToken) or `x-api-key` under the /api/v1 key rule.
  */
-export function createTrainingGrpc({ training, auth }: TrainingGrpcOptions): UntypedServiceImplementation {
+export function createTrainingGrpc({ training, auth, draining }: TrainingGrpcOptions): UntypedServiceImplementation {
   const authorize = (metadata: Metadata) => authorizeCall(auth, metadata);
   const fail = (err: unknown) => toGrpcError(err instanceof AppError ? err : new AppError(ErrorCode.INTERNAL_ERROR, (err as Error)?.message ?? 'Internal error'));
   const unary = <Req>(fn: (request: Req) => Promise<unknown> | unknown) => (call: ServerUnaryCall<Req, unknown>, callback: sendUnaryData<unknown>) => {
@@ -143,9 +145,20 @@ export function createTrainingGrpc({ training, auth }: TrainingGrpcOptions): Unt
           const traceId = `trace-${randomUUID()}`;
           const write = (s: TrainingJobStatus) => call.write({ trace_id: traceId, job_id: s.jobId, status: enumOf(s.status), ...progressOf(s) });
           let unsubscribe: (() => void) | undefined;
+          const onDrain = () => {
+            unsubscribe?.();
+            unsubscribe = undefined;
+            if (!call.writableEnded) {
+              call.emit(
+                'error',
+                fail(new AppError(ErrorCode.UNAVAILABLE, `The console is stopping: this progress stream ends here; ask GetTrainingStatus for job ${started.jobId} once it is back`)),
+              );
+            }
+          };
           const end = () => {
             unsubscribe?.();
             unsubscribe = undefined;
+            draining?.removeEventListener('abort', onDrain);
             if (!call.writableEnded) call.end();
           };
           call.on('cancelled', end); // the job continues
@@ -160,6 +173,8 @@ export function createTrainingGrpc({ training, auth }: TrainingGrpcOptions): Unt
           const current = training.status(started.jobId);
           if (current.status !== 'queued') write(current);
           if (TERMINAL_STATUSES.includes(current.status)) return end();
+          if (draining?.aborted) return onDrain();
+          draining?.addEventListener('abort', onDrain, { once: true });
           unsubscribe = training.onEvent(started.jobId, (event: TrainingEvent) => {
             if (event.type === 'log' || event.type === 'validation') return;
             const s = event.type === 'status' ? event.data : training.status(started.jobId);
