@@ -135,7 +135,16 @@ export class SupervisedProcess {
    * Stops the process (or cancels a pending restart). Resolves with the pid that was stopped, or
    * null when there was nothing to stop.
    */
-  async stop(): Promise<number | null> {
+  stop(): Promise<number | null> {
+    return this.drain((this.launch?.config.stopGraceSeconds ?? 10) * 1000);
+  }
+
+  /**
+   * Drains: SIGTERM to the process group, SIGKILL when `grace` runs out: a number of milliseconds
+   * (stop(): `stopGraceSeconds`) or a signal (a console stop's deadline). Resolves with the pid
+   * stopped, or null when there was nothing to stop.
+   */
+  async drain(grace: number | AbortSignal): Promise<number | null> {
     if (this.state === 'backoff') {
       this.cancelRestart();
       this.state = 'not_running';
@@ -152,28 +161,7 @@ export class SupervisedProcess {
     this.stopRequested = true;
     this.state = 'stopping';
     this.ctx.emitState(this.name);
-    this.stopPromise = this.terminate((this.launch?.config.stopGraceSeconds ?? 10) * 1000);
-    try {
-      await this.stopPromise;
-    } finally {
-      this.stopPromise = null;
-    }
-    this.state = 'not_running';
-    this.ctx.emitState(this.name);
-    return pid;
-  }
-
-  /**
-   * Drains: SIGTERM to the process group, SIGKILL when `deadline` fires (a console stop's grace)
-   * instead of after `stopGraceSeconds`. Resolves with the pid stopped, or null.
-   */
-  async drain(deadline: AbortSignal): Promise<number | null> {
-    if (this.state !== 'starting' && this.state !== 'running') return this.stop();
-    const pid = this.pid;
-    this.stopRequested = true;
-    this.state = 'stopping';
-    this.ctx.emitState(this.name);
-    this.stopPromise = this.terminate(deadline);
+    this.stopPromise = this.terminate(grace);
     try {
       await this.stopPromise;
     } finally {
