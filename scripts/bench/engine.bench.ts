@@ -5,7 +5,9 @@
 // CPU by default (engine.gpu false) with explicit threads (--threads N, default 1). On a GPU machine:
 // `--gpu auto|cuda|vulkan|metal` (direct and console use the same backend; the console's health
 // must report it) and `--shape 1b --type f16` (a 1B-sized random-weight model generated on the
-// spot) or `--model PATH` (any GGUF). Prints one JSON line.
+// spot) or `--model PATH` (any GGUF). `--baseline PATH`: a checkout of an older build (with its
+// node_modules) runs as a second console in the same run, its turns interleaved with this build's,
+// and `vs_baseline` gives this build's throughput and first-token time against it. Prints one JSON line.
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -29,6 +31,7 @@ const GPU = sarg('gpu', 'false');
 const SHAPE = sarg('shape', 'tiny');
 const TYPE = sarg('type', 'f32');
 const MODEL = sarg('model', '');
+const BASELINE = sarg('baseline', '');
 if (!['false', 'auto', 'cuda', 'vulkan', 'metal'].includes(GPU)) throw new Error('--gpu must be false, auto, cuda, vulkan or metal');
 if (!(SHAPE in MODEL_SHAPES)) throw new Error(`--shape must be one of ${Object.keys(MODEL_SHAPES).join(', ')}`);
 if (TYPE !== 'f32' && TYPE !== 'f16') throw new Error('--type must be f32 or f16');
@@ -75,11 +78,11 @@ const modelDescription = MODEL
     : `random-weight llama, shape ${SHAPE} (${JSON.stringify(MODEL_SHAPES[SHAPE as ModelShapeName])}), ${TYPE.toUpperCase()}, ${Math.round(statSync(modelPath).size / 1e6)} MB`;
 writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: { gpu: GPU, threads: THREADS, parallel: 4, streamChunkSize: 1, idleTtlSeconds: 0 }, ops: { logLevel: 'WARNING' } }));
 
-function startConsole(): Promise<{ child: ChildProcess; url: string; grpc: string }> {
+function startConsole(checkout: string, dataDir: string): Promise<{ child: ChildProcess; url: string; grpc: string }> {
   // `--import tsx` keeps the core in this one child process (the tsx CLI would add a wrapper process), so its RSS is the console's.
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'electron/core/serve.ts'), '--port', '0', '--grpc-port', '0'], {
-    cwd: root,
-    env: { ...process.env, CONSOLE_DATA_DIR: dir },
+  const child = spawn(process.execPath, ['--import', 'tsx', join(checkout, 'electron/core/serve.ts'), '--port', '0', '--grpc-port', '0'], {
+    cwd: checkout,
+    env: { ...process.env, CONSOLE_DATA_DIR: dataDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -123,15 +126,39 @@ async function direct(): Promise<Run> {
 }
 
 // ------------------------------------------------------------------ console
+type GrpcAi = grpc.Client & { StreamPredict(req: object): grpc.ClientReadableStream<{ chunk: string; end_of_stream: boolean }> };
+const def = grpc.loadPackageDefinition(loadSync(join(root, 'shared/proto/ai_service.proto'), { keepCase: true, longs: Number, enums: String, defaults: true }));
+const AIService = ((def.cyllm as grpc.GrpcObject).v1 as grpc.GrpcObject).AIService as grpc.ServiceClientConstructor;
+
+/** One console under test (this build, or the baseline's) with its three clients. */
+interface Target {
+  child: ChildProcess;
+  url: string;
+  openai: OpenAI;
+  grpcClient: GrpcAi;
+}
+async function target(checkout: string, dataDir: string): Promise<Target> {
+  const p = await startConsole(checkout, dataDir);
+  return { ...p, openai: new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'unused', maxRetries: 0 }), grpcClient: new AIService(p.grpc, grpc.credentials.createInsecure()) as unknown as GrpcAi };
+}
 log('starting the console (child process)');
-const consoleProc = await startConsole();
-const openai = new OpenAI({ baseURL: `${consoleProc.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-async function viaHttp(): Promise<Run> {
+const consoleProc = await target(root, dir);
+let baselineProc: Target | null = null;
+if (BASELINE) {
+  // Its own data dir with the same model (hard link) and config.
+  const baseDir = join(dir, 'baseline');
+  mkdirSync(join(baseDir, 'models'), { recursive: true });
+  linkSync(modelPath, join(baseDir, 'models', `${MODEL_ID}.gguf`));
+  copyFileSync(join(dir, 'config.json'), join(baseDir, 'config.json'));
+  log(`starting the baseline console from ${BASELINE}`);
+  baselineProc = await target(BASELINE, baseDir);
+}
+async function viaHttp(c: Target = consoleProc): Promise<Run> {
   const start = performance.now();
   let first: number | null = null;
   let text = '';
   let n = 0;
-  const stream = await openai.completions.create({ model: MODEL_ID, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await c.openai.completions.create({ model: MODEL_ID, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } });
   for await (const chunk of stream) {
     const t = chunk.choices[0]?.text ?? '';
     if (t !== '') first ??= performance.now();
@@ -142,12 +169,12 @@ async function viaHttp(): Promise<Run> {
 }
 
 /** The same HTTP stream read with plain fetch: separates the console's own latency from the openai client's. */
-async function viaRawHttp(): Promise<Run> {
+async function viaRawHttp(c: Target = consoleProc): Promise<Run> {
   const start = performance.now();
   let first: number | null = null;
   let text = '';
   let n = 0;
-  const res = await fetch(`${consoleProc.url}/v1/completions`, {
+  const res = await fetch(`${c.url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: MODEL_ID, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true }),
@@ -172,18 +199,13 @@ async function viaRawHttp(): Promise<Run> {
   return timing(start, first, performance.now(), n, text);
 }
 
-const def = grpc.loadPackageDefinition(loadSync(join(root, 'shared/proto/ai_service.proto'), { keepCase: true, longs: Number, enums: String, defaults: true }));
-const AIService = ((def.cyllm as grpc.GrpcObject).v1 as grpc.GrpcObject).AIService as grpc.ServiceClientConstructor;
-const grpcClient = new AIService(consoleProc.grpc, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-  StreamPredict(req: object): grpc.ClientReadableStream<{ chunk: string; end_of_stream: boolean }>;
-};
-function viaGrpc(): Promise<Run> {
+function viaGrpc(c: Target = consoleProc): Promise<Run> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
     let first: number | null = null;
     let text = '';
     let chunks = 0;
-    const call = grpcClient.StreamPredict({ model_id: MODEL_ID, prompt: PROMPT, generation: { max_new_tokens: TOKENS, temperature: 0 } });
+    const call = c.grpcClient.StreamPredict({ model_id: MODEL_ID, prompt: PROMPT, generation: { max_new_tokens: TOKENS, temperature: 0 } });
     call.on('data', (m: { chunk: string; end_of_stream: boolean }) => {
       if (m.chunk !== '') {
         first ??= performance.now();
@@ -202,15 +224,26 @@ await direct();
 await viaHttp();
 await viaRawHttp();
 await viaGrpc();
+if (baselineProc) {
+  await viaHttp(baselineProc);
+  await viaRawHttp(baselineProc);
+  await viaGrpc(baselineProc);
+}
 
 const runs = { direct: [] as Run[], http: [] as Run[], raw: [] as Run[], grpc: [] as Run[] };
+const base = { http: [] as Run[], raw: [] as Run[], grpc: [] as Run[] };
 for (let i = 0; i < RUNS; i++) {
   runs.direct.push(await direct());
-  runs.http.push(await viaHttp());
-  runs.raw.push(await viaRawHttp());
-  runs.grpc.push(await viaGrpc());
+  // This build and the baseline take turns, which goes first alternating, so drifting load hits both alike.
+  const order = baselineProc ? (i % 2 === 0 ? [consoleProc, baselineProc] : [baselineProc, consoleProc]) : [consoleProc];
+  for (const c of order) {
+    const into = c === consoleProc ? runs : base;
+    into.http.push(await viaHttp(c));
+    into.raw.push(await viaRawHttp(c));
+    into.grpc.push(await viaGrpc(c));
+  }
 }
-const identical = [...runs.http, ...runs.raw, ...runs.grpc].every((r) => r.text === runs.direct[0]!.text);
+const identical = [...runs.http, ...runs.raw, ...runs.grpc, ...base.http, ...base.raw, ...base.grpc].every((r) => r.text === runs.direct[0]!.text);
 
 log('concurrency: 4 HTTP streams at once vs 1');
 async function aggregate(n: number): Promise<number> {
@@ -230,10 +263,13 @@ const consoleHealth = (await (await fetch(`${consoleProc.url}/api/v1/health/deta
 const consoleBackend = consoleHealth.components.engine?.details?.backend ?? null;
 const directRss = rssMb(process.pid);
 const consoleRss = rssMb(consoleProc.child.pid ?? 0);
-grpcClient.close();
-const exited = new Promise((r) => consoleProc.child.once('exit', r));
-consoleProc.child.kill('SIGTERM');
-await exited;
+for (const c of [consoleProc, baselineProc]) {
+  if (!c) continue;
+  c.grpcClient.close();
+  const exited = new Promise((r) => c.child.once('exit', r));
+  c.child.kill('SIGTERM');
+  await exited;
+}
 await context.dispose();
 await model.dispose();
 await llama.dispose();
@@ -261,5 +297,22 @@ const result = {
   },
   concurrency: { single_stream_tokens_per_s: r1(median(single)), four_streams_aggregate_tokens_per_s: r1(median(four)), ratio: r3(median(four) / median(single)) },
   goals: { throughput_ratio: 0.97, added_ttft_ms_p50: 5, concurrency_ratio: 1.0 },
+  ...(baselineProc ? { vs_baseline: vsBaseline() } : {}),
 };
+
+/** This build against the baseline build, same run: throughput ratios (> 1 is faster) and first-token time added (ms). */
+function vsBaseline() {
+  const bh = summary(base.http);
+  const br = summary(base.raw);
+  const bg = summary(base.grpc);
+  return {
+    baseline: BASELINE,
+    baseline_http_openai_stream: bh,
+    baseline_http_fetch_stream: br,
+    baseline_grpc_stream_predict: bg,
+    baseline_ratios: { http_vs_direct_throughput: r3(bh.tokens_per_s / d.tokens_per_s), grpc_vs_direct_throughput: r3(bg.tokens_per_s / d.tokens_per_s), http_fetch_vs_direct_throughput: r3(br.tokens_per_s / d.tokens_per_s) },
+    throughput_new_vs_baseline: { http: r3(h.tokens_per_s / bh.tokens_per_s), http_fetch: r3(raw.tokens_per_s / br.tokens_per_s), grpc: r3(g.tokens_per_s / bg.tokens_per_s) },
+    ttft_ms_p50_new_minus_baseline: { http: r1(h.ttft_ms_p50 - bh.ttft_ms_p50), http_fetch: r1(raw.ttft_ms_p50 - br.ttft_ms_p50), grpc: r1(g.ttft_ms_p50 - bg.ttft_ms_p50) },
+  };
+}
 process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
