@@ -578,12 +578,16 @@ export class TrainingService extends BaseService {
       ...(children ? { children } : {}),
       publish: (r, output) => this.publish(r, output),
     });
-    const settled = run.ended.then((end) => {
-      this.finish(id, end.status, end.error, end.result);
-      if (end.status === 'completed' && end.result) this.log(id, 'info', `completed: model '${end.result.modelId}' (${end.result.modelPath})`);
-      this.active = undefined;
-      this.pump();
-    });
+    const settled = run.ended
+      .then((end) => {
+        this.finish(id, end.status, end.error, end.result);
+        if (end.status === 'completed' && end.result) this.log(id, 'info', `completed: model '${end.result.modelId}' (${end.result.modelPath})`);
+      })
+      .catch((err: unknown) => logger.error({ err, jobId: id }, 'recording the end of a training job failed'))
+      .finally(() => {
+        this.active = undefined;
+        this.pump();
+      });
     this.active = { run, settled };
     this.jobs.markRunning(id, clock.now());
     // Never the fencing token: job logs are readable with an API key, and the token (with the
