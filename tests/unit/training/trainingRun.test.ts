@@ -142,6 +142,21 @@ describe('TrainingRun (one running job, with the fake trainer)', () => {
     expect(published).toEqual([]);
   });
 
+  it('close() with a deadline signal kills a trainer that ignores SIGTERM when the deadline fires', async () => {
+    const { run, start, configPath } = makeRun('deadline', { steps: 100_000, stepMs: 20, ignoreTerm: true });
+    await start();
+    await stepped(run);
+    const deadline = new AbortController();
+    const ended = run.close({ status: 'failed', reason: 'the drain deadline passed' }, deadline.signal);
+    await waitUntil(() => logs.some((m) => m.includes('ignoring SIGTERM')), 5000, 'the trainer to get (and ignore) SIGTERM');
+    clock.advance(60_000); // no grace in clock time: only the signal ends it
+    expect(processesMentioning(configPath).length).toBe(1);
+    deadline.abort();
+    expect(await ended).toEqual({ status: 'failed', error: 'the drain deadline passed', result: null });
+    expect(processesMentioning(configPath)).toEqual([]);
+    expect(logs).toContain('trainer did not stop by its deadline; sending SIGKILL');
+  });
+
   it('destroy() kills the trainer now, without a grace; the first end wins', async () => {
     const { run, start, configPath } = makeRun('abort', { steps: 100_000, stepMs: 20, ignoreTerm: true });
     await start();

@@ -109,6 +109,8 @@ export class TrainingRun implements Disposable {
   private leaseValue: GpuLease | undefined;
   private proc: ManagedProcess | undefined;
   private abortValue: RunEnd | undefined;
+  /** How long an early end lets the trainer stop after SIGTERM (set with `abortValue`). */
+  private grace: number | AbortSignal = 0;
   private settling = false;
   private lastError: string | undefined;
   private readonly stderrTail: string[] = [];
@@ -181,11 +183,12 @@ export class TrainingRun implements Disposable {
   }
 
   /**
-   * Ends the run early, gracefully: SIGTERM to the trainer's group now, SIGKILL after `graceMs`
-   * (default training.cancelGraceSeconds); recorded as `end`. The first end wins; safe to call twice.
+   * Ends the run early, gracefully: SIGTERM to the trainer's group now, SIGKILL when `grace` is
+   * over (milliseconds, default training.cancelGraceSeconds, or until an AbortSignal fires: a
+   * drain's deadline); recorded as `end`. The first end wins; safe to call twice.
    */
-  close(end: RunEnd, graceMs = this.options.cancelGraceMs()): Promise<TrainingRunResult> {
-    this.stop(end, graceMs);
+  close(end: RunEnd, grace: number | AbortSignal = this.options.cancelGraceMs()): Promise<TrainingRunResult> {
+    this.stop(end, grace);
     return this.ended;
   }
 
@@ -205,23 +208,25 @@ export class TrainingRun implements Disposable {
     await this.destroy();
   }
 
-  private stop(end: RunEnd, graceMs = this.options.cancelGraceMs()): void {
+  private stop(end: RunEnd, grace: number | AbortSignal = this.options.cancelGraceMs()): void {
     if (this.abortValue || this.settling) return;
     this.abortValue = end;
+    this.grace = grace;
     this.log(end.status === 'cancelled' ? 'info' : 'error', `stopping: ${end.reason}`);
-    this.kill(graceMs);
+    this.kill();
   }
 
   /** SIGTERM to the trainer's group now, SIGKILL after the grace (the exit settles the run). */
-  private kill(graceMs: number): void {
+  private kill(): void {
     const proc = this.proc;
+    const grace = this.grace;
     if (!proc || proc.hasExited) return;
-    if (graceMs <= 0) {
+    if (typeof grace === 'number' && grace <= 0) {
       proc.destroy();
       return;
     }
-    const seconds = graceMs / 1000;
-    void proc.close(graceMs, () => this.log('warn', `trainer did not stop within ${seconds} s of SIGTERM; sending SIGKILL`));
+    const within = typeof grace === 'number' ? `within ${grace / 1000} s of SIGTERM` : 'by its deadline';
+    void proc.close(grace, () => this.log('warn', `trainer did not stop ${within}; sending SIGKILL`));
   }
 
   private spawn(command: TrainerCommand): void {
@@ -244,7 +249,7 @@ export class TrainingRun implements Disposable {
       if (exit.strays && !this.abortValue) this.log('warn', `the trainer left processes in its group ${pid}; killed them`);
       this.settle(exit);
     });
-    if (this.abortValue) this.kill(this.options.cancelGraceMs());
+    if (this.abortValue) this.kill();
   }
 
   private beat(heartbeats: HeartbeatPort): void {

@@ -8,7 +8,7 @@ import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode } from '../../base/errors.js';
-import { BaseService } from '../../base/lifecycle.js';
+import { BaseService, drainUntil } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { GpuLease, GpuLockPort, GpuTenantPort, HeartbeatPort, ModelFilesPort } from '../../base/ports.js';
 import type { Store } from '../../base/store.js';
@@ -179,22 +179,12 @@ export class TrainingService extends BaseService {
    * what is left as a stop does.
    */
   protected override async onDrain(deadline: AbortSignal): Promise<void> {
-    let onAbort: (() => void) | undefined;
-    const over = new Promise<void>((resolve) => {
-      onAbort = () => resolve();
-      if (deadline.aborted) resolve();
-      else deadline.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      // A job being taken off the queue (lock, trainer build) becomes the active one, or goes back.
-      if (this.pumpRun) await Promise.race([this.pumpRun, over]);
-      const active = this.active;
-      if (!active || deadline.aborted) return;
-      this.log(active.run.job.id, 'info', 'the training service is stopping; this job may finish until its drain deadline');
-      await Promise.race([active.settled, over]);
-    } finally {
-      if (onAbort) deadline.removeEventListener('abort', onAbort);
-    }
+    // A job being taken off the queue (lock, trainer build) becomes the active one, or goes back.
+    if (this.pumpRun && !(await drainUntil(deadline, this.pumpRun))) return;
+    const active = this.active;
+    if (!active) return;
+    this.log(active.run.job.id, 'info', 'the training service is stopping; this job may finish until its drain deadline');
+    await drainUntil(deadline, active.settled);
   }
 
   protected override async onStop(): Promise<void> {
