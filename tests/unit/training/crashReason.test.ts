@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { explainTrainerCrash } from '../../../electron/core/services/training/trainingService.js';
+import { explainTrainerCrash } from '../../../electron/core/services/training/trainingRun.js';
 
 describe('trainer crash reasons', () => {
   it('explains llama.cpp graph-size assertions (as printed on CPU and on an H200) and nothing else', () => {

@@ -255,6 +255,61 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     await again.stop();
   });
 
+  it('close() lets a running job go on until the deadline, then stops it as stop() does; a submit meanwhile is 503', async () => {
+    const a = await service.submit(request('drain-long', { steps: 100_000, stepMs: 20 }));
+    const b = await service.submit(request('drain-queued', { steps: 1 }));
+    const before = (await settle(a.jobId, (s) => s.status === 'running' && s.progress.currentStep > 0)).progress.currentStep;
+    const deadline = new AbortController();
+    clock.setTimeout(() => deadline.abort(), 30_000);
+    let closed = false;
+    const closing = service.close({ deadline: deadline.signal }).then(() => (closed = true));
+    expect(service.draining).toBe(true);
+    await expect(service.submit(request('drain-late', { steps: 1 }))).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      status: 503,
+      message: 'The training service is stopping',
+    });
+    // the job trains on while the service drains
+    await settle(a.jobId, (s) => s.status === 'running' && s.progress.currentStep > before + 3);
+    expect(closed).toBe(false);
+    expect(processesMentioning(`${a.jobId}.json`).length).toBe(1);
+    clock.advance(30_000); // the deadline
+    await closing;
+    expect(processesMentioning(`${a.jobId}.json`)).toEqual([]);
+    const sa = service.status(a.jobId);
+    expect(sa.status).toBe('failed');
+    expect(sa.error).toBe('The console stopped while this job was running; start it again.');
+    expect(service.status(b.jobId).status).toBe('queued');
+    expect(locks.events).toEqual([`acquire ${a.jobId}`, `release ${a.jobId}`]);
+    expect(heartbeats.completed).toEqual([[a.jobId, 'failed']]);
+    // recorded as a stop is: a new service reads it as failed, and runs the job that stayed queued
+    const again = make();
+    await again.start();
+    clock.advance(0);
+    expect(again.status(a.jobId)).toMatchObject({ status: 'failed', error: sa.error });
+    await waitUntil(() => again.status(b.jobId).status === 'completed', 20_000, 'the queued job to run on the new service');
+    await again.stop();
+  });
+
+  it('close() with a deadline the job does not reach lets it finish completed before close() resolves; queued jobs are not started', async () => {
+    const a = await service.submit(request('drain-short', { steps: 15, stepMs: 20 }));
+    const b = await service.submit(request('drain-next', { steps: 1 }));
+    await settle(a.jobId, (s) => s.status === 'running' && s.progress.currentStep > 0);
+    const deadline = new AbortController();
+    clock.setTimeout(() => deadline.abort(), 3_600_000);
+    await service.close({ deadline: deadline.signal });
+    expect(deadline.signal.aborted).toBe(false);
+    expect(service.running).toBe(false);
+    const sa = service.status(a.jobId);
+    expect(sa.status).toBe('completed');
+    expect(sa.result).toMatchObject({ modelId: 'drain-short' });
+    expect(readFileSync(join(dataDir, 'models', 'drain-short.gguf'), 'utf8')).toBe('GGUF-fake');
+    expect(service.status(b.jobId).status).toBe('queued');
+    expect(locks.events).toEqual([`acquire ${a.jobId}`, `release ${a.jobId}`]);
+    expect(heartbeats.completed).toEqual([[a.jobId, 'completed']]);
+    expect(children.list()).toEqual([]);
+  });
+
   it('refuses a relative outputDir that climbs out and a dataset outside the data dir, listing both', async () => {
     await expect(service.submit({ ...request('x', {}), outputDir: '../../etc', datasetPath: '/etc/hostname' })).rejects.toMatchObject({
       code: 'INVALID_REQUEST',

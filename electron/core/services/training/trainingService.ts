@@ -5,10 +5,10 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../../base/clock.js';
-import { ManagedProcess, type ChildProcessRegistry } from '../../base/managedProcess.js';
+import type { ChildProcessRegistry } from '../../base/managedProcess.js';
 import type { ConfigStore } from '../../base/config.js';
-import { AppError, ErrorCode, invalidRequest, type ErrorDetail } from '../../base/errors.js';
-import { BaseService, DisposableStore, type Disposable } from '../../base/lifecycle.js';
+import { AppError, ErrorCode } from '../../base/errors.js';
+import { BaseService, drainUntil } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { GpuLease, GpuLockPort, GpuTenantPort, HeartbeatPort, ModelFilesPort } from '../../base/ports.js';
 import type { Store } from '../../base/store.js';
@@ -31,23 +31,15 @@ import {
   type TrainingSnapshot,
 } from '../../../../shared/contracts/training.js';
 import { TrainingMetrics } from './trainingMetrics.js';
-import { TrainingJobStore, type JobProgress, type JobRow, type TrainingPlan } from './jobStore.js';
-import { cudaDriverRemedy } from '../../base/gpuErrors.js';
-import { datasetRequestProblems, renderDataset } from './datasets.js';
+import { TrainingJobStore, type JobRow } from './jobStore.js';
+import { renderDataset } from './datasets.js';
 import { processStartTime, signalGroup } from '../../base/processUtil.js';
-import { checkExistingFile, checkOutputDir, isInside, modelIdFrom, resolveRoots } from './pathPolicy.js';
-import { parseTrainerLine, type TrainerMessage } from './protocol.js';
+import { isInside } from './pathPolicy.js';
+import { TrainingRun, type TrainerCommand } from './trainingRun.js';
+import { JobPlanner } from './jobPlanner.js';
 import { ensureTrainer, type TrainerBinary } from './trainerBuild.js';
 import { ADAPTERS_DIR, type AdapterSidecar } from '../../base/adapters.js';
-import { fullTrainableParams, planLora, readBaseModel, sha256File, type BaseModelInfo, type BaseTensor } from './loraPlan.js';
-
-const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 8: 'Q8_0', 10: 'Q2_K', 11: 'Q3_K', 12: 'Q4_K', 13: 'Q5_K', 14: 'Q6_K', 30: 'BF16' };
-
-/** The storage types of a model's weight matrices, e.g. "Q4_K and Q6_K". */
-function describeTypes(tensors: readonly BaseTensor[]): string {
-  const types = [...new Set(tensors.filter((t) => t.dims.length === 2).map((t) => GGML_TYPE_NAMES[t.type] ?? `ggml type ${t.type}`))];
-  return types.join(' and ');
-}
+import { sha256File } from './loraPlan.js';
 
 export interface TrainingServiceOptions {
   config: ConfigStore;
@@ -76,48 +68,10 @@ export interface TrainingServiceOptions {
   children?: ChildProcessRegistry;
 }
 
+/** The job running now: its run, and a promise that resolves once its end is recorded. */
 interface ActiveRun {
-  job: JobRow;
-  progress: JobProgress;
-  /** The trainer process (its own process group: cancel reaches its workers too). */
-  proc: ManagedProcess | undefined;
-  lease: GpuLease | undefined;
-  /** Set once the run must end early: why, and as what. */
-  abort: { status: 'cancelled' | 'failed'; reason: string } | undefined;
-  /** What the run owns: the trainer, the lease-renewal and heartbeat timers, the heartbeat subscription. Disposed when it ends. */
-  resources: DisposableStore;
-  lastError: string | undefined;
-  stderrTail: string[];
-  /** The first native assertion or error line the trainer printed (a backtrace follows it). */
-  nativeError: string | undefined;
-  doneOutput: string | undefined;
-  logLines: number;
-  lastProgressSave: number;
-  lastStep: number;
-  /** The engine gave the GPU up for this run (handed back when it ends). */
-  gpuYielded: boolean;
-  /** sha256 of the base and the dataset as this run read them (lineage of the result). */
-  hashes: { base: string; dataset: string } | undefined;
-  exited: Promise<void>;
-  resolveExited: () => void;
-}
-
-const MAX_LOG_LINES_PER_JOB = 5000;
-
-/** A timer as a disposable (cancelled when its owner is disposed). */
-const timerDisposable = (timer: TimerHandle): Disposable => ({ dispose: () => timer.cancel() });
-
-/**
- * Known native failures of the llama trainer, in words an operator can act on. The llama.cpp in
- * node-llama-cpp 3.22.1 sizes its compute graph for inference (max(1024, 8 × tensors) nodes); the
- * trainer enlarges that budget 8× (trainer.cpp), which was measured to fit models of 2–32 layers;
- * a model whose training graph still does not fit ends with this assertion.
- */
-export function explainTrainerCrash(nativeError: string | undefined): string | undefined {
-  if (nativeError && /hash_set\.size >= graph->n_nodes|cgraph->n_nodes < cgraph->size/.test(nativeError)) {
-    return "This model's training graph is larger than the trainer's graph budget (8x llama.cpp's inference budget, TRAIN_GRAPH_FACTOR in resources/trainer/trainer.cpp). Raise that factor, or use training.backend \"command\" with an external trainer";
-  }
-  return nativeError ? cudaDriverRemedy(nativeError, 'set training.gpu to "cpu"') : undefined;
+  run: TrainingRun;
+  settled: Promise<void>;
 }
 
 const SNAPSHOT_JOBS = 20;
@@ -170,6 +124,8 @@ export class TrainingService extends BaseService {
   private active: ActiveRun | undefined;
   private pumping = false;
   private pumpAgain = false;
+  /** The queue step in progress (taking the next job off the queue, up to its trainer's spawn). */
+  private pumpRun: Promise<void> | undefined;
   private retryTimer: TimerHandle | undefined;
   /** One-shot timers (queue pumps) not fired yet; cancelled when the service stops. */
   private readonly pendingTimers = new Set<TimerHandle>();
@@ -177,12 +133,14 @@ export class TrainingService extends BaseService {
   private trainerBuild: Promise<TrainerBinary> | undefined;
   private readonly listeners = new Map<string, Set<(event: TrainingEvent) => void>>();
   private readonly metrics: TrainingMetrics;
+  private readonly planner: JobPlanner;
 
   constructor(private readonly options: TrainingServiceOptions) {
     super();
     this.jobs = new TrainingJobStore(options.store);
     const jobs = this.jobs;
     this.metrics = new TrainingMetrics(options.metrics, { countByStatus: () => jobs.countByStatus() });
+    this.planner = new JobPlanner({ config: options.config, dataDir: options.dataDir, modelsDir: options.modelsDir, ...(options.models ? { models: options.models } : {}) });
   }
 
   private get cfg() {
@@ -215,11 +173,25 @@ export class TrainingService extends BaseService {
     this.later(() => this.pump());
   }
 
+  /**
+   * Drains: queued jobs are not started any more (`running` is false, so the queue does not pump);
+   * a job being started or running may go on until it ends or `deadline` fires. Then onStop ends
+   * what is left as a stop does.
+   */
+  protected override async onDrain(deadline: AbortSignal): Promise<void> {
+    // A job being taken off the queue (lock, trainer build) becomes the active one, or goes back.
+    if (this.pumpRun && !(await drainUntil(deadline, this.pumpRun))) return;
+    const active = this.active;
+    if (!active) return;
+    this.log(active.run.job.id, 'info', 'the training service is stopping; this job may finish until its drain deadline');
+    await drainUntil(deadline, active.settled);
+  }
+
   protected override async onStop(): Promise<void> {
-    const run = this.active;
-    if (run) {
-      this.abort(run, 'failed', 'The console stopped while this job was running; start it again.');
-      await run.exited;
+    const active = this.active;
+    if (active) {
+      void active.run.close({ status: 'failed', reason: 'The console stopped while this job was running; start it again.' });
+      await active.settled;
     }
     this.listeners.clear();
   }
@@ -228,8 +200,9 @@ export class TrainingService extends BaseService {
 
   /** Validates and queues a job (§4.1). Paths are untrusted: see `StartTrainingRequest`. */
   async submit(request: StartTrainingRequest): Promise<StartTrainingResponse> {
+    if (this.draining) throw new AppError(ErrorCode.UNAVAILABLE, 'The training service is stopping');
     if (!this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The training service is not running');
-    const plan = await this.plan(request);
+    const plan = await this.planner.plan(request);
     const conflict = this.jobs.activeForOutputDir(plan.outputDir);
     if (conflict) {
       throw new AppError(ErrorCode.TRAINING_JOB_RUNNING, `Job ${conflict.id} (${conflict.status}) already writes to outputDir ${plan.outputDir}`, {
@@ -254,10 +227,10 @@ export class TrainingService extends BaseService {
   async cancel(jobId: string): Promise<CancelTrainingResponse> {
     const job = this.require(jobId);
     if (TERMINAL_STATUSES.includes(job.status)) return { jobId, status: job.status, message: `Training job is already ${job.status}` };
-    const run = this.active;
-    if (run && run.job.id === jobId) {
-      this.abort(run, 'cancelled', 'cancelled by request');
-      await run.exited;
+    const active = this.active;
+    if (active && active.run.job.id === jobId) {
+      void active.run.cancel();
+      await active.settled;
     } else if (this.jobs.finish(jobId, 'cancelled', this.options.clock.now(), null, null)) {
       this.log(jobId, 'info', 'cancelled while queued');
       this.emitStatus(jobId);
@@ -329,9 +302,9 @@ export class TrainingService extends BaseService {
     const recent = this.jobs.recent(SNAPSHOT_JOBS);
     return {
       queued: counts.queued ?? 0,
-      running: this.active?.job.id ?? null,
+      running: this.active?.run.job.id ?? null,
       jobs: recent.map((j) => {
-        const p = this.active?.job.id === j.id ? this.active.progress : j.progress;
+        const p = this.active?.run.job.id === j.id ? this.active.run.progress : j.progress;
         return {
           jobId: j.id,
           status: j.status,
@@ -344,150 +317,6 @@ export class TrainingService extends BaseService {
     };
   }
 
-  // --- validation ---
-
-  private async plan(request: StartTrainingRequest): Promise<TrainingPlan> {
-    const cfg = this.cfg;
-    const backend = cfg.backend;
-    const details: ErrorDetail[] = [];
-    const roots = await resolveRoots([this.options.dataDir, ...cfg.allowedRoots]);
-    if (backend === 'command' && cfg.command.executable === '') {
-      throw new AppError(ErrorCode.UNAVAILABLE, 'training.backend is "command" but training.command.executable is not configured');
-    }
-    const dataset = await checkExistingFile(request.datasetPath, this.options.dataDir, roots);
-    if (!dataset.ok) details.push({ type: 'invalid_path', field: 'datasetPath', description: dataset.description });
-    // Dataset contents (datasets.ts): every bad row is a 400 before the job is queued.
-    else details.push(...(await datasetRequestProblems(dataset.path, backend)));
-    const outputBase = join(this.options.dataDir, 'training', 'outputs');
-    const output = await checkOutputDir(request.outputDir, outputBase, roots);
-    if (!output.ok) details.push({ type: 'invalid_path', field: 'outputDir', description: output.description });
-    const modelsDir = this.options.modelsDir();
-    if (output.ok && isInside(modelsDir, output.path)) {
-      details.push({ type: 'invalid_path', field: 'outputDir', description: 'must not be inside the models dir (the finished model is published there by itself)' });
-    }
-    const model = await this.resolveBaseModel(request.baseModel, backend, [...roots, modelsDir]);
-    if (model.kind === 'invalid') details.push({ type: 'invalid_path', field: 'baseModel', description: model.description });
-    if (details.length > 0 || !dataset.ok || !output.ok || model.kind === 'invalid') throw invalidRequest('Invalid training request', details);
-    if (model.kind === 'missing') {
-      throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Model '${request.baseModel}' is not in the models dir (${modelsDir}); download or import it first`, {
-        details: [{ type: 'model_not_found', field: 'baseModel', description: model.description }],
-      });
-    }
-    const fallback = `trained-${randomBytes(3).toString('hex')}`;
-    const base: TrainingPlan = {
-      backend,
-      modelPath: model.path,
-      datasetPath: dataset.path,
-      outputDir: output.path,
-      outputModelId: modelIdFrom(basename(output.path), fallback),
-    };
-    return backend === 'llama' ? { ...base, ...(await this.planMethod(request, model.path)) } : base;
-  }
-
-  /**
-   * What the llama backend will train: LoRA (targets mapped to the base's tensors) or full
-   * fine-tuning (only where the base has F32 weights). A request that would train nothing, or that
-   * asks for what llama.cpp cannot do, is refused here, before it is queued.
-   */
-  private async planMethod(request: StartTrainingRequest, modelPath: string): Promise<Partial<TrainingPlan>> {
-    let info: BaseModelInfo;
-    try {
-      info = await readBaseModel(modelPath);
-    } catch (err) {
-      throw invalidRequest('Invalid training request', [{ type: 'invalid_model', field: 'baseModel', description: `not a readable GGUF file: ${(err as Error).message}` }]);
-    }
-    const hp = request.hyperParams;
-    const details: ErrorDetail[] = [];
-    const full = fullTrainableParams(info.tensors);
-    const method = hp.method ?? (request.loraConfig !== undefined || full.matrices === 0 ? 'lora' : 'full');
-    let extra: Partial<TrainingPlan> = {};
-    if (method === 'full') {
-      if (request.loraConfig !== undefined) {
-        details.push({ type: 'conflict', field: 'loraConfig', description: 'hyperParams.method is "full"; LoRA values apply to method "lora" only' });
-      }
-      if (full.matrices === 0) {
-        details.push({
-          type: 'nothing_to_train',
-          field: 'hyperParams.method',
-          description: `full fine-tuning would train nothing on this base: llama.cpp's optimizer updates F32 tensors only, and its weight matrices are ${describeTypes(info.tensors)}. Use method "lora" (the default for such models)`,
-        });
-      }
-      extra = { method, trainableParams: full.params, architecture: info.architecture };
-    } else {
-      const lc = request.loraConfig;
-      const rank = lc?.r ?? hp.loraRank;
-      if (lc?.bias !== undefined && lc.bias !== 'none') {
-        details.push({ type: 'unsupported', field: 'loraConfig.bias', description: `"${lc.bias}": the llama backend trains LoRA A/B matrices only (llama.cpp adapters carry no biases); use "none"` });
-      }
-      const targetModules = lc?.targetModules ?? ['q_proj', 'v_proj'];
-      const lora = planLora(info.tensors, targetModules, rank);
-      if (!lora.ok) {
-        details.push({
-          type: 'unknown_target_module',
-          field: 'loraConfig.targetModules',
-          description: `${lora.unknown.map((m) => `'${m}'`).join(', ')} match no weight of this model; its weights are ${lora.available.join(', ')} (Hugging Face names q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, all-linear and output are mapped to these)`,
-        });
-      } else {
-        extra = { method, trainableParams: lora.trainableParams, architecture: info.architecture, loraTargets: lora.targets };
-      }
-    }
-    if (details.length > 0) throw invalidRequest('Invalid training request', details);
-    return extra;
-  }
-
-  private async resolveBaseModel(
-    input: string,
-    backend: 'llama' | 'command',
-    roots: string[],
-  ): Promise<{ kind: 'ok'; path: string } | { kind: 'missing'; description: string } | { kind: 'invalid'; description: string }> {
-    const looksLikePath = input.startsWith('/') || input.startsWith('.') || input.includes('\\') || input.endsWith('.gguf');
-    if (!looksLikePath && !input.includes('/')) {
-      // a model id of the models dir
-      if (this.options.models) {
-        try {
-          const file = await this.options.models.get(input);
-          if (file) return { kind: 'ok', path: file.path };
-        } catch (err) {
-          if (err instanceof AppError) return { kind: 'invalid', description: err.details?.[0]?.description ?? err.message };
-          throw err;
-        }
-      } else {
-        const candidate = join(this.options.modelsDir(), `${input}.gguf`);
-        if (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(input) && existsSync(candidate)) return { kind: 'ok', path: candidate };
-      }
-      return { kind: 'missing', description: `no model '${input}' in the models dir` };
-    }
-    if (looksLikePath) {
-      const file = await checkExistingFile(input, this.options.dataDir, roots);
-      if (!file.ok) return { kind: 'invalid', description: file.description };
-      if (!file.path.endsWith('.gguf')) return { kind: 'invalid', description: 'must be a .gguf file' };
-      return { kind: 'ok', path: file.path };
-    }
-    // `org/name` (a Hugging Face id): only an external trainer can fetch it.
-    if (backend === 'command') return { kind: 'ok', path: input };
-    // The seed's shape: a Hugging Face id that the model catalog knows (its GGUF repo), downloaded or not.
-    const entry = await this.catalogEntryFor(input);
-    if (entry) {
-      const file = await this.options.models?.get(entry.id).catch(() => undefined);
-      if (file) return { kind: 'ok', path: file.path };
-      return {
-        kind: 'missing',
-        description: `'${input}' is the catalog's '${entry.id}' (${entry.uri}), which is not downloaded yet: POST /api/v1/library/downloads {"uri": "${entry.uri}", "name": "${entry.id}"} (or the Models page), then train on '${entry.id}'`,
-      };
-    }
-    return { kind: 'missing', description: `'${input}' is not a local model; download it into the models dir first (the llama backend trains local GGUF files)` };
-  }
-
-  /** The catalog entry whose `hf:` repo is `repo` (with or without a `-GGUF` suffix), if any. */
-  private async catalogEntryFor(repo: string): Promise<{ id: string; uri: string } | undefined> {
-    const catalog = await this.options.models?.catalog?.().catch(() => undefined);
-    const want = repo.toLowerCase().replace(/-gguf$/, '');
-    return catalog?.models.find((m) => {
-      const r = /^hf:([^:]+)/.exec(m.uri)?.[1]?.toLowerCase().replace(/-gguf$/, '');
-      return r === want;
-    });
-  }
-
   // --- running ---
 
   private pump(): void {
@@ -497,10 +326,11 @@ export class TrainingService extends BaseService {
       return;
     }
     this.pumping = true;
-    void this.runNext()
+    this.pumpRun = this.runNext()
       .catch((err: unknown) => this.options.logger.error({ err }, 'training queue failed'))
       .finally(() => {
         this.pumping = false;
+        this.pumpRun = undefined;
         if (this.pumpAgain) {
           this.pumpAgain = false;
           this.pump();
@@ -559,142 +389,57 @@ export class TrainingService extends BaseService {
   }
 
   private async startRun(job: JobRow, lease: GpuLease | undefined): Promise<void> {
-    const { clock } = this.options;
-    let resolveExited!: () => void;
-    const exited = new Promise<void>((r) => (resolveExited = r));
-    const run: ActiveRun = {
+    const { clock, logger, gpuLocks, heartbeats, gpuTenant, children } = this.options;
+    const cfg = this.cfg;
+    const id = job.id;
+    const run = new TrainingRun({
       job,
-      progress: { currentEpoch: 0, currentStep: 0, totalSteps: 0, learningRate: job.request.hyperParams.learningRate },
-      proc: undefined,
       lease,
-      abort: undefined,
-      resources: new DisposableStore(),
-      lastError: undefined,
-      stderrTail: [],
-      nativeError: undefined,
-      doneOutput: undefined,
-      logLines: 0,
-      lastProgressSave: 0,
-      lastStep: 0,
-      gpuYielded: false,
-      hashes: undefined,
-      exited,
-      resolveExited,
-    };
-    this.active = run;
-    this.jobs.markRunning(job.id, clock.now());
+      clock,
+      logger,
+      metrics: this.metrics,
+      sink: {
+        log: (level, message) => this.log(id, level, message),
+        loss: (point) => {
+          this.jobs.addLoss(id, point);
+          this.emit(id, { type: 'progress', data: point });
+        },
+        validation: (point) => {
+          this.jobs.addValidation(id, point);
+          this.emit(id, { type: 'validation', data: point });
+        },
+        saveProgress: (progress) => this.jobs.saveProgress(id, progress),
+        trainerProcess: (info) => this.jobs.setTrainerProcess(id, info),
+      },
+      ...(gpuLocks ? { gpuLocks } : {}),
+      ...(heartbeats ? { heartbeats } : {}),
+      heartbeatIntervalMs: cfg.heartbeatIntervalSeconds * 1000,
+      ...(gpuTenant ? { gpuTenant: { port: gpuTenant, policy: cfg.enginePolicy } } : {}),
+      cancelGraceMs: () => this.cfg.cancelGraceSeconds * 1000,
+      ...(children ? { children } : {}),
+      publish: (r, output) => this.publish(r, output),
+    });
+    const settled = run.ended
+      .then((end) => {
+        this.finish(id, end.status, end.error, end.result);
+        if (end.status === 'completed' && end.result) this.log(id, 'info', `completed: model '${end.result.modelId}' (${end.result.modelPath})`);
+      })
+      .catch((err: unknown) => logger.error({ err, jobId: id }, 'recording the end of a training job failed'))
+      .finally(() => {
+        this.active = undefined;
+        this.pump();
+      });
+    this.active = { run, settled };
+    this.jobs.markRunning(id, clock.now());
     // Never the fencing token: job logs are readable with an API key, and the token (with the
     // job id, which is the lock's public holder name) is what renews or releases the lock.
-    this.log(job.id, 'info', lease ? `started; holding gpu_lock:${lease.gpuId}` : 'started');
-    this.emitStatus(job.id);
-    this.metrics.loss.reset();
-    this.metrics.validationLoss.reset();
-
-    const cfg = this.cfg;
-    const { heartbeats, gpuLocks } = this.options;
-    try {
-      if (heartbeats) {
-        await heartbeats.register({ taskId: job.id, owner: 'training', ...(lease ? { gpuId: lease.gpuId, fencingToken: lease.fencingToken } : {}), metadata: { baseModel: job.baseModel } });
-        run.resources.defer(heartbeats.onTimeout(job.id, () => this.abort(run, 'failed', 'heartbeat timed out; monitoring released the GPU lock')));
-        run.resources.add(timerDisposable(
-          clock.setInterval(() => {
-            const { currentStep, totalSteps } = run.progress;
-            // `progress` (0–1) is what monitoring shows; the rest travels as detail.
-            void heartbeats.beat(job.id, { ...run.progress, progress: totalSteps > 0 ? Math.min(1, currentStep / totalSteps) : 0 }).catch((err: unknown) => {
-              // CONFLICT: monitoring says the task no longer holds its GPU lock (forced release).
-              if (err instanceof AppError && err.code === ErrorCode.CONFLICT && lease) this.lockLost(run, err);
-              else this.options.logger.warn({ err, jobId: job.id }, 'heartbeat failed');
-            });
-          }, cfg.heartbeatIntervalSeconds * 1000),
-        ));
-      }
-      if (lease && gpuLocks) {
-        // Renewing also notices a forced release; heartbeats notice it sooner when monitoring is wired.
-        const renewMs = Math.max(1000, Math.min(30_000, (lease.ttlSeconds * 1000) / 3));
-        // A renewal the lock store could not answer (503: Redis of a cluster away for a moment) is
-        // retried until the lock would expire: the lock is ours until the last renewal's TTL runs out,
-        // and nobody else can take it before. Only past that the job fails (lock lost).
-        let heldUntil = clock.monotonic() + lease.ttlSeconds * 1000;
-        let renewing = false;
-        let outageSince: number | null = null;
-        let retry: TimerHandle | undefined;
-        run.resources.add({ dispose: () => retry?.cancel() });
-        const renew = (): void => {
-          const held = run.lease;
-          if (!held || renewing || run.abort) return;
-          renewing = true;
-          retry?.cancel();
-          retry = undefined;
-          const sentAt = clock.monotonic();
-          gpuLocks.renew(held.gpuId, held.holder, held.fencingToken).then(
-            (renewed) => {
-              renewing = false;
-              run.lease = renewed;
-              heldUntil = sentAt + renewed.ttlSeconds * 1000;
-              if (outageSince !== null) this.logRun(run, 'info', `GPU lock renewed again after ${((clock.monotonic() - outageSince) / 1000).toFixed(1)} s of failed renewals`);
-              outageSince = null;
-            },
-            (err: unknown) => {
-              renewing = false;
-              if (!(err instanceof AppError && err.code === ErrorCode.UNAVAILABLE)) {
-                this.lockLost(run, err);
-                return;
-              }
-              const now = clock.monotonic();
-              const left = heldUntil - now;
-              if (left <= 0) {
-                this.lockLost(run, err, `gpu lock lost: not renewed within its ${held.ttlSeconds} s TTL (lock store unavailable)`);
-                return;
-              }
-              if (outageSince === null) {
-                outageSince = now;
-                this.logRun(run, 'warn', `could not renew the GPU lock (${err.message}); retrying until it would expire in ${(left / 1000).toFixed(1)} s`);
-              }
-              retry = clock.setTimeout(renew, Math.max(50, Math.min(500, left / 4)));
-            },
-          );
-        };
-        run.resources.add(timerDisposable(clock.setInterval(renew, renewMs)));
-      }
-      const spec = await this.commandFor(run);
-      if (lease && this.options.gpuTenant && this.cfg.enginePolicy !== 'keep') {
-        this.log(job.id, 'info', `asking the engine to give up the GPU (training.enginePolicy "${this.cfg.enginePolicy}")`);
-        await this.options.gpuTenant.yieldGpu({ gpuId: lease.gpuId, holder: job.id, purpose: 'training', policy: this.cfg.enginePolicy });
-        run.gpuYielded = true;
-      }
-      if (run.abort) {
-        this.finalize(run, null, null);
-        return;
-      }
-      await mkdir(job.plan.outputDir, { recursive: true });
-      // Its own process group: cancel reaches a trainer's workers too (a PEFT script's data loaders).
-      const proc = ManagedProcess.spawn({
-        command: spec.file,
-        args: spec.args,
-        env: { ...process.env, ...spec.env },
-        clock,
-        onLine: (stream, line) => (stream === 'stdout' ? this.onStdout(run, line) : this.onStderr(run, line)),
-        ...(this.options.children ? { registry: { registry: this.options.children, name: `trainer ${job.id}`, kind: 'trainer' as const, detail: () => [`job: ${job.id}`, `backend: ${job.plan.backend}`] } } : {}),
-      });
-      run.proc = run.resources.add(proc);
-      const pid = proc.pid;
-      if (pid !== undefined) this.jobs.setTrainerProcess(job.id, { pid, startTime: processStartTime(pid) });
-      void proc.exited.then((exit) => {
-        if (exit.error) run.lastError = `cannot start the trainer: ${exit.error.message}`;
-        // Whatever the trainer left running in its group (workers) was killed when it exited.
-        if (exit.strays && !run.abort) this.logRun(run, 'warn', `the trainer left processes in its group ${pid}; killed them`);
-        this.finalize(run, exit.code, exit.signal);
-      });
-      if (run.abort) this.kill(run);
-    } catch (err) {
-      run.lastError = err instanceof Error ? err.message : String(err);
-      this.finalize(run, null, null);
-    }
+    this.log(id, 'info', lease ? `started; holding gpu_lock:${lease.gpuId}` : 'started');
+    this.emitStatus(id);
+    await run.start(() => this.commandFor(job));
   }
 
   /** The executable, arguments and job config file of a run. */
-  private async commandFor(run: ActiveRun): Promise<{ file: string; args: string[]; env: Record<string, string> }> {
-    const { job } = run;
+  private async commandFor(job: JobRow): Promise<TrainerCommand> {
     const cfg = this.cfg;
     const hp = job.request.hyperParams;
     const jobsDir = join(this.options.dataDir, 'training', 'jobs');
@@ -749,7 +494,6 @@ export class TrainingService extends BaseService {
     for (const warning of rendered.warnings) this.log(job.id, 'warn', warning);
     // Lineage: hashed when the job starts (not when it is submitted: a multi-GB base takes seconds).
     const [base, dataset] = await Promise.all([sha256File(plan.modelPath), sha256File(plan.datasetPath)]);
-    run.hashes = { base, dataset };
     const outputPath = join(job.plan.outputDir, method === 'lora' ? 'adapter.gguf' : 'model.gguf');
     await writeFile(
       configPath,
@@ -775,7 +519,7 @@ export class TrainingService extends BaseService {
         2,
       ),
     );
-    return { file: binary.path, args: [configPath], env: {} };
+    return { file: binary.path, args: [configPath], env: {}, hashes: { base, dataset } };
   }
 
   /** The native trainer, built once per process when missing or stale. */
@@ -795,182 +539,12 @@ export class TrainingService extends BaseService {
     return this.trainerBuild;
   }
 
-  private onStdout(run: ActiveRun, line: string): void {
-    const parsed = parseTrainerLine(line);
-    if (parsed.ok === 'ignored') return;
-    if (parsed.ok === false) {
-      this.logRun(run, 'warn', `unparsed trainer output (${parsed.reason})`);
-      return;
-    }
-    this.onMessage(run, parsed.message);
-  }
-
-  private onStderr(run: ActiveRun, line: string): void {
-    if (line.trim() === '') return;
-    run.stderrTail.push(line);
-    if (run.stderrTail.length > 20) run.stderrTail.shift();
-    if (run.nativeError === undefined && /GGML_ASSERT|\berror:/i.test(line)) run.nativeError = line.trim();
-    this.logRun(run, 'warn', line);
-  }
-
-  private onMessage(run: ActiveRun, m: TrainerMessage): void {
-    const { clock } = this.options;
-    const id = run.job.id;
-    const p = run.progress;
-    switch (m.type) {
-      case 'start':
-        p.totalSteps = m.totalSteps;
-        this.logRun(run, 'info', `training ${m.totalSteps} steps${m.stepsPerEpoch ? ` (${m.stepsPerEpoch} per epoch)` : ''}`);
-        this.saveProgress(run, true);
-        break;
-      case 'progress': {
-        p.currentEpoch = m.epoch;
-        p.currentStep = m.step;
-        p.totalSteps = m.totalSteps;
-        if (m.learningRate !== undefined) p.learningRate = m.learningRate;
-        if (m.accuracy !== undefined) p.accuracy = m.accuracy;
-        if (m.step > run.lastStep) {
-          this.metrics.steps.inc(m.step - run.lastStep);
-          run.lastStep = m.step;
-        }
-        if (m.loss !== undefined) {
-          p.loss = m.loss;
-          this.metrics.loss.set(m.loss);
-          const point = { step: m.step, epoch: m.epoch, loss: m.loss, ...(m.accuracy !== undefined ? { accuracy: m.accuracy } : {}), at: clock.now() };
-          this.jobs.addLoss(id, point);
-          this.emit(id, { type: 'progress', data: point });
-        }
-        if (m.valLoss !== undefined) this.onValidation(run, m.epoch, m.step, m.valLoss, undefined);
-        this.saveProgress(run, false);
-        break;
-      }
-      case 'eval':
-        this.onValidation(run, m.epoch, m.step, m.valLoss, m.valAccuracy);
-        break;
-      case 'epoch': {
-        const parts = [`epoch ${m.epoch} done at step ${m.step}`];
-        if (m.loss !== undefined) parts.push(`loss ${m.loss.toFixed(4)}`);
-        if (m.valLoss !== undefined) parts.push(`validation loss ${m.valLoss.toFixed(4)}`);
-        if (m.seconds !== undefined) parts.push(`${m.seconds.toFixed(2)} s`);
-        if (m.tokensPerSecond !== undefined) parts.push(`${Math.round(m.tokensPerSecond)} tokens/s`);
-        this.logRun(run, 'info', parts.join(', '));
-        this.saveProgress(run, true);
-        break;
-      }
-      case 'checkpoint':
-        this.logRun(run, 'info', `checkpoint at step ${m.step}: ${m.path}`);
-        break;
-      case 'log':
-        this.logRun(run, m.level, m.message);
-        break;
-      case 'done':
-        run.doneOutput = m.output;
-        break;
-      case 'error':
-        run.lastError = m.message;
-        this.logRun(run, 'error', m.message);
-        break;
-      case 'cancelled':
-        this.logRun(run, 'info', 'trainer stopped on request');
-        break;
-    }
-  }
-
-  private onValidation(run: ActiveRun, epoch: number, step: number, valLoss: number, valAccuracy: number | undefined): void {
-    run.progress.valLoss = valLoss;
-    this.metrics.validationLoss.set(valLoss);
-    const point = { step, epoch, valLoss, ...(valAccuracy !== undefined ? { valAccuracy } : {}), at: this.options.clock.now() };
-    this.jobs.addValidation(run.job.id, point);
-    this.emit(run.job.id, { type: 'validation', data: point });
-  }
-
-  /** Progress is written at most once a second (and at epoch ends), not on every step. */
-  private saveProgress(run: ActiveRun, force: boolean): void {
-    const now = this.options.clock.monotonic();
-    if (!force && now - run.lastProgressSave < 1000) return;
-    run.lastProgressSave = now;
-    this.jobs.saveProgress(run.job.id, run.progress);
-  }
-
-  /** The GPU lock was taken away (forced release, expiry): the job fails with the contract's reason. */
-  private lockLost(run: ActiveRun, err: unknown, reason = 'gpu lock force-released'): void {
-    if (run.abort || this.active !== run) return;
-    run.lease = undefined;
-    this.logRun(run, 'error', `lost the GPU lock: ${(err as Error).message}`);
-    this.abort(run, 'failed', reason);
-  }
-
-  /** Ends a run early: SIGTERM now, SIGKILL after the grace. Safe to call twice. */
-  private abort(run: ActiveRun, status: 'cancelled' | 'failed', reason: string): void {
-    if (run.abort || this.active !== run) return;
-    run.abort = { status, reason };
-    this.logRun(run, status === 'cancelled' ? 'info' : 'error', `stopping: ${reason}`);
-    this.kill(run);
-  }
-
-  /** SIGTERM to the trainer's group now, SIGKILL after the grace (the exit finalizes the run). */
-  private kill(run: ActiveRun): void {
-    const proc = run.proc;
-    if (!proc || proc.hasExited) return;
-    const graceSeconds = this.cfg.cancelGraceSeconds;
-    void proc.close(graceSeconds * 1000, () => this.logRun(run, 'warn', `trainer did not stop within ${graceSeconds} s of SIGTERM; sending SIGKILL`));
-  }
-
-  private finalize(run: ActiveRun, code: number | null, signal: NodeJS.Signals | null): void {
-    void this.finalizeAsync(run, code, signal).catch((err: unknown) => {
-      this.options.logger.error({ err, jobId: run.job.id }, 'finishing a training job failed');
-    });
-  }
-
-  private async finalizeAsync(run: ActiveRun, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
-    const id = run.job.id;
-    await run.resources.dispose().catch((err: unknown) => this.options.logger.warn({ err, jobId: id }, 'releasing the run\'s resources failed'));
-    this.saveProgress(run, true);
-    let status: 'completed' | 'failed' | 'cancelled';
-    let error: string | null = null;
-    let result: JobRow['result'] = null;
-    if (run.abort) {
-      status = run.abort.status;
-      error = status === 'failed' ? run.abort.reason : null;
-    } else if (code === 0 && run.doneOutput) {
-      try {
-        result = await this.publish(run, run.doneOutput);
-        status = 'completed';
-      } catch (err) {
-        status = 'failed';
-        error = `training finished but the model could not be published: ${(err as Error).message}`;
-      }
-    } else {
-      status = 'failed';
-      const how = signal ? `was killed by ${signal}` : code === null ? 'could not be started' : `exited with code ${code}`;
-      const reason = run.lastError ?? (code === 0 ? 'the trainer exited without reporting a result' : `the trainer ${how}`);
-      const tail = run.lastError ? '' : (run.nativeError ?? run.stderrTail.slice(-3).join(' | '));
-      error = tail ? `${reason}: ${tail}` : reason;
-      const explained = run.lastError ? undefined : explainTrainerCrash(run.nativeError);
-      if (explained) error = `${error}. ${explained}`;
-    }
-    if (run.lease && this.options.gpuLocks) {
-      await this.options.gpuLocks.release(run.lease.gpuId, run.lease.holder, run.lease.fencingToken).catch((err: unknown) => {
-        this.options.logger.warn({ err, jobId: id }, 'releasing the GPU lock failed');
-      });
-    }
-    if (run.gpuYielded) this.options.gpuTenant?.reclaimGpu(id);
-    if (this.options.heartbeats) {
-      await this.options.heartbeats.complete(id, status).catch((err: unknown) => this.options.logger.warn({ err, jobId: id }, 'ending the heartbeat failed'));
-    }
-    this.finish(id, status, error, result);
-    if (status === 'completed' && result) this.logRun(run, 'info', `completed: model '${result.modelId}' (${result.modelPath})`);
-    this.active = undefined;
-    run.resolveExited();
-    this.pump();
-  }
-
   /**
    * Publishes the result so the engine lists it: a full fine-tune's GGUF into the models dir (hard
    * link, else copy); a LoRA adapter into `<models>/adapters/<name>.gguf` with its lineage beside it
    * (`<name>.json`), served as the model `<base>+<name>`.
    */
-  private async publish(run: ActiveRun, output: string): Promise<TrainingResult> {
+  private async publish(run: TrainingRun, output: string): Promise<TrainingResult> {
     await stat(output);
     if (!output.endsWith('.gguf')) return { modelId: '', modelPath: output };
     const { job } = run;
@@ -1009,7 +583,7 @@ export class TrainingService extends BaseService {
     await writeFile(join(dir, `${name}.json`), JSON.stringify(sidecar, null, 2));
     await rename(tmp, target);
     if (!baseId) {
-      this.logRun(run, 'warn', `the base ${job.plan.modelPath} is not in the models dir, so the engine cannot serve the adapter by id; import the base into the models dir as well`);
+      this.log(job.id, 'warn', `the base ${job.plan.modelPath} is not in the models dir, so the engine cannot serve the adapter by id; import the base into the models dir as well`);
       return { modelId: '', modelPath: target, adapter: name, lineage };
     }
     return { modelId: `${baseId}+${name}`, modelPath: target, adapter: name, lineage };
@@ -1032,7 +606,7 @@ export class TrainingService extends BaseService {
 
   private toStatus(job: JobRow): TrainingJobStatus {
     const now = this.options.clock.now();
-    const p = this.active?.job.id === job.id ? this.active.progress : job.progress;
+    const p = this.active?.run.job.id === job.id ? this.active.run.progress : job.progress;
     const end = job.completedAt ?? now;
     const elapsed = job.startedAt !== null ? Math.max(0, Math.round((end - job.startedAt) / 1000)) : 0;
     const step = p?.currentStep ?? 0;
@@ -1088,13 +662,5 @@ export class TrainingService extends BaseService {
     const id = this.jobs.addLog(jobId, at, level, message);
     this.options.logger[level]({ jobId }, message);
     this.emit(jobId, { type: 'log', data: { id, at: iso(at), level, message } });
-  }
-
-  /** A log line of a running job, capped per job so a chatty trainer cannot fill the disk. */
-  private logRun(run: ActiveRun, level: 'info' | 'warn' | 'error', message: string): void {
-    run.logLines += 1;
-    if (run.logLines > MAX_LOG_LINES_PER_JOB) return;
-    if (run.logLines === MAX_LOG_LINES_PER_JOB) message = `log limit of ${MAX_LOG_LINES_PER_JOB} lines reached; further lines are dropped`;
-    this.log(run.job.id, level, message.length > 4000 ? `${message.slice(0, 4000)}…` : message);
   }
 }
