@@ -91,7 +91,7 @@ describe.skipIf(process.platform !== 'linux')('draining training on a real conso
 
     deadline.abort();
     await closing;
-    expect(await status(jobId)).toMatchObject({ status: 'failed', error: 'The console stopped while this job was running; start it again.' });
+    expect(await status(jobId)).toMatchObject({ status: 'failed', error: 'The console stopped while this job was running and it has no checkpoint to resume from; start it again.' });
     expect(processesMentioning(`${jobId}.json`)).toEqual([]);
   });
 });

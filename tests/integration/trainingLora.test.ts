@@ -201,7 +201,7 @@ describe('LoRA training and adapters served by the engine (tiny models, CPU)', (
     expect(logs.some((m) => m.includes('asking the engine to give up the GPU'))).toBe(true);
   }, 300_000);
 
-  it('resumes an interrupted LoRA job from its last checkpoint after a restart', async () => {
+  it('a LoRA job stopped (or killed) with a checkpoint resumes from it after a restart', async () => {
     const first = await startConsole({ keepDataDir: true, config: { engine: { gpu: 'false' }, training: { trainerDir: TEST_TRAINER_DIR, threads: 2, gpu: 'cpu' } } });
     const dataDir = first.dataDir;
     writeTinyModel(join(dataDir, 'models', 'tiny-q8.gguf'), { type: 'q8_0' });
@@ -216,8 +216,12 @@ describe('LoRA training and adapters served by the engine (tiny models, CPU)', (
     const jobId = start.body.jobId;
     await waitFor(() => (existsSync(join(dataDir, 'training', 'outputs', 'resume', 'checkpoint-step-10.gguf')) ? true : undefined), 120_000, 'a checkpoint', 50);
     await first.close();
-    // What a kill -9 leaves behind: the job still marked running.
     const store = new Store({ path: join(dataDir, 'console.db') });
+    // A stop keeps the job: back in the queue, to resume from its checkpoint.
+    const stopped = store.db.prepare('SELECT status, error, plan FROM training_jobs WHERE id = ?').get(jobId) as { status: string; error: string | null; plan: string };
+    expect(stopped).toMatchObject({ status: 'queued', error: null });
+    expect(JSON.parse(stopped.plan)).toMatchObject({ resumeFrom: expect.stringMatching(/checkpoint-step-\d+\.gguf$/) });
+    // What a kill -9 leaves behind instead: the job still marked running (the restart resumes it too).
     store.db.prepare("UPDATE training_jobs SET status = 'running', completed_at = NULL, error = NULL WHERE id = ?").run(jobId);
     store.close();
     const second = await startConsole({ dataDir, config: { engine: { gpu: 'false' }, training: { trainerDir: TEST_TRAINER_DIR, threads: 2, gpu: 'cpu' } } });

@@ -278,7 +278,7 @@ describe('TrainingService queue (command backend with a fake trainer)', () => {
     expect(processesMentioning(`${a.jobId}.json`)).toEqual([]);
     const sa = service.status(a.jobId);
     expect(sa.status).toBe('failed');
-    expect(sa.error).toBe('The console stopped while this job was running; start it again.');
+    expect(sa.error).toBe('The console stopped while this job was running and it has no checkpoint to resume from; start it again.');
     expect(service.status(b.jobId).status).toBe('queued');
     expect(locks.events).toEqual([`acquire ${a.jobId}`, `release ${a.jobId}`]);
     expect(heartbeats.completed).toEqual([[a.jobId, 'failed']]);

@@ -122,6 +122,8 @@ export class TrainingService extends BaseService {
   readonly name = 'training';
   private readonly jobs: TrainingJobStore;
   private active: ActiveRun | undefined;
+  /** The job a stop is ending: it goes back to the queue if it has a checkpoint to resume from. */
+  private resumeAfterStop: string | null = null;
   private pumping = false;
   private pumpAgain = false;
   /** The queue step in progress (taking the next job off the queue, up to its trainer's spawn). */
@@ -156,10 +158,7 @@ export class TrainingService extends BaseService {
         signalGroup(leftover.pid, 'SIGKILL');
         this.log(job.id, 'warn', `the trainer (pid ${leftover.pid}) outlived the console; stopped it and its process group`);
       }
-      const checkpoint = job.plan.method === 'lora' ? await latestCheckpoint(job.plan.outputDir) : undefined;
-      if (!checkpoint) continue;
-      this.jobs.requeue(job.id, { ...job.plan, resumeFrom: checkpoint.path, resumeStep: checkpoint.step });
-      this.log(job.id, 'info', `the console stopped while this job was running; it resumes from its checkpoint at step ${checkpoint.step} (${checkpoint.path}); AdamW's moment estimates start afresh`);
+      await this.requeueFromCheckpoint(job);
     }
     const failed = this.jobs.failInterrupted(this.options.clock.now(), 'The console stopped while this job was running and it has no checkpoint to resume from (full fine-tuning, or a LoRA job stopped before its first saveSteps); start the job again.');
     for (const id of failed) this.log(id, 'error', 'marked failed: the console stopped while the job was running');
@@ -190,10 +189,26 @@ export class TrainingService extends BaseService {
   protected override async onStop(): Promise<void> {
     const active = this.active;
     if (active) {
-      void active.run.close({ status: 'failed', reason: 'The console stopped while this job was running; start it again.' });
+      // A stop keeps what a crash keeps: a LoRA job with a checkpoint goes back to the queue and
+      // resumes from it when training starts again (see the run's end in startJob).
+      this.resumeAfterStop = active.run.job.id;
+      void active.run.close({ status: 'failed', reason: 'The console stopped while this job was running and it has no checkpoint to resume from; start it again.' });
       await active.settled;
+      this.resumeAfterStop = null;
     }
     this.listeners.clear();
+  }
+
+  /**
+   * Puts an interrupted LoRA job back in the queue to resume from its latest checkpoint; false when
+   * it has none (full fine-tuning, or stopped before its first saveSteps).
+   */
+  private async requeueFromCheckpoint(job: JobRow): Promise<boolean> {
+    const checkpoint = job.plan.method === 'lora' ? await latestCheckpoint(job.plan.outputDir) : undefined;
+    if (!checkpoint) return false;
+    this.jobs.requeue(job.id, { ...job.plan, resumeFrom: checkpoint.path, resumeStep: checkpoint.step });
+    this.log(job.id, 'info', `the console stopped while this job was running; it resumes from its checkpoint at step ${checkpoint.step} (${checkpoint.path}) when training runs again; AdamW's moment estimates start afresh`);
+    return true;
   }
 
   // --- public API (used by the HTTP adapter) ---
@@ -420,7 +435,11 @@ export class TrainingService extends BaseService {
       publish: (r, output) => this.publish(r, output),
     });
     const settled = run.ended
-      .then((end) => {
+      .then(async (end) => {
+        if (this.resumeAfterStop === id && end.status === 'failed' && (await this.requeueFromCheckpoint(this.jobs.get(id) ?? job))) {
+          this.emitStatus(id);
+          return;
+        }
         this.finish(id, end.status, end.error, end.result);
         if (end.status === 'completed' && end.result) this.log(id, 'info', `completed: model '${end.result.modelId}' (${end.result.modelPath})`);
       })
