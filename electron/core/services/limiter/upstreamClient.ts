@@ -37,7 +37,7 @@ export interface UpstreamResponse {
 /** Headers of the upstream response that must not be relayed (hop-by-hop, or re-framed by us). */
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
 /** Client headers forwarded upstream (everything else, including credentials, stays here). */
-const FORWARD_REQUEST = new Set(['content-type', 'accept', 'accept-language', 'user-agent', 'x-request-id', 'openai-organization', 'openai-project']);
+const FORWARD_REQUEST = ['content-type', 'accept', 'accept-language', 'user-agent', 'x-request-id', 'openai-organization', 'openai-project'] as const;
 
 export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
   if (value === undefined || value.trim() === '') return undefined;
@@ -48,13 +48,12 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
   return Math.max(0, (date - nowMs) / 1000);
 }
 
-/** Picks the client headers that may go upstream. */
+/** Picks the client headers that may go upstream (Node gives header names in lower case). */
 export function forwardableHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    const key = k.toLowerCase();
-    if (!FORWARD_REQUEST.has(key) || v === undefined) continue;
-    out[key] = Array.isArray(v) ? v.join(', ') : v;
+  for (const key of FORWARD_REQUEST) {
+    const v = headers[key];
+    if (v !== undefined) out[key] = Array.isArray(v) ? v.join(', ') : v;
   }
   return out;
 }
@@ -99,8 +98,9 @@ export class UpstreamClient {
         bodyTimeout: req.timeoutMs,
       });
       const out: Record<string, string> = {};
-      for (const [k, v] of Object.entries(res.headers)) {
-        if (v === undefined || DROP_RESPONSE.has(k.toLowerCase())) continue;
+      for (const k in res.headers) {
+        const v = res.headers[k]; // undici gives header names in lower case
+        if (v === undefined || DROP_RESPONSE.has(k)) continue;
         out[k] = Array.isArray(v) ? v.join(', ') : v;
       }
       const retryAfter = parseRetryAfter(out['retry-after'], this.options.now());

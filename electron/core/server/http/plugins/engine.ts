@@ -18,7 +18,7 @@ import type { EngineRoute, EngineService, GenerationResult, QueuePosition } from
 import { collect, generationId, newId, newTraceId, openAiSampling, restSampling, type GenerateOptions, type GenerationRequest } from '../../../services/engine/generation.js';
 import { TokenChunker } from '../../../services/engine/tokenChunker.js';
 import type { Auth } from '../../auth.js';
-import { clientGoneSignal } from '../../clientGone.js';
+import { httpClientGone } from '../../clientGone.js';
 import { errorBody, logServerError, toAppError } from '../errorEnvelope.js';
 import type { OpenAiHandlers, OpenAiModel } from './openaiRouter.js';
 
@@ -97,15 +97,11 @@ export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; cl
   const unix = () => Math.floor(clock.now() / 1000);
 
   /** Who asks, how urgently, and the signal that the client went away. */
-  const generateOptions = (request: FastifyRequest, reply: FastifyReply, route: EngineRoute, ttl: number | undefined): GenerateOptions => ({
+  const generateOptions = (request: FastifyRequest, route: EngineRoute, ttl: number | undefined): GenerateOptions => ({
     route,
     priority: priorityOf(request),
     requestId: String(request.id),
-    signal: clientGoneSignal((gone) =>
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) gone();
-      }),
-    ),
+    signal: httpClientGone(request.raw.socket),
     ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
   });
 
@@ -222,7 +218,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; cl
           ...(body.tool_choice ? { toolChoice: body.tool_choice } : {}),
         },
       };
-      const opts = generateOptions(request, reply, route, body.ttl);
+      const opts = generateOptions(request, route, body.ttl);
       const toolCallsOf = (r: GenerationResult) => r.toolCalls?.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: c.arguments } }));
       if (!body.stream) {
         return respondJson(reply, route, generation, opts, (r) => {
@@ -266,7 +262,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; cl
       const id = newId('cmpl');
       const created = unix();
       const generation: GenerationRequest = { kind: 'completion', input: { modelId: body.model, prompt, params: openAiSampling(body) } };
-      const opts = generateOptions(request, reply, route, body.ttl);
+      const opts = generateOptions(request, route, body.ttl);
       if (!body.stream) {
         return respondJson(reply, route, generation, opts, (r) => ({
           id,
@@ -301,7 +297,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; cl
       }
       const inputs = Array.isArray(body.input) ? body.input : [body.input];
       const q = queueHeaders();
-      const r = await engine.embed(body.model, inputs, { ...generateOptions(request, reply, route, body.ttl), onQueued: q.onQueued }).catch((err: unknown) => {
+      const r = await engine.embed(body.model, inputs, { ...generateOptions(request, route, body.ttl), onQueued: q.onQueued }).catch((err: unknown) => {
         throw rejected(route, err);
       });
       q.apply(reply);
@@ -336,7 +332,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; cl
 
     app.post('/api/v1/inference', { preHandler: auth.apiKey, schema: { body: InferenceRequest } }, async (request, reply) => {
       const body = request.body as InferenceRequest;
-      return respondJson(reply, 'api_inference', completion(body), generateOptions(request, reply, 'api_inference', body.ttl), (r) => ({
+      return respondJson(reply, 'api_inference', completion(body), generateOptions(request, 'api_inference', body.ttl), (r) => ({
         id: generationId(),
         modelId: r.modelId,
         object: 'text_completion',
@@ -358,7 +354,7 @@ export function createEngineHttp({ engine, clock }: { engine: EngineHttpPort; cl
           ...(traceId ? { traceId } : {}),
           choices: [{ index: 0, text, ...(finish ? { finish_reason: finish } : {}), offset }],
         });
-        return respondSse(request, reply, 'api_stream', completion(body), generateOptions(request, reply, 'api_stream', body.ttl), 'engine', (send) => {
+        return respondSse(request, reply, 'api_stream', completion(body), generateOptions(request, 'api_stream', body.ttl), 'engine', (send) => {
           const chunker = new TokenChunker(engine.chunkSize(), (text) => {
             send(event(text));
             offset++;

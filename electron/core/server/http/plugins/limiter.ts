@@ -13,6 +13,7 @@ import type { SnapshotStream } from '../../../base/snapshots.js';
 import { AppError, ErrorCode } from '../../../base/errors.js';
 import type { LimiterEvent, LimiterService } from '../../../services/limiter/limiterService.js';
 import type { Auth } from '../../auth.js';
+import { httpClientGone } from '../../clientGone.js';
 import type { OpenAiModel, RemoteOpenAiHandlers } from './openaiRouter.js';
 
 /**
@@ -68,11 +69,6 @@ export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpen
     if (route.kind === 'unknown-provider') throw limiter.unknownProviderError(route.prefix, modelId);
     if (route.kind !== 'provider') throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Model '${modelId}' is not a remote model`);
     const { priority, invalid } = parsePriority(request.headers['x-priority']);
-    const ac = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) ac.abort();
-    };
-    reply.raw.once('close', onClose);
     const res = await limiter.proxy({
       provider: route.provider,
       method: 'POST',
@@ -81,7 +77,7 @@ export function createLimiterOpenAiHandlers(limiter: LimiterService): RemoteOpen
       body: upstreamBody(typeof body.model === 'string' ? request.rawJson : null, body, modelId, upstreamModelId(modelId)),
       priority,
       priorityInvalid: invalid,
-      signal: ac.signal,
+      signal: httpClientGone(request.raw.socket),
       requestId: request.id,
       modelId,
     });
