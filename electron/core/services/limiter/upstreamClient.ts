@@ -192,11 +192,14 @@ export function mapUpstreamError(err: unknown, timeoutMs: number): AppError {
 
 /** Reads a whole (small) upstream body; a failure mid-body becomes the §6.9 error. */
 export async function readUpstreamBody(body: Readable, timeoutMs: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
   try {
+    // undici's body reads itself whole without an async iterator (the proxy's hot path).
+    const whole = body as Readable & { arrayBuffer?: () => Promise<ArrayBuffer> };
+    if (typeof whole.arrayBuffer === 'function') return Buffer.from(await whole.arrayBuffer());
+    const chunks: Buffer[] = [];
     for await (const c of body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
   } catch (err) {
     throw mapUpstreamError(err, timeoutMs);
   }
-  return Buffer.concat(chunks);
 }
