@@ -146,4 +146,30 @@ describe.skipIf(missing !== null || process.platform !== 'linux')(`a training jo
       await redis.restart();
     }
   }, 60_000);
+
+  it('a job submitted while Redis is down waits in the queue and runs once Redis is back', async () => {
+    writeFileSync(join(t.dataDir, 'datasets', 'short.json'), JSON.stringify({ steps: 20, stepMs: 10 }));
+    await redis.stop();
+    let jobId: string;
+    const status = async () => (await (await fetch(`${t.url}/api/v1/training/status/${jobId}`)).json()) as TrainingJobStatus;
+    const logs = async () => JSON.stringify(await (await fetch(`${t.url}/api/v1/training/${jobId}/logs?limit=1000`)).json());
+    try {
+      const res = await fetch(`${t.url}/api/v1/training/start`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ baseModel: 'org/remote-model', datasetPath: 'datasets/short.json', outputDir: 'after-outage', hyperParams: { learningRate: 0.01 } }),
+      });
+      expect(res.status).toBe(200);
+      jobId = ((await res.json()) as StartTrainingResponse).jobId;
+      await waitFor(async () => ((await logs()).includes('waiting for the GPU lock store to answer') ? true : undefined), 20_000, 'the job to say it waits for the lock store', 100);
+      expect((await status()).status).toBe('queued');
+    } finally {
+      await redis.restart();
+    }
+    const done = await waitFor(async () => {
+      const s = await status();
+      return ['completed', 'failed', 'cancelled'].includes(s.status) ? s : undefined;
+    }, 40_000, 'the job to finish after Redis is back', 100);
+    expect(done.status, `${JSON.stringify(done)} ${await logs()}`).toBe('completed');
+  }, 90_000);
 });

@@ -131,7 +131,8 @@ export class TrainingService extends BaseService {
   private retryTimer: TimerHandle | undefined;
   /** One-shot timers (queue pumps) not fired yet; cancelled when the service stops. */
   private readonly pendingTimers = new Set<TimerHandle>();
-  private waitingLogged = new Set<string>();
+  /** The last reason each waiting job was logged with (logged again only when it changes). */
+  private waitingLogged = new Map<string, string>();
   private trainerBuild: Promise<TrainerBinary> | undefined;
   private readonly listeners = new Map<string, Set<(event: TrainingEvent) => void>>();
   private readonly metrics: TrainingMetrics;
@@ -379,10 +380,13 @@ export class TrainingService extends BaseService {
       try {
         lease = await this.options.gpuLocks.acquire({ gpuId, holder: job.id, purpose: 'training' });
       } catch (err) {
-        if (err instanceof AppError && err.code === ErrorCode.CONFLICT) {
-          if (!this.waitingLogged.has(job.id)) {
-            this.waitingLogged.add(job.id);
-            this.log(job.id, 'info', `waiting for GPU lock gpu_lock:${gpuId}: ${err.message}`);
+        // Held by someone else, or the lock store is away (a cluster's Redis): the job waits in the
+        // queue and the lock is tried again every lockRetrySeconds.
+        if (err instanceof AppError && (err.code === ErrorCode.CONFLICT || err.code === ErrorCode.UNAVAILABLE)) {
+          const why = err.code === ErrorCode.CONFLICT ? `waiting for GPU lock gpu_lock:${gpuId}` : `waiting for the GPU lock store to answer (gpu_lock:${gpuId})`;
+          if (this.waitingLogged.get(job.id) !== err.code) {
+            this.waitingLogged.set(job.id, err.code);
+            this.log(job.id, 'info', `${why}: ${err.message}`);
           }
           this.scheduleRetry();
           return;
