@@ -219,7 +219,7 @@ export class ModelDownloads {
     }
 
     const now = this.options.clock.now();
-    const job: Job = {
+    const job = this.fromRecord({
       id: `dl-${randomUUID()}`,
       uri: input.uri,
       name,
@@ -233,13 +233,7 @@ export class ModelDownloads {
       createdAt: now,
       updatedAt: now,
       finishedAt: undefined,
-      abort: undefined,
-      running: undefined,
-      cancelRequested: false,
-      samples: [],
-      lastEmit: 0,
-      lastPersist: 0,
-    };
+    });
     this.jobs.set(job.id, job);
     this.persist(job);
     this.options.logger.info({ id: job.id, uri: job.uri, name, url: job.url }, 'download queued');
@@ -533,6 +527,7 @@ export class ModelDownloads {
     this.records.put(job);
   }
 
+  /** A job of this process for a stored (or new) record: nothing running yet. */
   private fromRecord(record: DownloadRecord): Job {
     return {
       ...record,

@@ -3,6 +3,7 @@ import { useStore } from 'zustand';
 import { useApp, useEveryTick } from '../../app/context.js';
 import { Badge, ErrorText, Gauge, NotAvailable, Empty } from '../../app/components.js';
 import { WINDOWS, type ChartLine } from '../../lib/chartTypes.js';
+import { ChartWindowPicker } from '../../lib/ChartWindowPicker.js';
 import { LiveChart } from '../../lib/LiveChart.js';
 import { clockTime, num, pct } from '../../lib/format.js';
 import { mergeWindows } from '../../lib/series.js';
@@ -81,13 +82,7 @@ export default function LimiterPage() {
                 </table>
               </div>
             </div>
-            <div className="row" role="group" aria-label="Chart window">
-              {WINDOWS.map((w) => (
-                <button key={w.label} type="button" aria-pressed={windowMs === w.ms} className={windowMs === w.ms ? 'primary' : ''} onClick={() => setWindowMs(w.ms)}>
-                  {w.label}
-                </button>
-              ))}
-            </div>
+            <ChartWindowPicker windowMs={windowMs} onChange={setWindowMs} />
             <div className="grid" style={{ gridTemplateColumns: 'repeat(auto-fill, minmax(320px, 1fr))', marginTop: 8 }}>
               <div>
                 <h3>Current rate (RPM)</h3>

@@ -5,6 +5,7 @@ import { useApp, useEveryTick } from '../../app/context.js';
 import { gpuUtilization, tokensPerSecond } from '../../app/liveStore.js';
 import { Badge, Empty, Gauge } from '../../app/components.js';
 import { WINDOWS, type ChartLine } from '../../lib/chartTypes.js';
+import { ChartWindowPicker } from '../../lib/ChartWindowPicker.js';
 import { LiveChart } from '../../lib/LiveChart.js';
 import { bytes, duration, num, pct } from '../../lib/format.js';
 import { mergeWindows } from '../../lib/series.js';
@@ -111,13 +112,7 @@ export default function OverviewPage() {
           )}
         </section>
       </div>
-      <div className="row" role="group" aria-label="Chart window">
-        {WINDOWS.map((w) => (
-          <button key={w.label} type="button" aria-pressed={windowMs === w.ms} className={windowMs === w.ms ? 'primary' : ''} onClick={() => setWindowMs(w.ms)}>
-            {w.label}
-          </button>
-        ))}
-      </div>
+      <ChartWindowPicker windowMs={windowMs} onChange={setWindowMs} />
       <div className="grid" style={{ gridTemplateColumns: 'repeat(auto-fill, minmax(420px, 1fr))', marginTop: 12 }}>
         <section className="card">
           <h3>CPU, RAM, GPU (%)</h3>
