@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ensureAdminToken } from './base/adminToken.js';
-import { SystemClock, type Clock } from './base/clock.js';
+import { SystemClock, type Clock, type TimerHandle } from './base/clock.js';
 import { ConfigAdmin } from './base/configAdmin.js';
 import { ConfigError, ConfigStore, loadSettings, type LoadSettingsOptions, type Settings } from './base/config.js';
 import { HealthRegistry } from './base/health.js';
@@ -151,6 +151,9 @@ export interface Console {
   close(options?: { graceMs?: number }): Promise<void>;
   addresses(): ConsoleAddresses;
 }
+
+/** At a drain's deadline: after the services are aborted, how long their requests have to send their 503 before the connections are cut. */
+const CUT_AFTER_ABORT_MS = 1000;
 
 /**
  * Which services use which (through the ports they are given here): stopping one from the tray
@@ -431,10 +434,27 @@ export function createConsole(options: ConsoleOptions = {}): Console {
     };
     stream.stop();
     if (deadline) {
-      // Every listener stops accepting at once; requests and calls in flight finish (or are cut
-      // when the deadline fires), then the services drain with the same deadline.
+      // Every service begins its drain and every listener stops accepting, at once: queued work is
+      // refused (503) while requests and calls in flight finish. When the deadline fires, what is
+      // left is aborted: the services first (so requests in flight answer with their 503), then,
+      // after at most CUT_AFTER_ABORT_MS, the connections still open are cut.
+      for (const s of started) s.beginDrain({ deadline });
+      const cut = new AbortController();
+      let cutTimer: TimerHandle | null = null;
+      let aborting: Promise<void> | null = null;
+      const onDeadline = () => {
+        aborting = (async () => {
+          for (const s of [...started].reverse()) await s.destroy().catch((err: unknown) => errors.push(err));
+          cutTimer = clock.setTimeout(() => cut.abort(), CUT_AFTER_ABORT_MS);
+        })();
+      };
+      if (deadline.aborted) onDeadline();
+      else deadline.addEventListener('abort', onDeadline, { once: true });
       const listeners = [http, limiterHttp, metricsHttp].filter((h): h is HttpServer => h !== undefined);
-      await Promise.all([...listeners.map((h) => attempt(() => h.close({ deadline }))), attempt(() => grpc.close(deadline))]);
+      await Promise.all([...listeners.map((h) => attempt(() => h.close({ deadline: cut.signal }))), attempt(() => grpc.close(cut.signal))]);
+      deadline.removeEventListener('abort', onDeadline);
+      if (aborting) await aborting;
+      (cutTimer as TimerHandle | null)?.cancel();
     } else {
       await attempt(() => http.close());
       if (limiterHttp) await attempt(() => limiterHttp.close());

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsole, type TestConsole } from '../helpers/startConsole.js';
 import { installTinyModel } from '../helpers/tinyModel.js';
+import { waitUntil } from '../helpers/wait.js';
 
 /**
  * Many more concurrent requests than context sequences: every one must be queued by priority and
@@ -92,5 +93,32 @@ describe('engine under load (tiny model, CPU)', () => {
     const results = await Promise.all(requests);
     const errors = c.logs.filter((l) => l.includes('"level":50'));
     expect(results.filter((r) => r.status !== 200).map((r) => `${r.status} ${r.body.slice(0, 200)}`), errors.join('\n').slice(0, 3000)).toEqual([]);
+  }, 180_000);
+
+  // Last: it stops the console.
+  it('a console drain refuses the queued requests at once (503) and lets the running ones finish', async () => {
+    const long = async () => {
+      const res = await fetch(`${c.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny', prompt: 'the cat', max_tokens: 400, temperature: 0 }),
+      });
+      return { status: res.status, at: performance.now(), body: await res.text() };
+    };
+    const requests = Array.from({ length: PARALLEL * 3 }, () => long());
+    await waitUntil(() => c.console.engine.snapshot().queue.total >= PARALLEL, 20_000, 'requests waiting in the engine queue');
+    const t0 = performance.now();
+    const closing = c.console.close({ graceMs: 120_000 });
+    const results = await Promise.all(requests);
+    await closing;
+    const refused = results.filter((r) => r.status === 503);
+    const served = results.filter((r) => r.status === 200);
+    expect(refused.length + served.length).toBe(results.length);
+    expect(served.length).toBeGreaterThanOrEqual(PARALLEL);
+    expect(refused.length).toBeGreaterThanOrEqual(PARALLEL);
+    for (const r of refused) expect(r.body).toContain('The engine is stopping');
+    // Refused at the start of the drain, long before the running ones end.
+    expect(Math.max(...refused.map((r) => r.at - t0))).toBeLessThan(Math.min(...served.map((r) => r.at - t0)));
+    for (const r of served) expect((JSON.parse(r.body) as { choices: Array<{ finish_reason: string }> }).choices[0]!.finish_reason).toBe('length');
   }, 180_000);
 });

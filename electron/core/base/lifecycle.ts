@@ -23,6 +23,8 @@ export interface CloseOptions {
 export interface Service {
   readonly name: string;
   start(): Promise<void>;
+  /** Starts a drain (new work refused at once) without waiting; close() finishes it. */
+  beginDrain(options?: CloseOptions): void;
   close(options?: CloseOptions): Promise<void>;
   destroy(): Promise<void>;
   stop(): Promise<void>;
@@ -89,6 +91,8 @@ export abstract class BaseService implements Service {
   private stopping: Promise<void> | null = null;
   /** Aborted by destroy() during a drain, so onDrain() returns at once whatever the deadline. */
   private drainAbort: AbortController | null = null;
+  /** The drain beginDrain() started (onDrain, settled either way). */
+  private drained: Promise<void> | null = null;
 
   /** True while the service accepts new work (false while it drains, stops or is stopped). */
   get running(): boolean {
@@ -108,6 +112,7 @@ export abstract class BaseService implements Service {
   async start(): Promise<void> {
     if (this.state === 'running') return;
     // A start while a close/destroy is under way waits for it, then starts afresh.
+    if (this.state === 'draining' && !this.closing) await this.close().catch(() => undefined);
     if (this.closing) await this.closing.catch(() => undefined);
     if (this.stopping) await this.stopping.catch(() => undefined);
     if (this.pending) await this.pending;
@@ -132,6 +137,24 @@ export abstract class BaseService implements Service {
   }
 
   /**
+   * Starts a drain without waiting for it: new work is refused at once and onDrain() runs until
+   * `deadline` (or a destroy()). close() then waits for it and stops. The console begins every
+   * service's drain at once, so queued work is refused while the listeners still finish requests.
+   */
+  beginDrain(options: CloseOptions = {}): void {
+    if (this.state !== 'running' || this.pending) return;
+    this.state = 'draining';
+    const abort = new AbortController();
+    this.drainAbort = abort;
+    const deadline = options.deadline ? AbortSignal.any([options.deadline, abort.signal]) : abort.signal;
+    this.drained = this.onDrain(deadline)
+      .catch(() => undefined) // a drain that fails ends early; what is left is aborted by destroy()
+      .finally(() => {
+        this.drainAbort = null;
+      });
+  }
+
+  /**
    * Drains (see Service): refuses new work, waits for onDrain() until `deadline` (or a destroy()),
    * then stops. A second call joins the first; a call while destroy() runs waits for it.
    */
@@ -139,25 +162,18 @@ export abstract class BaseService implements Service {
     if (this.pending) await this.pending.catch(() => undefined);
     if (this.closing) return this.closing;
     if (this.stopping) return this.stopping;
-    if (this.state !== 'running') return;
-    this.state = 'draining';
-    const abort = new AbortController();
-    this.drainAbort = abort;
-    const deadline = options.deadline ? AbortSignal.any([options.deadline, abort.signal]) : abort.signal;
+    this.beginDrain(options);
+    if (this.state !== 'draining') return;
+    const drained = this.drained ?? Promise.resolve();
     this.closing = (async () => {
-      try {
-        await this.onDrain(deadline);
-      } catch {
-        // a drain that fails ends early; what is left is aborted below
-      } finally {
-        this.drainAbort = null;
-      }
+      await drained;
       await this.destroy();
     })();
     try {
       await this.closing;
     } finally {
       this.closing = null;
+      this.drained = null;
     }
   }
 
@@ -171,11 +187,15 @@ export abstract class BaseService implements Service {
     if (this.state !== 'running' && this.state !== 'draining') return;
     this.drainAbort?.abort();
     this.state = 'stopping';
+    const drained = this.drained;
     this.stopping = (async () => {
       try {
+        // onDrain returns promptly once its signal fires; onStop starts when it has.
+        if (drained) await drained;
         await this.onStop();
       } finally {
         await this.disposables.dispose();
+        this.drained = null;
         this.state = 'stopped';
       }
     })();

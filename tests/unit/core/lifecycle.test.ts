@@ -136,6 +136,40 @@ describe('BaseService close (drain) and destroy (abort)', () => {
     expect(svc.draining).toBe(false);
   });
 
+  it('beginDrain refuses new work at once without waiting; a later close finishes that same drain', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    const deadline = new AbortController();
+    svc.beginDrain({ deadline: deadline.signal });
+    expect(svc.draining).toBe(true);
+    expect(() => svc.submit()).toThrow('worker is stopping');
+    svc.beginDrain(); // a second begin changes nothing
+    let closed = false;
+    const closing = svc.close().then(() => (closed = true));
+    await waitUntil(() => svc.events.includes('drain'), 5000, 'onDrain to be called');
+    expect(closed).toBe(false);
+    deadline.abort(); // the deadline beginDrain was given still counts
+    await closing;
+    expect(await job.done).toBe('aborted');
+    expect(svc.events).toEqual(['start', 'drain', 'drain cut', 'stop']);
+  });
+
+  it('destroy after beginDrain aborts the drain; a close afterwards does nothing', async () => {
+    const svc = new Worker();
+    await svc.start();
+    const job = svc.submit();
+    svc.beginDrain();
+    await waitUntil(() => svc.events.includes('drain'), 5000, 'onDrain to be called');
+    await svc.destroy();
+    expect(await job.done).toBe('aborted');
+    await svc.close();
+    expect(svc.events).toEqual(['start', 'drain', 'drain cut', 'stop']);
+    await svc.start(); // and it starts afresh
+    expect(svc.running).toBe(true);
+    await svc.stop();
+  });
+
   it('proceeds when the deadline fires: what is left is aborted', async () => {
     const svc = new Worker();
     await svc.start();

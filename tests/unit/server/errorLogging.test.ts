@@ -11,7 +11,7 @@ import { HttpServer } from '../../../electron/core/server/http/httpServer.js';
 
 /** Every 5xx is logged once with its cause and the request id; 4xx are not logged as errors. */
 describe('HTTP error logging', () => {
-  it('logs the cause of a 500 (an unknown error) and of a 503 AppError once, with the request id', async () => {
+  it('logs the cause of a 500 (an unknown error) and of a 503 AppError once, with the request id; a bare 503 refusal is a warning', async () => {
     const lines: Array<Record<string, unknown>> = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -29,6 +29,9 @@ describe('HTTP error logging', () => {
       app.get('/api/v1/busy', async () => {
         throw new AppError(ErrorCode.UNAVAILABLE, 'engine stopping', { cause: new Error('underlying reason') });
       });
+      app.get('/api/v1/stopping', async () => {
+        throw new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping');
+      });
       app.get('/api/v1/bad', async () => {
         throw new AppError(ErrorCode.INVALID_REQUEST, 'bad field');
       });
@@ -38,12 +41,17 @@ describe('HTTP error logging', () => {
     expect(boom.json()).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'Internal error' } });
     const busy = await http.app.inject({ method: 'GET', url: '/api/v1/busy', headers: { 'x-request-id': 'req-503' } });
     expect(busy.statusCode).toBe(503);
+    const stopping = await http.app.inject({ method: 'GET', url: '/api/v1/stopping', headers: { 'x-request-id': 'req-refused' } });
+    expect(stopping.statusCode).toBe(503);
     const bad = await http.app.inject({ method: 'GET', url: '/api/v1/bad', headers: { 'x-request-id': 'req-400' } });
     expect(bad.statusCode).toBe(400);
     const errors = lines.filter((l) => l.level === 50);
     expect(errors.map((l) => l.reqId)).toEqual(['req-500', 'req-503']);
     expect((errors[0]!.err as { message: string }).message).toBe('sequence id 3 is gone');
     expect((errors[1]!.err as { message: string }).message).toBe('underlying reason');
+    // A 503 of our own without a cause (stopping, queue full) is a refusal: one warning, no stack.
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings.map((l) => [l.reqId, l.msg, 'err' in l])).toEqual([['req-refused', 'request refused: The engine is stopping', false]]);
     await http.app.close();
   });
 });

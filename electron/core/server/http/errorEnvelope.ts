@@ -128,7 +128,14 @@ export function toAppError(error: unknown): AppError {
 export function logServerError(request: FastifyRequest, err: AppError, original: unknown = err): void {
   if (err.status < 500) return;
   const cause = err.cause ?? (original === err ? undefined : original);
-  (request.server.consoleLog ?? request.log).error({ err: cause ?? err, reqId: request.id, url: request.url, status: err.status, code: err.code }, `request failed: ${err.message}`);
+  const log = request.server.consoleLog ?? request.log;
+  // A 503 of our own with no cause (stopping, not running, queue full) is the service saying no,
+  // not a fault: a warning without a stack. Anything else, or with a cause, is an error.
+  if (err.code === ErrorCode.UNAVAILABLE && cause === undefined) {
+    log.warn({ reqId: request.id, url: request.url, status: err.status, code: err.code }, `request refused: ${err.message}`);
+    return;
+  }
+  log.error({ err: cause ?? err, reqId: request.id, url: request.url, status: err.status, code: err.code }, `request failed: ${err.message}`);
 }
 
 /** Sends `err` in the envelope of the request's route family. */
