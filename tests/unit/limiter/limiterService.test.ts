@@ -162,20 +162,26 @@ describe('LimiterService', () => {
     await service.stop();
   });
 
-  it('close() drains: a call already upstream gets its answer, a new one 503 "The limiter is stopping"; the deadline cuts the rest', async () => {
+  it('close() drains: a call already upstream gets its answer; one waiting for a token and a new one get 503 (stopping); the deadline cuts the rest', async () => {
     // A real upstream that answers only when the test lets it.
     const held: Array<() => void> = [];
     const upstream = createServer((_req, res) => void held.push(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')));
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
-    const { service } = build({ upstream_url: url, rate_rpm: 600, bucket_capacity: 100 });
+    // One token, refilled only on the fake clock (which stays still): a second call waits for a token.
+    const { service } = build({ upstream_url: url, rate_rpm: 6, bucket_capacity: 1 });
     const call = () => service.proxy({ provider: 'nvidia', method: 'POST', path: '/chat/completions', headers: {}, body: '{}', priority: 'normal', priorityInvalid: false, signal: new AbortController().signal, requestId: 'r' });
     try {
       await service.start();
       const first = call();
       await waitUntil(() => held.length === 1, 5000, 'the first call to reach the upstream');
+      const queued = call();
+      queued.catch(() => undefined);
+      await waitUntil(() => service.status().queue.current_size === 1, 5000, 'the second call to wait for a token');
       const closing = service.close();
       expect(service.draining).toBe(true);
+      // Waiting for a token is not started work: refused at once, not held until the deadline.
+      await expect(queued).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/is stopping/) });
       await expect(call()).rejects.toMatchObject({ code: 'UNAVAILABLE', message: 'The limiter is stopping' });
       held.shift()!();
       const res = await first;

@@ -465,8 +465,11 @@ export class LimiterService extends BaseService {
     this.options.logger.info({ providers: this.providers() }, 'limiter started');
   }
 
-  /** Lets the calls already queued or upstream finish (new ones get 503 "The limiter is stopping"). */
+  /** Refuses the calls waiting for a token (503, stopping) and lets those already upstream finish (new ones get 503 "The limiter is stopping"). */
   protected override async onDrain(deadline: AbortSignal): Promise<void> {
+    // What waits for a token has not started: refused now (503 "… is stopping") so its client can
+    // retry elsewhere at once (a token may be further away than the grace), as the engine does.
+    for (const e of this.entries.values()) e.limiter.stop();
     if (this.inFlight === 0) return;
     const log = this.options.logger;
     log.info({ in_flight: this.inFlight }, 'limiter draining: waiting for the calls in flight');
