@@ -405,21 +405,6 @@ export function createConsole(options: ConsoleOptions = {}): Console {
   };
 
   /**
-   * Drains one service until `deadline`; when it fires, destroy() aborts the service's drain
-   * whatever deadline that drain had (one the tray started keeps its own otherwise).
-   */
-  const closeService = async (s: Service, deadline: AbortSignal): Promise<void> => {
-    if (deadline.aborted) return s.destroy();
-    const abort = () => void s.destroy().catch(() => undefined);
-    deadline.addEventListener('abort', abort, { once: true });
-    try {
-      await s.close({ deadline });
-    } finally {
-      deadline.removeEventListener('abort', abort);
-    }
-  };
-
-  /**
    * Winds everything down: listeners, then services in reverse start order, then the core's own
    * parts. `deadline` null aborts (stop/destroy); otherwise it drains until `deadline` fires.
    */
@@ -433,28 +418,27 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       }
     };
     stream.stop();
+    const reversed = [...started].reverse();
+    // Drain: when the deadline fires, what is left is aborted: every service (also one the tray is
+    // draining with a deadline of its own), so requests in flight answer with their 503, then, after
+    // at most CUT_AFTER_ABORT_MS, the connections still open are cut.
+    const cut = new AbortController();
+    let cutTimer: TimerHandle | null = null;
+    let aborting: Promise<void> | null = null;
+    const onDeadline = () => {
+      aborting = (async () => {
+        for (const s of reversed) await s.destroy().catch((err: unknown) => errors.push(err));
+        cutTimer = clock.setTimeout(() => cut.abort(), CUT_AFTER_ABORT_MS);
+      })();
+    };
     if (deadline) {
       // Every service begins its drain and every listener stops accepting, at once: queued work is
-      // refused (503) while requests and calls in flight finish. When the deadline fires, what is
-      // left is aborted: the services first (so requests in flight answer with their 503), then,
-      // after at most CUT_AFTER_ABORT_MS, the connections still open are cut.
+      // refused (503) while requests and calls in flight finish.
       for (const s of started) s.beginDrain({ deadline });
-      const cut = new AbortController();
-      let cutTimer: TimerHandle | null = null;
-      let aborting: Promise<void> | null = null;
-      const onDeadline = () => {
-        aborting = (async () => {
-          for (const s of [...started].reverse()) await s.destroy().catch((err: unknown) => errors.push(err));
-          cutTimer = clock.setTimeout(() => cut.abort(), CUT_AFTER_ABORT_MS);
-        })();
-      };
       if (deadline.aborted) onDeadline();
       else deadline.addEventListener('abort', onDeadline, { once: true });
       const listeners = [http, limiterHttp, metricsHttp].filter((h): h is HttpServer => h !== undefined);
       await Promise.all([...listeners.map((h) => attempt(() => h.close({ deadline: cut.signal }))), attempt(() => grpc.close(cut.signal))]);
-      deadline.removeEventListener('abort', onDeadline);
-      if (aborting) await aborting;
-      (cutTimer as TimerHandle | null)?.cancel();
     } else {
       await attempt(() => http.close());
       if (limiterHttp) await attempt(() => limiterHttp.close());
@@ -462,7 +446,10 @@ export function createConsole(options: ConsoleOptions = {}): Console {
       await attempt(() => grpc.stop());
     }
     for (const t of coreTasks) t.stop();
-    for (const s of started.reverse()) await attempt(() => (deadline ? closeService(s, deadline) : s.stop()));
+    for (const s of reversed) await attempt(() => (deadline ? s.close({ deadline }) : s.stop()));
+    deadline?.removeEventListener('abort', onDeadline);
+    if (aborting) await aborting;
+    (cutTimer as TimerHandle | null)?.cancel();
     started.length = 0;
     periodic.stopAll();
     metrics.stop();

@@ -7,7 +7,7 @@ import type { Clock } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
 import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
 import type { ComponentHealth } from '../../base/health.js';
-import { BaseService } from '../../base/lifecycle.js';
+import { BaseService, drainUntil } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
 import type { ModelFilesPort } from '../../base/ports.js';
 import type { BackendChoice, SelfTestResult } from './backendSelfTest.js';
@@ -15,28 +15,13 @@ import { toChatHistory, toFunctions } from './chatHistory.js';
 import { EngineMetrics, type EngineRoute, type RequestOutcome } from './engineMetrics.js';
 import { EventChannel, type GenerateOptions, type GenerationEvent, type GenerationRequest } from './generation.js';
 import { LlamaBackend, llamaCpp } from './llamaBackend.js';
-import { ModelPool, type GpuLent, type LoadedModel } from './modelPool.js';
+import { ModelPool, stoppingError, type GpuLent, type LoadedModel } from './modelPool.js';
 import { SequenceScheduler } from './sequenceScheduler.js';
 import type { QueuePosition, WaitingRequest } from './waitQueue.js';
 
 /** How long after start-up the backend is detected (when `engine.detectOnStart`). */
 const DETECT_DELAY_MS = 1500;
 
-/** What a request refused or aborted because the engine drains or stops gets (503). */
-const stoppingError = (): AppError => new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping');
-
-/** Resolves once every promise has settled, or when `signal` fires, whichever comes first. */
-function settledOrAborted(promises: readonly Promise<unknown>[], signal: AbortSignal): Promise<void> {
-  if (signal.aborted || promises.length === 0) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    signal.addEventListener('abort', done, { once: true });
-    void Promise.allSettled(promises).then(done);
-  });
-}
 
 export type { EngineRoute } from './engineMetrics.js';
 export type { GenerateOptions, GenerationEvent, GenerationRequest } from './generation.js';
@@ -226,7 +211,7 @@ export class EngineService extends BaseService {
    */
   protected override async onDrain(deadline: AbortSignal): Promise<void> {
     this.scheduler.close(stoppingError());
-    await settledOrAborted([...this.accepted], deadline);
+    await drainUntil(deadline, Promise.allSettled([...this.accepted]));
   }
 
   protected override async onStop(): Promise<void> {

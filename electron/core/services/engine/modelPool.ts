@@ -112,6 +112,9 @@ export interface ModelPoolOptions {
   refusal: () => AppError | null;
 }
 
+/** What a request refused or aborted because the engine drains or stops gets (503). */
+export const stoppingError = (): AppError => new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping');
+
 const fileName = (file: LocalModelFile): string => file.path.split(/[\\/]/).pop() ?? file.id;
 
 /**
@@ -404,7 +407,7 @@ export class ModelPool {
    */
   async ensureLoaded(id: string, ttlSeconds?: number, waiter?: LoadWaiter, pin = false): Promise<LoadedModel> {
     for (;;) {
-      const refused = this.stopping ? new AppError(ErrorCode.UNAVAILABLE, 'The engine is stopping') : this.options.refusal();
+      const refused = this.stopping ? stoppingError() : this.options.refusal();
       if (refused) throw refused;
       let m = this.loaded.get(id);
       if (!m) {
