@@ -1,3 +1,5 @@
+import { AppError, ErrorCode } from './errors.js';
+
 /** Something that holds resources and releases them when disposed. */
 export interface Disposable {
   dispose(): void | Promise<void>;
@@ -102,6 +104,15 @@ export abstract class BaseService implements Service {
   /** True while close() lets work in flight finish (new work is already refused). */
   get draining(): boolean {
     return this.state === 'draining';
+  }
+
+  /**
+   * Why new work is refused now, or null while the service runs: 503 UNAVAILABLE "`subject` is
+   * stopping" while it drains, "`subject` is not running" otherwise (e.g. subject "The limiter").
+   */
+  protected refusal(subject: string): AppError | null {
+    if (this.state === 'running') return null;
+    return new AppError(ErrorCode.UNAVAILABLE, `${subject} is ${this.state === 'draining' ? 'stopping' : 'not running'}`);
   }
 
   /** Re-reads the state after an await (defeats TypeScript's narrowing). */

@@ -5,7 +5,7 @@ import type { EngineConfig } from '../../../../shared/contracts/config/engine.js
 import type { Priority } from '../../../../shared/contracts/priority.js';
 import type { Clock } from '../../base/clock.js';
 import type { ConfigStore } from '../../base/config.js';
-import { AppError, ErrorCode, invalidRequest } from '../../base/errors.js';
+import { AppError, invalidRequest } from '../../base/errors.js';
 import type { ComponentHealth } from '../../base/health.js';
 import { BaseService, drainUntil } from '../../base/lifecycle.js';
 import type { MetricsRegistry } from '../../base/metrics.js';
@@ -171,7 +171,7 @@ export class EngineService extends BaseService {
       isCurrent: (m) => this.pool.isCurrent(m),
       settled: (m) => this.pool.scheduleIdle(m),
     });
-    this.pool = new ModelPool({ config, clock: options.clock, logger: options.logger, models: options.models, backend: this.backend, scheduler: this.scheduler, refusal: () => this.refusal() });
+    this.pool = new ModelPool({ config, clock: options.clock, logger: options.logger, models: options.models, backend: this.backend, scheduler: this.scheduler, refusal: () => this.refusal('The engine') });
     this.metrics = new EngineMetrics(options.metrics, {
       depth: () => this.scheduler.depthByPriority(),
       active: () => this.pool.activeSequences(),
@@ -196,11 +196,6 @@ export class EngineService extends BaseService {
     }
   }
 
-  /** Why new work is refused now (503), or null while the engine runs. */
-  private refusal(): AppError | null {
-    if (this.running) return null;
-    return this.draining ? stoppingError() : new AppError(ErrorCode.UNAVAILABLE, 'The engine is not running');
-  }
 
   /**
    * Drains: new requests are refused (503, see `refusal`), and so is every accepted request that
@@ -549,7 +544,7 @@ export class EngineService extends BaseService {
    * tracks it until it ends so that a drain can wait for it.
    */
   private admit<R>(opts: RunOptions, run: () => Promise<R>, aborted?: (r: R) => boolean): Promise<R> {
-    const refused = this.refusal();
+    const refused = this.refusal('The engine');
     const work = this.counted(opts, refused ? () => Promise.reject(refused) : run, aborted);
     if (refused) return work;
     const tracked = work.then(

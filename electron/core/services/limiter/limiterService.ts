@@ -142,7 +142,6 @@ export class LimiterService extends BaseService {
   /** Learned rates not yet written (rate steps inside one state), written together at most once per second. */
   private readonly unsaved = new Map<string, { rate: LearnedRate; at: number }>();
   private saveTimer: TimerHandle | null = null;
-  /** Proxied calls in flight (queued, upstream, or streaming the answer); a drain waits for them. */
   /** Calls between their arrival and the end of their relayed answer (a drain waits for them). */
   private inFlight = 0;
   private readonly idleWaiters: Array<() => void> = [];
@@ -198,8 +197,8 @@ export class LimiterService extends BaseService {
   async proxy(call: ProxyCall): Promise<UpstreamResponse> {
     const entry = this.entries.get(call.provider);
     if (!entry) throw new AppError(ErrorCode.MODEL_NOT_FOUND, `Provider '${call.provider}' is not configured`);
-    if (this.draining) throw new AppError(ErrorCode.UNAVAILABLE, 'The limiter is stopping');
-    if (!this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The limiter is not running');
+    const refused = this.refusal('The limiter');
+    if (refused) throw refused;
     const { limiter, client } = entry;
     this.inFlight++; // a counter, not a promise per call: this is the proxy's hot path
     let handedOver = false;

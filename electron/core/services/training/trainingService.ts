@@ -216,8 +216,8 @@ export class TrainingService extends BaseService {
 
   /** Validates and queues a job (§4.1). Paths are untrusted: see `StartTrainingRequest`. */
   async submit(request: StartTrainingRequest): Promise<StartTrainingResponse> {
-    if (this.draining) throw new AppError(ErrorCode.UNAVAILABLE, 'The training service is stopping');
-    if (!this.running) throw new AppError(ErrorCode.UNAVAILABLE, 'The training service is not running');
+    const refused = this.refusal('The training service');
+    if (refused) throw refused;
     const plan = await this.planner.plan(request);
     const conflict = this.jobs.activeForOutputDir(plan.outputDir);
     if (conflict) {
