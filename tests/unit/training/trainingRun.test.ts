@@ -8,7 +8,7 @@ import { FakeClock } from '../../../electron/core/base/clock.js';
 import { AppError, ErrorCode } from '../../../electron/core/base/errors.js';
 import { ChildProcessRegistry } from '../../../electron/core/base/managedProcess.js';
 import { MetricsRegistry } from '../../../electron/core/base/metrics.js';
-import type { GpuLease, GpuLockPort } from '../../../electron/core/base/ports.js';
+import type { GpuLease, GpuLockPort, HeartbeatPort } from '../../../electron/core/base/ports.js';
 import type { JobProgress, JobRow } from '../../../electron/core/services/training/jobStore.js';
 import { TrainingMetrics } from '../../../electron/core/services/training/trainingMetrics.js';
 import { TrainingRun, type TrainerCommand } from '../../../electron/core/services/training/trainingRun.js';
@@ -64,7 +64,7 @@ describe('TrainingRun (one running job, with the fake trainer)', () => {
   });
 
   /** A run of the fake trainer with `plan` as its dataset (see fixtures/fakeTrainer.mjs). */
-  const makeRun = (name: string, plan: Record<string, unknown>, lease?: GpuLease) => {
+  const makeRun = (name: string, plan: Record<string, unknown>, lease?: GpuLease, heartbeats?: HeartbeatPort) => {
     const datasetPath = join(dir, `${name}.json`);
     writeFileSync(datasetPath, JSON.stringify(plan));
     const configPath = join(dir, `${name}-config.json`);
@@ -100,6 +100,7 @@ describe('TrainingRun (one running job, with the fake trainer)', () => {
         trainerProcess: () => undefined,
       },
       ...(lease ? { gpuLocks: locks } : {}),
+      ...(heartbeats ? { heartbeats } : {}),
       heartbeatIntervalMs: 1000,
       cancelGraceMs: () => 5000,
       children,
@@ -194,6 +195,26 @@ describe('TrainingRun (one running job, with the fake trainer)', () => {
     expect(await run.ended).toEqual({ status: 'failed', error: 'gpu lock lost: not renewed within its 3 s TTL (lock store unavailable)', result: null });
     expect(logs).toContain('lost the GPU lock: lock store unavailable');
     expect(locks.released).toEqual([]);
+  });
+
+  it('a heartbeat that finds the lock gone during the outage gives the same reason (TTL ran out), not a forced release', async () => {
+    // Monitoring's own view lets the lock expire while Redis is away; its heartbeat can notice that
+    // before the renewal retry does. Both must tell the same story.
+    const beats: HeartbeatPort = {
+      register: async () => undefined,
+      complete: async () => undefined,
+      onTimeout: () => () => undefined,
+      beat: async () => {
+        if (locks.renewFails === 'unavailable' && locks.renewals > 1) throw new AppError(ErrorCode.CONFLICT, 'Task job-racing no longer holds gpu_lock:0: stop using the GPU');
+      },
+    };
+    const { run, start } = makeRun('racing', { steps: 100_000, stepMs: 20 }, lease(), beats);
+    await start();
+    await stepped(run);
+    locks.renewFails = 'unavailable';
+    await clock.advanceAsync(2500, 250);
+    expect(await run.ended).toEqual({ status: 'failed', error: 'gpu lock lost: not renewed within its 3 s TTL (lock store unavailable)', result: null });
+    expect(logs).toContain('lost the GPU lock: Task job-racing no longer holds gpu_lock:0: stop using the GPU');
   });
 
   it('fails the run at once when a renewal says the lock is someone else\'s', async () => {

@@ -112,6 +112,8 @@ export class TrainingRun implements Disposable {
   /** How long an early end lets the trainer stop after SIGTERM (set with `abortValue`). */
   private grace: number | AbortSignal = 0;
   private settling = false;
+  /** Since when renewals of the lease fail because the lock store is away (null: they don't). */
+  private leaseOutageSince: number | null = null;
   private lastError: string | undefined;
   private readonly stderrTail: string[] = [];
   /** The first native assertion or error line the trainer printed (a backtrace follows it). */
@@ -274,7 +276,6 @@ export class TrainingRun implements Disposable {
     const renewMs = Math.max(1000, Math.min(30_000, (lease.ttlSeconds * 1000) / 3));
     let heldUntil = clock.monotonic() + lease.ttlSeconds * 1000;
     let renewing = false;
-    let outageSince: number | null = null;
     let retry: TimerHandle | undefined;
     this.resources.add({ dispose: () => retry?.cancel() });
     const renew = (): void => {
@@ -289,8 +290,8 @@ export class TrainingRun implements Disposable {
           renewing = false;
           this.leaseValue = renewed;
           heldUntil = sentAt + renewed.ttlSeconds * 1000;
-          if (outageSince !== null) this.log('info', `GPU lock renewed again after ${((clock.monotonic() - outageSince) / 1000).toFixed(1)} s of failed renewals`);
-          outageSince = null;
+          if (this.leaseOutageSince !== null) this.log('info', `GPU lock renewed again after ${((clock.monotonic() - this.leaseOutageSince) / 1000).toFixed(1)} s of failed renewals`);
+          this.leaseOutageSince = null;
         },
         (err: unknown) => {
           renewing = false;
@@ -300,12 +301,12 @@ export class TrainingRun implements Disposable {
           }
           const now = clock.monotonic();
           const left = heldUntil - now;
+          if (this.leaseOutageSince === null) this.leaseOutageSince = now;
           if (left <= 0) {
-            this.lockLost(err, `gpu lock lost: not renewed within its ${held.ttlSeconds} s TTL (lock store unavailable)`);
+            this.lockLost(err);
             return;
           }
-          if (outageSince === null) {
-            outageSince = now;
+          if (this.leaseOutageSince === now) {
             this.log('warn', `could not renew the GPU lock (${err.message}); retrying until it would expire in ${(left / 1000).toFixed(1)} s`);
           }
           retry = clock.setTimeout(renew, Math.max(50, Math.min(500, left / 4)));
@@ -315,8 +316,17 @@ export class TrainingRun implements Disposable {
     this.resources.add(timerDisposable(clock.setInterval(renew, renewMs)));
   }
 
+  /**
+   * While the lock store is away nobody can force-release the lock, so a lock found gone then (a
+   * heartbeat noticing it before the renewal retry does) ran out its TTL: the run says so.
+   */
+  private leaseOutageReason(): string | undefined {
+    const held = this.leaseValue;
+    return held && this.leaseOutageSince !== null ? `gpu lock lost: not renewed within its ${held.ttlSeconds} s TTL (lock store unavailable)` : undefined;
+  }
+
   /** The GPU lock was taken away (forced release, expiry): the run fails with the contract's reason. */
-  private lockLost(err: unknown, reason = 'gpu lock force-released'): void {
+  private lockLost(err: unknown, reason = this.leaseOutageReason() ?? 'gpu lock force-released'): void {
     if (this.abortValue || this.settling) return;
     this.leaseValue = undefined;
     this.log('error', `lost the GPU lock: ${(err as Error).message}`);
