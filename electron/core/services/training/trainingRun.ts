@@ -301,12 +301,13 @@ export class TrainingRun implements Disposable {
           }
           const now = clock.monotonic();
           const left = heldUntil - now;
-          if (this.leaseOutageSince === null) this.leaseOutageSince = now;
+          const firstFailure = this.leaseOutageSince === null;
+          if (firstFailure) this.leaseOutageSince = now;
           if (left <= 0) {
             this.lockLost(err);
             return;
           }
-          if (this.leaseOutageSince === now) {
+          if (firstFailure) {
             this.log('warn', `could not renew the GPU lock (${err.message}); retrying until it would expire in ${(left / 1000).toFixed(1)} s`);
           }
           retry = clock.setTimeout(renew, Math.max(50, Math.min(500, left / 4)));
