@@ -40,13 +40,12 @@ describe('gRPC TrainingService (contract §10)', () => {
   const call = <Req, Res>(fn: Unary<Req, Res>, request: Req) =>
     new Promise<{ err: grpc.ServiceError | null; res?: Res }>((resolve) => fn.call(client, request, new grpc.Metadata(), (err, res) => resolve({ err, res })));
 
+  /** A StartTraining stream of the tiny model on the cat dataset into `outputDir`. */
+  const startTraining = (outputDir: string, epochs: number) =>
+    client.StartTraining({ base_model: 'tiny', dataset_path: 'datasets/cat.txt', output_dir: outputDir, hyper_params: { epochs, learning_rate: 0.001, max_seq_length: 128 } });
+
   it('StartTraining streams progress until the job completes; status and list agree', async () => {
-    const stream = client.StartTraining({
-      base_model: 'tiny',
-      dataset_path: 'datasets/cat.txt',
-      output_dir: 'grpc-run',
-      hyper_params: { epochs: 1, learning_rate: 0.001, max_seq_length: 128 },
-    });
+    const stream = startTraining('grpc-run', 1);
     const messages: ProgressMessage[] = [];
     await new Promise<void>((resolve, reject) => {
       stream.on('data', (m: ProgressMessage) => messages.push(m));
@@ -90,12 +89,7 @@ describe('gRPC TrainingService (contract §10)', () => {
 
   // Last: it stops the console.
   it('a drain ends a StartTraining progress stream at once with UNAVAILABLE (it does not hold the drain up)', async () => {
-    const stream = client.StartTraining({
-      base_model: 'tiny',
-      dataset_path: 'datasets/cat.txt',
-      output_dir: 'grpc-drain',
-      hyper_params: { epochs: 200, learning_rate: 0.001, max_seq_length: 128 },
-    });
+    const stream = startTraining('grpc-drain', 200);
     const messages: ProgressMessage[] = [];
     const ended = new Promise<string>((resolve) => {
       stream.on('error', (err: grpc.ServiceError) => resolve(`${err.code} ${err.details}`));
